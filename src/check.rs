@@ -1,0 +1,387 @@
+//! Checking one inbound extract file from disk: the I/O around the pure validator.
+//!
+//! Opens and hashes the file in one streaming pass, reads rows through the CSV or XML
+//! reader, validates each, finds duplicate keys with flat memory, and returns the
+//! [`FileReport`] (plus, when asked, the valid rows and the keys of rejected rows, which
+//! ingestion needs). Nothing is changed anywhere.
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::core::codes::{Code, Severity};
+use crate::core::extract::csv::CsvRows;
+use crate::core::extract::xml::XmlRows;
+use crate::core::extract::{FileProblem, RowSource, SourceError};
+use crate::core::filename::{parse_inbound_name, ExtractFormat, InboundKind, InboundName};
+use crate::core::ids::MailboxId;
+use crate::core::report::{error_rate_problem, FileKind, FileReport, Outcome};
+use crate::core::validate::{ExtractRules, PlanRow, RowKey, RowProblem, Verdict};
+use crate::dupes::{DuplicateFinder, MAX_ROWS};
+use indicatif::ProgressBar;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::Path;
+
+/// A reader that hashes and counts what passes through it and moves a progress bar.
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    bar: ProgressBar,
+}
+
+impl<R: Read> HashingReader<R> {
+    pub fn new(inner: R, bar: ProgressBar) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+            bar,
+        }
+    }
+
+    /// Reads whatever is left, then returns the hex sha256 of everything read.
+    pub fn finish(mut self) -> io::Result<String> {
+        io::copy(&mut self, &mut io::sink())?;
+        self.bar.finish_and_clear();
+        Ok(hex::encode(self.hasher.finalize()))
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bar.inc(n as u64);
+        Ok(n)
+    }
+}
+
+/// What to keep besides the report.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Keep {
+    /// Keep the valid rows (ingest needs them; validate does not).
+    pub rows: bool,
+}
+
+/// Rows kept for ingestion.
+#[derive(Debug, Default)]
+pub struct Kept {
+    /// Valid rows, duplicates removed (only with `Keep::rows`).
+    pub valid: Vec<PlanRow>,
+    /// Keys of rejected rows whose NHS number and plan type are valid (only with `Keep::rows`).
+    pub rejected_keys: Vec<RowKey>,
+}
+
+/// The result of checking an extract.
+#[derive(Debug)]
+pub struct CheckedExtract {
+    pub report: FileReport,
+    pub name: Option<InboundName>,
+    pub kept: Kept,
+}
+
+/// Checks one file as if it had been dropped into `mailbox` (or its owner's, if `None`).
+/// `Err` only for I/O failures; everything wrong with the file is in the report.
+pub fn check_file(
+    path: &Path,
+    mailbox: Option<&MailboxId>,
+    config: &Config,
+    clock: &dyn Clock,
+    keep: Keep,
+) -> io::Result<CheckedExtract> {
+    let received_at = clock.now();
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(io::Error::other(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    let parsed = parse_inbound_name(&file_name);
+    let mailbox = mailbox.cloned().or_else(|| match &parsed {
+        Ok(InboundName {
+            kind: InboundKind::Extract { la, .. },
+            ..
+        }) => Some(MailboxId::La(*la)),
+        Ok(InboundName {
+            kind: InboundKind::Attendance { ods },
+            ..
+        }) => Some(MailboxId::Health(ods.clone())),
+        Err(_) => None,
+    });
+    let mut report = FileReport {
+        file: file_name.clone(),
+        sha256: String::new(),
+        mailbox: mailbox.as_ref().map(ToString::to_string),
+        kind: match &parsed {
+            Ok(InboundName {
+                kind: InboundKind::Attendance { .. },
+                ..
+            }) => FileKind::Attendance,
+            _ => FileKind::Extract,
+        },
+        outcome: Outcome::Rejected,
+        response_code: "",
+        received_at,
+        processed_at: received_at,
+        sender: None,
+        extracted_at: None,
+        rows: 0,
+        valid_rows: 0,
+        invalid_rows: 0,
+        warnings: 0,
+        blank_rows: 0,
+        changes: None,
+        file_errors: Vec::new(),
+        row_errors: Vec::new(),
+        quarantine_id: None,
+    };
+    let mut kept = Kept::default();
+    let mut reader = HashingReader::new(
+        File::open(path)?,
+        crate::progress::file_bar(meta.len(), &file_name),
+    );
+
+    let problem = match &parsed {
+        Err(message) => Some(FileProblem::new(Code::FileName, message.clone())),
+        Ok(name) => {
+            report.extracted_at = Some(name.at);
+            authorise(name, mailbox.as_ref(), config)
+        }
+    }
+    .or_else(|| {
+        (meta.len() > config.max_file_bytes).then(|| {
+            FileProblem::new(
+                Code::TooLarge,
+                format!(
+                    "the file is {} bytes, more than the {} bytes the gateway accepts: split the work with the gateway team",
+                    meta.len(),
+                    config.max_file_bytes
+                ),
+            )
+        })
+    });
+    if let Ok(InboundName {
+        kind: InboundKind::Extract { la, .. },
+        ..
+    }) = &parsed
+    {
+        report.sender = Some(la.to_string());
+    }
+    match (problem, &parsed) {
+        (Some(p), _) => report.file_errors.push(p),
+        (None, Ok(name)) => {
+            if let InboundKind::Extract { format, .. } = name.kind {
+                read_rows(&mut reader, name, format, keep, &mut report, &mut kept)?;
+            }
+        }
+        (None, Err(_)) => {}
+    }
+    report.sha256 = reader.finish()?;
+    if report.file_errors.is_empty() {
+        if let Some(p) =
+            error_rate_problem(report.rows, report.invalid_rows, config.max_error_share)
+        {
+            report.file_errors.push(p);
+        }
+    }
+    report.warnings = report
+        .row_errors
+        .iter()
+        .filter(|p| p.severity == Severity::Warning)
+        .count() as u64;
+    report.conclude();
+    report.processed_at = clock.now();
+    Ok(CheckedExtract {
+        report,
+        name: parsed.ok(),
+        kept,
+    })
+}
+
+/// `NOT_AUTHORISED` unless the file's owner is the mailbox's owner and a configured party.
+fn authorise(
+    name: &InboundName,
+    mailbox: Option<&MailboxId>,
+    config: &Config,
+) -> Option<FileProblem> {
+    let owner = match &name.kind {
+        InboundKind::Extract { la, .. } => MailboxId::La(*la),
+        InboundKind::Attendance { .. } => {
+            return Some(FileProblem::new(
+                Code::FileName,
+                "attendance files are not handled by this version of the gateway yet",
+            ))
+        }
+    };
+    let mailbox = mailbox.unwrap_or(&owner);
+    if *mailbox != owner {
+        return Some(FileProblem::new(
+            Code::NotAuthorised,
+            format!("the file is for {owner} but arrived in mailbox {mailbox}: a mailbox may only send its own organisation's files"),
+        ));
+    }
+    if !config.is_party(mailbox) {
+        return Some(FileProblem::new(
+            Code::NotAuthorised,
+            format!("{mailbox} is not a party of this gateway (see local_authorities and health_org in the configuration)"),
+        ));
+    }
+    None
+}
+
+/// Reads and validates every row; file problems go into the report.
+fn read_rows<R: Read>(
+    reader: &mut HashingReader<R>,
+    name: &InboundName,
+    format: ExtractFormat,
+    keep: Keep,
+    report: &mut FileReport,
+    kept: &mut Kept,
+) -> io::Result<()> {
+    let InboundKind::Extract { la, .. } = name.kind else {
+        return Ok(());
+    };
+    let mut dupes = DuplicateFinder::new();
+    let result = match format {
+        ExtractFormat::Csv => CsvRows::new(reader).and_then(|mut source| {
+            let r = validate_rows(&mut source, la, name, keep, report, kept, &mut dupes);
+            report.blank_rows = source.blank_rows();
+            r
+        }),
+        ExtractFormat::Xml => {
+            XmlRows::new(BufReader::with_capacity(1 << 16, reader)).and_then(|mut source| {
+                let header = source.header().clone();
+                if header.la_code != la.to_string() {
+                    return Err(FileProblem::new(
+                        Code::Xml,
+                        format!(
+                            "Extract laCode {:?} does not match LA {la} of the file name",
+                            header.la_code
+                        ),
+                    )
+                    .into());
+                }
+                if header.extracted_at != name.at {
+                    return Err(FileProblem::new(
+                        Code::Xml,
+                        format!(
+                            "Extract extractedAt {} does not match the time {} in the file name",
+                            header.extracted_at.to_rfc3339(),
+                            name.at.to_rfc3339()
+                        ),
+                    )
+                    .into());
+                }
+                validate_rows(&mut source, la, name, keep, report, kept, &mut dupes)
+            })
+        }
+    };
+    match result {
+        Ok(()) => {}
+        Err(SourceError::File(p)) => report.file_errors.push(p),
+        Err(SourceError::Io(e)) => return Err(e),
+    }
+    mark_duplicates(dupes.finish()?, report, kept);
+    Ok(())
+}
+
+fn validate_rows(
+    source: &mut dyn RowSource,
+    la: crate::core::ids::LaCode,
+    name: &InboundName,
+    keep: Keep,
+    report: &mut FileReport,
+    kept: &mut Kept,
+    dupes: &mut DuplicateFinder,
+) -> Result<(), SourceError> {
+    let rules = ExtractRules::new(la, name.at, source.dialect());
+    while let Some(raw) = source.next_row()? {
+        if raw.number > MAX_ROWS {
+            return Err(FileProblem::new(
+                Code::TooLarge,
+                format!("the file has more than {MAX_ROWS} rows"),
+            )
+            .into());
+        }
+        report.rows += 1;
+        match rules.check(&raw, &mut report.row_errors) {
+            Verdict::Valid(row) => {
+                report.valid_rows += 1;
+                dupes.push(row.key().packed(), row.row)?;
+                if keep.rows {
+                    kept.valid.push(row);
+                }
+            }
+            Verdict::Rejected { key } => {
+                report.invalid_rows += 1;
+                if let Some(key) = key {
+                    dupes.push(key.packed(), raw.number)?;
+                    if keep.rows {
+                        kept.rejected_keys.push(key);
+                    }
+                }
+            }
+        }
+    }
+    source.finish()
+}
+
+/// Rejects every row of a repeated key (SPEC 2.4: both rows are rejected).
+fn mark_duplicates(dupes: Vec<(u64, u64)>, report: &mut FileReport, kept: &mut Kept) {
+    if dupes.is_empty() {
+        return;
+    }
+    let mut rows_of: HashMap<u64, Vec<u64>> = HashMap::new();
+    for &(key, row) in &dupes {
+        rows_of.entry(key).or_default().push(row);
+    }
+    // Row errors are in row order until now, so a binary search finds a row's errors.
+    let had_error = |errors: &[RowProblem], row: u64| {
+        let start = errors.partition_point(|p| p.row < row);
+        errors[start..]
+            .iter()
+            .take_while(|p| p.row == row)
+            .any(|p| p.severity == Severity::Error)
+    };
+    let mut newly_invalid = std::collections::HashSet::new();
+    let mut added = Vec::with_capacity(dupes.len());
+    for &(key, row) in &dupes {
+        if !had_error(&report.row_errors, row) {
+            newly_invalid.insert(row);
+        }
+        let others: Vec<String> = rows_of[&key]
+            .iter()
+            .filter(|&&r| r != row)
+            .take(5)
+            .map(u64::to_string)
+            .collect();
+        added.push(RowProblem {
+            row,
+            line: None,
+            column: "nhs_number",
+            code: Code::Duplicate,
+            severity: Severity::Error,
+            message: format!(
+                "the same NHS number and plan type are also in row {}: all of these rows are rejected, send one row per child and plan",
+                others.join(", ")
+            ),
+        });
+    }
+    report.valid_rows -= newly_invalid.len() as u64;
+    report.invalid_rows += newly_invalid.len() as u64;
+    let rejected_keys = &mut kept.rejected_keys;
+    kept.valid.retain(|r| {
+        let dup = newly_invalid.contains(&r.row);
+        if dup {
+            rejected_keys.push(r.key());
+        }
+        !dup
+    });
+    report.row_errors.extend(added);
+    report.row_errors.sort_by_key(|p| p.row);
+}

@@ -1,0 +1,425 @@
+//! `config.toml` → a validated [`Config`] (SPEC 8). The only place that reads it.
+//!
+//! Every key has a default; an unknown key or a bad value is an error naming the key. Paths
+//! are relative to the config file's folder. Without `--config`, `./config.toml` is used if
+//! it exists, otherwise the built-in defaults (root `var` under the current folder).
+
+use crate::core::ids::{local_authorities, LaCode, MailboxId, OdsCode};
+use anyhow::{Context, Result};
+use chrono::NaiveTime;
+use chrono_tz::Tz;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    gateway: RawGateway,
+    #[serde(default)]
+    health_org: Vec<RawHealthOrg>,
+    #[serde(default)]
+    sftp: Vec<RawSftp>,
+    mesh: Option<RawMesh>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawGateway {
+    root: String,
+    settle_ms: u64,
+    max_file_bytes: u64,
+    max_error_share: f64,
+    max_closure_share: f64,
+    notify_interval_s: u64,
+    report_time: String,
+    timezone: String,
+    overdue_hours: u32,
+    local_authorities: Option<Vec<String>>,
+}
+
+impl Default for RawGateway {
+    fn default() -> Self {
+        RawGateway {
+            root: "var".into(),
+            settle_ms: 500,
+            max_file_bytes: 512 * 1024 * 1024,
+            max_error_share: 0.5,
+            max_closure_share: 0.2,
+            notify_interval_s: 300,
+            report_time: "02:00".into(),
+            timezone: "Europe/London".into(),
+            overdue_hours: 36,
+            local_authorities: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealthOrg {
+    ods: String,
+    name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSftp {
+    mailbox: String,
+    host: String,
+    #[serde(default = "default_ssh_port")]
+    port: u16,
+    user: String,
+    key: String,
+    known_hosts: String,
+    remote_in: String,
+    remote_out: String,
+    #[serde(default = "default_poll_s")]
+    poll_s: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMesh {
+    url: String,
+    mesh_mailbox: String,
+    password: String,
+    shared_key: String,
+    ca: Option<String>,
+    client_cert: Option<String>,
+    client_key: Option<String>,
+    #[serde(default = "default_poll_s")]
+    poll_s: u64,
+    #[serde(default = "default_chunk_bytes")]
+    chunk_bytes: u64,
+    #[serde(default)]
+    partner: Vec<RawMeshPartner>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMeshPartner {
+    mailbox: String,
+    mesh_mailbox: String,
+}
+
+fn default_ssh_port() -> u16 {
+    22
+}
+fn default_poll_s() -> u64 {
+    60
+}
+fn default_chunk_bytes() -> u64 {
+    20 * 1024 * 1024
+}
+
+/// A health organisation that may send attendance files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthOrg {
+    pub ods: OdsCode,
+    pub name: String,
+}
+
+/// One SFTP remote (used by the SFTP transport).
+#[derive(Debug, Clone)]
+pub struct SftpRemote {
+    pub mailbox: MailboxId,
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub key: PathBuf,
+    pub known_hosts: PathBuf,
+    pub remote_in: String,
+    pub remote_out: String,
+    pub poll: Duration,
+}
+
+/// The gateway's own MESH mailbox (used by the MESH transport).
+#[derive(Debug, Clone)]
+pub struct MeshConfig {
+    pub url: String,
+    pub mesh_mailbox: String,
+    pub password: String,
+    pub shared_key: String,
+    pub ca: Option<PathBuf>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    pub poll: Duration,
+    pub chunk_bytes: u64,
+    pub partners: Vec<(MailboxId, String)>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the config file lives (or the current folder): relative paths start here.
+    pub base_dir: PathBuf,
+    pub root: PathBuf,
+    pub settle: Duration,
+    pub max_file_bytes: u64,
+    pub max_error_share: f64,
+    pub max_closure_share: f64,
+    pub notify_interval: Duration,
+    pub report_time: NaiveTime,
+    pub timezone: Tz,
+    pub overdue_hours: u32,
+    pub local_authorities: Vec<LaCode>,
+    pub health_orgs: Vec<HealthOrg>,
+    pub sftp: Vec<SftpRemote>,
+    pub mesh: Option<MeshConfig>,
+}
+
+impl Config {
+    /// Loads `path`, or `./config.toml` if it exists, or the defaults.
+    pub fn load(path: Option<&Path>) -> Result<Config> {
+        let (path, must_exist) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from("config.toml"), false),
+        };
+        if !must_exist && !path.exists() {
+            return Config::parse("", &std::env::current_dir()?, "defaults");
+        }
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let dir = std::path::absolute(&dir).unwrap_or(dir);
+        Config::parse(&text, &dir, &path.display().to_string())
+    }
+
+    /// Parses config text; `origin` names it in errors.
+    pub fn parse(text: &str, base_dir: &Path, origin: &str) -> Result<Config> {
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| anyhow::anyhow!("{origin}: {}", e.to_string().trim_end()))?;
+        let g = raw.gateway;
+        let bad = |key: &str, why: String| anyhow::anyhow!("{origin}: {key}: {why}");
+        let share = |key: &str, v: f64| {
+            if (0.0..=1.0).contains(&v) {
+                Ok(v)
+            } else {
+                Err(bad(key, format!("{v} must be a share between 0 and 1")))
+            }
+        };
+        let max_error_share = share("gateway.max_error_share", g.max_error_share)?;
+        let max_closure_share = share("gateway.max_closure_share", g.max_closure_share)?;
+        if g.max_file_bytes == 0 {
+            return Err(bad("gateway.max_file_bytes", "must be more than 0".into()));
+        }
+        if g.notify_interval_s == 0 {
+            return Err(bad(
+                "gateway.notify_interval_s",
+                "must be at least 1".into(),
+            ));
+        }
+        if g.root.trim().is_empty() {
+            return Err(bad("gateway.root", "must name a folder".into()));
+        }
+        let report_time = NaiveTime::parse_from_str(&g.report_time, "%H:%M").map_err(|_| {
+            bad(
+                "gateway.report_time",
+                format!("{:?} is not a time written HH:MM", g.report_time),
+            )
+        })?;
+        let timezone: Tz = g.timezone.parse().map_err(|_| {
+            bad(
+                "gateway.timezone",
+                format!(
+                    "{:?} is not an IANA time zone such as Europe/London",
+                    g.timezone
+                ),
+            )
+        })?;
+        let local_authorities = match g.local_authorities {
+            None => local_authorities().iter().map(|la| la.code).collect(),
+            Some(codes) => {
+                let mut out = Vec::new();
+                for code in codes {
+                    let la = LaCode::parse(&code)
+                        .map_err(|e| bad("gateway.local_authorities", e.to_string()))?;
+                    if out.contains(&la) {
+                        return Err(bad(
+                            "gateway.local_authorities",
+                            format!("{la} is listed twice"),
+                        ));
+                    }
+                    out.push(la);
+                }
+                out
+            }
+        };
+        let mut health_orgs = Vec::new();
+        for (i, org) in raw.health_org.into_iter().enumerate() {
+            let ods = OdsCode::parse(&org.ods).ok_or_else(|| {
+                bad(
+                    &format!("health_org[{i}].ods"),
+                    format!(
+                        "{:?} is not an ODS code (3 to 10 upper-case letters and digits)",
+                        org.ods
+                    ),
+                )
+            })?;
+            if health_orgs.iter().any(|h: &HealthOrg| h.ods == ods) {
+                return Err(bad(
+                    &format!("health_org[{i}].ods"),
+                    format!("{ods} is listed twice"),
+                ));
+            }
+            health_orgs.push(HealthOrg {
+                ods,
+                name: org.name,
+            });
+        }
+        let resolve = |p: &str| base_dir.join(p);
+        let mut sftp = Vec::new();
+        for (i, s) in raw.sftp.into_iter().enumerate() {
+            let mailbox =
+                MailboxId::parse(&s.mailbox).map_err(|e| bad(&format!("sftp[{i}].mailbox"), e))?;
+            if s.poll_s == 0 {
+                return Err(bad(
+                    &format!("sftp[{i}].poll_s"),
+                    "must be at least 1".into(),
+                ));
+            }
+            sftp.push(SftpRemote {
+                mailbox,
+                host: s.host,
+                port: s.port,
+                user: s.user,
+                key: resolve(&s.key),
+                known_hosts: resolve(&s.known_hosts),
+                remote_in: s.remote_in,
+                remote_out: s.remote_out,
+                poll: Duration::from_secs(s.poll_s),
+            });
+        }
+        let mesh = match raw.mesh {
+            None => None,
+            Some(m) => {
+                let mut partners = Vec::new();
+                for (i, p) in m.partner.into_iter().enumerate() {
+                    let mailbox = MailboxId::parse(&p.mailbox)
+                        .map_err(|e| bad(&format!("mesh.partner[{i}].mailbox"), e))?;
+                    partners.push((mailbox, p.mesh_mailbox));
+                }
+                if m.chunk_bytes == 0 {
+                    return Err(bad("mesh.chunk_bytes", "must be more than 0".into()));
+                }
+                Some(MeshConfig {
+                    url: m.url,
+                    mesh_mailbox: m.mesh_mailbox,
+                    password: m.password,
+                    shared_key: m.shared_key,
+                    ca: m.ca.as_deref().map(resolve),
+                    client_cert: m.client_cert.as_deref().map(resolve),
+                    client_key: m.client_key.as_deref().map(resolve),
+                    poll: Duration::from_secs(m.poll_s.max(1)),
+                    chunk_bytes: m.chunk_bytes,
+                    partners,
+                })
+            }
+        };
+        Ok(Config {
+            root: resolve(&g.root),
+            base_dir: base_dir.to_path_buf(),
+            settle: Duration::from_millis(g.settle_ms),
+            max_file_bytes: g.max_file_bytes,
+            max_error_share,
+            max_closure_share,
+            notify_interval: Duration::from_secs(g.notify_interval_s),
+            report_time,
+            timezone,
+            overdue_hours: g.overdue_hours,
+            local_authorities,
+            health_orgs,
+            sftp,
+            mesh,
+        })
+    }
+
+    /// Whether a mailbox belongs to a configured party.
+    pub fn is_party(&self, mailbox: &MailboxId) -> bool {
+        match mailbox {
+            MailboxId::La(la) => self.local_authorities.contains(la),
+            MailboxId::Health(ods) => self.health_orgs.iter().any(|h| &h.ods == ods),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config> {
+        Config::parse(text, Path::new("/srv/cpis"), "config.toml")
+    }
+
+    fn error(text: &str) -> String {
+        format!("{:#}", parse(text).unwrap_err())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.root, Path::new("/srv/cpis/var"));
+        assert_eq!(c.settle, Duration::from_millis(500));
+        assert_eq!(c.max_file_bytes, 536_870_912);
+        assert_eq!(c.max_error_share, 0.5);
+        assert_eq!(c.local_authorities.len(), 153);
+        assert_eq!(c.timezone, chrono_tz::Europe::London);
+        assert_eq!(c.report_time, NaiveTime::from_hms_opt(2, 0, 0).unwrap());
+    }
+
+    #[test]
+    fn full_example_parses() {
+        let c = parse(
+            r#"
+[gateway]
+root = "data"
+local_authorities = ["919", "202"]
+[[health_org]]
+ods = "RWG"
+name = "West Hertfordshire Teaching Hospitals NHS Trust"
+[[sftp]]
+mailbox = "LA919"
+host = "sftp.example.org"
+user = "cpis"
+key = "keys/la919"
+known_hosts = "keys/known_hosts"
+remote_in = "/outbound"
+remote_out = "/inbound"
+[mesh]
+url = "https://localhost:8700"
+mesh_mailbox = "X26GW001"
+password = "p"
+shared_key = "k"
+[[mesh.partner]]
+mailbox = "LA919"
+mesh_mailbox = "X26LA919"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.local_authorities.len(), 2);
+        assert_eq!(c.sftp[0].port, 22);
+        assert_eq!(c.sftp[0].key, Path::new("/srv/cpis/keys/la919"));
+        assert_eq!(c.mesh.unwrap().partners.len(), 1);
+        assert_eq!(c.health_orgs[0].ods.as_str(), "RWG");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        assert!(error("[gateway]\nsettle = 5").contains("settle"));
+        assert!(error("[gatway]\n").contains("gatway"));
+        assert!(error("[gateway]\nmax_error_share = 1.5").contains("gateway.max_error_share"));
+        assert!(error("[gateway]\nsettle_ms = \"fast\"").contains("settle_ms"));
+        assert!(error("[gateway]\nreport_time = \"25:00\"").contains("gateway.report_time"));
+        assert!(error("[gateway]\ntimezone = \"Mars/Olympus\"").contains("gateway.timezone"));
+        assert!(
+            error("[gateway]\nlocal_authorities = [\"999\"]").contains("gateway.local_authorities")
+        );
+        assert!(error("[[health_org]]\nods = \"x\"\nname = \"n\"").contains("health_org[0].ods"));
+    }
+}

@@ -1,0 +1,182 @@
+//! LA extracts (SPEC 2.2, 2.3): the columns, and streaming readers for CSV and XML that both
+//! yield numbered [`RawRow`]s into the same validator.
+
+pub mod csv;
+pub mod xml;
+
+use super::codes::Code;
+use std::fmt;
+use std::io;
+
+/// A column of the extract, whatever the file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Column {
+    NhsNumber,
+    PlanType,
+    StartDate,
+    EndDate,
+    LaCode,
+    LaName,
+    EdtPhone,
+    OfficePhone,
+    LocalRef,
+    ExpectedDeliveryDate,
+}
+
+/// Number of columns; the index of a column in [`RawRow`] is `column as usize`.
+pub const COLUMN_COUNT: usize = 10;
+
+impl Column {
+    pub const ALL: [Column; COLUMN_COUNT] = [
+        Column::NhsNumber,
+        Column::PlanType,
+        Column::StartDate,
+        Column::EndDate,
+        Column::LaCode,
+        Column::LaName,
+        Column::EdtPhone,
+        Column::OfficePhone,
+        Column::LocalRef,
+        Column::ExpectedDeliveryDate,
+    ];
+
+    /// The CSV header name (lower case; headers match case-insensitively).
+    pub fn csv_name(self) -> &'static str {
+        match self {
+            Column::NhsNumber => "nhs_number",
+            Column::PlanType => "plan_type",
+            Column::StartDate => "start_date",
+            Column::EndDate => "end_date",
+            Column::LaCode => "la_code",
+            Column::LaName => "la_name",
+            Column::EdtPhone => "edt_phone",
+            Column::OfficePhone => "office_phone",
+            Column::LocalRef => "local_ref",
+            Column::ExpectedDeliveryDate => "expected_delivery_date",
+        }
+    }
+
+    /// The attribute name on an XML `Plan` element.
+    pub fn xml_name(self) -> &'static str {
+        match self {
+            Column::NhsNumber => "nhsNumber",
+            Column::PlanType => "type",
+            Column::StartDate => "start",
+            Column::EndDate => "end",
+            Column::LaCode => "laCode",
+            Column::LaName => "laName",
+            Column::EdtPhone => "edtPhone",
+            Column::OfficePhone => "officePhone",
+            Column::LocalRef => "localRef",
+            Column::ExpectedDeliveryDate => "expectedDeliveryDate",
+        }
+    }
+
+    /// Whether a CSV header must name the column. (In XML, `laCode` may be left to the root.)
+    pub fn required(self) -> bool {
+        matches!(
+            self,
+            Column::NhsNumber
+                | Column::PlanType
+                | Column::StartDate
+                | Column::LaCode
+                | Column::EdtPhone
+                | Column::OfficePhone
+        )
+    }
+}
+
+/// Which spelling of column names messages use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Csv,
+    Xml,
+}
+
+impl Dialect {
+    pub fn name(self, column: Column) -> &'static str {
+        match self {
+            Dialect::Csv => column.csv_name(),
+            Dialect::Xml => column.xml_name(),
+        }
+    }
+}
+
+/// The largest field the gateway accepts, in bytes (SPEC 2.2).
+pub const MAX_FIELD_BYTES: usize = 256;
+
+/// One data row as read, before validation: each column's text, trimmed, if the file has it.
+#[derive(Debug, Clone, Copy)]
+pub struct RawRow<'a> {
+    /// 1 = the first data row.
+    pub number: u64,
+    /// The line of the file the row starts on, where the reader knows it.
+    pub line: Option<u64>,
+    pub fields: [Option<&'a str>; COLUMN_COUNT],
+}
+
+impl<'a> RawRow<'a> {
+    pub fn get(&self, column: Column) -> Option<&'a str> {
+        self.fields[column as usize]
+    }
+}
+
+/// A problem that rejects the whole file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FileProblem {
+    pub code: Code,
+    pub message: String,
+}
+
+impl FileProblem {
+    pub fn new(code: Code, message: impl Into<String>) -> FileProblem {
+        FileProblem {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for FileProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+/// Why a reader stopped: the file is bad, or reading it failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{0}")]
+    File(FileProblem),
+    #[error("read failed: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl From<FileProblem> for SourceError {
+    fn from(p: FileProblem) -> Self {
+        SourceError::File(p)
+    }
+}
+
+/// A streaming source of numbered rows. Rows borrow the reader's buffer, so this is a
+/// lending "iterator": call `next_row` until it returns `Ok(None)`.
+pub trait RowSource {
+    fn next_row(&mut self) -> Result<Option<RawRow<'_>>, SourceError>;
+
+    /// Spelling of column names for messages about this source.
+    fn dialect(&self) -> Dialect;
+
+    /// Checks made once the last row is read (e.g. XML `recordCount`).
+    fn finish(&mut self) -> Result<(), SourceError> {
+        Ok(())
+    }
+}
+
+/// Shortens a value for echoing in a message.
+pub fn shown(value: &str) -> String {
+    const MAX: usize = 40;
+    match value.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{:?}…", &value[..cut]),
+        None => format!("{value:?}"),
+    }
+}

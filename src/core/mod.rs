@@ -1,0 +1,17 @@
+//! The pure domain: identifiers, parsing, validation, reconciliation and report models.
+//!
+//! Nothing here touches the filesystem, a database, the network or the clock: readers take
+//! any `std::io::Read`, and times come in as arguments.
+
+pub mod codes;
+pub mod date;
+pub mod extract;
+pub mod filename;
+pub mod ids;
+pub mod nhs;
+pub mod phone;
+pub mod plan;
+pub mod render;
+pub mod report;
+pub mod synth;
+pub mod validate;

@@ -1,0 +1,73 @@
+//! Human-readable text for file reports: grouped by code, the first rows of each, totals.
+
+use super::codes::{Code, Severity};
+use super::report::FileReport;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// How many rows of each code are listed before "and N more".
+pub const ROWS_PER_CODE: usize = 5;
+
+/// Renders one file's report for a terminal or a log.
+pub fn file_report_text(report: &FileReport) -> String {
+    let mut out = String::new();
+    let mailbox = report.mailbox.as_deref().unwrap_or("-");
+    let _ = writeln!(
+        out,
+        "{}  [{mailbox}]  {} ({})",
+        report.file,
+        report.outcome.as_str(),
+        report.response_code
+    );
+    let _ = writeln!(
+        out,
+        "  rows: {} ({} valid, {} invalid), warnings: {}{}",
+        report.rows,
+        report.valid_rows,
+        report.invalid_rows,
+        report.warnings,
+        if report.blank_rows > 0 {
+            format!(", blank rows skipped: {}", report.blank_rows)
+        } else {
+            String::new()
+        }
+    );
+    if let Some(c) = &report.changes {
+        let _ = writeln!(
+            out,
+            "  changes: new {}, updated {}, unchanged {}, ended {}, reopened {}, closed by absence {}, retained {}",
+            c.new, c.updated, c.unchanged, c.ended, c.reopened, c.closed_by_absence, c.retained
+        );
+    }
+    if let Some(id) = &report.quarantine_id {
+        let _ = writeln!(out, "  quarantined as {id}");
+    }
+    for p in &report.file_errors {
+        let _ = writeln!(out, "  file error {}: {}", p.code, p.message);
+    }
+    let mut by_code: BTreeMap<(bool, Code), Vec<usize>> = BTreeMap::new();
+    for (i, p) in report.row_errors.iter().enumerate() {
+        by_code
+            .entry((p.severity == Severity::Warning, p.code))
+            .or_default()
+            .push(i);
+    }
+    for ((warning, code), indexes) in &by_code {
+        let _ = writeln!(
+            out,
+            "  {} {code}: {} row{} - {}",
+            if *warning { "warning" } else { "error" },
+            indexes.len(),
+            if indexes.len() == 1 { "" } else { "s" },
+            code.sentence()
+        );
+        for &i in indexes.iter().take(ROWS_PER_CODE) {
+            let p = &report.row_errors[i];
+            let _ = writeln!(out, "      row {}, {}: {}", p.row, p.column, p.message);
+        }
+        if indexes.len() > ROWS_PER_CODE {
+            let _ = writeln!(out, "      ... and {} more", indexes.len() - ROWS_PER_CODE);
+        }
+    }
+    out
+}

@@ -1,0 +1,194 @@
+//! The per-file result (SPEC 3.4 and 7.1): the same object is printed by `validate` and
+//! `ingest` and written as the acknowledgement.
+
+use super::codes::{Code, Severity};
+use super::extract::FileProblem;
+use super::validate::RowProblem;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Serialize, Serializer};
+
+/// What happened to a file as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Accepted,
+    Partial,
+    Rejected,
+    Quarantined,
+    Duplicate,
+}
+
+impl Outcome {
+    /// The national service's file response code.
+    pub fn response_code(self, file_errors: &[FileProblem]) -> &'static str {
+        match self {
+            Outcome::Accepted | Outcome::Duplicate => "CPF02",
+            Outcome::Partial => "CPF03",
+            Outcome::Quarantined => "CPF04",
+            Outcome::Rejected if file_errors.iter().any(|p| is_corrupt(p.code)) => "CPF01",
+            Outcome::Rejected => "CPF04",
+        }
+    }
+
+    /// Whether the CLI should exit 0 for it.
+    pub fn is_success(self) -> bool {
+        matches!(self, Outcome::Accepted | Outcome::Duplicate)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Accepted => "accepted",
+            Outcome::Partial => "partial",
+            Outcome::Rejected => "rejected",
+            Outcome::Quarantined => "quarantined",
+            Outcome::Duplicate => "duplicate",
+        }
+    }
+}
+
+/// File errors that mean the file is corrupt or badly formed (CPF01) rather than refused.
+fn is_corrupt(code: Code) -> bool {
+    matches!(
+        code,
+        Code::FileName
+            | Code::Encoding
+            | Code::Header
+            | Code::Xml
+            | Code::RecordCount
+            | Code::Empty
+            | Code::TooLarge
+    )
+}
+
+/// The outcome of a file that was read to the end (or stopped by a file error).
+pub fn decide(file_errors: &[FileProblem], rows: u64, invalid_rows: u64) -> Outcome {
+    if !file_errors.is_empty() || (rows > 0 && invalid_rows == rows) {
+        Outcome::Rejected
+    } else if invalid_rows > 0 {
+        Outcome::Partial
+    } else {
+        Outcome::Accepted
+    }
+}
+
+/// `ERROR_RATE` when more than `max_share` of the rows are invalid.
+pub fn error_rate_problem(rows: u64, invalid_rows: u64, max_share: f64) -> Option<FileProblem> {
+    (rows > 0 && invalid_rows as f64 > max_share * rows as f64).then(|| {
+        FileProblem::new(
+            Code::ErrorRate,
+            format!(
+                "{invalid_rows} of {rows} rows ({:.1}%) are invalid, more than the {:.0}% the gateway accepts: nothing was applied, correct the extract and send it again",
+                100.0 * invalid_rows as f64 / rows as f64,
+                100.0 * max_share
+            ),
+        )
+    })
+}
+
+/// Counts of reconciliation outcomes (SPEC 3.1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Changes {
+    pub new: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub ended: u64,
+    pub reopened: u64,
+    pub closed_by_absence: u64,
+    pub retained: u64,
+}
+
+/// Whether the file is an LA extract or a health organisation's attendance file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileKind {
+    Extract,
+    Attendance,
+}
+
+fn rfc3339<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+fn rfc3339_opt<S: Serializer>(at: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    match at {
+        Some(at) => rfc3339(at, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// The result for one inbound file.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileReport {
+    pub file: String,
+    pub sha256: String,
+    pub mailbox: Option<String>,
+    pub kind: FileKind,
+    pub outcome: Outcome,
+    pub response_code: &'static str,
+    #[serde(serialize_with = "rfc3339")]
+    pub received_at: DateTime<Utc>,
+    #[serde(serialize_with = "rfc3339")]
+    pub processed_at: DateTime<Utc>,
+    /// The LA (for an extract) or ODS code (attendance) named in the file name.
+    pub sender: Option<String>,
+    /// The extraction time stated in the file name.
+    #[serde(serialize_with = "rfc3339_opt")]
+    pub extracted_at: Option<DateTime<Utc>>,
+    pub rows: u64,
+    pub valid_rows: u64,
+    pub invalid_rows: u64,
+    pub warnings: u64,
+    /// Rows skipped because every field was blank (not counted in `rows`).
+    pub blank_rows: u64,
+    pub changes: Option<Changes>,
+    pub file_errors: Vec<FileProblem>,
+    pub row_errors: Vec<RowProblem>,
+    pub quarantine_id: Option<String>,
+}
+
+impl FileReport {
+    /// Sets outcome and response code from the errors and counts gathered so far.
+    pub fn conclude(&mut self) {
+        self.outcome = decide(&self.file_errors, self.rows, self.invalid_rows);
+        self.response_code = self.outcome.response_code(&self.file_errors);
+    }
+
+    /// Row errors only (not warnings).
+    pub fn errors(&self) -> impl Iterator<Item = &RowProblem> {
+        self.row_errors
+            .iter()
+            .filter(|p| p.severity == Severity::Error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_and_response_codes() {
+        let none: &[FileProblem] = &[];
+        assert_eq!(decide(none, 10, 0), Outcome::Accepted);
+        assert_eq!(decide(none, 0, 0), Outcome::Accepted);
+        assert_eq!(decide(none, 10, 3), Outcome::Partial);
+        assert_eq!(decide(none, 10, 10), Outcome::Rejected);
+        assert_eq!(Outcome::Accepted.response_code(none), "CPF02");
+        assert_eq!(Outcome::Partial.response_code(none), "CPF03");
+        assert_eq!(Outcome::Rejected.response_code(none), "CPF04");
+        let corrupt = [FileProblem::new(Code::Xml, "x")];
+        assert_eq!(decide(&corrupt, 0, 0).response_code(&corrupt), "CPF01");
+        let stale = [FileProblem::new(Code::Stale, "x")];
+        assert_eq!(decide(&stale, 5, 0).response_code(&stale), "CPF04");
+    }
+
+    #[test]
+    fn error_rate_is_strictly_above_the_share() {
+        assert!(error_rate_problem(10, 5, 0.5).is_none());
+        assert_eq!(
+            error_rate_problem(10, 6, 0.5).unwrap().code,
+            Code::ErrorRate
+        );
+        assert!(error_rate_problem(0, 0, 0.5).is_none());
+        assert!(error_rate_problem(10, 10, 1.0).is_none());
+    }
+}

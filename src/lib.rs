@@ -1,0 +1,11 @@
+//! cpis-gateway: a batch file-exchange gateway for child protection information sharing
+//! between English local authorities and the NHS. See ARCHITECTURE.md for the map.
+
+pub mod check;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod core;
+pub mod dupes;
+pub mod logging;
+pub mod progress;

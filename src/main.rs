@@ -1,0 +1,62 @@
+//! The `cpis-gateway` binary: clap → command → exit status; nothing else.
+
+use clap::{Parser, Subcommand};
+use cpis_gateway::cli::{self, exit};
+use cpis_gateway::{clock, config::Config, logging};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cpis-gateway",
+    version,
+    about = "Child protection information sharing gateway between English LAs and the NHS"
+)]
+struct Cli {
+    /// Configuration file (default: ./config.toml if it exists, else built-in defaults)
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check files, change nothing
+    Validate(cli::validate::ValidateArgs),
+    /// Write synthetic extracts (valid, with chosen faults)
+    Gen(cli::gen::GenArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::ERROR
+            } else {
+                exit::OK
+            });
+        }
+    };
+    logging::init("warn");
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit::ERROR)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<u8> {
+    let clock = clock::from_env()?;
+    match &cli.command {
+        Command::Gen(args) => cli::gen::run(args, clock.as_ref()),
+        Command::Validate(args) => {
+            let config = Config::load(cli.config.as_deref())?;
+            cli::validate::run(args, &config, clock.as_ref())
+        }
+    }
+}
