@@ -114,6 +114,7 @@ impl Fault {
             Fault::EddNotUcpp => Code::EddNotUcpp,
             Fault::EddPassed => Code::EddPassed,
             Fault::Truncate if format == ExtractFormat::Xml => Code::RecordCount,
+            Fault::UnknownColumn if format == ExtractFormat::Xml => Code::Xml,
             Fault::Truncate | Fault::UnknownColumn => Code::Header,
             Fault::Empty => Code::Empty,
             Fault::Doctype => Code::Xml,
@@ -452,6 +453,16 @@ pub fn write_extract(spec: &ExtractSpec, out: &mut impl Write) -> Result<Manifes
             max_unique_rows()
         )));
     }
+    if spec.format == ExtractFormat::Csv
+        && spec
+            .faults
+            .iter()
+            .any(|&(f, n)| f == Fault::Doctype && n > 0)
+    {
+        return Err(GenError::Spec(
+            "the doctype fault applies to XML extracts only".into(),
+        ));
+    }
     let gen = Generator::new(spec);
     let placed = place_faults(spec, &gen).map_err(GenError::Spec)?;
     let has = |f: Fault| spec.faults.iter().any(|&(g, n)| g == f && n > 0);
@@ -532,10 +543,11 @@ pub fn write_extract(spec: &ExtractSpec, out: &mut impl Write) -> Result<Manifes
             }
             write!(
                 out,
-                "<Extract xmlns=\"{NAMESPACE}\" laCode=\"{}\" extractedAt=\"{}\" recordCount=\"{}\">{eol}",
+                "<Extract xmlns=\"{NAMESPACE}\" laCode=\"{}\" extractedAt=\"{}\" recordCount=\"{}\"{}>{eol}",
                 spec.la,
                 spec.extracted_at.format("%Y-%m-%dT%H:%M:%SZ"),
-                spec.rows
+                spec.rows,
+                if has(Fault::UnknownColumn) { " colour=\"blue\"" } else { "" }
             )?;
             let mut line = String::new();
             for row in 1..=written {

@@ -1,1 +1,7 @@
-//! Integration tests: the real binary against real files.
+//! Integration tests: the real binary against real files in per-test temporary folders.
+
+mod gen;
+mod helpers;
+mod props;
+mod schemas;
+mod validate;

@@ -7,22 +7,29 @@
 
 use super::{Column, Dialect, FileProblem, RawRow, RowSource, SourceError, COLUMN_COUNT};
 use crate::core::codes::Code;
-use ::csv::{ByteRecord, ReaderBuilder};
+use ::csv::{ByteRecord, ReaderBuilder, StringRecord};
 use std::io::Read;
 
 /// Reads rows of a CSV extract one at a time, reusing one record buffer.
 pub struct CsvRows<R: Read> {
     reader: ::csv::Reader<R>,
-    record: ByteRecord,
+    record: StringRecord,
     /// For each column of the file, which extract column it is.
     columns: Vec<Column>,
     row: u64,
     blank_rows: u64,
 }
 
-fn csv_error(err: ::csv::Error, row: u64) -> SourceError {
+fn csv_error(err: ::csv::Error, row: u64, columns: &[Column]) -> SourceError {
     match err.into_kind() {
         ::csv::ErrorKind::Io(e) => SourceError::Io(e),
+        ::csv::ErrorKind::Utf8 { err, .. } => SourceError::File(FileProblem::new(
+            Code::Encoding,
+            format!(
+                "row {row}, column {}: the text is not UTF-8: save the file as UTF-8",
+                columns.get(err.field()).map_or("?", |c| c.csv_name())
+            ),
+        )),
         other => SourceError::File(FileProblem::new(
             Code::Header,
             format!("row {row}: the CSV could not be read ({other:?})"),
@@ -30,8 +37,10 @@ fn csv_error(err: ::csv::Error, row: u64) -> SourceError {
     }
 }
 
-fn is_blank(record: &ByteRecord) -> bool {
-    record.iter().all(|f| f.iter().all(u8::is_ascii_whitespace))
+fn is_blank<'r, F: AsRef<[u8]> + 'r>(fields: impl IntoIterator<Item = F>) -> bool {
+    fields
+        .into_iter()
+        .all(|f| f.as_ref().iter().all(u8::is_ascii_whitespace))
 }
 
 impl<R: Read> CsvRows<R> {
@@ -40,12 +49,13 @@ impl<R: Read> CsvRows<R> {
         let mut reader = ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
+            .buffer_capacity(1 << 16)
             .from_reader(input);
         let mut header = ByteRecord::new();
         loop {
             if !reader
                 .read_byte_record(&mut header)
-                .map_err(|e| csv_error(e, 0))?
+                .map_err(|e| csv_error(e, 0, &[]))?
             {
                 return Err(FileProblem::new(
                     Code::Empty,
@@ -60,7 +70,7 @@ impl<R: Read> CsvRows<R> {
         let columns = map_header(&header)?;
         Ok(CsvRows {
             reader,
-            record: ByteRecord::new(),
+            record: StringRecord::new(),
             columns,
             row: 0,
             blank_rows: 0,
@@ -133,8 +143,8 @@ impl<R: Read> RowSource for CsvRows<R> {
         loop {
             if !self
                 .reader
-                .read_byte_record(&mut self.record)
-                .map_err(|e| csv_error(e, self.row + 1))?
+                .read_record(&mut self.record)
+                .map_err(|e| csv_error(e, self.row + 1, &self.columns))?
             {
                 return Ok(None);
             }
@@ -159,18 +169,8 @@ impl<R: Read> RowSource for CsvRows<R> {
             .into());
         }
         let mut fields: [Option<&str>; COLUMN_COUNT] = [None; COLUMN_COUNT];
-        for (raw, &column) in self.record.iter().zip(&self.columns) {
-            let text = std::str::from_utf8(raw).map_err(|_| {
-                FileProblem::new(
-                    Code::Encoding,
-                    format!(
-                        "row {}, column {}: the text is not UTF-8: save the file as UTF-8",
-                        self.row,
-                        column.csv_name()
-                    ),
-                )
-            })?;
-            fields[column as usize] = Some(text.trim());
+        for (text, &column) in self.record.iter().zip(&self.columns) {
+            fields[column as usize] = Some(text.trim_ascii());
         }
         Ok(Some(RawRow {
             number: self.row,

@@ -1,0 +1,90 @@
+//! Shared helpers: the binary with a fixed clock, temporary working folders, JSON output.
+
+use assert_cmd::Command;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// The fixed "now" of every test run (a day after the samples' extraction time).
+pub const NOW: &str = "2026-11-22T09:00:00Z";
+
+/// The repository root (for samples and schemas).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn samples() -> PathBuf {
+    repo().join("inbox-samples")
+}
+
+/// The binary, run in `dir` (so no stray config.toml is picked up) with the clock fixed.
+pub fn gateway(dir: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("cpis-gateway").expect("binary is built");
+    cmd.current_dir(dir)
+        .env("CPIS_GATEWAY_NOW", NOW)
+        .env_remove("RUST_LOG");
+    cmd
+}
+
+/// A fresh temporary folder.
+pub fn temp() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temporary folder")
+}
+
+/// Runs `validate --format json` on `files`, returning (exit code, parsed output).
+pub fn validate_json(dir: &Path, extra: &[&str], files: &[&Path]) -> (i32, Vec<Value>) {
+    let out = gateway(dir)
+        .arg("validate")
+        .args(["--format", "json"])
+        .args(extra)
+        .args(files)
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8(out.stdout).expect("utf-8 output");
+    let parsed: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("stdout is one JSON document ({e}): {stdout}"));
+    let Value::Array(reports) = parsed else {
+        panic!("validate prints an array: {stdout}");
+    };
+    (out.status.code().expect("exit code"), reports)
+}
+
+/// (row, code) of every row error and warning of a report.
+pub fn row_codes(report: &Value) -> Vec<(u64, String)> {
+    report["row_errors"]
+        .as_array()
+        .expect("row_errors")
+        .iter()
+        .map(|e| {
+            (
+                e["row"].as_u64().expect("row"),
+                e["code"].as_str().expect("code").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Codes of the file errors of a report.
+pub fn file_codes(report: &Value) -> Vec<String> {
+    report["file_errors"]
+        .as_array()
+        .expect("file_errors")
+        .iter()
+        .map(|e| e["code"].as_str().expect("code").to_owned())
+        .collect()
+}
+
+/// Writes `gen extract` output into `dir`, returning the manifest.
+pub fn gen_extract(dir: &Path, args: &[&str]) -> Value {
+    let out = gateway(dir)
+        .args(["gen", "extract", "--manifest", "--out"])
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "gen failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("manifest JSON")
+}
