@@ -89,11 +89,25 @@ pub fn check_file(
     clock: &dyn Clock,
     keep: Keep,
 ) -> io::Result<CheckedExtract> {
-    let received_at = clock.now();
-    let file_name = path
+    let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    check_named(path, &name, mailbox, config, clock, keep)
+}
+
+/// As [`check_file`], for a file whose name is `file_name` wherever it is stored (the
+/// archive keeps files by sha256).
+pub fn check_named(
+    path: &Path,
+    file_name: &str,
+    mailbox: Option<&MailboxId>,
+    config: &Config,
+    clock: &dyn Clock,
+    keep: Keep,
+) -> io::Result<CheckedExtract> {
+    let received_at = clock.now();
+    let file_name = file_name.to_owned();
     let meta = std::fs::metadata(path)?;
     if !meta.is_file() {
         return Err(io::Error::other(format!(
@@ -139,6 +153,8 @@ pub fn check_file(
         file_errors: Vec::new(),
         row_errors: Vec::new(),
         quarantine_id: None,
+        quarantine_reason: None,
+        duplicate_of: None,
     };
     let mut kept = Kept::default();
     let mut reader = HashingReader::new(

@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use cpis_gateway::cli::{self, exit};
+use cpis_gateway::ingest::Gateway;
 use cpis_gateway::{clock, config::Config, logging};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,6 +27,16 @@ enum Command {
     Validate(cli::validate::ValidateArgs),
     /// Write synthetic extracts (valid, with chosen faults)
     Gen(cli::gen::GenArgs),
+    /// Create the store and every party's mailbox folders (idempotent)
+    Init,
+    /// Process files now, as if dropped into a mailbox
+    Ingest(cli::ingest::IngestArgs),
+    /// Decide quarantined files
+    Quarantine(cli::quarantine::QuarantineArgs),
+    /// Run an archived file again
+    Replay(cli::replay::ReplayArgs),
+    /// Backlog, last extract per LA, overdue LAs, quarantine, pending notifications
+    Status(cli::status::StatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +68,18 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Validate(args) => {
             let config = Config::load(cli.config.as_deref())?;
             cli::validate::run(args, &config, clock.as_ref())
+        }
+        command => {
+            let config = Config::load(cli.config.as_deref())?;
+            let mut gateway = Gateway::open(&config, clock.as_ref())?;
+            match command {
+                Command::Init => cli::init::run(&gateway),
+                Command::Ingest(args) => cli::ingest::run(args, &mut gateway),
+                Command::Quarantine(args) => cli::quarantine::run(args, &mut gateway),
+                Command::Replay(args) => cli::replay::run(args, &mut gateway),
+                Command::Status(args) => cli::status::run(args, &mut gateway),
+                Command::Gen(_) | Command::Validate(_) => unreachable!("handled above"),
+            }
         }
     }
 }

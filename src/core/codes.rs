@@ -16,6 +16,8 @@ pub enum Severity {
     Warning,
     /// Nothing of the file is applied.
     File,
+    /// A file outcome that is not an error (`DUPLICATE_FILE`, `QUARANTINED`).
+    Outcome,
 }
 
 macro_rules! codes {
@@ -106,6 +108,10 @@ codes! {
         "the extraction time is not newer than the last extract applied for this LA";
     ErrorRate => "ERROR_RATE", File,
         "too many rows are invalid for the file to be applied: correct the extract and send it again";
+    DuplicateFile => "DUPLICATE_FILE", Outcome,
+        "the same bytes were already processed from this mailbox: nothing changed";
+    Quarantined => "QUARANTINED", Outcome,
+        "the file would close too many records (or all of them) and waits for an operator to release or reject it";
 }
 
 impl fmt::Display for Code {

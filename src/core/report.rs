@@ -97,6 +97,15 @@ pub struct Changes {
     pub retained: u64,
 }
 
+/// The earlier processing a duplicate file repeats.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DuplicateOf {
+    pub file_id: i64,
+    pub file: String,
+    pub outcome: String,
+    pub processed_at: String,
+}
+
 /// Whether the file is an LA extract or a health organisation's attendance file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -144,6 +153,12 @@ pub struct FileReport {
     pub file_errors: Vec<FileProblem>,
     pub row_errors: Vec<RowProblem>,
     pub quarantine_id: Option<String>,
+    /// Why the file waits for an operator (with `quarantine_id`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quarantine_reason: Option<String>,
+    /// For a duplicate: the processing it repeats.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicate_of: Option<DuplicateOf>,
 }
 
 impl FileReport {

@@ -4,4 +4,5 @@ mod gen;
 mod helpers;
 mod props;
 mod schemas;
+mod store;
 mod validate;

@@ -1,0 +1,15 @@
+//! `init`: create the store and every party's mailbox folders (idempotent).
+
+use super::exit;
+use crate::ingest::Gateway;
+use anyhow::Result;
+
+pub fn run(gateway: &Gateway<'_>) -> Result<u8> {
+    let n = gateway.init_mailboxes()?;
+    println!(
+        "store {}\n{n} mailboxes under {}",
+        gateway.store.path().display(),
+        gateway.layout.root().join("mailboxes").display()
+    );
+    Ok(exit::OK)
+}

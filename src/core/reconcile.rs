@@ -1,0 +1,340 @@
+//! Reconciliation (SPEC 3.1): the pure diff of an LA's records in the store and a valid
+//! full extract. Decides every outcome; the store only carries out what it says.
+
+use super::phone::Phone;
+use super::report::Changes;
+use super::validate::{PlanRow, RowKey};
+use chrono::NaiveDate;
+use rustc_hash::{FxHashMap, FxHashSet};
+
+/// The shared fields of a record: what an extract row says about one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordFields {
+    pub start: NaiveDate,
+    pub end: Option<NaiveDate>,
+    pub edt_phone: Phone,
+    pub office_phone: Phone,
+    pub local_ref: Option<String>,
+    pub expected_delivery: Option<NaiveDate>,
+}
+
+impl RecordFields {
+    /// Open means no end date (an end date, even a future one, ends the record's openness
+    /// for reconciliation; attendance matching looks at the dates themselves).
+    pub fn is_open(&self) -> bool {
+        self.end.is_none()
+    }
+}
+
+impl From<&PlanRow> for RecordFields {
+    fn from(row: &PlanRow) -> Self {
+        RecordFields {
+            start: row.start,
+            end: row.end,
+            edt_phone: row.edt_phone,
+            office_phone: row.office_phone,
+            local_ref: row.local_ref.clone(),
+            expected_delivery: row.expected_delivery,
+        }
+    }
+}
+
+/// A record as the store holds it now: its current version's id and fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub version: i64,
+    pub key: RowKey,
+    pub fields: RecordFields,
+}
+
+/// What happens to one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChangeKind {
+    New,
+    Updated,
+    Unchanged,
+    Ended,
+    Reopened,
+    ClosedByAbsence,
+    Retained,
+}
+
+impl ChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::New => "new",
+            ChangeKind::Updated => "updated",
+            ChangeKind::Unchanged => "unchanged",
+            ChangeKind::Ended => "ended",
+            ChangeKind::Reopened => "reopened",
+            ChangeKind::ClosedByAbsence => "closed_by_absence",
+            ChangeKind::Retained => "retained",
+        }
+    }
+
+    /// Whether the store must write a new version.
+    pub fn writes(self) -> bool {
+        !matches!(self, ChangeKind::Unchanged | ChangeKind::Retained)
+    }
+}
+
+/// A change the store must write: supersede `previous` (if any) with `next`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub kind: ChangeKind,
+    pub key: RowKey,
+    pub previous: Option<i64>,
+    pub next: RecordFields,
+}
+
+/// The whole diff of one file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Diff {
+    /// Only the changes that write, sorted by key (sorted inserts are much faster).
+    pub changes: Vec<Change>,
+    pub counts: Changes,
+    /// Open records of the LA before the file.
+    pub open_before: u64,
+}
+
+/// Compares the LA's records with a valid extract.
+///
+/// `retained` are the keys of rejected rows whose NHS number and plan type were valid: an
+/// open record they name is kept as it is, never closed by absence.
+pub fn reconcile(
+    current: &[StoredRecord],
+    valid: &[PlanRow],
+    retained: &[RowKey],
+    extraction_date: NaiveDate,
+) -> Diff {
+    let by_key: FxHashMap<RowKey, &StoredRecord> = current.iter().map(|r| (r.key, r)).collect();
+    let mut seen: FxHashSet<RowKey> = FxHashSet::default();
+    seen.reserve(valid.len());
+    let mut diff = Diff {
+        open_before: current.iter().filter(|r| r.fields.is_open()).count() as u64,
+        ..Diff::default()
+    };
+    for row in valid {
+        let key = row.key();
+        seen.insert(key);
+        let next = RecordFields::from(row);
+        let (kind, previous) = match by_key.get(&key) {
+            None => (ChangeKind::New, None),
+            Some(stored) => {
+                let before = &stored.fields;
+                let kind = if *before == next {
+                    ChangeKind::Unchanged
+                } else if before.is_open() && !next.is_open() {
+                    ChangeKind::Ended
+                } else if !before.is_open() && next.is_open() {
+                    ChangeKind::Reopened
+                } else {
+                    ChangeKind::Updated
+                };
+                (kind, Some(stored.version))
+            }
+        };
+        count(&mut diff.counts, kind);
+        if kind.writes() {
+            diff.changes.push(Change {
+                kind,
+                key,
+                previous,
+                next,
+            });
+        }
+    }
+    let retained: FxHashSet<RowKey> = retained.iter().copied().collect();
+    for stored in current {
+        if seen.contains(&stored.key) || !stored.fields.is_open() {
+            continue;
+        }
+        if retained.contains(&stored.key) {
+            count(&mut diff.counts, ChangeKind::Retained);
+            continue;
+        }
+        let mut next = stored.fields.clone();
+        next.end = Some(extraction_date.max(next.start));
+        count(&mut diff.counts, ChangeKind::ClosedByAbsence);
+        diff.changes.push(Change {
+            kind: ChangeKind::ClosedByAbsence,
+            key: stored.key,
+            previous: Some(stored.version),
+            next,
+        });
+    }
+    diff.changes.sort_unstable_by_key(|c| c.key);
+    diff
+}
+
+fn count(c: &mut Changes, kind: ChangeKind) {
+    let slot = match kind {
+        ChangeKind::New => &mut c.new,
+        ChangeKind::Updated => &mut c.updated,
+        ChangeKind::Unchanged => &mut c.unchanged,
+        ChangeKind::Ended => &mut c.ended,
+        ChangeKind::Reopened => &mut c.reopened,
+        ChangeKind::ClosedByAbsence => &mut c.closed_by_absence,
+        ChangeKind::Retained => &mut c.retained,
+    };
+    *slot += 1;
+}
+
+/// Why a file that would otherwise apply must wait for an operator (SPEC 3.3).
+pub fn quarantine_reason(diff: &Diff, valid_rows: u64, max_closure_share: f64) -> Option<String> {
+    if diff.open_before == 0 {
+        return None;
+    }
+    if valid_rows == 0 {
+        return Some(format!(
+            "the extract lists no children while the LA has {} open records: applying it would close them all",
+            diff.open_before
+        ));
+    }
+    let closing = diff.counts.closed_by_absence;
+    let share = closing as f64 / diff.open_before as f64;
+    (share > max_closure_share).then(|| {
+        format!(
+            "the extract would close {closing} of the LA's {} open records by absence ({:.1}%, more than the {:.0}% allowed)",
+            diff.open_before,
+            100.0 * share,
+            100.0 * max_closure_share
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::nhs::NhsNumber;
+    use crate::core::plan::PlanType;
+
+    fn date(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    fn nhs(i: u64) -> NhsNumber {
+        (0..)
+            .filter_map(|k| NhsNumber::from_first_nine(999_000_000 + i * 10 + k))
+            .next()
+            .unwrap()
+    }
+
+    fn row(i: u64, start: &str, end: Option<&str>, local_ref: &str) -> PlanRow {
+        PlanRow {
+            row: i,
+            nhs: nhs(i),
+            plan_type: PlanType::Cpp,
+            start: date(start),
+            end: end.map(date),
+            edt_phone: Phone::parse("01632 960001").unwrap(),
+            office_phone: Phone::parse("01632 960002").unwrap(),
+            local_ref: Some(local_ref.into()),
+            expected_delivery: None,
+        }
+    }
+
+    fn stored(version: i64, r: &PlanRow) -> StoredRecord {
+        StoredRecord {
+            version,
+            key: r.key(),
+            fields: r.into(),
+        }
+    }
+
+    #[test]
+    fn all_seven_outcomes() {
+        let day = date("2026-11-21");
+        let before = [
+            stored(1, &row(1, "2026-01-01", None, "same")),
+            stored(2, &row(2, "2026-01-01", None, "old ref")),
+            stored(3, &row(3, "2026-01-01", None, "to end")),
+            stored(4, &row(4, "2026-01-01", Some("2026-06-01"), "closed")),
+            stored(5, &row(5, "2026-01-01", None, "absent")),
+            stored(6, &row(6, "2026-01-01", None, "rejected row")),
+            stored(
+                7,
+                &row(7, "2026-01-01", Some("2026-02-01"), "closed and absent"),
+            ),
+        ];
+        let extract = [
+            row(1, "2026-01-01", None, "same"),
+            row(2, "2026-01-01", None, "new ref"),
+            row(3, "2026-01-01", Some("2026-11-20"), "to end"),
+            row(4, "2026-01-01", None, "closed"),
+            row(8, "2026-11-01", None, "brand new"),
+        ];
+        let retained = [row(6, "2026-01-01", None, "").key()];
+        let diff = reconcile(&before, &extract, &retained, day);
+        let c = diff.counts;
+        assert_eq!(
+            (
+                c.new,
+                c.updated,
+                c.unchanged,
+                c.ended,
+                c.reopened,
+                c.closed_by_absence,
+                c.retained
+            ),
+            (1, 1, 1, 1, 1, 1, 1)
+        );
+        assert_eq!(diff.open_before, 5);
+        let kinds: Vec<(u64, ChangeKind, Option<i64>)> = diff
+            .changes
+            .iter()
+            .map(|c| (c.key.nhs.value(), c.kind, c.previous))
+            .collect();
+        assert_eq!(kinds.len(), 5, "unchanged and retained write nothing");
+        let closed = diff
+            .changes
+            .iter()
+            .find(|c| c.kind == ChangeKind::ClosedByAbsence)
+            .unwrap();
+        assert_eq!(closed.previous, Some(5));
+        assert_eq!(closed.next.end, Some(day));
+        assert_eq!(closed.next.local_ref.as_deref(), Some("absent"));
+        assert!(
+            diff.changes.windows(2).all(|w| w[0].key <= w[1].key),
+            "sorted by key"
+        );
+    }
+
+    #[test]
+    fn guards() {
+        let open: Vec<StoredRecord> = (1..=10)
+            .map(|i| stored(i as i64, &row(i, "2026-01-01", None, "x")))
+            .collect();
+        let day = date("2026-11-21");
+        let keep8: Vec<PlanRow> = (1..=8).map(|i| row(i, "2026-01-01", None, "x")).collect();
+        let d = reconcile(&open, &keep8, &[], day);
+        assert_eq!(
+            quarantine_reason(&d, 8, 0.2),
+            None,
+            "20% is not more than 20%"
+        );
+        let keep7: Vec<PlanRow> = (1..=7).map(|i| row(i, "2026-01-01", None, "x")).collect();
+        let d = reconcile(&open, &keep7, &[], day);
+        assert!(quarantine_reason(&d, 7, 0.2)
+            .unwrap()
+            .contains("3 of the LA's 10"));
+        let d = reconcile(&open, &[], &[], day);
+        assert!(quarantine_reason(&d, 0, 0.2)
+            .unwrap()
+            .contains("no children"));
+        let d = reconcile(&[], &[], &[], day);
+        assert_eq!(
+            quarantine_reason(&d, 0, 0.2),
+            None,
+            "an empty first extract is fine"
+        );
+    }
+
+    #[test]
+    fn a_closed_record_is_not_closed_again_nor_retained() {
+        let before = [stored(1, &row(1, "2026-01-01", Some("2026-03-01"), "x"))];
+        let diff = reconcile(&before, &[], &[before[0].key], date("2026-11-21"));
+        assert_eq!(diff.counts, Changes::default());
+        assert!(diff.changes.is_empty());
+    }
+}

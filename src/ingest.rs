@@ -1,0 +1,391 @@
+//! The ingest pipeline for one extract (SPEC 3), in the order the SPEC gives: authorisation,
+//! duplicate, staleness, validation, error rate, the pure reconciliation diff, the guards,
+//! then one transaction; only after the commit, the acknowledgement.
+//!
+//! The inbound file is copied into the content-addressed archive before anything is
+//! committed, so whatever happens it is never lost; `ingest` from the CLI leaves the
+//! operator's file where it was.
+
+use crate::check::{check_named, CheckedExtract, Keep};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::core::codes::Code;
+use crate::core::extract::FileProblem;
+use crate::core::filename::InboundKind;
+use crate::core::ids::{LaCode, MailboxId};
+use crate::core::outbound::{ack_csv, ack_csv_name, ack_json_name};
+use crate::core::reconcile::{quarantine_reason, reconcile};
+use crate::core::report::{FileReport, Outcome};
+use crate::fsutil::{archive_copy, archive_path, write_atomic};
+use crate::layout::Layout;
+use crate::store::Store;
+use anyhow::{anyhow, bail, Context, Result};
+use std::path::Path;
+
+/// Environment variable that injects a failure while applying a file (tests only):
+/// `apply-after:N` fails after N record writes, inside the transaction.
+pub const FAULT_ENV: &str = "CPIS_GATEWAY_FAULT";
+
+/// How to treat the duplicate and staleness rules.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rules {
+    /// Run the file even if the same bytes were processed before (replay).
+    pub allow_repeat: bool,
+    /// Also run it if it is not newer than the last applied extract (replay --force).
+    pub allow_stale: bool,
+}
+
+/// The gateway: configuration, clock, folders and store.
+pub struct Gateway<'a> {
+    pub config: &'a Config,
+    pub clock: &'a dyn Clock,
+    pub layout: Layout,
+    pub store: Store,
+    fail_after: Option<u64>,
+}
+
+/// What `replay` did.
+pub enum Replayed {
+    /// Already applied, and not forced: nothing done.
+    AlreadyApplied {
+        file_id: i64,
+        processed_at: String,
+    },
+    Ran(Box<FileReport>),
+}
+
+impl<'a> Gateway<'a> {
+    /// Opens the store (creating it and the root if needed).
+    pub fn open(config: &'a Config, clock: &'a dyn Clock) -> Result<Gateway<'a>> {
+        let layout = Layout::new(&config.root);
+        crate::fsutil::create_private_dir(layout.root())?;
+        let store = Store::open(&layout.store())?;
+        let fail_after = match std::env::var(FAULT_ENV) {
+            Ok(text) => Some(
+                text.strip_prefix("apply-after:")
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(|| anyhow!("{FAULT_ENV}={text:?}: expected apply-after:N"))?,
+            ),
+            Err(_) => None,
+        };
+        Ok(Gateway {
+            config,
+            clock,
+            layout,
+            store,
+            fail_after,
+        })
+    }
+
+    /// Creates every party's mailbox folders (idempotent).
+    pub fn init_mailboxes(&self) -> Result<usize> {
+        let mut n = 0;
+        let las = self
+            .config
+            .local_authorities
+            .iter()
+            .map(|&la| MailboxId::La(la));
+        let orgs = self
+            .config
+            .health_orgs
+            .iter()
+            .map(|h| MailboxId::Health(h.ods.clone()));
+        for id in las.chain(orgs) {
+            crate::fsutil::create_private_dir(&self.layout.inbox(&id))?;
+            crate::fsutil::create_private_dir(&self.layout.outbox(&id))?;
+            n += 1;
+        }
+        crate::fsutil::create_private_dir(&self.layout.archive())?;
+        Ok(n)
+    }
+
+    /// Processes one file as if dropped into `mailbox`.
+    pub fn ingest(&mut self, path: &Path, mailbox: &MailboxId, rules: Rules) -> Result<FileReport> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| anyhow!("{} is not a file", path.display()))?;
+        self.ingest_named(path, &name, mailbox, rules)
+    }
+
+    fn ingest_named(
+        &mut self,
+        path: &Path,
+        name: &str,
+        mailbox: &MailboxId,
+        rules: Rules,
+    ) -> Result<FileReport> {
+        let checked = check_named(
+            path,
+            name,
+            Some(mailbox),
+            self.config,
+            self.clock,
+            Keep { rows: true },
+        )
+        .with_context(|| format!("cannot read {}", path.display()))?;
+        let mut report = checked.report.clone();
+        let unauthorised = report
+            .file_errors
+            .iter()
+            .any(|p| p.code == Code::NotAuthorised);
+        archive_copy(&self.layout.archive(), &report.sha256, path)?;
+
+        if !unauthorised && !rules.allow_repeat {
+            if let Some(previous) = self
+                .store
+                .find_processed(&report.sha256, &mailbox.to_string())?
+            {
+                report.outcome = Outcome::Duplicate;
+                report.file_errors.clear();
+                report.response_code = report.outcome.response_code(&[]);
+                report.duplicate_of = Some(previous);
+                report.processed_at = self.clock.now();
+                self.store.register(&report)?;
+                self.acknowledge(&report, mailbox, false)?;
+                return Ok(report);
+            }
+        }
+        if let Some(problem) = self.staleness(&checked, rules)? {
+            report.file_errors.push(problem);
+            report.conclude();
+        }
+        let la = match (&checked.name, report.outcome) {
+            (Some(n), Outcome::Accepted | Outcome::Partial) if report.file_errors.is_empty() => {
+                match n.kind {
+                    InboundKind::Extract { la, .. } => la,
+                    InboundKind::Attendance { .. } => bail!("attendance files are not handled yet"),
+                }
+            }
+            _ => {
+                report.processed_at = self.clock.now();
+                self.store.register(&report)?;
+                self.acknowledge(&report, mailbox, true)?;
+                return Ok(report);
+            }
+        };
+        self.apply(checked, report, la, mailbox, None)
+    }
+
+    /// `STALE` unless the extract is newer than the LA's last applied one (or `allow_stale`).
+    fn staleness(&mut self, checked: &CheckedExtract, rules: Rules) -> Result<Option<FileProblem>> {
+        let Some(name) = &checked.name else {
+            return Ok(None);
+        };
+        let InboundKind::Extract { la, .. } = name.kind else {
+            return Ok(None);
+        };
+        if rules.allow_stale || !checked.report.file_errors.is_empty() {
+            return Ok(None);
+        }
+        let Some(last) = self
+            .store
+            .last_applied_extract(la)?
+            .filter(|last| name.at <= *last)
+        else {
+            return Ok(None);
+        };
+        Ok(Some(FileProblem::new(
+            Code::Stale,
+            format!(
+                "the file was extracted at {} but an extract of {} is already applied: send a newer extract (an operator can replay this one with --force)",
+                name.at.to_rfc3339(),
+                last.to_rfc3339()
+            ),
+        )))
+    }
+
+    /// Reconciles a checked file and commits it, or quarantines it.
+    /// `released` is the quarantine entry being released (guards then do not apply).
+    fn apply(
+        &mut self,
+        checked: CheckedExtract,
+        mut report: FileReport,
+        la: LaCode,
+        mailbox: &MailboxId,
+        released: Option<(i64, i64)>,
+    ) -> Result<FileReport> {
+        let extraction_date = report
+            .extracted_at
+            .map(|t| t.date_naive())
+            .ok_or_else(|| anyhow!("an extract without extraction time"))?;
+        let current = self.store.current_records(la)?;
+        let diff = reconcile(
+            &current,
+            &checked.kept.valid,
+            &checked.kept.rejected_keys,
+            extraction_date,
+        );
+        if released.is_none() {
+            if let Some(reason) =
+                quarantine_reason(&diff, report.valid_rows, self.config.max_closure_share)
+            {
+                report.outcome = Outcome::Quarantined;
+                report.response_code = report.outcome.response_code(&[]);
+                report.quarantine_reason = Some(reason.clone());
+                report.processed_at = self.clock.now();
+                self.store.register_quarantined(&mut report, &reason)?;
+                tracing::warn!(file = %report.file, mailbox = %mailbox, %reason, "quarantined");
+                self.acknowledge(&report, mailbox, true)?;
+                return Ok(report);
+            }
+        }
+        report.changes = Some(diff.counts);
+        report.processed_at = self.clock.now();
+        match released {
+            None => {
+                self.store.apply_file(
+                    &report,
+                    la,
+                    &diff.changes,
+                    report.processed_at,
+                    self.fail_after,
+                )?;
+            }
+            Some((number, file_id)) => {
+                self.store.release_quarantined(
+                    number,
+                    file_id,
+                    &report,
+                    la,
+                    &diff.changes,
+                    report.processed_at,
+                )?;
+            }
+        }
+        tracing::info!(file = %report.file, mailbox = %mailbox, outcome = report.outcome.as_str(), "applied");
+        self.acknowledge(&report, mailbox, true)?;
+        Ok(report)
+    }
+
+    /// Writes `CPIS_ACK_<stem>.json` (and `.csv` when there are row problems) to the
+    /// sender's outbox. A duplicate's ack does not replace one still waiting there.
+    fn acknowledge(&self, report: &FileReport, mailbox: &MailboxId, replace: bool) -> Result<()> {
+        let out = self.layout.outbox(mailbox);
+        let json_name = ack_json_name(&report.file);
+        if !replace && out.join(&json_name).exists() {
+            return Ok(());
+        }
+        if !report.row_errors.is_empty() {
+            write_atomic(&out, &ack_csv_name(&report.file), &ack_csv(report))?;
+        }
+        let mut json = serde_json::to_vec_pretty(report)?;
+        json.push(b'\n');
+        write_atomic(&out, &json_name, &json)?;
+        Ok(())
+    }
+
+    /// Releases (applies) a quarantined file.
+    pub fn release(&mut self, label: &str) -> Result<FileReport> {
+        let (number, file, mailbox) = self.pending(label)?;
+        let path = archive_path(&self.layout.archive(), &file.sha256);
+        let la = match file.sender.as_deref().map(LaCode::parse) {
+            Some(Ok(la)) => la,
+            _ => bail!("{label} has no LA"),
+        };
+        if let (Some(last), Some(at)) = (self.store.last_applied_extract(la)?, file.extracted_at) {
+            if at <= last {
+                bail!(
+                    "{label} ({}) was extracted at {} but a newer extract of {} has been applied since: reject it instead",
+                    file.name,
+                    at.to_rfc3339(),
+                    last.to_rfc3339()
+                );
+            }
+        }
+        let checked = check_named(
+            &path,
+            &file.name,
+            Some(&mailbox),
+            self.config,
+            self.clock,
+            Keep { rows: true },
+        )?;
+        let mut report = checked.report.clone();
+        if !report.outcome.applies() {
+            bail!(
+                "{label} no longer validates ({}): reject it",
+                report.outcome.as_str()
+            );
+        }
+        report.quarantine_id = Some(label.to_owned());
+        self.apply(checked, report, la, &mailbox, Some((number, file.id)))
+    }
+
+    /// Rejects a quarantined file for good.
+    pub fn reject(&mut self, label: &str) -> Result<FileReport> {
+        let (number, file, mailbox) = self.pending(label)?;
+        let path = archive_path(&self.layout.archive(), &file.sha256);
+        let checked = check_named(
+            &path,
+            &file.name,
+            Some(&mailbox),
+            self.config,
+            self.clock,
+            Keep::default(),
+        )?;
+        let mut report = checked.report;
+        report.outcome = Outcome::Rejected;
+        report.file_errors = vec![FileProblem::new(
+            Code::Quarantined,
+            "an operator rejected the file after quarantine: nothing was applied, send a corrected extract",
+        )];
+        report.response_code = report.outcome.response_code(&report.file_errors);
+        report.quarantine_id = Some(label.to_owned());
+        report.processed_at = self.clock.now();
+        self.store
+            .reject_quarantined(number, file.id, &report, report.processed_at)?;
+        self.acknowledge(&report, &mailbox, true)?;
+        Ok(report)
+    }
+
+    fn pending(&mut self, label: &str) -> Result<(i64, crate::store::FileRow, MailboxId)> {
+        let entry = self
+            .store
+            .quarantine(false)?
+            .into_iter()
+            .find(|q| q.id.eq_ignore_ascii_case(label))
+            .ok_or_else(|| anyhow!("no quarantine entry {label:?} (see `quarantine list`)"))?;
+        if entry.state != "pending" {
+            bail!("{} was already {}", entry.id, entry.state);
+        }
+        let file = self
+            .store
+            .file(entry.file_id)?
+            .ok_or_else(|| anyhow!("{label}: its file is missing from the registry"))?;
+        let mailbox = MailboxId::parse(&file.mailbox).map_err(|e| anyhow!(e))?;
+        Ok((entry.number, file, mailbox))
+    }
+
+    /// Runs an archived file again.
+    pub fn replay(&mut self, sha256: &str, force: bool) -> Result<Replayed> {
+        let files = self.store.files_by_sha(sha256)?;
+        let Some(latest) = files.last() else {
+            bail!("no file with sha256 {sha256} was ever processed");
+        };
+        if let Some(applied) = files.iter().rev().find(|f| f.applied) {
+            if !force {
+                return Ok(Replayed::AlreadyApplied {
+                    file_id: applied.id,
+                    processed_at: crate::store::ts(applied.processed_at),
+                });
+            }
+        }
+        let path = archive_path(&self.layout.archive(), sha256);
+        if !path.exists() {
+            bail!("the archive has no copy of {sha256} ({})", path.display());
+        }
+        let mailbox = MailboxId::parse(&latest.mailbox).map_err(|e| anyhow!(e))?;
+        let name = latest.name.clone();
+        let report = self.ingest_named(
+            &path,
+            &name,
+            &mailbox,
+            Rules {
+                allow_repeat: true,
+                allow_stale: force,
+            },
+        )?;
+        Ok(Replayed::Ran(Box::new(report)))
+    }
+}

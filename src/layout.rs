@@ -1,0 +1,50 @@
+//! Where things live under the configured root (SPEC 6 and 8).
+
+use crate::core::ids::MailboxId;
+use std::path::{Path, PathBuf};
+
+/// Paths under the root.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: &Path) -> Layout {
+        Layout {
+            root: root.to_path_buf(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The SQLite store.
+    pub fn store(&self) -> PathBuf {
+        self.root.join("store").join("cpis.sqlite")
+    }
+
+    /// The content-addressed archive of processed inbound files.
+    pub fn archive(&self) -> PathBuf {
+        self.root.join("archive")
+    }
+
+    pub fn mailbox(&self, id: &MailboxId) -> PathBuf {
+        self.root.join("mailboxes").join(id.to_string())
+    }
+
+    /// Files for the gateway.
+    pub fn inbox(&self, id: &MailboxId) -> PathBuf {
+        self.mailbox(id).join("in")
+    }
+
+    /// Files from the gateway.
+    pub fn outbox(&self, id: &MailboxId) -> PathBuf {
+        self.mailbox(id).join("out")
+    }
+
+    pub fn reports(&self) -> PathBuf {
+        self.root.join("reports")
+    }
+}

@@ -1,0 +1,308 @@
+//! The file registry (every inbound file by sha256, mailbox, name, extraction time, outcome,
+//! counts and its acknowledgement) and the quarantine.
+
+use super::{parse_ts, ts, Store};
+use crate::core::ids::LaCode;
+use crate::core::reconcile::Change;
+use crate::core::report::{DuplicateOf, FileReport, Outcome};
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use rusqlite::{params, OptionalExtension, Row, Transaction};
+use serde::Serialize;
+
+/// A registered file.
+#[derive(Debug, Clone)]
+pub struct FileRow {
+    pub id: i64,
+    pub sha256: String,
+    pub mailbox: String,
+    pub name: String,
+    pub sender: Option<String>,
+    pub extracted_at: Option<DateTime<Utc>>,
+    pub processed_at: DateTime<Utc>,
+    pub outcome: String,
+    pub applied: bool,
+    pub report: String,
+}
+
+/// A file waiting for (or given) an operator's decision.
+#[derive(Debug, Clone, Serialize)]
+pub struct QuarantineEntry {
+    pub id: String,
+    #[serde(skip)]
+    pub number: i64,
+    pub file_id: i64,
+    pub file: String,
+    pub mailbox: String,
+    pub sha256: String,
+    pub reason: String,
+    pub state: String,
+    pub quarantined_at: String,
+}
+
+const FILE_COLUMNS: &str =
+    "id, sha256, mailbox, name, sender, extracted_at, processed_at, outcome, applied, report";
+
+fn file_row(r: &Row<'_>) -> rusqlite::Result<(FileRow, Option<String>, String)> {
+    Ok((
+        FileRow {
+            id: r.get(0)?,
+            sha256: r.get(1)?,
+            mailbox: r.get(2)?,
+            name: r.get(3)?,
+            sender: r.get(4)?,
+            extracted_at: None,
+            processed_at: DateTime::UNIX_EPOCH,
+            outcome: r.get(7)?,
+            applied: r.get(8)?,
+            report: r.get(9)?,
+        },
+        r.get(5)?,
+        r.get(6)?,
+    ))
+}
+
+fn finish_row(
+    (mut row, extracted, processed): (FileRow, Option<String>, String),
+) -> Result<FileRow> {
+    row.extracted_at = extracted.as_deref().map(parse_ts).transpose()?;
+    row.processed_at = parse_ts(&processed)?;
+    Ok(row)
+}
+
+/// The id operators type for a quarantine entry.
+pub fn quarantine_label(number: i64) -> String {
+    format!("Q{number}")
+}
+
+impl Store {
+    /// The latest processing of the same bytes in the same mailbox (duplicates aside).
+    pub fn find_processed(&mut self, sha256: &str, mailbox: &str) -> Result<Option<DuplicateOf>> {
+        self.conn()
+            .prepare_cached(
+                "SELECT id, name, outcome, processed_at FROM files
+                 WHERE sha256 = ?1 AND mailbox = ?2 AND outcome != 'duplicate'
+                 ORDER BY id DESC LIMIT 1",
+            )?
+            .query_row(params![sha256, mailbox], |r| {
+                Ok(DuplicateOf {
+                    file_id: r.get(0)?,
+                    file: r.get(1)?,
+                    outcome: r.get(2)?,
+                    processed_at: r.get(3)?,
+                })
+            })
+            .optional()
+            .context("cannot look up earlier files")
+    }
+
+    /// The extraction time of the newest applied extract of an LA.
+    pub fn last_applied_extract(&mut self, la: LaCode) -> Result<Option<DateTime<Utc>>> {
+        let text: Option<String> = self
+            .conn()
+            .prepare_cached(
+                "SELECT max(extracted_at) FROM files WHERE applied = 1 AND sender = ?1",
+            )?
+            .query_row(params![la.to_string()], |r| r.get(0))?;
+        text.as_deref().map(parse_ts).transpose()
+    }
+
+    /// The extraction time of the newest applied extract, per LA code.
+    pub fn last_applied_extracts(
+        &mut self,
+    ) -> Result<std::collections::BTreeMap<String, DateTime<Utc>>> {
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT sender, max(extracted_at) FROM files WHERE applied = 1 AND sender IS NOT NULL GROUP BY sender",
+        )?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter()
+            .map(|(la, at)| Ok((la, parse_ts(&at)?)))
+            .collect()
+    }
+
+    /// Every registered processing of a file with this sha256 (oldest first).
+    pub fn files_by_sha(&mut self, sha256: &str) -> Result<Vec<FileRow>> {
+        let sql = format!("SELECT {FILE_COLUMNS} FROM files WHERE sha256 = ?1 ORDER BY id");
+        let rows = self
+            .conn()
+            .prepare(&sql)?
+            .query_map(params![sha256], file_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter().map(finish_row).collect()
+    }
+
+    pub fn file(&mut self, id: i64) -> Result<Option<FileRow>> {
+        let sql = format!("SELECT {FILE_COLUMNS} FROM files WHERE id = ?1");
+        let row = self
+            .conn()
+            .prepare(&sql)?
+            .query_row(params![id], file_row)
+            .optional()?;
+        row.map(finish_row).transpose()
+    }
+
+    /// Quarantine entries, pending only or all.
+    pub fn quarantine(&mut self, pending_only: bool) -> Result<Vec<QuarantineEntry>> {
+        let sql =
+            format!(
+            "SELECT q.id, q.file_id, f.name, f.mailbox, f.sha256, q.reason, q.state, f.processed_at
+             FROM quarantine q JOIN files f ON f.id = q.file_id {} ORDER BY q.id",
+            if pending_only { "WHERE q.state = 'pending'" } else { "" }
+        );
+        let entries = self
+            .conn()
+            .prepare(&sql)?
+            .query_map([], |r| {
+                let number: i64 = r.get(0)?;
+                Ok(QuarantineEntry {
+                    id: quarantine_label(number),
+                    number,
+                    file_id: r.get(1)?,
+                    file: r.get(2)?,
+                    mailbox: r.get(3)?,
+                    sha256: r.get(4)?,
+                    reason: r.get(5)?,
+                    state: r.get(6)?,
+                    quarantined_at: r.get(7)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(entries)
+    }
+
+    /// Registers a file that changes no record (rejected, duplicate).
+    pub fn register(&mut self, report: &FileReport) -> Result<i64> {
+        let tx = self.conn().transaction()?;
+        let id = insert_file(&tx, report, false)?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// Registers a quarantined file and its entry; sets `report.quarantine_id`.
+    pub fn register_quarantined(&mut self, report: &mut FileReport, reason: &str) -> Result<i64> {
+        let tx = self.conn().transaction()?;
+        let id = insert_file(&tx, report, false)?;
+        tx.execute(
+            "INSERT INTO quarantine (file_id, reason) VALUES (?1, ?2)",
+            params![id, reason],
+        )?;
+        report.quarantine_id = Some(quarantine_label(tx.last_insert_rowid()));
+        update_report(&tx, id, report, false)?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// Registers a file and applies its changes to the LA's records, in one transaction.
+    /// `fail_after` injects a failure after that many record writes (tests only).
+    pub fn apply_file(
+        &mut self,
+        report: &FileReport,
+        la: LaCode,
+        changes: &[Change],
+        known_from: DateTime<Utc>,
+        fail_after: Option<u64>,
+    ) -> Result<i64> {
+        let tx = self.conn().transaction()?;
+        let id = insert_file(&tx, report, true)?;
+        super::records::write_changes(&tx, la, id, changes, known_from, fail_after)?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// Applies a released quarantined file: its registry entry takes the new report.
+    pub fn release_quarantined(
+        &mut self,
+        number: i64,
+        file_id: i64,
+        report: &FileReport,
+        la: LaCode,
+        changes: &[Change],
+        known_from: DateTime<Utc>,
+    ) -> Result<()> {
+        let tx = self.conn().transaction()?;
+        decide(&tx, number, "released", known_from)?;
+        update_report(&tx, file_id, report, true)?;
+        super::records::write_changes(&tx, la, file_id, changes, known_from, None)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Rejects a quarantined file for good.
+    pub fn reject_quarantined(
+        &mut self,
+        number: i64,
+        file_id: i64,
+        report: &FileReport,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        let tx = self.conn().transaction()?;
+        decide(&tx, number, "rejected", at)?;
+        update_report(&tx, file_id, report, false)?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+fn decide(tx: &Transaction<'_>, number: i64, state: &str, at: DateTime<Utc>) -> Result<()> {
+    let n = tx.execute(
+        "UPDATE quarantine SET state = ?2, decided_at = ?3 WHERE id = ?1 AND state = 'pending'",
+        params![number, state, ts(at)],
+    )?;
+    if n != 1 {
+        anyhow::bail!("{} is not pending", quarantine_label(number));
+    }
+    Ok(())
+}
+
+fn insert_file(tx: &Transaction<'_>, report: &FileReport, applied: bool) -> Result<i64> {
+    tx.prepare_cached(
+        "INSERT INTO files (sha256, mailbox, name, kind, sender, extracted_at, received_at,
+            processed_at, outcome, response_code, applied, rows, valid_rows, invalid_rows, report)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+    )?
+    .execute(params![
+        report.sha256,
+        report.mailbox.as_deref().unwrap_or(""),
+        report.file,
+        serde_json::to_value(report.kind)?
+            .as_str()
+            .unwrap_or("extract"),
+        report.sender,
+        report.extracted_at.map(ts),
+        ts(report.received_at),
+        ts(report.processed_at),
+        report.outcome.as_str(),
+        report.response_code,
+        applied,
+        report.rows as i64,
+        report.valid_rows as i64,
+        report.invalid_rows as i64,
+        serde_json::to_string(report)?,
+    ])?;
+    Ok(tx.last_insert_rowid())
+}
+
+fn update_report(tx: &Transaction<'_>, id: i64, report: &FileReport, applied: bool) -> Result<()> {
+    tx.execute(
+        "UPDATE files SET outcome = ?2, response_code = ?3, applied = ?4, processed_at = ?5,
+            report = ?6 WHERE id = ?1",
+        params![
+            id,
+            report.outcome.as_str(),
+            report.response_code,
+            applied,
+            ts(report.processed_at),
+            serde_json::to_string(report)?
+        ],
+    )?;
+    Ok(())
+}
+
+impl Outcome {
+    /// Whether a file with this outcome has changed records.
+    pub fn applies(self) -> bool {
+        matches!(self, Outcome::Accepted | Outcome::Partial)
+    }
+}

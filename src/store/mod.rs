@@ -1,0 +1,156 @@
+//! The SQLite store: the only module that speaks SQL.
+//!
+//! Ordered migrations under `PRAGMA user_version`; WAL so readers (status, query) never wait
+//! for a file being applied; a busy timeout; the database file created with mode 0600.
+//! `synchronous = NORMAL` in WAL mode keeps every committed transaction across a crash of the
+//! process (not across a power cut, which would lose the last commits but never corrupt).
+
+mod files;
+mod records;
+
+pub use files::{quarantine_label, FileRow, QuarantineEntry};
+pub use records::RecordVersion;
+
+use anyhow::{bail, Context, Result};
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+
+/// Schema migrations, applied in order; `user_version` is the number applied.
+const MIGRATIONS: &[&str] = &[
+    // 1: file registry, versioned records (append-only history), quarantine.
+    r#"
+    CREATE TABLE files (
+        id            INTEGER PRIMARY KEY,
+        sha256        TEXT NOT NULL,
+        mailbox       TEXT NOT NULL,
+        name          TEXT NOT NULL,
+        kind          TEXT NOT NULL,
+        sender        TEXT,
+        extracted_at  TEXT,
+        received_at   TEXT NOT NULL,
+        processed_at  TEXT NOT NULL,
+        outcome       TEXT NOT NULL,
+        response_code TEXT NOT NULL,
+        applied       INTEGER NOT NULL DEFAULT 0,
+        rows          INTEGER NOT NULL,
+        valid_rows    INTEGER NOT NULL,
+        invalid_rows  INTEGER NOT NULL,
+        report        TEXT NOT NULL
+    );
+    CREATE INDEX files_by_sha ON files (sha256, mailbox);
+    CREATE INDEX files_applied ON files (sender, extracted_at) WHERE applied = 1;
+
+    -- Every version of every record. The current version has known_to NULL; a change
+    -- supersedes it (sets known_to) and inserts the next. Nothing is ever deleted.
+    CREATE TABLE record_versions (
+        id                INTEGER PRIMARY KEY,
+        la_code           INTEGER NOT NULL,
+        nhs               INTEGER NOT NULL,
+        plan_type         TEXT NOT NULL,
+        start_date        TEXT NOT NULL,
+        end_date          TEXT,
+        edt_phone         TEXT NOT NULL,
+        office_phone      TEXT NOT NULL,
+        local_ref         TEXT,
+        expected_delivery TEXT,
+        change            TEXT NOT NULL,
+        file_id           INTEGER NOT NULL REFERENCES files (id),
+        known_from        TEXT NOT NULL,
+        known_to          TEXT
+    );
+    CREATE UNIQUE INDEX current_records ON record_versions (la_code, nhs, plan_type)
+        WHERE known_to IS NULL;
+    CREATE INDEX versions_by_nhs ON record_versions (nhs, known_from);
+    CREATE TRIGGER record_versions_append_only BEFORE DELETE ON record_versions
+    BEGIN SELECT RAISE(ABORT, 'record history is append-only'); END;
+    CREATE TRIGGER record_versions_immutable BEFORE UPDATE OF id, la_code, nhs, plan_type,
+        start_date, end_date, edt_phone, office_phone, local_ref, expected_delivery, change,
+        file_id, known_from ON record_versions
+    BEGIN SELECT RAISE(ABORT, 'record versions are immutable'); END;
+    CREATE TRIGGER record_versions_superseded_once BEFORE UPDATE OF known_to ON record_versions
+        WHEN OLD.known_to IS NOT NULL
+    BEGIN SELECT RAISE(ABORT, 'a superseded version stays superseded'); END;
+
+    CREATE TABLE quarantine (
+        id         INTEGER PRIMARY KEY,
+        file_id    INTEGER NOT NULL UNIQUE REFERENCES files (id),
+        reason     TEXT NOT NULL,
+        state      TEXT NOT NULL DEFAULT 'pending',
+        decided_at TEXT
+    );
+    "#,
+];
+
+/// The store, open.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// RFC 3339 with milliseconds in UTC: sorts as text in time order.
+pub fn ts(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Parses a time written by [`ts`].
+pub fn parse_ts(text: &str) -> Result<DateTime<Utc>> {
+    Ok(DateTime::parse_from_rfc3339(text)
+        .with_context(|| format!("bad time {text:?} in the store"))?
+        .with_timezone(&Utc))
+}
+
+impl Store {
+    /// Opens (creating if needed, with mode 0600) and migrates the store at `path`.
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(dir) = path.parent() {
+            crate::fsutil::create_private_dir(dir)?;
+        }
+        if !path.exists() {
+            crate::fsutil::create_private_file(path)?;
+        }
+        let conn = Connection::open(path)
+            .with_context(|| format!("cannot open the store {}", path.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.pragma_update(None, "cache_size", -65536)?;
+        let mut store = Store {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let version: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let version = usize::try_from(version).unwrap_or(usize::MAX);
+        if version > MIGRATIONS.len() {
+            bail!(
+                "the store {} has schema version {version}, newer than this gateway knows ({}): upgrade the gateway",
+                self.path.display(),
+                MIGRATIONS.len()
+            );
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            let tx = self.conn.transaction()?;
+            tx.execute_batch(sql)
+                .with_context(|| format!("migration {} failed", i + 1))?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn conn(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+}

@@ -1,0 +1,587 @@
+//! Store and reconciliation: `ingest`, acknowledgements, history, quarantine, replay, status,
+//! run through the real binary against a real SQLite file.
+
+use crate::helpers::*;
+use cpis_gateway::core::nhs::NhsNumber;
+use cpis_gateway::store::Store;
+use serde_json::Value;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// A working folder with a config, and helpers to write extracts and run commands.
+struct Work {
+    dir: tempfile::TempDir,
+}
+
+/// The i-th valid 999-range NHS number.
+fn nhs(i: u64) -> String {
+    (0..)
+        .filter_map(|k| NhsNumber::from_first_nine(999_100_000 + i * 10 + k))
+        .next()
+        .unwrap()
+        .full()
+}
+
+const HEADER: &str =
+    "nhs_number,plan_type,start_date,end_date,la_code,edt_phone,office_phone,local_ref";
+
+/// One CSV row: child i, plan, start, end, LA, EDT phone, local ref.
+fn row(i: u64, plan: &str, start: &str, end: &str, la: &str, edt: &str, local_ref: &str) -> String {
+    format!(
+        "{},{plan},{start},{end},{la},{edt},01632 960999,{local_ref}",
+        nhs(i)
+    )
+}
+
+impl Work {
+    fn new() -> Work {
+        let dir = temp();
+        fs::write(
+            dir.path().join("config.toml"),
+            "[gateway]\nlocal_authorities = [\"919\", \"202\"]\n",
+        )
+        .unwrap();
+        Work { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes an extract under drop/ and returns its path.
+    fn extract(&self, la: &str, stamp: &str, rows: &[String]) -> PathBuf {
+        let drop = self.path().join("drop");
+        fs::create_dir_all(&drop).unwrap();
+        let path = drop.join(format!("CPIS_EXTRACT_{la}_{stamp}.csv"));
+        let mut text = format!("{HEADER}\n");
+        for r in rows {
+            text.push_str(r);
+            text.push('\n');
+        }
+        fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// `ingest --format json` at a given clock; returns (exit code, the one report).
+    fn ingest_at(
+        &self,
+        now: &str,
+        mailbox: &str,
+        file: &Path,
+        env: &[(&str, &str)],
+    ) -> (i32, Value) {
+        let out = gateway(self.path())
+            .env("CPIS_GATEWAY_NOW", now)
+            .envs(env.iter().copied())
+            .args(["ingest", "--format", "json", "--mailbox", mailbox])
+            .arg(file)
+            .output()
+            .unwrap();
+        let code = out.status.code().unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let reports: Value = serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("{e}: {stdout} {}", String::from_utf8_lossy(&out.stderr)));
+        (code, reports.get(0).cloned().unwrap_or(Value::Null))
+    }
+
+    fn ingest(&self, mailbox: &str, file: &Path) -> (i32, Value) {
+        self.ingest_at(NOW, mailbox, file, &[])
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let out = gateway(self.path()).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn store(&self) -> PathBuf {
+        self.path().join("var/store/cpis.sqlite")
+    }
+
+    fn outbox(&self, mailbox: &str) -> PathBuf {
+        self.path().join("var/mailboxes").join(mailbox).join("out")
+    }
+
+    /// Every row of every table, as text: equal dumps mean an unchanged store.
+    fn dump(&self) -> String {
+        let conn = rusqlite::Connection::open(self.store()).unwrap();
+        let mut out = String::new();
+        for table in ["files", "record_versions", "quarantine"] {
+            let mut stmt = conn
+                .prepare(&format!("SELECT * FROM {table} ORDER BY 1"))
+                .unwrap();
+            let n = stmt.column_count();
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((0..n)
+                        .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
+                        .collect::<Vec<_>>()
+                        .join("|"))
+                })
+                .unwrap();
+            for r in rows {
+                out.push_str(&format!("{table}: {}\n", r.unwrap()));
+            }
+        }
+        out
+    }
+}
+
+fn changes(report: &Value) -> [u64; 7] {
+    let c = &report["changes"];
+    [
+        "new",
+        "updated",
+        "unchanged",
+        "ended",
+        "reopened",
+        "closed_by_absence",
+        "retained",
+    ]
+    .map(|k| {
+        c[k].as_u64()
+            .unwrap_or_else(|| panic!("changes.{k} in {report}"))
+    })
+}
+
+const P1: &str = "01632 960001";
+const P2: &str = "01632 960002";
+
+fn day1(w: &Work) -> PathBuf {
+    let mut rows: Vec<String> = (1..=10)
+        .map(|i| row(i, "CPP", "2026-01-01", "", "919", P1, &format!("R{i}")))
+        .collect();
+    rows.push(row(11, "LAC", "2025-01-01", "2026-02-01", "919", P1, "R11"));
+    w.extract("919", "20261119T020000", &rows)
+}
+
+fn day2(w: &Work) -> PathBuf {
+    let mut rows = vec![
+        row(1, "CPP", "2026-01-01", "", "919", P1, "R1"), // unchanged
+        row(2, "CPP", "2026-01-01", "", "919", P2, "R2"), // updated (phone)
+        row(3, "CPP", "2026-01-01", "2026-11-19", "919", P1, "R3"), // ended
+        // 4 absent: closed by absence
+        row(5, "CPP", "2026-13-01", "", "919", P1, "R5"), // rejected row, key valid: retained
+        row(11, "LAC", "2025-01-01", "", "919", P1, "R11"), // reopened
+        row(12, "UCPP", "2026-10-01", "", "919", P1, "R12"), // new
+    ];
+    rows.extend((6..=10).map(|i| row(i, "CPP", "2026-01-01", "", "919", P1, &format!("R{i}")))); // unchanged
+    w.extract("919", "20261120T020000", &rows)
+}
+
+#[test]
+fn a_multi_day_scenario_gives_exact_counts_for_every_outcome() {
+    let w = Work::new();
+    let (code, r1) = w.ingest("LA919", &day1(&w));
+    assert_eq!(code, 0, "{r1}");
+    assert_eq!(r1["outcome"], "accepted");
+    assert_eq!(changes(&r1), [11, 0, 0, 0, 0, 0, 0]);
+
+    let (code, r2) = w.ingest("LA919", &day2(&w));
+    assert_eq!(code, 1, "a rejected row makes the file partial: {r2}");
+    assert_eq!(r2["outcome"], "partial");
+    assert_eq!(r2["response_code"], "CPF03");
+    //                         new upd unch end reop closed retained
+    assert_eq!(changes(&r2), [1, 1, 6, 1, 1, 1, 1]);
+    assert_eq!(r2["row_errors"][0]["code"], "DATE_FORMAT");
+
+    // The acknowledgement is in the LA's outbox, with the CSV of row errors.
+    let ack: Value = serde_json::from_slice(
+        &fs::read(
+            w.outbox("LA919")
+                .join("CPIS_ACK_CPIS_EXTRACT_919_20261120T020000.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(ack["changes"], r2["changes"]);
+    assert_eq!(ack["sha256"], r2["sha256"]);
+    let csv = fs::read_to_string(
+        w.outbox("LA919")
+            .join("CPIS_ACK_CPIS_EXTRACT_919_20261120T020000.csv"),
+    )
+    .unwrap();
+    assert!(csv.starts_with("row,line,column,code,severity,message\n"));
+    assert!(csv.contains(",start_date,DATE_FORMAT,error,"), "{csv}");
+    assert!(
+        !w.outbox("LA919")
+            .join("CPIS_ACK_CPIS_EXTRACT_919_20261119T020000.csv")
+            .exists(),
+        "no CSV without errors"
+    );
+
+    // Status: open records per plan type for 919 (2, 5-10 open CPP = 7; 11 LAC; 12 UCPP).
+    let status = w.json(&["status", "--format", "json"]);
+    let herts = status["local_authorities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["la_code"] == "919")
+        .unwrap();
+    assert_eq!(
+        herts["open"],
+        serde_json::json!({"CPP": 8, "LAC": 1, "UCPP": 1})
+    );
+    assert_eq!(herts["last_extract_at"], "2026-11-20T02:00:00.000Z");
+    assert_eq!(herts["overdue"], true, "55 hours before NOW, more than 36");
+    let out = gateway(w.path())
+        .env("CPIS_GATEWAY_NOW", "2026-11-21T13:00:00Z")
+        .args(["status", "--format", "json"])
+        .output()
+        .unwrap();
+    let early: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(early["local_authorities"][0]["la_code"], "919");
+    assert_eq!(early["local_authorities"][0]["overdue"], false, "35 hours");
+    let camden = status["local_authorities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["la_code"] == "202")
+        .unwrap();
+    assert_eq!(camden["overdue"], true, "never sent");
+    assert!(camden["last_extract_at"].is_null());
+}
+
+#[test]
+fn a_child_may_be_open_in_two_las_and_las_send_only_their_own() {
+    let w = Work::new();
+    let herts = w.extract(
+        "919",
+        "20261121T020000",
+        &[row(1, "CPP", "2026-01-01", "", "919", P1, "H1")],
+    );
+    let camden = w.extract(
+        "202",
+        "20261121T020000",
+        &[row(1, "CPP", "2026-06-01", "", "202", P2, "C1")],
+    );
+    assert_eq!(w.ingest("LA919", &herts).0, 0);
+    assert_eq!(w.ingest("LA202", &camden).0, 0);
+    let conn = rusqlite::Connection::open(w.store()).unwrap();
+    let open: i64 = conn
+        .query_row("SELECT count(*) FROM record_versions WHERE nhs = ?1 AND known_to IS NULL AND end_date IS NULL", [nhs(1).parse::<i64>().unwrap()], |r| r.get(0))
+        .unwrap();
+    assert_eq!(open, 2);
+
+    // Camden's extract sent through Hertfordshire's mailbox changes nothing.
+    let before = w.dump();
+    let other = w.extract("202", "20261122T020000", &[]);
+    let (code, r) = w.ingest("LA919", &other);
+    assert_eq!(code, 1);
+    assert_eq!(file_codes(&r), ["NOT_AUTHORISED"]);
+    assert!(r["changes"].is_null());
+    let after = w.dump();
+    assert_eq!(
+        before
+            .lines()
+            .filter(|l| l.starts_with("record_versions"))
+            .collect::<Vec<_>>(),
+        after
+            .lines()
+            .filter(|l| l.starts_with("record_versions"))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        w.outbox("LA919")
+            .join("CPIS_ACK_CPIS_EXTRACT_202_20261122T020000.json")
+            .exists(),
+        "the sender is told"
+    );
+}
+
+#[test]
+fn duplicate_and_stale_files_change_nothing() {
+    let w = Work::new();
+    let d1 = day1(&w);
+    let d2 = day2(&w);
+    assert_eq!(w.ingest("LA919", &d2).0, 1);
+    let before = w.dump();
+    let (code, dup) = w.ingest("LA919", &d2);
+    assert_eq!(code, 0, "a duplicate counts as accepted");
+    assert_eq!(dup["outcome"], "duplicate");
+    assert_eq!(dup["response_code"], "CPF02");
+    assert_eq!(dup["duplicate_of"]["outcome"], "partial");
+    assert!(dup["changes"].is_null());
+    let (code, stale) = w.ingest("LA919", &d1);
+    assert_eq!(code, 1);
+    assert_eq!(file_codes(&stale), ["STALE"]);
+    assert_eq!(stale["response_code"], "CPF04");
+    let records = |d: &str| {
+        d.lines()
+            .filter(|l| l.starts_with("record_versions"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(records(&before), records(&w.dump()));
+}
+
+#[test]
+fn quarantine_then_release_and_quarantine_then_reject() {
+    let w = Work::new();
+    assert_eq!(w.ingest("LA919", &day1(&w)).0, 0);
+    // Keeps 3 of 10 open records: 7 closures by absence = 70% > 20%.
+    let few: Vec<String> = (1..=3)
+        .map(|i| row(i, "CPP", "2026-01-01", "", "919", P1, &format!("R{i}")))
+        .collect();
+    let f = w.extract("919", "20261120T020000", &few);
+    let before = w.dump();
+    let (code, q) = w.ingest("LA919", &f);
+    assert_eq!(code, 1);
+    assert_eq!(q["outcome"], "quarantined");
+    assert_eq!(q["response_code"], "CPF04");
+    let id = q["quarantine_id"].as_str().unwrap().to_owned();
+    assert!(q["quarantine_reason"]
+        .as_str()
+        .unwrap()
+        .contains("7 of the LA's 10"));
+    let records = |d: &str| {
+        d.lines()
+            .filter(|l| l.starts_with("record_versions"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(records(&before), records(&w.dump()), "nothing applied");
+    let list = w.json(&["quarantine", "list", "--format", "json"]);
+    assert_eq!(list[0]["id"], id.as_str());
+    let status = w.json(&["status", "--format", "json"]);
+    assert_eq!(status["quarantine"][0]["id"], id.as_str());
+
+    let released = w.json(&["quarantine", "release", &id, "--format", "json"]);
+    assert_eq!(released[0]["outcome"], "accepted");
+    assert_eq!(changes(&released[0]), [0, 0, 3, 0, 0, 7, 0]);
+    let ack: Value = serde_json::from_slice(
+        &fs::read(
+            w.outbox("LA919")
+                .join("CPIS_ACK_CPIS_EXTRACT_919_20261120T020000.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(ack["outcome"], "accepted", "the LA is told of the release");
+    assert_eq!(
+        w.json(&["quarantine", "list", "--format", "json"]),
+        serde_json::json!([])
+    );
+    gateway(w.path())
+        .args(["quarantine", "release", &id])
+        .assert()
+        .code(2);
+
+    // An empty extract while the LA has open records: quarantined, then rejected.
+    let empty = w.extract("919", "20261121T020000", &[]);
+    let (code, q) = w.ingest("LA919", &empty);
+    assert_eq!(code, 1);
+    assert_eq!(q["outcome"], "quarantined");
+    assert!(q["quarantine_reason"]
+        .as_str()
+        .unwrap()
+        .contains("no children"));
+    let id = q["quarantine_id"].as_str().unwrap().to_owned();
+    let before = w.dump();
+    let rejected = w.json(&["quarantine", "reject", &id, "--format", "json"]);
+    assert_eq!(rejected[0]["outcome"], "rejected");
+    assert_eq!(file_codes(&rejected[0]), ["QUARANTINED"]);
+    assert_eq!(records(&before), records(&w.dump()));
+    let all = w.json(&["quarantine", "list", "--all", "--format", "json"]);
+    assert_eq!(
+        all.as_array()
+            .unwrap()
+            .iter()
+            .map(|q| q["state"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["released", "rejected"]
+    );
+}
+
+#[test]
+fn a_header_only_extract_is_accepted_when_the_la_has_nothing_open() {
+    let w = Work::new();
+    let (code, r) = w.ingest("LA202", &w.extract("202", "20261121T020000", &[]));
+    assert_eq!(code, 0);
+    assert_eq!(r["outcome"], "accepted");
+    assert_eq!(changes(&r), [0; 7]);
+}
+
+#[test]
+fn replay_is_a_no_op_unless_forced_and_reruns_rejected_files() {
+    let w = Work::new();
+    let d1 = day1(&w);
+    let (_, r1) = w.ingest("LA919", &d1);
+    let sha = r1["sha256"].as_str().unwrap().to_owned();
+    let out = gateway(w.path()).args(["replay", &sha]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already applied"));
+    let before = w.dump();
+    assert_eq!(before, w.dump());
+
+    // A newer file applied, then the old one forced back: it reconciles again (its
+    // snapshot wins), and the replay is recorded as a new processing.
+    assert_eq!(w.ingest("LA919", &day2(&w)).0, 1);
+    let out = gateway(w.path())
+        .args(["replay", &sha, "--force", "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replayed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(replayed[0]["outcome"], "accepted");
+    assert_eq!(replayed[0]["file"], "CPIS_EXTRACT_919_20261119T020000.csv");
+    // 2 updated back, 3 and 4 reopened, 11 ended again, 12 closed by absence, the rest as is.
+    assert_eq!(changes(&replayed[0]), [0, 1, 7, 1, 2, 1, 0]);
+
+    // A rejected file replays without --force once its cause is gone (here: not stale).
+    gateway(w.path())
+        .args(["replay", &"0".repeat(64)])
+        .assert()
+        .code(2);
+    gateway(w.path()).args(["replay", "abc"]).assert().code(2);
+}
+
+#[test]
+fn a_failure_part_way_through_applying_leaves_the_store_as_before() {
+    let w = Work::new();
+    assert_eq!(w.ingest("LA919", &day1(&w)).0, 0);
+    let d2 = day2(&w);
+    let before = w.dump();
+    let out = gateway(w.path())
+        .env("CPIS_GATEWAY_FAULT", "apply-after:3")
+        .args(["ingest", "--mailbox", "LA919"])
+        .arg(&d2)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing of it was applied"));
+    assert_eq!(
+        before,
+        w.dump(),
+        "no partial application, not even in the registry"
+    );
+    assert!(d2.exists(), "the operator's file is still there");
+    let sha = hex_sha256(&fs::read(&d2).unwrap());
+    assert!(
+        w.path()
+            .join("var/archive")
+            .join(&sha[..2])
+            .join(&sha)
+            .exists(),
+        "and archived"
+    );
+    // Run again without the fault: applied once, as if nothing had happened.
+    let (code, r) = w.ingest("LA919", &d2);
+    assert_eq!(code, 1);
+    assert_eq!(r["outcome"], "partial");
+    assert_eq!(changes(&r), [1, 1, 6, 1, 1, 1, 1]);
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+#[test]
+fn history_answers_what_was_known_at_any_moment() {
+    let w = Work::new();
+    let child = 3;
+    let d1 = w.extract(
+        "919",
+        "20261119T020000",
+        &[row(child, "CPP", "2026-01-01", "", "919", P1, "A")],
+    );
+    let d2 = w.extract(
+        "919",
+        "20261120T020000",
+        &[row(child, "CPP", "2026-01-01", "", "919", P2, "A")],
+    );
+    let d3 = w.extract(
+        "919",
+        "20261121T020000",
+        &[row(
+            child,
+            "CPP",
+            "2026-01-01",
+            "2026-11-20",
+            "919",
+            P2,
+            "A",
+        )],
+    );
+    assert_eq!(w.ingest_at("2026-11-19T03:00:00Z", "LA919", &d1, &[]).0, 0);
+    assert_eq!(w.ingest_at("2026-11-20T03:00:00Z", "LA919", &d2, &[]).0, 0);
+    assert_eq!(w.ingest_at("2026-11-21T03:00:00Z", "LA919", &d3, &[]).0, 0);
+
+    let mut store = Store::open(&w.store()).unwrap();
+    let n = NhsNumber::parse(&nhs(child)).unwrap();
+    let mut at = |t: &str| {
+        let v = store.records_at(n, t.parse().unwrap()).unwrap();
+        v.iter()
+            .map(|v| {
+                (
+                    v.change.clone(),
+                    v.fields.edt_phone.to_string(),
+                    v.fields.end.map(|d| d.to_string()),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(at("2026-11-19T02:59:59Z"), vec![], "before the first file");
+    assert_eq!(
+        at("2026-11-19T12:00:00Z"),
+        vec![("new".into(), "01632960001".into(), None)]
+    );
+    assert_eq!(
+        at("2026-11-20T03:00:00Z"),
+        vec![("updated".into(), "01632960002".into(), None)]
+    );
+    assert_eq!(
+        at("2026-11-20T23:00:00Z"),
+        vec![("updated".into(), "01632960002".into(), None)]
+    );
+    assert_eq!(
+        at("2026-11-22T00:00:00Z"),
+        vec![(
+            "ended".into(),
+            "01632960002".into(),
+            Some("2026-11-20".into())
+        )]
+    );
+    let history = store.versions(n).unwrap();
+    assert_eq!(history.len(), 3, "append-only: every version kept");
+    assert!(history[..2].iter().all(|v| v.known_to.is_some()) && history[2].known_to.is_none());
+    // And the history cannot be rewritten, even by hand.
+    let conn = rusqlite::Connection::open(w.store()).unwrap();
+    assert!(conn.execute("DELETE FROM record_versions", []).is_err());
+    assert!(conn
+        .execute("UPDATE record_versions SET edt_phone = '0'", [])
+        .is_err());
+}
+
+#[test]
+fn init_creates_every_mailbox_and_a_private_store() {
+    use std::os::unix::fs::PermissionsExt;
+    let w = Work::new();
+    gateway(w.path()).arg("init").assert().success();
+    gateway(w.path()).arg("init").assert().success();
+    for mailbox in ["LA919", "LA202", "RWG"] {
+        let exists = w
+            .path()
+            .join("var/mailboxes")
+            .join(mailbox)
+            .join("in")
+            .is_dir();
+        assert_eq!(
+            exists,
+            mailbox != "RWG",
+            "{mailbox}: only configured parties"
+        );
+    }
+    let mode = fs::metadata(w.store()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
