@@ -16,7 +16,7 @@ use crate::core::ids::{LaCode, MailboxId};
 use crate::core::outbound::{ack_csv, ack_csv_name, ack_json_name};
 use crate::core::reconcile::{quarantine_reason, reconcile};
 use crate::core::report::{FileReport, Outcome};
-use crate::fsutil::{archive_copy, archive_path, write_atomic};
+use crate::fsutil::{archive_copy, archive_move, archive_path, write_atomic};
 use crate::layout::Layout;
 use crate::store::Store;
 use anyhow::{anyhow, bail, Context, Result};
@@ -26,13 +26,24 @@ use std::path::Path;
 /// `apply-after:N` fails after N record writes, inside the transaction.
 pub const FAULT_ENV: &str = "CPIS_GATEWAY_FAULT";
 
-/// How to treat the duplicate and staleness rules.
+/// What becomes of the inbound file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Intake {
+    /// Copied into the archive before anything is committed; the original stays (CLI).
+    #[default]
+    Copy,
+    /// Moved into the archive once its outcome is committed (a mailbox's `in/`).
+    Move,
+}
+
+/// How to treat the duplicate and staleness rules, and the inbound file.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Rules {
     /// Run the file even if the same bytes were processed before (replay).
     pub allow_repeat: bool,
     /// Also run it if it is not newer than the last applied extract (replay --force).
     pub allow_stale: bool,
+    pub intake: Intake,
 }
 
 /// The gateway: configuration, clock, folders and store.
@@ -124,13 +135,30 @@ impl<'a> Gateway<'a> {
             Keep { rows: true },
         )
         .with_context(|| format!("cannot read {}", path.display()))?;
-        let mut report = checked.report.clone();
+        let report = checked.report.clone();
         let unauthorised = report
             .file_errors
             .iter()
             .any(|p| p.code == Code::NotAuthorised);
-        archive_copy(&self.layout.archive(), &report.sha256, path)?;
+        if rules.intake == Intake::Copy {
+            archive_copy(&self.layout.archive(), &report.sha256, path)?;
+        }
+        let report = self.decide(checked, report, mailbox, rules, unauthorised)?;
+        if rules.intake == Intake::Move {
+            archive_move(&self.layout.archive(), &report.sha256, path)?;
+        }
+        Ok(report)
+    }
 
+    /// Everything after the check: duplicate, staleness, reconciliation, commit, ack.
+    fn decide(
+        &mut self,
+        checked: CheckedExtract,
+        mut report: FileReport,
+        mailbox: &MailboxId,
+        rules: Rules,
+        unauthorised: bool,
+    ) -> Result<FileReport> {
         if !unauthorised && !rules.allow_repeat {
             if let Some(previous) = self
                 .store
@@ -384,6 +412,7 @@ impl<'a> Gateway<'a> {
             Rules {
                 allow_repeat: true,
                 allow_stale: force,
+                intake: Intake::Copy,
             },
         )?;
         Ok(Replayed::Ran(Box::new(report)))

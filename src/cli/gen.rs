@@ -7,11 +7,14 @@ use super::exit;
 use crate::clock::Clock;
 use crate::core::date::parse_compact_utc;
 use crate::core::filename::ExtractFormat;
+use crate::core::ids::local_authorities;
 use crate::core::ids::LaCode;
-use crate::core::synth::{file_name, write_extract, ExtractSpec, Fault};
+use crate::core::synth::{file_name, max_unique_rows, write_extract, ExtractSpec, Fault, Manifest};
 use anyhow::{Context, Result};
+use chrono::{DateTime, Timelike, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use std::io::{BufWriter, Write};
+use std::path::Path;
 use std::path::PathBuf;
 
 #[derive(Debug, Args)]
@@ -24,6 +27,29 @@ pub struct GenArgs {
 pub enum GenWhat {
     /// An LA extract
     Extract(ExtractArgs),
+    /// One extract for each of the 153 English LAs, children kept apart by LA
+    National(NationalArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NationalArgs {
+    /// Rows in all, shared out between the LAs
+    #[arg(long, default_value_t = 150_000)]
+    pub rows: u64,
+    #[arg(long, value_enum, default_value = "csv")]
+    pub format: GenFormat,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Extraction time, YYYYMMDDTHHMMSS (UTC); default now
+    #[arg(long)]
+    pub at: Option<String>,
+    /// A later day's extracts, meant to be extracted DAY days after day 0's (about 1% gone,
+    /// 2% changed, DAY% new against day 0)
+    #[arg(long, default_value_t = 0)]
+    pub day: u32,
+    /// Folder to write into (created if missing)
+    #[arg(long, default_value = ".")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -66,6 +92,10 @@ pub struct ExtractArgs {
     /// Where this LA's NHS numbers start in the 999 range (keeps LAs' children apart)
     #[arg(long, default_value_t = 0)]
     pub offset: u64,
+    /// A later day's extract, meant to be extracted DAY days after day 0's (about 1% gone,
+    /// 2% changed, DAY% new against day 0)
+    #[arg(long, default_value_t = 0)]
+    pub day: u32,
     /// Folder to write into (created if missing)
     #[arg(long, default_value = ".")]
     pub out: PathBuf,
@@ -87,47 +117,93 @@ fn parse_fault(text: &str) -> Result<(Fault, u64), String> {
     Ok((name.parse()?, count))
 }
 
-pub fn run(args: &GenArgs, clock: &dyn Clock) -> Result<u8> {
-    let GenWhat::Extract(a) = &args.what;
-    let la = LaCode::parse(&a.la).map_err(|e| anyhow::anyhow!("--la: {e}"))?;
-    let extracted_at = match &a.at {
+fn extraction_time(at: Option<&str>, clock: &dyn Clock) -> Result<DateTime<Utc>> {
+    match at {
         Some(text) => parse_compact_utc(text)
-            .ok_or_else(|| anyhow::anyhow!("--at {text:?} is not YYYYMMDDTHHMMSS"))?,
-        None => {
-            let now = clock.now();
-            parse_compact_utc(&crate::core::date::format_compact_utc(now)).unwrap_or(now)
-        }
-    };
+            .ok_or_else(|| anyhow::anyhow!("--at {text:?} is not YYYYMMDDTHHMMSS")),
+        None => Ok(clock
+            .now()
+            .with_nanosecond(0)
+            .unwrap_or_else(|| clock.now())),
+    }
+}
+
+fn format_of(f: GenFormat) -> ExtractFormat {
+    match f {
+        GenFormat::Csv => ExtractFormat::Csv,
+        GenFormat::Xml => ExtractFormat::Xml,
+    }
+}
+
+/// Writes one extract atomically into `out`, returning its manifest.
+fn write_file(spec: &ExtractSpec, out: &Path) -> Result<(PathBuf, Manifest)> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let name = file_name(spec);
+    let path = out.join(&name);
+    let tmp = out.join(format!(".{name}.tmp"));
+    let file =
+        std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    let mut w = BufWriter::with_capacity(1 << 16, file);
+    let manifest = write_extract(spec, &mut w)?;
+    w.flush()?;
+    drop(w);
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok((path, manifest))
+}
+
+pub fn run(args: &GenArgs, clock: &dyn Clock) -> Result<u8> {
+    match &args.what {
+        GenWhat::Extract(a) => extract(a, clock),
+        GenWhat::National(a) => national(a, clock),
+    }
+}
+
+fn extract(a: &ExtractArgs, clock: &dyn Clock) -> Result<u8> {
+    let la = LaCode::parse(&a.la).map_err(|e| anyhow::anyhow!("--la: {e}"))?;
     let spec = ExtractSpec {
         la,
         rows: a.rows,
         seed: a.seed,
-        extracted_at,
-        format: match a.format {
-            GenFormat::Csv => ExtractFormat::Csv,
-            GenFormat::Xml => ExtractFormat::Xml,
-        },
+        extracted_at: extraction_time(a.at.as_deref(), clock)?,
+        format: format_of(a.format),
         faults: a.faults.clone(),
         wide: a.wide,
         bom: a.bom,
         crlf: a.crlf,
         offset: a.offset,
+        day: a.day,
     };
-    std::fs::create_dir_all(&a.out)
-        .with_context(|| format!("cannot create {}", a.out.display()))?;
-    let path = a.out.join(file_name(&spec));
-    let tmp = a.out.join(format!("{}.tmp", file_name(&spec)));
-    let file =
-        std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-    let mut w = BufWriter::with_capacity(1 << 16, file);
-    let manifest = write_extract(&spec, &mut w)?;
-    w.flush()?;
-    drop(w);
-    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    let (path, manifest) = write_file(&spec, &a.out)?;
     if a.manifest {
         println!("{}", serde_json::to_string(&manifest)?);
     } else {
         println!("{}", path.display());
     }
+    Ok(exit::OK)
+}
+
+fn national(a: &NationalArgs, clock: &dyn Clock) -> Result<u8> {
+    let las = local_authorities();
+    let n = las.len() as u64;
+    let spacing = max_unique_rows() / 3 / n;
+    let extracted_at = extraction_time(a.at.as_deref(), clock)?;
+    let mut total = 0;
+    for (i, la) in (0u64..).zip(las) {
+        let spec = ExtractSpec {
+            la: la.code,
+            rows: a.rows / n + u64::from(i < a.rows % n),
+            seed: a.seed.wrapping_add(i),
+            extracted_at,
+            format: format_of(a.format),
+            faults: Vec::new(),
+            wide: false,
+            bom: false,
+            crlf: false,
+            offset: i * spacing,
+            day: a.day,
+        };
+        total += write_file(&spec, &a.out)?.1.rows;
+    }
+    println!("{} files, {total} rows in {}", las.len(), a.out.display());
     Ok(exit::OK)
 }

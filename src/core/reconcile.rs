@@ -24,6 +24,29 @@ impl RecordFields {
     pub fn is_open(&self) -> bool {
         self.end.is_none()
     }
+
+    /// A stable 64-bit fingerprint of every field (FNV-1a over a canonical text), stored
+    /// beside each record so that reconciliation compares numbers instead of reading and
+    /// parsing every field of every record. Never change the encoding: stores keep it.
+    pub fn fingerprint(&self) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |bytes: &[u8]| {
+            for &b in bytes {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+            h ^= 0x1f;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        };
+        let date = |d: Option<NaiveDate>| d.map(|d| d.to_string()).unwrap_or_default();
+        eat(self.start.to_string().as_bytes());
+        eat(date(self.end).as_bytes());
+        eat(self.edt_phone.as_str().as_bytes());
+        eat(self.office_phone.as_str().as_bytes());
+        eat(self.local_ref.as_deref().unwrap_or("\u{0}").as_bytes());
+        eat(date(self.expected_delivery).as_bytes());
+        h
+    }
 }
 
 impl From<&PlanRow> for RecordFields {
@@ -39,12 +62,14 @@ impl From<&PlanRow> for RecordFields {
     }
 }
 
-/// A record as the store holds it now: its current version's id and fields.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A record as the store holds it now: its current version, whether it is open, and the
+/// fingerprint of its fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoredRecord {
     pub version: i64,
     pub key: RowKey,
-    pub fields: RecordFields,
+    pub open: bool,
+    pub fingerprint: u64,
 }
 
 /// What happens to one key.
@@ -78,13 +103,22 @@ impl ChangeKind {
     }
 }
 
+/// The next version of a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// As the extract states it.
+    Fields(RecordFields),
+    /// The previous version with this end date (closed by absence).
+    EndOn(NaiveDate),
+}
+
 /// A change the store must write: supersede `previous` (if any) with `next`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
     pub kind: ChangeKind,
     pub key: RowKey,
     pub previous: Option<i64>,
-    pub next: RecordFields,
+    pub next: Next,
 }
 
 /// The whole diff of one file.
@@ -111,7 +145,7 @@ pub fn reconcile(
     let mut seen: FxHashSet<RowKey> = FxHashSet::default();
     seen.reserve(valid.len());
     let mut diff = Diff {
-        open_before: current.iter().filter(|r| r.fields.is_open()).count() as u64,
+        open_before: current.iter().filter(|r| r.open).count() as u64,
         ..Diff::default()
     };
     for row in valid {
@@ -121,12 +155,11 @@ pub fn reconcile(
         let (kind, previous) = match by_key.get(&key) {
             None => (ChangeKind::New, None),
             Some(stored) => {
-                let before = &stored.fields;
-                let kind = if *before == next {
+                let kind = if stored.fingerprint == next.fingerprint() {
                     ChangeKind::Unchanged
-                } else if before.is_open() && !next.is_open() {
+                } else if stored.open && !next.is_open() {
                     ChangeKind::Ended
-                } else if !before.is_open() && next.is_open() {
+                } else if !stored.open && next.is_open() {
                     ChangeKind::Reopened
                 } else {
                     ChangeKind::Updated
@@ -140,27 +173,25 @@ pub fn reconcile(
                 kind,
                 key,
                 previous,
-                next,
+                next: Next::Fields(next),
             });
         }
     }
     let retained: FxHashSet<RowKey> = retained.iter().copied().collect();
     for stored in current {
-        if seen.contains(&stored.key) || !stored.fields.is_open() {
+        if seen.contains(&stored.key) || !stored.open {
             continue;
         }
         if retained.contains(&stored.key) {
             count(&mut diff.counts, ChangeKind::Retained);
             continue;
         }
-        let mut next = stored.fields.clone();
-        next.end = Some(extraction_date.max(next.start));
         count(&mut diff.counts, ChangeKind::ClosedByAbsence);
         diff.changes.push(Change {
             kind: ChangeKind::ClosedByAbsence,
             key: stored.key,
             previous: Some(stored.version),
-            next,
+            next: Next::EndOn(extraction_date),
         });
     }
     diff.changes.sort_unstable_by_key(|c| c.key);
@@ -235,10 +266,12 @@ mod tests {
     }
 
     fn stored(version: i64, r: &PlanRow) -> StoredRecord {
+        let fields = RecordFields::from(r);
         StoredRecord {
             version,
             key: r.key(),
-            fields: r.into(),
+            open: fields.is_open(),
+            fingerprint: fields.fingerprint(),
         }
     }
 
@@ -292,12 +325,44 @@ mod tests {
             .find(|c| c.kind == ChangeKind::ClosedByAbsence)
             .unwrap();
         assert_eq!(closed.previous, Some(5));
-        assert_eq!(closed.next.end, Some(day));
-        assert_eq!(closed.next.local_ref.as_deref(), Some("absent"));
+        assert_eq!(closed.next, Next::EndOn(day));
         assert!(
             diff.changes.windows(2).all(|w| w[0].key <= w[1].key),
             "sorted by key"
         );
+    }
+
+    #[test]
+    fn fingerprints_see_every_field() {
+        let base = RecordFields::from(&row(1, "2026-01-01", None, "x"));
+        let mut variants = vec![base.clone()];
+        let mut v = base.clone();
+        v.start = date("2026-01-02");
+        variants.push(v);
+        let mut v = base.clone();
+        v.end = Some(date("2026-01-02"));
+        variants.push(v);
+        let mut v = base.clone();
+        v.edt_phone = Phone::parse("01632 960003").unwrap();
+        variants.push(v);
+        let mut v = base.clone();
+        v.office_phone = base.edt_phone;
+        variants.push(v);
+        let mut v = base.clone();
+        v.local_ref = None;
+        variants.push(v);
+        let mut v = base.clone();
+        v.local_ref = Some(String::new());
+        variants.push(v);
+        let mut v = base.clone();
+        v.expected_delivery = Some(date("2026-01-02"));
+        variants.push(v);
+        let prints: std::collections::HashSet<u64> =
+            variants.iter().map(RecordFields::fingerprint).collect();
+        assert_eq!(prints.len(), variants.len());
+        assert_eq!(base.fingerprint(), base.clone().fingerprint());
+        // Stores keep fingerprints: the encoding must never change.
+        assert_eq!(base.fingerprint(), 5_686_203_743_475_388_888);
     }
 
     #[test]

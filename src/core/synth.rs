@@ -162,6 +162,25 @@ pub struct ExtractSpec {
     /// Where in the 999 range this file's NHS numbers start (0..1), so several generated LAs
     /// can be given disjoint children.
     pub offset: u64,
+    /// A later day's extract of the same LA: relative to day 0, about 1% of the children are
+    /// gone, 2% have a changed local_ref, and `day`% are new. 0 is the base list.
+    pub day: u32,
+}
+
+/// The generated rows of a spec, as (index into the key space, changed on this day).
+fn emitted(spec: &ExtractSpec) -> impl Iterator<Item = (u64, bool)> + '_ {
+    let day = u64::from(spec.day);
+    let churn = move |i: u64| {
+        splitmix(spec.seed ^ i.wrapping_mul(0x51ED) ^ day.wrapping_mul(0xD1B5_4A32_D192_ED03)) % 100
+    };
+    let base = (0..spec.rows).filter_map(move |i| match (day, churn(i)) {
+        (0, _) => Some((i, false)),
+        (_, 0) => None,
+        (_, 1 | 2) => Some((i, true)),
+        _ => Some((i, false)),
+    });
+    let new = spec.rows..spec.rows + spec.rows * day / 100;
+    base.chain(new.map(|i| (i, false)))
 }
 
 /// What was generated: the file name and where each fault was put.
@@ -210,7 +229,11 @@ struct Generator<'a> {
     spec: &'a ExtractSpec,
     bodies: &'a [u32],
     stride: u64,
+    /// The extraction date.
     date: NaiveDate,
+    /// Day 0's extraction date, which generated dates hang off, so that a later day's
+    /// extract repeats the children's dates exactly.
+    anchor: NaiveDate,
 }
 
 impl Generator<'_> {
@@ -227,6 +250,7 @@ impl Generator<'_> {
             bodies,
             stride,
             date: spec.extracted_at.date_naive(),
+            anchor: spec.extracted_at.date_naive() - Duration::days(i64::from(spec.day)),
         }
     }
 
@@ -248,12 +272,12 @@ impl Generator<'_> {
     fn base(&self, index: u64) -> Base {
         let (nhs, plan_type) = self.key(index);
         let random = splitmix(self.spec.seed.wrapping_mul(31).wrapping_add(index));
-        let start = self.date - Duration::days((random % 1095) as i64);
-        let span = (self.date - start).num_days() as u64;
+        let start = self.anchor - Duration::days((random % 1095) as i64);
+        let span = (self.anchor - start).num_days() as u64;
         let end = ((random >> 12) % 20 == 0)
             .then(|| start + Duration::days(((random >> 20) % (span + 1)) as i64));
         let edd = (plan_type == PlanType::Ucpp)
-            .then(|| self.date + Duration::days(((random >> 28) % 200) as i64 - 20));
+            .then(|| self.anchor + Duration::days(((random >> 28) % 200) as i64 - 20));
         Base {
             nhs,
             plan_type,
@@ -346,9 +370,13 @@ fn other_la(la: LaCode) -> LaCode {
 }
 
 /// One row's text fields, in [`Column::ALL`] order.
-fn render_row(gen: &Generator<'_>, row: u64, fault: Option<(Fault, u64)>) -> [String; 10] {
+fn render_row(
+    gen: &Generator<'_>,
+    (index, changed): (u64, bool),
+    fault: Option<(Fault, u64)>,
+) -> [String; 10] {
     let spec = gen.spec;
-    let mut base = gen.base(row - 1);
+    let mut base = gen.base(index);
     if let Some((Fault::Duplicate, source)) = fault {
         let (nhs, plan_type) = gen.key(source - 1);
         base.nhs = nhs;
@@ -371,11 +399,15 @@ fn render_row(gen: &Generator<'_>, row: u64, fault: Option<(Fault, u64)>) -> [St
     } else {
         name.to_owned()
     };
-    let local_ref = if spec.wide {
-        format!("{la_code}-{row:0>60}")
+    let mut local_ref = if spec.wide {
+        format!("{la_code}-{:0>60}", index + 1)
     } else {
-        format!("{la_code}-{row:06}")
+        format!("{la_code}-{:06}", index + 1)
     };
+    if changed {
+        local_ref.truncate(56);
+        local_ref.push_str(&format!("-v{}", spec.day));
+    }
     let edt = 960_000 + u64::from(la_code) * 2 % 1000;
     let mut f: [String; 10] = [
         base.nhs.full(),
@@ -447,7 +479,7 @@ fn xml_escape(value: &str, out: &mut String) {
 
 /// Writes the extract the spec describes and says where its faults are.
 pub fn write_extract(spec: &ExtractSpec, out: &mut impl Write) -> Result<Manifest, GenError> {
-    if spec.rows > max_unique_rows() {
+    if spec.rows + spec.rows * u64::from(spec.day) / 100 > max_unique_rows() {
         return Err(GenError::Spec(format!(
             "at most {} distinct rows can be made from the 999 NHS number range",
             max_unique_rows()
@@ -480,7 +512,11 @@ pub fn write_extract(spec: &ExtractSpec, out: &mut impl Write) -> Result<Manifes
     expected.sort_unstable();
     let manifest = Manifest {
         file: file_name(spec),
-        rows: spec.rows,
+        rows: if spec.day == 0 {
+            spec.rows
+        } else {
+            emitted(spec).count() as u64
+        },
         expected,
         file_error,
     };
@@ -510,9 +546,9 @@ pub fn write_extract(spec: &ExtractSpec, out: &mut impl Write) -> Result<Manifes
             }
             w.write_record(&header).map_err(csv_io)?;
             let truncate = has(Fault::Truncate) && spec.rows > 0;
-            for row in 1..=spec.rows {
-                let fields = render_row(&gen, row, faults.get(&row).copied());
-                if truncate && row == spec.rows {
+            for (row, at) in (1..).zip(emitted(spec)) {
+                let fields = render_row(&gen, at, faults.get(&row).copied());
+                if truncate && row == manifest.rows {
                     let inner = w
                         .into_inner()
                         .map_err(|e| GenError::Io(io::Error::other(e.to_string())))?;
@@ -530,9 +566,9 @@ pub fn write_extract(spec: &ExtractSpec, out: &mut impl Write) -> Result<Manifes
         }
         ExtractFormat::Xml => {
             let written = if has(Fault::Truncate) {
-                spec.rows.saturating_sub(1)
+                manifest.rows.saturating_sub(1)
             } else {
-                spec.rows
+                manifest.rows
             };
             if spec.bom {
                 out.write_all("\u{feff}".as_bytes())?;
@@ -546,12 +582,12 @@ pub fn write_extract(spec: &ExtractSpec, out: &mut impl Write) -> Result<Manifes
                 "<Extract xmlns=\"{NAMESPACE}\" laCode=\"{}\" extractedAt=\"{}\" recordCount=\"{}\"{}>{eol}",
                 spec.la,
                 spec.extracted_at.format("%Y-%m-%dT%H:%M:%SZ"),
-                spec.rows,
+                manifest.rows,
                 if has(Fault::UnknownColumn) { " colour=\"blue\"" } else { "" }
             )?;
             let mut line = String::new();
-            for row in 1..=written {
-                let fields = render_row(&gen, row, faults.get(&row).copied());
+            for (row, at) in (1..=written).zip(emitted(spec)) {
+                let fields = render_row(&gen, at, faults.get(&row).copied());
                 line.clear();
                 line.push_str("  <Plan");
                 for (column, value) in Column::ALL.iter().zip(&fields) {
@@ -612,6 +648,7 @@ mod tests {
             bom: false,
             crlf: false,
             offset: 0,
+            day: 0,
         }
     }
 
@@ -626,6 +663,35 @@ mod tests {
         let keys: std::collections::HashSet<_> = (0..50_000).map(|i| gen.key(i)).collect();
         assert_eq!(keys.len(), 50_000);
         assert!(max_unique_rows() > 2_700_000);
+    }
+
+    #[test]
+    fn a_later_day_keeps_most_children_and_their_dates() {
+        let day0 = spec(2000, ExtractFormat::Csv, vec![]);
+        let mut day1 = day0.clone();
+        day1.day = 1;
+        day1.extracted_at += Duration::days(1);
+        let lines = |s: &ExtractSpec| {
+            let mut out = Vec::new();
+            write_extract(s, &mut out).unwrap();
+            String::from_utf8(out)
+                .unwrap()
+                .lines()
+                .skip(1)
+                .map(str::to_owned)
+                .collect::<std::collections::HashSet<_>>()
+        };
+        let (a, b) = (lines(&day0), lines(&day1));
+        let same = a.intersection(&b).count();
+        assert!(
+            (1900..1960).contains(&same),
+            "about 3% of rows differ: {same} of 2000 the same"
+        );
+        assert!(
+            (1960..2040).contains(&b.len()),
+            "1% gone and 1% new: {} rows",
+            b.len()
+        );
     }
 
     #[test]

@@ -41,8 +41,9 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX files_by_sha ON files (sha256, mailbox);
     CREATE INDEX files_applied ON files (sender, extracted_at) WHERE applied = 1;
 
-    -- Every version of every record. The current version has known_to NULL; a change
-    -- supersedes it (sets known_to) and inserts the next. Nothing is ever deleted.
+    -- Every version of every record, append-only: a change inserts the next version, which
+    -- points at the one it supersedes. A version was current from its known_from until its
+    -- successor's known_from.
     CREATE TABLE record_versions (
         id                INTEGER PRIMARY KEY,
         la_code           INTEGER NOT NULL,
@@ -57,20 +58,29 @@ const MIGRATIONS: &[&str] = &[
         change            TEXT NOT NULL,
         file_id           INTEGER NOT NULL REFERENCES files (id),
         known_from        TEXT NOT NULL,
-        known_to          TEXT
+        previous          INTEGER REFERENCES record_versions (id)
     );
-    CREATE UNIQUE INDEX current_records ON record_versions (la_code, nhs, plan_type)
-        WHERE known_to IS NULL;
-    CREATE INDEX versions_by_nhs ON record_versions (nhs, known_from);
-    CREATE TRIGGER record_versions_append_only BEFORE DELETE ON record_versions
+    CREATE TRIGGER record_versions_no_delete BEFORE DELETE ON record_versions
     BEGIN SELECT RAISE(ABORT, 'record history is append-only'); END;
-    CREATE TRIGGER record_versions_immutable BEFORE UPDATE OF id, la_code, nhs, plan_type,
-        start_date, end_date, edt_phone, office_phone, local_ref, expected_delivery, change,
-        file_id, known_from ON record_versions
-    BEGIN SELECT RAISE(ABORT, 'record versions are immutable'); END;
-    CREATE TRIGGER record_versions_superseded_once BEFORE UPDATE OF known_to ON record_versions
-        WHEN OLD.known_to IS NOT NULL
-    BEGIN SELECT RAISE(ABORT, 'a superseded version stays superseded'); END;
+    CREATE TRIGGER record_versions_no_update BEFORE UPDATE ON record_versions
+    BEGIN SELECT RAISE(ABORT, 'record history is append-only'); END;
+
+    -- The current version of each record, clustered by LA for reconciliation, with an
+    -- index by NHS number for look-ups: the version id, whether it is open (no end date)
+    -- and the fingerprint of its fields, so that a daily extract is compared without reading
+    -- the fields. Rows are never deleted: a closed record stays, pointing at its last version.
+    CREATE TABLE records (
+        la_code     INTEGER NOT NULL,
+        nhs         INTEGER NOT NULL,
+        plan_type   TEXT NOT NULL,
+        version     INTEGER NOT NULL REFERENCES record_versions (id),
+        open        INTEGER NOT NULL,
+        fingerprint INTEGER NOT NULL,
+        PRIMARY KEY (la_code, nhs, plan_type)
+    ) WITHOUT ROWID;
+    CREATE INDEX records_by_nhs ON records (nhs);
+    CREATE TRIGGER records_no_delete BEFORE DELETE ON records
+    BEGIN SELECT RAISE(ABORT, 'records are closed, never deleted'); END;
 
     CREATE TABLE quarantine (
         id         INTEGER PRIMARY KEY,
@@ -115,7 +125,10 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.pragma_update(None, "cache_size", -65536)?;
+        conn.pragma_update(None, "cache_size", -16384)?;
+        // Checkpoint every 32 MiB of WAL rather than 4: each checkpoint syncs the database,
+        // and a national load would otherwise pay for dozens of them.
+        conn.pragma_update(None, "wal_autocheckpoint", 8192)?;
         let mut store = Store {
             conn,
             path: path.to_path_buf(),

@@ -6,7 +6,7 @@ use crate::core::ids::LaCode;
 use crate::core::nhs::NhsNumber;
 use crate::core::phone::Phone;
 use crate::core::plan::PlanType;
-use crate::core::reconcile::{Change, RecordFields, StoredRecord};
+use crate::core::reconcile::{Change, Next, RecordFields, StoredRecord};
 use crate::core::validate::RowKey;
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, Utc};
@@ -24,7 +24,9 @@ pub struct RecordVersion {
     pub change: String,
     pub file_id: i64,
     pub known_from: DateTime<Utc>,
+    /// When its successor replaced it (`None` for the current version).
     pub known_to: Option<DateTime<Utc>>,
+    pub previous: Option<i64>,
 }
 
 const FIELDS: &str = "start_date, end_date, edt_phone, office_phone, local_ref, expected_delivery";
@@ -61,14 +63,16 @@ fn key(nhs: i64, plan: &str) -> Result<RowKey> {
     })
 }
 
+fn la(code: u16) -> Result<LaCode> {
+    LaCode::parse(&format!("{code:03}")).map_err(|e| anyhow!("bad LA in the store: {e}"))
+}
+
 impl Store {
     /// The current version of every record of an LA, open or closed.
     pub fn current_records(&mut self, la: LaCode) -> Result<Vec<StoredRecord>> {
-        let sql = format!(
-            "SELECT id, nhs, plan_type, {FIELDS} FROM record_versions
-             WHERE la_code = ?1 AND known_to IS NULL"
-        );
-        let mut stmt = self.conn().prepare_cached(&sql)?;
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT version, nhs, plan_type, open, fingerprint FROM records WHERE la_code = ?1",
+        )?;
         let mut rows = stmt.query(params![la.as_u16()])?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
@@ -77,59 +81,97 @@ impl Store {
             out.push(StoredRecord {
                 version: r.get(0)?,
                 key: key(nhs, &plan)?,
-                fields: fields(r, 3)?,
+                open: r.get(3)?,
+                fingerprint: r.get::<_, i64>(4)? as u64,
             });
         }
         Ok(out)
+    }
+
+    fn version(&mut self, id: i64) -> Result<Option<RecordVersion>> {
+        let sql = format!(
+            "SELECT id, la_code, nhs, plan_type, {FIELDS}, change, file_id, known_from, previous
+             FROM record_versions WHERE id = ?1"
+        );
+        let mut stmt = self.conn().prepare_cached(&sql)?;
+        let mut rows = stmt.query(params![id])?;
+        let Some(r) = rows.next()? else {
+            return Ok(None);
+        };
+        let nhs: i64 = r.get(2)?;
+        let plan: String = r.get(3)?;
+        Ok(Some(RecordVersion {
+            id: r.get(0)?,
+            la: la(r.get(1)?)?,
+            key: key(nhs, &plan)?,
+            fields: fields(r, 4)?,
+            change: r.get(10)?,
+            file_id: r.get(11)?,
+            known_from: parse_ts(&r.get::<_, String>(12)?)?,
+            known_to: None,
+            previous: r.get(13)?,
+        }))
+    }
+
+    /// The current version ids of every record (all LAs) for an NHS number.
+    fn current_versions(&mut self, nhs: NhsNumber) -> Result<Vec<i64>> {
+        let mut stmt = self
+            .conn()
+            .prepare_cached("SELECT version FROM records WHERE nhs = ?1")?;
+        let ids = stmt
+            .query_map(params![nhs.value() as i64], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<i64>>>()?;
+        Ok(ids)
     }
 
     /// Every version of every record for an NHS number, all LAs, oldest first: the history.
     pub fn versions(&mut self, nhs: NhsNumber) -> Result<Vec<RecordVersion>> {
-        let sql = format!(
-            "SELECT id, la_code, nhs, plan_type, {FIELDS}, change, file_id, known_from, known_to
-             FROM record_versions WHERE nhs = ?1 ORDER BY known_from, id"
-        );
-        let mut stmt = self.conn().prepare_cached(&sql)?;
-        let mut rows = stmt.query(params![nhs.value() as i64])?;
         let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
-            let la: u16 = r.get(1)?;
-            let nhs: i64 = r.get(2)?;
-            let plan: String = r.get(3)?;
-            let known_to: Option<String> = r.get(13)?;
-            out.push(RecordVersion {
-                id: r.get(0)?,
-                la: LaCode::parse(&format!("{la:03}"))
-                    .map_err(|e| anyhow!("bad LA in the store: {e}"))?,
-                key: key(nhs, &plan)?,
-                fields: fields(r, 4)?,
-                change: r.get(10)?,
-                file_id: r.get(11)?,
-                known_from: parse_ts(&r.get::<_, String>(12)?)?,
-                known_to: known_to.as_deref().map(parse_ts).transpose()?,
-            });
+        for current in self.current_versions(nhs)? {
+            let mut next_from: Option<DateTime<Utc>> = None;
+            let mut id = Some(current);
+            while let Some(this) = id {
+                let mut v = self
+                    .version(this)?
+                    .ok_or_else(|| anyhow!("record version {this} is missing from the history"))?;
+                v.known_to = next_from;
+                next_from = Some(v.known_from);
+                id = v.previous;
+                out.push(v);
+            }
         }
+        out.sort_by_key(|v| (v.known_from, v.id));
         Ok(out)
     }
 
     /// The records of an NHS number as the store held them at `at` (all LAs): for each
-    /// (LA, plan type), the version known then, if any.
+    /// record, the version known then, if any.
     pub fn records_at(&mut self, nhs: NhsNumber, at: DateTime<Utc>) -> Result<Vec<RecordVersion>> {
-        let mut latest: BTreeMap<(LaCode, PlanType), RecordVersion> = BTreeMap::new();
-        for v in self.versions(nhs)? {
-            let known = v.known_from <= at && v.known_to.is_none_or(|to| at < to);
-            if known {
-                latest.insert((v.la, v.key.plan_type), v);
+        let mut out = Vec::new();
+        for current in self.current_versions(nhs)? {
+            let mut next_from: Option<DateTime<Utc>> = None;
+            let mut id = Some(current);
+            while let Some(this) = id {
+                let mut v = self
+                    .version(this)?
+                    .ok_or_else(|| anyhow!("record version {this} is missing from the history"))?;
+                if v.known_from <= at {
+                    v.known_to = next_from;
+                    out.push(v);
+                    break;
+                }
+                next_from = Some(v.known_from);
+                id = v.previous;
             }
         }
-        Ok(latest.into_values().collect())
+        out.sort_by_key(|v| (v.la, v.key.plan_type));
+        Ok(out)
     }
 
     /// Open records (no end date) per LA and plan type.
     pub fn open_counts(&mut self) -> Result<BTreeMap<(u16, String), u64>> {
         let mut stmt = self.conn().prepare_cached(
-            "SELECT la_code, plan_type, count(*) FROM record_versions
-             WHERE known_to IS NULL AND end_date IS NULL GROUP BY la_code, plan_type",
+            "SELECT la_code, plan_type, count(*) FROM records WHERE open GROUP BY la_code, plan_type",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok(((r.get(0)?, r.get(1)?), r.get::<_, i64>(2)? as u64))
@@ -138,39 +180,57 @@ impl Store {
     }
 }
 
-/// Writes a file's changes: supersede each previous version, insert the next.
+/// Writes a file's changes: a new version for each, and the current record moved to it.
 pub(super) fn write_changes(
-    tx: &Transaction<'_>,
+    store_tx: &Transaction<'_>,
     la: LaCode,
     file_id: i64,
     changes: &[Change],
     known_from: DateTime<Utc>,
     fail_after: Option<u64>,
 ) -> Result<()> {
+    let tx = store_tx;
     let now = ts(known_from);
-    let mut supersede = tx.prepare_cached(
-        "UPDATE record_versions SET known_to = ?2 WHERE id = ?1 AND known_to IS NULL",
-    )?;
-    let mut insert = tx.prepare_cached(&format!(
-        "INSERT INTO record_versions (la_code, nhs, plan_type, {FIELDS}, change, file_id, known_from)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+    let mut read_fields = tx.prepare_cached(&format!(
+        "SELECT {FIELDS} FROM record_versions WHERE id = ?1"
     ))?;
+    let mut insert_version = tx.prepare_cached(&format!(
+        "INSERT INTO record_versions (la_code, nhs, plan_type, {FIELDS}, change, file_id, known_from, previous)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+    ))?;
+    let mut insert_record = tx.prepare_cached(
+        "INSERT INTO records (la_code, nhs, plan_type, version, open, fingerprint)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    let mut update_record = tx.prepare_cached(
+        "UPDATE records SET version = ?4, open = ?5, fingerprint = ?6
+         WHERE la_code = ?1 AND nhs = ?2 AND plan_type = ?3 AND version = ?7",
+    )?;
     for (written, c) in changes.iter().enumerate() {
         if fail_after.is_some_and(|n| written as u64 >= n) {
             bail!("injected failure after {written} record writes (CPIS_GATEWAY_FAULT)");
         }
-        if let Some(previous) = c.previous {
-            let n = supersede.execute(params![previous, now])?;
-            if n != 1 {
-                bail!("record version {previous} changed under this file: nothing was applied, run it again");
+        let closed;
+        let f = match (&c.next, c.previous) {
+            (Next::Fields(f), _) => f,
+            (Next::EndOn(day), Some(previous)) => {
+                let mut rows = read_fields.query(params![previous])?;
+                let r = rows.next()?.ok_or_else(|| {
+                    anyhow!("record version {previous} is missing from the history")
+                })?;
+                let mut f = fields(r, 0)?;
+                f.end = Some((*day).max(f.start));
+                closed = f;
+                &closed
             }
-        }
-        let f = &c.next;
-        insert
+            (Next::EndOn(_), None) => bail!("a closure without a record to close"),
+        };
+        let (nhs, plan) = (c.key.nhs.value() as i64, c.key.plan_type.as_str());
+        insert_version
             .execute(params![
                 la.as_u16(),
-                c.key.nhs.value() as i64,
-                c.key.plan_type.as_str(),
+                nhs,
+                plan,
                 f.start.to_string(),
                 f.end.map(|d| d.to_string()),
                 f.edt_phone.as_str(),
@@ -180,8 +240,32 @@ pub(super) fn write_changes(
                 c.kind.as_str(),
                 file_id,
                 now,
+                c.previous,
             ])
-            .context("cannot write a record")?;
+            .context("cannot write a record version")?;
+        let version = tx.last_insert_rowid();
+        let (open, print) = (f.is_open(), f.fingerprint() as i64);
+        match c.previous {
+            None => {
+                insert_record
+                    .execute(params![la.as_u16(), nhs, plan, version, open, print])
+                    .context("cannot write a record")?;
+            }
+            Some(previous) => {
+                let n = update_record.execute(params![
+                    la.as_u16(),
+                    nhs,
+                    plan,
+                    version,
+                    open,
+                    print,
+                    previous
+                ])?;
+                if n != 1 {
+                    bail!("a record changed under this file: nothing was applied, run it again");
+                }
+            }
+        }
     }
     Ok(())
 }

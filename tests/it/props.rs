@@ -57,6 +57,7 @@ fn spec_strategy() -> impl Strategy<Value = ExtractSpec> {
                 bom,
                 crlf,
                 offset,
+                day: 0,
             },
         )
 }

@@ -110,7 +110,7 @@ impl Work {
     fn dump(&self) -> String {
         let conn = rusqlite::Connection::open(self.store()).unwrap();
         let mut out = String::new();
-        for table in ["files", "record_versions", "quarantine"] {
+        for table in ["files", "record_versions", "records", "quarantine"] {
             let mut stmt = conn
                 .prepare(&format!("SELECT * FROM {table} ORDER BY 1"))
                 .unwrap();
@@ -263,7 +263,11 @@ fn a_child_may_be_open_in_two_las_and_las_send_only_their_own() {
     assert_eq!(w.ingest("LA202", &camden).0, 0);
     let conn = rusqlite::Connection::open(w.store()).unwrap();
     let open: i64 = conn
-        .query_row("SELECT count(*) FROM record_versions WHERE nhs = ?1 AND known_to IS NULL AND end_date IS NULL", [nhs(1).parse::<i64>().unwrap()], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM records WHERE nhs = ?1 AND open",
+            [nhs(1).parse::<i64>().unwrap()],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(open, 2);
 

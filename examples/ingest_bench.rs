@@ -1,0 +1,68 @@
+//! Ingest benchmark driver (SPEC 11), in process as the daemon runs it: one store, files
+//! ingested one after another into their owners' mailboxes.
+//!
+//! `cargo run --release --example ingest_bench -- ROOT DIR...` ingests every extract in each
+//! DIR (in name order), one DIR after another, and prints per-DIR time, rows and rows/s.
+//! Files are moved into the archive as the daemon moves them out of `in/`: give it copies.
+
+use cpis_gateway::clock::SystemClock;
+use cpis_gateway::config::Config;
+use cpis_gateway::core::filename::{parse_inbound_name, InboundKind};
+use cpis_gateway::core::ids::MailboxId;
+use cpis_gateway::ingest::{Gateway, Intake, Rules};
+use std::path::PathBuf;
+use std::time::Instant;
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let root = PathBuf::from(
+        args.next()
+            .ok_or_else(|| anyhow::anyhow!("usage: ingest_bench ROOT DIR..."))?,
+    );
+    let text = format!(
+        "[gateway]\nroot = {:?}\nmax_file_bytes = 4294967296\n",
+        root.display().to_string()
+    );
+    let config = Config::parse(&text, &root, "bench")?;
+    let clock = SystemClock;
+    let mut gateway = Gateway::open(&config, &clock)?;
+    for dir in args {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "csv" || e == "xml"))
+            .collect();
+        files.sort();
+        let start = Instant::now();
+        let (mut rows, mut changed) = (0u64, 0u64);
+        for path in &files {
+            let name = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            let Ok(InboundKind::Extract { la, .. }) = parse_inbound_name(&name).map(|n| n.kind)
+            else {
+                continue;
+            };
+            let rules = Rules {
+                intake: Intake::Move,
+                ..Rules::default()
+            };
+            let report = gateway.ingest(path, &MailboxId::La(la), rules)?;
+            rows += report.rows;
+            if let Some(c) = report.changes {
+                changed += c.new + c.updated + c.ended + c.reopened + c.closed_by_absence;
+            }
+            if !report.outcome.is_success() {
+                eprintln!("{name}: {}", report.outcome.as_str());
+            }
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "{dir}: {} files, {rows} rows, {changed} records written, {secs:.3} s, {:.0} rows/s",
+            files.len(),
+            rows as f64 / secs
+        );
+    }
+    Ok(())
+}
