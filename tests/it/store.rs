@@ -188,6 +188,7 @@ fn a_multi_day_scenario_gives_exact_counts_for_every_outcome() {
     //                         new upd unch end reop closed retained
     assert_eq!(changes(&r2), [1, 1, 6, 1, 1, 1, 1]);
     assert_eq!(r2["row_errors"][0]["code"], "DATE_FORMAT");
+    assert_schema("file-report.schema.json", &r2);
 
     // The acknowledgement is in the LA's outbox, with the CSV of row errors.
     let ack: Value = serde_json::from_slice(
@@ -306,6 +307,7 @@ fn duplicate_and_stale_files_change_nothing() {
     let before = w.dump();
     let (code, dup) = w.ingest("LA919", &d2);
     assert_eq!(code, 0, "a duplicate counts as accepted");
+    assert_schema("file-report.schema.json", &dup);
     assert_eq!(dup["outcome"], "duplicate");
     assert_eq!(dup["response_code"], "CPF02");
     assert_eq!(dup["duplicate_of"]["outcome"], "partial");
@@ -353,8 +355,11 @@ fn quarantine_then_release_and_quarantine_then_reject() {
     assert_eq!(list[0]["id"], id.as_str());
     let status = w.json(&["status", "--format", "json"]);
     assert_eq!(status["quarantine"][0]["id"], id.as_str());
+    assert_schema("status.schema.json", &status);
+    assert_schema("file-report.schema.json", &q);
 
     let released = w.json(&["quarantine", "release", &id, "--format", "json"]);
+    assert_schema("file-report.schema.json", &released[0]);
     assert_eq!(released[0]["outcome"], "accepted");
     assert_eq!(changes(&released[0]), [0, 0, 3, 0, 0, 7, 0]);
     let ack: Value = serde_json::from_slice(
@@ -388,6 +393,7 @@ fn quarantine_then_release_and_quarantine_then_reject() {
     let before = w.dump();
     let rejected = w.json(&["quarantine", "reject", &id, "--format", "json"]);
     assert_eq!(rejected[0]["outcome"], "rejected");
+    assert_schema("file-report.schema.json", &rejected[0]);
     assert_eq!(file_codes(&rejected[0]), ["QUARANTINED"]);
     assert_eq!(records(&before), records(&w.dump()));
     let all = w.json(&["quarantine", "list", "--all", "--format", "json"]);
@@ -588,4 +594,16 @@ fn init_creates_every_mailbox_and_a_private_store() {
     }
     let mode = fs::metadata(w.store()).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
+}
+
+/// Asserts that `value` validates against a shipped schema.
+fn assert_schema(schema: &str, value: &Value) {
+    let schema: Value =
+        serde_json::from_slice(&fs::read(repo().join("schemas").join(schema)).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(value)
+        .map(|e| format!("{e} at {}", e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "{errors:?} in {value}");
 }
