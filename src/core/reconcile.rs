@@ -1,66 +1,11 @@
 //! Reconciliation (SPEC 3.1): the pure diff of an LA's records in the store and a valid
 //! full extract. Decides every outcome; the store only carries out what it says.
 
-use super::phone::Phone;
 use super::report::Changes;
+pub use super::validate::RecordFields;
 use super::validate::{PlanRow, RowKey};
 use chrono::NaiveDate;
 use rustc_hash::{FxHashMap, FxHashSet};
-
-/// The shared fields of a record: what an extract row says about one key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordFields {
-    pub start: NaiveDate,
-    pub end: Option<NaiveDate>,
-    pub edt_phone: Phone,
-    pub office_phone: Phone,
-    pub local_ref: Option<String>,
-    pub expected_delivery: Option<NaiveDate>,
-}
-
-impl RecordFields {
-    /// Open means no end date (an end date, even a future one, ends the record's openness
-    /// for reconciliation; attendance matching looks at the dates themselves).
-    pub fn is_open(&self) -> bool {
-        self.end.is_none()
-    }
-
-    /// A stable 64-bit fingerprint of every field (FNV-1a over a canonical text), stored
-    /// beside each record so that reconciliation compares numbers instead of reading and
-    /// parsing every field of every record. Never change the encoding: stores keep it.
-    pub fn fingerprint(&self) -> u64 {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        let mut eat = |bytes: &[u8]| {
-            for &b in bytes {
-                h ^= u64::from(b);
-                h = h.wrapping_mul(0x0000_0100_0000_01b3);
-            }
-            h ^= 0x1f;
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        };
-        let date = |d: Option<NaiveDate>| d.map(|d| d.to_string()).unwrap_or_default();
-        eat(self.start.to_string().as_bytes());
-        eat(date(self.end).as_bytes());
-        eat(self.edt_phone.as_str().as_bytes());
-        eat(self.office_phone.as_str().as_bytes());
-        eat(self.local_ref.as_deref().unwrap_or("\u{0}").as_bytes());
-        eat(date(self.expected_delivery).as_bytes());
-        h
-    }
-}
-
-impl From<&PlanRow> for RecordFields {
-    fn from(row: &PlanRow) -> Self {
-        RecordFields {
-            start: row.start,
-            end: row.end,
-            edt_phone: row.edt_phone,
-            office_phone: row.office_phone,
-            local_ref: row.local_ref.clone(),
-            expected_delivery: row.expected_delivery,
-        }
-    }
-}
 
 /// A record as the store holds it now: its current version, whether it is open, and the
 /// fingerprint of its fields.
@@ -151,7 +96,7 @@ pub fn reconcile(
     for row in valid {
         let key = row.key();
         seen.insert(key);
-        let next = RecordFields::from(row);
+        let next = row.fields.clone();
         let (kind, previous) = match by_key.get(&key) {
             None => (ChangeKind::New, None),
             Some(stored) => {
@@ -238,6 +183,7 @@ pub fn quarantine_reason(diff: &Diff, valid_rows: u64, max_closure_share: f64) -
 mod tests {
     use super::*;
     use crate::core::nhs::NhsNumber;
+    use crate::core::phone::Phone;
     use crate::core::plan::PlanType;
 
     fn date(s: &str) -> NaiveDate {
@@ -256,17 +202,19 @@ mod tests {
             row: i,
             nhs: nhs(i),
             plan_type: PlanType::Cpp,
-            start: date(start),
-            end: end.map(date),
-            edt_phone: Phone::parse("01632 960001").unwrap(),
-            office_phone: Phone::parse("01632 960002").unwrap(),
-            local_ref: Some(local_ref.into()),
-            expected_delivery: None,
+            fields: RecordFields {
+                start: date(start),
+                end: end.map(date),
+                edt_phone: Phone::parse("01632 960001").unwrap(),
+                office_phone: Phone::parse("01632 960002").unwrap(),
+                local_ref: Some(local_ref.into()),
+                expected_delivery: None,
+            },
         }
     }
 
     fn stored(version: i64, r: &PlanRow) -> StoredRecord {
-        let fields = RecordFields::from(r);
+        let fields = r.fields.clone();
         StoredRecord {
             version,
             key: r.key(),
@@ -334,7 +282,7 @@ mod tests {
 
     #[test]
     fn fingerprints_see_every_field() {
-        let base = RecordFields::from(&row(1, "2026-01-01", None, "x"));
+        let base = row(1, "2026-01-01", None, "x").fields;
         let mut variants = vec![base.clone()];
         let mut v = base.clone();
         v.start = date("2026-01-02");

@@ -33,18 +33,55 @@ impl RowKey {
     }
 }
 
-/// A valid extract row.
+/// The shared fields of a record: what an extract row says about one key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlanRow {
-    pub row: u64,
-    pub nhs: NhsNumber,
-    pub plan_type: PlanType,
+pub struct RecordFields {
     pub start: NaiveDate,
     pub end: Option<NaiveDate>,
     pub edt_phone: Phone,
     pub office_phone: Phone,
     pub local_ref: Option<String>,
     pub expected_delivery: Option<NaiveDate>,
+}
+
+impl RecordFields {
+    /// Open means no end date (an end date, even a future one, ends the record's openness
+    /// for reconciliation; attendance matching looks at the dates themselves).
+    pub fn is_open(&self) -> bool {
+        self.end.is_none()
+    }
+
+    /// A stable 64-bit fingerprint of every field (FNV-1a over a canonical text), stored
+    /// beside each record so that reconciliation compares numbers instead of reading and
+    /// parsing every field of every record. Never change the encoding: stores keep it.
+    pub fn fingerprint(&self) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |bytes: &[u8]| {
+            for &b in bytes {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+            h ^= 0x1f;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        };
+        let date = |d: Option<NaiveDate>| d.map(|d| d.to_string()).unwrap_or_default();
+        eat(self.start.to_string().as_bytes());
+        eat(date(self.end).as_bytes());
+        eat(self.edt_phone.as_str().as_bytes());
+        eat(self.office_phone.as_str().as_bytes());
+        eat(self.local_ref.as_deref().unwrap_or("\u{0}").as_bytes());
+        eat(date(self.expected_delivery).as_bytes());
+        h
+    }
+}
+
+/// A valid extract row: its key and what it says about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanRow {
+    pub row: u64,
+    pub nhs: NhsNumber,
+    pub plan_type: PlanType,
+    pub fields: RecordFields,
 }
 
 impl PlanRow {
@@ -128,12 +165,14 @@ impl ExtractRules {
                     row: raw.number,
                     nhs: key.nhs,
                     plan_type: key.plan_type,
-                    start,
-                    end,
-                    edt_phone,
-                    office_phone,
-                    local_ref,
-                    expected_delivery,
+                    fields: RecordFields {
+                        start,
+                        end,
+                        edt_phone,
+                        office_phone,
+                        local_ref,
+                        expected_delivery,
+                    },
                 })
             }
             _ => Verdict::Rejected { key },

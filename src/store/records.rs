@@ -147,25 +147,13 @@ impl Store {
     /// The records of an NHS number as the store held them at `at` (all LAs): for each
     /// record, the version known then, if any.
     pub fn records_at(&mut self, nhs: NhsNumber, at: DateTime<Utc>) -> Result<Vec<RecordVersion>> {
-        let mut out = Vec::new();
-        for current in self.current_versions(nhs)? {
-            let mut next_from: Option<DateTime<Utc>> = None;
-            let mut id = Some(current);
-            while let Some(this) = id {
-                let mut v = self
-                    .version(this)?
-                    .ok_or_else(|| anyhow!("record version {this} is missing from the history"))?;
-                if v.known_from <= at {
-                    v.known_to = next_from;
-                    out.push(v);
-                    break;
-                }
-                next_from = Some(v.known_from);
-                id = v.previous;
-            }
-        }
-        out.sort_by_key(|v| (v.la, v.key.plan_type));
-        Ok(out)
+        let mut known: Vec<RecordVersion> = self
+            .versions(nhs)?
+            .into_iter()
+            .filter(|v| v.known_from <= at && v.known_to.is_none_or(|to| at < to))
+            .collect();
+        known.sort_by_key(|v| (v.la, v.key.plan_type));
+        Ok(known)
     }
 
     /// Open records (no end date) per LA and plan type.
