@@ -240,7 +240,7 @@ impl<'a> Gateway<'a> {
         let current = self.store.current_records(la)?;
         let diff = reconcile(
             &current,
-            &checked.kept.valid,
+            checked.kept.valid,
             &checked.kept.rejected_keys,
             extraction_date,
         );

@@ -82,7 +82,7 @@ pub struct Diff {
 /// open record they name is kept as it is, never closed by absence.
 pub fn reconcile(
     current: &[StoredRecord],
-    valid: &[PlanRow],
+    valid: Vec<PlanRow>,
     retained: &[RowKey],
     extraction_date: NaiveDate,
 ) -> Diff {
@@ -96,7 +96,7 @@ pub fn reconcile(
     for row in valid {
         let key = row.key();
         seen.insert(key);
-        let next = row.fields.clone();
+        let next = row.fields;
         let (kind, previous) = match by_key.get(&key) {
             None => (ChangeKind::New, None),
             Some(stored) => {
@@ -246,7 +246,7 @@ mod tests {
             row(8, "2026-11-01", None, "brand new"),
         ];
         let retained = [row(6, "2026-01-01", None, "").key()];
-        let diff = reconcile(&before, &extract, &retained, day);
+        let diff = reconcile(&before, extract.to_vec(), &retained, day);
         let c = diff.counts;
         assert_eq!(
             (
@@ -320,22 +320,22 @@ mod tests {
             .collect();
         let day = date("2026-11-21");
         let keep8: Vec<PlanRow> = (1..=8).map(|i| row(i, "2026-01-01", None, "x")).collect();
-        let d = reconcile(&open, &keep8, &[], day);
+        let d = reconcile(&open, keep8, &[], day);
         assert_eq!(
             quarantine_reason(&d, 8, 0.2),
             None,
             "20% is not more than 20%"
         );
         let keep7: Vec<PlanRow> = (1..=7).map(|i| row(i, "2026-01-01", None, "x")).collect();
-        let d = reconcile(&open, &keep7, &[], day);
+        let d = reconcile(&open, keep7, &[], day);
         assert!(quarantine_reason(&d, 7, 0.2)
             .unwrap()
             .contains("3 of the LA's 10"));
-        let d = reconcile(&open, &[], &[], day);
+        let d = reconcile(&open, Vec::new(), &[], day);
         assert!(quarantine_reason(&d, 0, 0.2)
             .unwrap()
             .contains("no children"));
-        let d = reconcile(&[], &[], &[], day);
+        let d = reconcile(&[], Vec::new(), &[], day);
         assert_eq!(
             quarantine_reason(&d, 0, 0.2),
             None,
@@ -346,7 +346,7 @@ mod tests {
     #[test]
     fn a_closed_record_is_not_closed_again_nor_retained() {
         let before = [stored(1, &row(1, "2026-01-01", Some("2026-03-01"), "x"))];
-        let diff = reconcile(&before, &[], &[before[0].key], date("2026-11-21"));
+        let diff = reconcile(&before, Vec::new(), &[before[0].key], date("2026-11-21"));
         assert_eq!(diff.counts, Changes::default());
         assert!(diff.changes.is_empty());
     }

@@ -204,11 +204,25 @@ impl Store {
         known_from: DateTime<Utc>,
         fail_after: Option<u64>,
     ) -> Result<i64> {
-        let tx = self.conn().transaction()?;
-        let id = insert_file(&tx, report, true)?;
-        super::records::write_changes(&tx, la, id, changes, known_from, fail_after)?;
-        tx.commit()?;
-        Ok(id)
+        // A big file dirties more pages than the usual cache holds; spilling them to the
+        // WAL mid-transaction costs more than the memory (about 128 bytes a change).
+        let big = changes.len() > 50_000;
+        if big {
+            let kib = (changes.len() / 8).min(512 * 1024) as i64;
+            self.conn().pragma_update(None, "cache_size", -kib)?;
+        }
+        let result = (|| {
+            let tx = self.conn().transaction()?;
+            let id = insert_file(&tx, report, true)?;
+            super::records::write_changes(&tx, la, id, changes, known_from, fail_after)?;
+            tx.commit()?;
+            Ok(id)
+        })();
+        if big {
+            self.conn()
+                .pragma_update(None, "cache_size", super::CACHE_KIB)?;
+        }
+        result
     }
 
     /// Applies a released quarantined file: its registry entry takes the new report.

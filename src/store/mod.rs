@@ -92,6 +92,9 @@ const MIGRATIONS: &[&str] = &[
     "#,
 ];
 
+/// The page cache, in KiB (negative: SQLite's unit for KiB).
+pub(crate) const CACHE_KIB: i64 = -16384;
+
 /// The store, open.
 pub struct Store {
     conn: Connection,
@@ -125,7 +128,7 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.pragma_update(None, "cache_size", -16384)?;
+        conn.pragma_update(None, "cache_size", CACHE_KIB)?;
         // Checkpoint every 32 MiB of WAL rather than 4: each checkpoint syncs the database,
         // and a national load would otherwise pay for dozens of them.
         conn.pragma_update(None, "wal_autocheckpoint", 8192)?;

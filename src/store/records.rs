@@ -29,6 +29,34 @@ pub struct RecordVersion {
     pub previous: Option<i64>,
 }
 
+/// A date as `YYYY-MM-DD` without allocating (binding millions of them adds up).
+struct DateText([u8; 10]);
+
+impl DateText {
+    fn new(d: chrono::NaiveDate) -> DateText {
+        use chrono::Datelike;
+        let mut b = *b"0000-00-00";
+        let y = d.year().clamp(0, 9999) as u32;
+        for (i, v) in [
+            (0, y / 1000),
+            (1, y / 100 % 10),
+            (2, y / 10 % 10),
+            (3, y % 10),
+        ] {
+            b[i] = b'0' + v as u8;
+        }
+        b[5] = b'0' + (d.month() / 10) as u8;
+        b[6] = b'0' + (d.month() % 10) as u8;
+        b[8] = b'0' + (d.day() / 10) as u8;
+        b[9] = b'0' + (d.day() % 10) as u8;
+        DateText(b)
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or("")
+    }
+}
+
 const FIELDS: &str = "start_date, end_date, edt_phone, office_phone, local_ref, expected_delivery";
 
 /// Reads the six field columns starting at `at`.
@@ -214,17 +242,22 @@ pub(super) fn write_changes(
             (Next::EndOn(_), None) => bail!("a closure without a record to close"),
         };
         let (nhs, plan) = (c.key.nhs.value() as i64, c.key.plan_type.as_str());
+        let (start, end, edd) = (
+            DateText::new(f.start),
+            f.end.map(DateText::new),
+            f.expected_delivery.map(DateText::new),
+        );
         insert_version
             .execute(params![
                 la.as_u16(),
                 nhs,
                 plan,
-                f.start.to_string(),
-                f.end.map(|d| d.to_string()),
+                start.as_str(),
+                end.as_ref().map(DateText::as_str),
                 f.edt_phone.as_str(),
                 f.office_phone.as_str(),
                 f.local_ref,
-                f.expected_delivery.map(|d| d.to_string()),
+                edd.as_ref().map(DateText::as_str),
                 c.kind.as_str(),
                 file_id,
                 now,
@@ -256,4 +289,17 @@ pub(super) fn write_changes(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DateText;
+
+    #[test]
+    fn date_text_matches_display() {
+        for d in ["2024-02-29", "0999-01-09", "2026-11-21", "9999-12-31"] {
+            let date: chrono::NaiveDate = d.parse().unwrap();
+            assert_eq!(DateText::new(date).as_str(), date.to_string());
+        }
+    }
 }
