@@ -48,7 +48,7 @@ fn main() -> anyhow::Result<()> {
                 intake: Intake::Move,
                 ..Rules::default()
             };
-            let report = gateway.ingest(path, &MailboxId::La(la), rules)?;
+            let report = gateway.ingest(path, &MailboxId::La(la), &rules)?;
             rows += report.rows;
             if let Some(c) = report.changes {
                 changed += c.new + c.updated + c.ended + c.reopened + c.closed_by_absence;

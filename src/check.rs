@@ -13,7 +13,7 @@ use crate::core::extract::xml::XmlRows;
 use crate::core::extract::{FileProblem, RowSource, SourceError};
 use crate::core::filename::{parse_inbound_name, ExtractFormat, InboundKind, InboundName};
 use crate::core::ids::MailboxId;
-use crate::core::report::{error_rate_problem, FileKind, FileReport, Outcome};
+use crate::core::report::{error_rate_problem, FileKind, FileReport};
 use crate::core::validate::{ExtractRules, PlanRow, RowKey, RowProblem, Verdict};
 use crate::dupes::{DuplicateFinder, MAX_ROWS};
 use indicatif::ProgressBar;
@@ -127,35 +127,19 @@ pub fn check_named(
         }) => Some(MailboxId::Health(ods.clone())),
         Err(_) => None,
     });
-    let mut report = FileReport {
-        file: file_name.clone(),
-        sha256: String::new(),
-        mailbox: mailbox.as_ref().map(ToString::to_string),
-        kind: match &parsed {
-            Ok(InboundName {
-                kind: InboundKind::Attendance { .. },
-                ..
-            }) => FileKind::Attendance,
-            _ => FileKind::Extract,
-        },
-        outcome: Outcome::Rejected,
-        response_code: "",
-        received_at,
-        processed_at: received_at,
-        sender: None,
-        extracted_at: None,
-        rows: 0,
-        valid_rows: 0,
-        invalid_rows: 0,
-        warnings: 0,
-        blank_rows: 0,
-        changes: None,
-        file_errors: Vec::new(),
-        row_errors: Vec::new(),
-        quarantine_id: None,
-        quarantine_reason: None,
-        duplicate_of: None,
+    let kind = match &parsed {
+        Ok(InboundName {
+            kind: InboundKind::Attendance { .. },
+            ..
+        }) => FileKind::Attendance,
+        _ => FileKind::Extract,
     };
+    let mut report = FileReport::new(
+        &file_name,
+        mailbox.as_ref().map(ToString::to_string),
+        kind,
+        received_at,
+    );
     let mut kept = Kept::default();
     let mut reader = HashingReader::new(
         File::open(path)?,

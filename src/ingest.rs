@@ -15,11 +15,12 @@ use crate::core::filename::InboundKind;
 use crate::core::ids::{LaCode, MailboxId};
 use crate::core::outbound::{ack_csv, ack_csv_name, ack_json_name};
 use crate::core::reconcile::{quarantine_reason, reconcile};
-use crate::core::report::{FileReport, Outcome};
+use crate::core::report::{FileKind, FileReport, Outcome};
 use crate::fsutil::{archive_copy, archive_move, archive_path, write_atomic};
 use crate::layout::Layout;
 use crate::store::Store;
 use anyhow::{anyhow, bail, Context, Result};
+use sha2::Digest;
 use std::path::Path;
 
 /// Environment variable that injects a failure while applying a file (tests only):
@@ -37,13 +38,15 @@ pub enum Intake {
 }
 
 /// How to treat the duplicate and staleness rules, and the inbound file.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Rules {
     /// Run the file even if the same bytes were processed before (replay).
     pub allow_repeat: bool,
     /// Also run it if it is not newer than the last applied extract (replay --force).
     pub allow_stale: bool,
     pub intake: Intake,
+    /// A file error found outside the file (e.g. its control file names another sender).
+    pub refusal: Option<FileProblem>,
 }
 
 /// The gateway: configuration, clock, folders and store.
@@ -111,7 +114,12 @@ impl<'a> Gateway<'a> {
     }
 
     /// Processes one file as if dropped into `mailbox`.
-    pub fn ingest(&mut self, path: &Path, mailbox: &MailboxId, rules: Rules) -> Result<FileReport> {
+    pub fn ingest(
+        &mut self,
+        path: &Path,
+        mailbox: &MailboxId,
+        rules: &Rules,
+    ) -> Result<FileReport> {
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -124,7 +132,7 @@ impl<'a> Gateway<'a> {
         path: &Path,
         name: &str,
         mailbox: &MailboxId,
-        rules: Rules,
+        rules: &Rules,
     ) -> Result<FileReport> {
         let checked = check_named(
             path,
@@ -135,30 +143,124 @@ impl<'a> Gateway<'a> {
             Keep { rows: true },
         )
         .with_context(|| format!("cannot read {}", path.display()))?;
-        let report = checked.report.clone();
-        let unauthorised = report
-            .file_errors
-            .iter()
-            .any(|p| p.code == Code::NotAuthorised);
+        let mut report = checked.report.clone();
+        if let Some(problem) = &rules.refusal {
+            report.file_errors.push(problem.clone());
+            report.conclude();
+        }
         if rules.intake == Intake::Copy {
             archive_copy(&self.layout.archive(), &report.sha256, path)?;
         }
-        let report = self.decide(checked, report, mailbox, rules, unauthorised)?;
+        let recovered = match rules.intake {
+            Intake::Move => self.recover(&report, mailbox)?,
+            Intake::Copy => None,
+        };
+        let (report, file_id) = match recovered {
+            Some(done) => done,
+            None => self.decide(checked, report, mailbox, rules)?,
+        };
         if rules.intake == Intake::Move {
             archive_move(&self.layout.archive(), &report.sha256, path)?;
+            self.store.mark_settled(file_id)?;
         }
         Ok(report)
     }
 
+    /// Refuses an inbound entry without processing it (a name the gateway does not take, a
+    /// symbolic link, not a plain file): registered as rejected with `FILE_NAME`, told to
+    /// the sender, and moved to `rejected/`.
+    pub fn refuse(&mut self, path: &Path, mailbox: &MailboxId, reason: &str) -> Result<FileReport> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let meta = std::fs::symlink_metadata(path)?;
+        let sha256 = if meta.is_file() {
+            let mut hasher = crate::check::HashingReader::new(
+                std::fs::File::open(path)?,
+                indicatif::ProgressBar::hidden(),
+            );
+            std::io::copy(&mut hasher, &mut std::io::sink())?;
+            hasher.finish()?
+        } else {
+            // Never follow a link: identify the entry by what it points at.
+            let target = std::fs::read_link(path).unwrap_or_default();
+            hex::encode(sha2::Sha256::digest(target.as_os_str().as_encoded_bytes()))
+        };
+        let mut report = FileReport::new(
+            &name,
+            Some(mailbox.to_string()),
+            FileKind::Extract,
+            self.clock.now(),
+        );
+        report.sha256 = sha256;
+        report.file_errors.push(FileProblem::new(
+            Code::FileName,
+            format!("{reason}: the file was set aside unread"),
+        ));
+        report.conclude();
+        let id = self.store.register(&report, false)?;
+        self.acknowledge(&report, mailbox, true)?;
+        let dir = self.layout.rejected();
+        crate::fsutil::create_private_dir(&dir)?;
+        let stamp = crate::core::date::format_compact_utc(report.processed_at);
+        let target = dir.join(format!(
+            "{stamp}_{id}_{}",
+            crate::core::outbound::stem(&name)
+        ));
+        std::fs::rename(path, &target)
+            .with_context(|| format!("cannot move {} to {}", path.display(), target.display()))?;
+        self.store.mark_settled(id)?;
+        tracing::warn!(file = %name, mailbox = %mailbox, reason, "refused");
+        Ok(report)
+    }
+
+    /// A file already processed whose inbound copy was still in `in/` when the gateway
+    /// stopped: its outcome stands; the acknowledgement is written again if it is missing.
+    fn recover(
+        &mut self,
+        fresh: &FileReport,
+        mailbox: &MailboxId,
+    ) -> Result<Option<(FileReport, i64)>> {
+        let Some((id, stored)) =
+            self.store
+                .find_unsettled(&fresh.sha256, &mailbox.to_string(), &fresh.file)?
+        else {
+            return Ok(None);
+        };
+        let stored_json: serde_json::Value = serde_json::from_str(&stored)?;
+        let mut report = fresh.clone();
+        report.outcome = serde_json::from_value(stored_json["outcome"].clone())?;
+        report.changes = serde_json::from_value(stored_json["changes"].clone())?;
+        report.quarantine_id = serde_json::from_value(stored_json["quarantine_id"].clone())?;
+        report.response_code = report.outcome.response_code(&report.file_errors);
+        let out = self.layout.outbox(mailbox);
+        if !out.join(ack_json_name(&report.file)).exists() {
+            let mut json = serde_json::to_vec_pretty(&stored_json)?;
+            json.push(b'\n');
+            if !report.row_errors.is_empty() {
+                write_atomic(&out, &ack_csv_name(&report.file), &ack_csv(&report))?;
+            }
+            write_atomic(&out, &ack_json_name(&report.file), &json)?;
+        }
+        tracing::info!(file = %report.file, mailbox = %mailbox, file_id = id, "finished a file processed before a stop");
+        Ok(Some((report, id)))
+    }
+
     /// Everything after the check: duplicate, staleness, reconciliation, commit, ack.
+    /// Returns the report and the file's registry id.
     fn decide(
         &mut self,
         checked: CheckedExtract,
         mut report: FileReport,
         mailbox: &MailboxId,
-        rules: Rules,
-        unauthorised: bool,
-    ) -> Result<FileReport> {
+        rules: &Rules,
+    ) -> Result<(FileReport, i64)> {
+        let settled = rules.intake == Intake::Copy;
+        let unauthorised = report
+            .file_errors
+            .iter()
+            .any(|p| p.code == Code::NotAuthorised);
         if !unauthorised && !rules.allow_repeat {
             if let Some(previous) = self
                 .store
@@ -169,9 +271,9 @@ impl<'a> Gateway<'a> {
                 report.response_code = report.outcome.response_code(&[]);
                 report.duplicate_of = Some(previous);
                 report.processed_at = self.clock.now();
-                self.store.register(&report)?;
+                let id = self.store.register(&report, settled)?;
                 self.acknowledge(&report, mailbox, false)?;
-                return Ok(report);
+                return Ok((report, id));
             }
         }
         if let Some(problem) = self.staleness(&checked, rules)? {
@@ -187,16 +289,20 @@ impl<'a> Gateway<'a> {
             }
             _ => {
                 report.processed_at = self.clock.now();
-                self.store.register(&report)?;
+                let id = self.store.register(&report, settled)?;
                 self.acknowledge(&report, mailbox, true)?;
-                return Ok(report);
+                return Ok((report, id));
             }
         };
-        self.apply(checked, report, la, mailbox, None)
+        self.apply(checked, report, la, mailbox, None, settled)
     }
 
     /// `STALE` unless the extract is newer than the LA's last applied one (or `allow_stale`).
-    fn staleness(&mut self, checked: &CheckedExtract, rules: Rules) -> Result<Option<FileProblem>> {
+    fn staleness(
+        &mut self,
+        checked: &CheckedExtract,
+        rules: &Rules,
+    ) -> Result<Option<FileProblem>> {
         let Some(name) = &checked.name else {
             return Ok(None);
         };
@@ -232,7 +338,8 @@ impl<'a> Gateway<'a> {
         la: LaCode,
         mailbox: &MailboxId,
         released: Option<(i64, i64)>,
-    ) -> Result<FileReport> {
+        settled: bool,
+    ) -> Result<(FileReport, i64)> {
         let extraction_date = report
             .extracted_at
             .map(|t| t.date_naive())
@@ -252,24 +359,25 @@ impl<'a> Gateway<'a> {
                 report.response_code = report.outcome.response_code(&[]);
                 report.quarantine_reason = Some(reason.clone());
                 report.processed_at = self.clock.now();
-                self.store.register_quarantined(&mut report, &reason)?;
+                let id = self
+                    .store
+                    .register_quarantined(&mut report, &reason, settled)?;
                 tracing::warn!(file = %report.file, mailbox = %mailbox, %reason, "quarantined");
                 self.acknowledge(&report, mailbox, true)?;
-                return Ok(report);
+                return Ok((report, id));
             }
         }
         report.changes = Some(diff.counts);
         report.processed_at = self.clock.now();
-        match released {
-            None => {
-                self.store.apply_file(
-                    &report,
-                    la,
-                    &diff.changes,
-                    report.processed_at,
-                    self.fail_after,
-                )?;
-            }
+        let id = match released {
+            None => self.store.apply_file(
+                &report,
+                la,
+                &diff.changes,
+                report.processed_at,
+                self.fail_after,
+                settled,
+            )?,
             Some((number, file_id)) => {
                 self.store.release_quarantined(
                     number,
@@ -279,11 +387,11 @@ impl<'a> Gateway<'a> {
                     &diff.changes,
                     report.processed_at,
                 )?;
+                file_id
             }
-        }
-        tracing::info!(file = %report.file, mailbox = %mailbox, outcome = report.outcome.as_str(), "applied");
+        };
         self.acknowledge(&report, mailbox, true)?;
-        Ok(report)
+        Ok((report, id))
     }
 
     /// Writes `CPIS_ACK_<stem>.json` (and `.csv` when there are row problems) to the
@@ -337,7 +445,9 @@ impl<'a> Gateway<'a> {
             );
         }
         report.quarantine_id = Some(label.to_owned());
-        self.apply(checked, report, la, &mailbox, Some((number, file.id)))
+        Ok(self
+            .apply(checked, report, la, &mailbox, Some((number, file.id)), true)?
+            .0)
     }
 
     /// Rejects a quarantined file for good.
@@ -405,16 +515,12 @@ impl<'a> Gateway<'a> {
         }
         let mailbox = MailboxId::parse(&latest.mailbox).map_err(|e| anyhow!(e))?;
         let name = latest.name.clone();
-        let report = self.ingest_named(
-            &path,
-            &name,
-            &mailbox,
-            Rules {
-                allow_repeat: true,
-                allow_stale: force,
-                intake: Intake::Copy,
-            },
-        )?;
+        let rules = Rules {
+            allow_repeat: true,
+            allow_stale: force,
+            ..Rules::default()
+        };
+        let report = self.ingest_named(&path, &name, &mailbox, &rules)?;
         Ok(Replayed::Ran(Box::new(report)))
     }
 }

@@ -44,6 +44,16 @@ impl Layout {
         self.mailbox(id).join("out")
     }
 
+    /// Inbound files refused without being processed (bad names, links, ...).
+    pub fn rejected(&self) -> PathBuf {
+        self.root.join("rejected")
+    }
+
+    /// The lock that keeps a second daemon off this root.
+    pub fn lock(&self) -> PathBuf {
+        self.root.join("gateway.lock")
+    }
+
     pub fn reports(&self) -> PathBuf {
         self.root.join("reports")
     }

@@ -17,12 +17,17 @@ struct Cli {
     /// Configuration file (default: ./config.toml if it exists, else built-in defaults)
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    /// Log format on stderr: human-readable text, or JSON lines for log shippers
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The daemon: process the backlog, then watch mailboxes (--once: backlog, flush, exit)
+    Run(cli::run::RunArgs),
     /// Check files, change nothing
     Validate(cli::validate::ValidateArgs),
     /// Write synthetic extracts (valid, with chosen faults)
@@ -51,7 +56,12 @@ fn main() -> ExitCode {
             });
         }
     };
-    logging::init("warn");
+    let level = if matches!(cli.command, Command::Run(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    logging::init(level, cli.log_format);
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -69,6 +79,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             let config = Config::load(cli.config.as_deref())?;
             cli::validate::run(args, &config, clock.as_ref())
         }
+        Command::Run(args) => {
+            let config = Config::load(cli.config.as_deref())?;
+            cli::run::run(args, &config, clock.as_ref())
+        }
         command => {
             let config = Config::load(cli.config.as_deref())?;
             let mut gateway = Gateway::open(&config, clock.as_ref())?;
@@ -78,7 +92,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 Command::Quarantine(args) => cli::quarantine::run(args, &mut gateway),
                 Command::Replay(args) => cli::replay::run(args, &mut gateway),
                 Command::Status(args) => cli::status::run(args, &mut gateway),
-                Command::Gen(_) | Command::Validate(_) => unreachable!("handled above"),
+                Command::Gen(_) | Command::Validate(_) | Command::Run(_) => {
+                    unreachable!("handled above")
+                }
             }
         }
     }

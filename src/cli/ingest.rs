@@ -28,7 +28,7 @@ pub fn run(args: &IngestArgs, gateway: &mut Gateway<'_>) -> Result<u8> {
     let mut failed = false;
     let mut reports = Vec::new();
     for path in &args.files {
-        match gateway.ingest(path, &mailbox, Rules::default()) {
+        match gateway.ingest(path, &mailbox, &Rules::default()) {
             Ok(report) => reports.push(report),
             Err(e) => {
                 eprintln!(

@@ -5,6 +5,7 @@ pub mod ingest;
 pub mod init;
 pub mod quarantine;
 pub mod replay;
+pub mod run;
 pub mod status;
 pub mod validate;
 

@@ -4,6 +4,7 @@
 //! any `std::io::Read`, and times come in as arguments.
 
 pub mod codes;
+pub mod control;
 pub mod date;
 pub mod extract;
 pub mod filename;
@@ -15,5 +16,6 @@ pub mod plan;
 pub mod reconcile;
 pub mod render;
 pub mod report;
+pub mod schedule;
 pub mod synth;
 pub mod validate;

@@ -12,9 +12,21 @@ pub fn csv_cell(text: &str) -> Cow<'_, str> {
     }
 }
 
-/// The stem of an inbound file name: the name without its last extension.
-pub fn stem(file: &str) -> &str {
-    file.rsplit_once('.').map_or(file, |(stem, _)| stem)
+/// The stem of an inbound file name: the name without its last extension, with anything
+/// but letters, digits, `.`, `-` and `_` replaced by `_` (a refused name may hold anything).
+pub fn stem(file: &str) -> String {
+    let stem = file.rsplit_once('.').map_or(file, |(stem, _)| stem);
+    stem.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect::<String>()
+        .trim_start_matches('.')
+        .to_owned()
 }
 
 /// `CPIS_ACK_<stem>.json`
@@ -78,5 +90,6 @@ mod tests {
             "CPIS_ACK_CPIS_EXTRACT_919_20261121T020000.json"
         );
         assert_eq!(ack_csv_name("odd"), "CPIS_ACK_odd.csv");
+        assert_eq!(ack_json_name("..\nx y/z.csv"), "CPIS_ACK__x_y_z.json");
     }
 }

@@ -5,10 +5,10 @@ use super::codes::{Code, Severity};
 use super::extract::FileProblem;
 use super::validate::RowProblem;
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 
 /// What happened to a file as a whole.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Accepted,
@@ -86,7 +86,7 @@ pub fn error_rate_problem(rows: u64, invalid_rows: u64, max_share: f64) -> Optio
 }
 
 /// Counts of reconciliation outcomes (SPEC 3.1).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Changes {
     pub new: u64,
     pub updated: u64,
@@ -162,6 +162,38 @@ pub struct FileReport {
 }
 
 impl FileReport {
+    /// A report for a file not yet read: nothing counted, outcome to be concluded.
+    pub fn new(
+        file: &str,
+        mailbox: Option<String>,
+        kind: FileKind,
+        received_at: DateTime<Utc>,
+    ) -> FileReport {
+        FileReport {
+            file: file.to_owned(),
+            sha256: String::new(),
+            mailbox,
+            kind,
+            outcome: Outcome::Rejected,
+            response_code: "",
+            received_at,
+            processed_at: received_at,
+            sender: None,
+            extracted_at: None,
+            rows: 0,
+            valid_rows: 0,
+            invalid_rows: 0,
+            warnings: 0,
+            blank_rows: 0,
+            changes: None,
+            file_errors: Vec::new(),
+            row_errors: Vec::new(),
+            quarantine_id: None,
+            quarantine_reason: None,
+            duplicate_of: None,
+        }
+    }
+
     /// Sets outcome and response code from the errors and counts gathered so far.
     pub fn conclude(&mut self) {
         self.outcome = decide(&self.file_errors, self.rows, self.invalid_rows);

@@ -2,6 +2,7 @@
 //! counts and its acknowledgement) and the quarantine.
 
 use super::{parse_ts, ts, Store};
+use crate::core::codes::Code;
 use crate::core::ids::LaCode;
 use crate::core::reconcile::Change;
 use crate::core::report::{DuplicateOf, FileReport, Outcome};
@@ -81,7 +82,7 @@ impl Store {
         self.conn()
             .prepare_cached(
                 "SELECT id, name, outcome, processed_at FROM files
-                 WHERE sha256 = ?1 AND mailbox = ?2 AND outcome != 'duplicate'
+                 WHERE sha256 = ?1 AND mailbox = ?2 AND outcome != 'duplicate' AND dedup
                  ORDER BY id DESC LIMIT 1",
             )?
             .query_row(params![sha256, mailbox], |r| {
@@ -105,6 +106,34 @@ impl Store {
             )?
             .query_row(params![la.to_string()], |r| r.get(0))?;
         text.as_deref().map(parse_ts).transpose()
+    }
+
+    /// A processing of this very file (same bytes, mailbox and name) whose inbound file was
+    /// not yet moved out of `in/` when the gateway stopped: (file id, stored report JSON).
+    pub fn find_unsettled(
+        &mut self,
+        sha256: &str,
+        mailbox: &str,
+        name: &str,
+    ) -> Result<Option<(i64, String)>> {
+        Ok(self
+            .conn()
+            .prepare_cached(
+                "SELECT id, report FROM files
+                 WHERE sha256 = ?1 AND mailbox = ?2 AND name = ?3 AND NOT settled
+                 ORDER BY id DESC LIMIT 1",
+            )?
+            .query_row(params![sha256, mailbox, name], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?)
+    }
+
+    /// Records that a file's inbound copy has left `in/`.
+    pub fn mark_settled(&mut self, id: i64) -> Result<()> {
+        self.conn()
+            .execute("UPDATE files SET settled = 1 WHERE id = ?1", params![id])?;
+        Ok(())
     }
 
     /// The extraction time of the newest applied extract, per LA code.
@@ -173,17 +202,23 @@ impl Store {
     }
 
     /// Registers a file that changes no record (rejected, duplicate).
-    pub fn register(&mut self, report: &FileReport) -> Result<i64> {
+    /// `settled`: the inbound file is already where it stays (see `mark_settled`).
+    pub fn register(&mut self, report: &FileReport, settled: bool) -> Result<i64> {
         let tx = self.conn().transaction()?;
-        let id = insert_file(&tx, report, false)?;
+        let id = insert_file(&tx, report, false, settled)?;
         tx.commit()?;
         Ok(id)
     }
 
     /// Registers a quarantined file and its entry; sets `report.quarantine_id`.
-    pub fn register_quarantined(&mut self, report: &mut FileReport, reason: &str) -> Result<i64> {
+    pub fn register_quarantined(
+        &mut self,
+        report: &mut FileReport,
+        reason: &str,
+        settled: bool,
+    ) -> Result<i64> {
         let tx = self.conn().transaction()?;
-        let id = insert_file(&tx, report, false)?;
+        let id = insert_file(&tx, report, false, settled)?;
         tx.execute(
             "INSERT INTO quarantine (file_id, reason) VALUES (?1, ?2)",
             params![id, reason],
@@ -203,6 +238,7 @@ impl Store {
         changes: &[Change],
         known_from: DateTime<Utc>,
         fail_after: Option<u64>,
+        settled: bool,
     ) -> Result<i64> {
         // A big file dirties more pages than the usual cache holds; spilling them to the
         // WAL mid-transaction costs more than the memory (about 128 bytes a change).
@@ -213,7 +249,7 @@ impl Store {
         }
         let result = (|| {
             let tx = self.conn().transaction()?;
-            let id = insert_file(&tx, report, true)?;
+            let id = insert_file(&tx, report, true, settled)?;
             super::records::write_changes(&tx, la, id, changes, known_from, fail_after)?;
             tx.commit()?;
             Ok(id)
@@ -270,11 +306,17 @@ fn decide(tx: &Transaction<'_>, number: i64, state: &str, at: DateTime<Utc>) -> 
     Ok(())
 }
 
-fn insert_file(tx: &Transaction<'_>, report: &FileReport, applied: bool) -> Result<i64> {
+fn insert_file(
+    tx: &Transaction<'_>,
+    report: &FileReport,
+    applied: bool,
+    settled: bool,
+) -> Result<i64> {
     tx.prepare_cached(
         "INSERT INTO files (sha256, mailbox, name, kind, sender, extracted_at, received_at,
-            processed_at, outcome, response_code, applied, rows, valid_rows, invalid_rows, report)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            processed_at, outcome, response_code, applied, rows, valid_rows, invalid_rows, report,
+            settled, dedup)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
     )?
     .execute(params![
         report.sha256,
@@ -294,6 +336,11 @@ fn insert_file(tx: &Transaction<'_>, report: &FileReport, applied: bool) -> Resu
         report.valid_rows as i64,
         report.invalid_rows as i64,
         serde_json::to_string(report)?,
+        settled,
+        !report
+            .file_errors
+            .iter()
+            .any(|p| matches!(p.code, Code::FileName | Code::NotAuthorised)),
     ])?;
     Ok(tx.last_insert_rowid())
 }

@@ -90,6 +90,14 @@ const MIGRATIONS: &[&str] = &[
         decided_at TEXT
     );
     "#,
+    // 2: whether a file's inbound copy has left its mailbox's in/ (for crash recovery), and
+    // whether later identical bytes from the same mailbox are duplicates of it (not when it
+    // was refused for its name or its sender: then it was never really looked at).
+    r#"
+    ALTER TABLE files ADD COLUMN settled INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE files ADD COLUMN dedup INTEGER NOT NULL DEFAULT 1;
+    CREATE INDEX files_unsettled ON files (sha256) WHERE NOT settled;
+    "#,
 ];
 
 /// The page cache, in KiB (negative: SQLite's unit for KiB).

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The main job end to end on the shipped samples, with the built-in defaults: a working
+# copy of inbox-samples/ under work/ (tracked files are never moved or changed), the daemon
+# once over it (`run --once`), then what it did and where the outputs are.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+work=${CPIS_WORK:-work}
+rm -rf "$work"
+mkdir -p "$work"
+cargo build --release --quiet
+bin=target/release/cpis-gateway
+# Defaults throughout, but a short settle time: the copies below are complete at once.
+printf '[gateway]\nroot = "var"\nsettle_ms = 100\n' > "$work/config.toml"
+gw() { "$bin" --config "$work/config.toml" "$@"; }
+gw init >/dev/null
+for f in inbox-samples/CPIS_EXTRACT_*; do
+  name=$(basename "$f")
+  la=${name#CPIS_EXTRACT_}
+  la=${la%%_*}
+  cp "$f" "$work/var/mailboxes/LA$la/in/"
+done
+echo "== run --once over $(ls inbox-samples/CPIS_EXTRACT_* | wc -l) sample extracts (logs on stderr)"
+status=0
+gw run --once || status=$?
+echo
+echo "== acknowledgements written"
+for ack in "$work"/var/mailboxes/*/out/CPIS_ACK_*.json; do
+  printf '%s  ' "$ack"
+  grep -o '"outcome": "[a-z]*"' "$ack"
+done
+echo
+echo "== status"
+gw status | head -n 6
+exit "$status"

@@ -1,0 +1,63 @@
+//! `run [--once]`: the daemon. `--once` processes the backlog (waiting for files that are
+//! still being written), flushes queued notifications and exits, printing what it did:
+//! exit 0 when every file taken was accepted, 1 otherwise. Without `--once` it runs until
+//! SIGTERM or SIGINT and exits 0.
+
+use super::exit;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::daemon::{lock_root, Daemon};
+use crate::layout::Layout;
+use anyhow::Result;
+use clap::Args;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Process the backlog and flush, then exit
+    #[arg(long)]
+    pub once: bool,
+}
+
+pub fn run(args: &RunArgs, config: &Config, clock: &dyn Clock) -> Result<u8> {
+    let layout = Layout::new(&config.root);
+    let _lock = lock_root(&layout.lock())?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))?;
+    }
+    let mut daemon = Daemon::new(config, clock, stop)?;
+    if !args.once {
+        daemon.run()?;
+        return Ok(exit::OK);
+    }
+    daemon.run_once()?;
+    let s = &daemon.summary;
+    let outcomes: Vec<String> = s.outcomes.iter().map(|(o, n)| format!("{n} {o}")).collect();
+    let mut line = format!("{} file(s) taken", s.files());
+    if !outcomes.is_empty() {
+        line.push_str(&format!(": {}", outcomes.join(", ")));
+    }
+    if s.refused > 0 {
+        line.push_str(&format!(", {} refused (see rejected/)", s.refused));
+    }
+    if s.failed > 0 {
+        line.push_str(&format!(
+            ", {} failed and left in place (see the log)",
+            s.failed
+        ));
+    }
+    println!("{line}");
+    println!(
+        "acknowledgements: {}/<mailbox>/out/\narchive: {}\nstore: {}",
+        layout.root().join("mailboxes").display(),
+        layout.archive().display(),
+        layout.store().display()
+    );
+    Ok(if s.all_accepted() {
+        exit::OK
+    } else {
+        exit::REJECTED
+    })
+}

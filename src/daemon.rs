@@ -1,0 +1,324 @@
+//! The daemon loop (`run`): the backlog of every mailbox first, then watch the `in/`
+//! folders (with `notify`, and a rescan every tick as a safety net: watch events get lost),
+//! flush notifications every `notify_interval_s`, and run the nightly report at
+//! `report_time`. One daemon per root (a lock file); SIGTERM or SIGINT finishes the file in
+//! hand, flushes and exits 0.
+
+use crate::config::Config;
+use crate::core::codes::Code;
+use crate::core::control::{parse_control, MAX_CONTROL_BYTES};
+use crate::core::extract::FileProblem;
+use crate::core::ids::MailboxId;
+use crate::core::report::FileReport;
+use crate::core::schedule::next_run;
+use crate::ingest::{Gateway, Intake, Rules};
+use crate::mailbox::{Found, Settler};
+use anyhow::{anyhow, Context, Result};
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+/// What one run did.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub outcomes: BTreeMap<&'static str, u64>,
+    pub refused: u64,
+    pub failed: u64,
+}
+
+impl Summary {
+    pub fn files(&self) -> u64 {
+        self.outcomes.values().sum::<u64>() + self.refused
+    }
+
+    /// Whether everything taken was accepted (or a duplicate).
+    pub fn all_accepted(&self) -> bool {
+        self.refused == 0
+            && self.failed == 0
+            && self
+                .outcomes
+                .keys()
+                .all(|o| matches!(*o, "accepted" | "duplicate"))
+    }
+}
+
+/// Holds the root's lock for as long as it lives.
+pub struct RootLock {
+    _file: File,
+}
+
+/// Takes the root's lock, or explains who holds it.
+pub fn lock_root(path: &Path) -> Result<RootLock> {
+    if let Some(dir) = path.parent() {
+        crate::fsutil::create_private_dir(dir)?;
+    }
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .with_context(|| format!("cannot open the lock {}", path.display()))?;
+    if file.try_lock().is_err() {
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        return Err(anyhow!(
+            "another gateway is already running on this root (lock {} held by pid {}): stop it first",
+            path.display(),
+            holder.trim()
+        ));
+    }
+    file.set_len(0)?;
+    write!(file, "{}", std::process::id())?;
+    Ok(RootLock { _file: file })
+}
+
+/// The running daemon.
+pub struct Daemon<'a> {
+    gateway: Gateway<'a>,
+    mailboxes: Vec<MailboxId>,
+    settler: Settler,
+    stop: Arc<AtomicBool>,
+    /// Files whose processing failed (I/O, store): retried after a pause, not in a loop.
+    failed: HashMap<PathBuf, Instant>,
+    pub summary: Summary,
+}
+
+const RETRY_AFTER: Duration = Duration::from_secs(30);
+
+impl<'a> Daemon<'a> {
+    pub fn new(
+        config: &'a Config,
+        clock: &'a dyn crate::clock::Clock,
+        stop: Arc<AtomicBool>,
+    ) -> Result<Daemon<'a>> {
+        let gateway = Gateway::open(config, clock)?;
+        gateway.init_mailboxes()?;
+        let las = config.local_authorities.iter().map(|&la| MailboxId::La(la));
+        let orgs = config
+            .health_orgs
+            .iter()
+            .map(|h| MailboxId::Health(h.ods.clone()));
+        Ok(Daemon {
+            gateway,
+            mailboxes: las.chain(orgs).collect(),
+            settler: Settler::default(),
+            stop,
+            failed: HashMap::new(),
+            summary: Summary::default(),
+        })
+    }
+
+    fn config(&self) -> &'a Config {
+        self.gateway.config
+    }
+
+    /// One pass over every mailbox; returns how many files are still settling.
+    pub fn pass(&mut self) -> Result<usize> {
+        let settle = self.config().settle;
+        let mut settling = 0;
+        for mailbox in self.mailboxes.clone() {
+            let inbox = self.gateway.layout.inbox(&mailbox);
+            let (found, waiting) = self
+                .settler
+                .scan(&inbox, settle)
+                .with_context(|| format!("cannot scan {}", inbox.display()))?;
+            settling += waiting;
+            for f in found {
+                if self.stop.load(Ordering::SeqCst) {
+                    return Ok(settling);
+                }
+                match f {
+                    Found::Ready { path, control } => {
+                        self.take(&path, control.as_deref(), &mailbox)
+                    }
+                    Found::Refuse { path, reason } => self.refuse(&path, &mailbox, &reason),
+                }
+            }
+        }
+        Ok(settling)
+    }
+
+    fn take(&mut self, path: &Path, control: Option<&Path>, mailbox: &MailboxId) {
+        if self
+            .failed
+            .get(path)
+            .is_some_and(|t| t.elapsed() < RETRY_AFTER)
+        {
+            return;
+        }
+        let started = Instant::now();
+        let rules = Rules {
+            intake: Intake::Move,
+            refusal: control.and_then(|c| control_problem(c, mailbox)),
+            ..Rules::default()
+        };
+        match self.gateway.ingest(path, mailbox, &rules) {
+            Ok(report) => {
+                if let Some(c) = control {
+                    let _ = std::fs::remove_file(c);
+                }
+                self.failed.remove(path);
+                self.settler.forget(path);
+                self.log_processed(&report, mailbox, started);
+                *self
+                    .summary
+                    .outcomes
+                    .entry(report.outcome.as_str())
+                    .or_default() += 1;
+            }
+            Err(e) => {
+                tracing::error!(file = %path.display(), mailbox = %mailbox, error = %format!("{e:#}"), "processing failed: the file stays in in/ and is retried");
+                self.failed.insert(path.to_path_buf(), Instant::now());
+                self.summary.failed += 1;
+            }
+        }
+    }
+
+    fn refuse(&mut self, path: &Path, mailbox: &MailboxId, reason: &str) {
+        match self.gateway.refuse(path, mailbox, reason) {
+            Ok(_) => self.summary.refused += 1,
+            Err(e) => {
+                tracing::error!(file = %path.display(), error = %format!("{e:#}"), "could not set a refused file aside");
+                self.summary.failed += 1;
+            }
+        }
+    }
+
+    fn log_processed(&self, r: &FileReport, mailbox: &MailboxId, started: Instant) {
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        let codes: Vec<&str> = r.file_errors.iter().map(|p| p.code.as_str()).collect();
+        tracing::info!(
+            file = %r.file,
+            mailbox = %mailbox,
+            outcome = r.outcome.as_str(),
+            response_code = r.response_code,
+            rows = r.rows,
+            invalid_rows = r.invalid_rows,
+            file_errors = %codes.join(","),
+            ms = format!("{ms:.1}"),
+            "processed"
+        );
+    }
+
+    /// Writes queued attendance notifications. (Notifications arrive with the health side;
+    /// until then there is never anything queued.)
+    pub fn flush_notifications(&mut self) -> Result<usize> {
+        Ok(0)
+    }
+
+    /// The nightly report. (Reports arrive in their own issue; the daemon already keeps the
+    /// schedule, across clock changes.)
+    pub fn nightly_report(&mut self, due: DateTime<Utc>) -> Result<()> {
+        tracing::info!(due = %due.to_rfc3339(), "nightly report due (the report itself is not built yet)");
+        Ok(())
+    }
+
+    /// `run --once`: the backlog (waiting for files still settling), a flush, then return.
+    pub fn run_once(&mut self) -> Result<()> {
+        let limit = Instant::now() + self.config().settle * 4 + Duration::from_secs(2);
+        loop {
+            let settling = self.pass()?;
+            if settling == 0 || Instant::now() >= limit || self.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            std::thread::sleep(self.tick());
+        }
+        self.flush_notifications()?;
+        Ok(())
+    }
+
+    fn tick(&self) -> Duration {
+        (self.config().settle / 2).clamp(Duration::from_millis(20), Duration::from_millis(500))
+    }
+
+    /// The daemon: backlog, then watch until stopped.
+    pub fn run(&mut self) -> Result<()> {
+        let (tx, rx) = mpsc::channel();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                let _ = tx.send(event.is_ok());
+            })
+            .context("cannot start the file watcher")?;
+        for mailbox in &self.mailboxes {
+            let inbox = self.gateway.layout.inbox(mailbox);
+            notify::Watcher::watch(&mut watcher, &inbox, notify::RecursiveMode::NonRecursive)
+                .with_context(|| format!("cannot watch {}", inbox.display()))?;
+        }
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+        let mut watchdog_usec = 0;
+        let watchdog = sd_notify::watchdog_enabled(false, &mut watchdog_usec)
+            .then(|| Duration::from_micros(watchdog_usec / 2));
+        let mut last_ping = Instant::now();
+        let config = self.config();
+        let mut next_flush = Instant::now() + config.notify_interval;
+        let mut next_report = next_run(
+            self.gateway.clock.now(),
+            config.report_time,
+            config.timezone,
+        );
+        tracing::info!(
+            root = %self.gateway.layout.root().display(),
+            mailboxes = self.mailboxes.len(),
+            next_report = %next_report.to_rfc3339(),
+            "gateway running"
+        );
+        while !self.stop.load(Ordering::SeqCst) {
+            self.pass()?;
+            if Instant::now() >= next_flush {
+                self.flush_notifications()?;
+                next_flush = Instant::now() + config.notify_interval;
+            }
+            let now = self.gateway.clock.now();
+            if now >= next_report {
+                self.nightly_report(next_report)?;
+                next_report = next_run(now, config.report_time, config.timezone);
+            }
+            if watchdog.is_some_and(|every| last_ping.elapsed() >= every) {
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                last_ping = Instant::now();
+            }
+            // Wake on a watch event or at the next tick, whichever comes first.
+            if rx.recv_timeout(self.tick()).is_ok() {
+                while rx.try_recv().is_ok() {}
+            }
+        }
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+        tracing::info!("stopping: finishing up");
+        self.flush_notifications()?;
+        Ok(())
+    }
+}
+
+/// Reads a control file; a problem with it refuses the data file.
+fn control_problem(path: &Path, mailbox: &MailboxId) -> Option<FileProblem> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) if b.len() <= MAX_CONTROL_BYTES => b,
+        Ok(_) => return Some(FileProblem::new(Code::Xml, "the control file is too large")),
+        Err(e) => {
+            return Some(FileProblem::new(
+                Code::Xml,
+                format!("the control file cannot be read: {e}"),
+            ))
+        }
+    };
+    match parse_control(&bytes) {
+        Err(why) => Some(FileProblem::new(
+            Code::Xml,
+            format!("{why}: send the control file again"),
+        )),
+        Ok(c) if c.from_dts != mailbox.to_string() => Some(FileProblem::new(
+            Code::NotAuthorised,
+            format!(
+                "the control file says it is from {:?} but it arrived in mailbox {mailbox}",
+                c.from_dts
+            ),
+        )),
+        Ok(_) => None,
+    }
+}
