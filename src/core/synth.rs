@@ -274,7 +274,8 @@ impl Generator<'_> {
         let random = splitmix(self.spec.seed.wrapping_mul(31).wrapping_add(index));
         let start = self.anchor - Duration::days((random % 1095) as i64);
         let span = (self.anchor - start).num_days() as u64;
-        let end = ((random >> 12) % 20 == 0)
+        let end = (random >> 12)
+            .is_multiple_of(20)
             .then(|| start + Duration::days(((random >> 20) % (span + 1)) as i64));
         let edd = (plan_type == PlanType::Ucpp)
             .then(|| self.anchor + Duration::days(((random >> 28) % 200) as i64 - 20));
@@ -421,7 +422,7 @@ fn render_row(
         local_ref,
         base.edd.map(|d| d.to_string()).unwrap_or_default(),
     ];
-    if (base.random >> 40) % 4 == 0 {
+    if (base.random >> 40).is_multiple_of(4) {
         f[0] = base.nhs.spaced();
     }
     let col = |c: Column| c as usize;
