@@ -23,9 +23,17 @@ use anyhow::{anyhow, bail, Context, Result};
 use sha2::Digest;
 use std::path::Path;
 
-/// Environment variable that injects a failure while applying a file (tests only):
-/// `apply-after:N` fails after N record writes, inside the transaction.
+/// Environment variable that injects a failure (tests only): `apply-after:N` fails after N
+/// record writes, inside the transaction; `abort-after-commit` kills the process right
+/// after a file's transaction commits, before its acknowledgement and archiving.
 pub const FAULT_ENV: &str = "CPIS_GATEWAY_FAULT";
+
+/// An injected failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    ApplyAfter(u64),
+    AbortAfterCommit,
+}
 
 /// What becomes of the inbound file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -55,7 +63,7 @@ pub struct Gateway<'a> {
     pub clock: &'a dyn Clock,
     pub layout: Layout,
     pub store: Store,
-    fail_after: Option<u64>,
+    fault: Option<Fault>,
 }
 
 /// What `replay` did.
@@ -74,12 +82,17 @@ impl<'a> Gateway<'a> {
         let layout = Layout::new(&config.root);
         crate::fsutil::create_private_dir(layout.root())?;
         let store = Store::open(&layout.store())?;
-        let fail_after = match std::env::var(FAULT_ENV) {
-            Ok(text) => Some(
+        let fault = match std::env::var(FAULT_ENV) {
+            Ok(text) if text == "abort-after-commit" => Some(Fault::AbortAfterCommit),
+            Ok(text) => Some(Fault::ApplyAfter(
                 text.strip_prefix("apply-after:")
                     .and_then(|n| n.parse().ok())
-                    .ok_or_else(|| anyhow!("{FAULT_ENV}={text:?}: expected apply-after:N"))?,
-            ),
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "{FAULT_ENV}={text:?}: expected apply-after:N or abort-after-commit"
+                        )
+                    })?,
+            )),
             Err(_) => None,
         };
         Ok(Gateway {
@@ -87,7 +100,7 @@ impl<'a> Gateway<'a> {
             clock,
             layout,
             store,
-            fail_after,
+            fault,
         })
     }
 
@@ -375,7 +388,10 @@ impl<'a> Gateway<'a> {
                 la,
                 &diff.changes,
                 report.processed_at,
-                self.fail_after,
+                match self.fault {
+                    Some(Fault::ApplyAfter(n)) => Some(n),
+                    _ => None,
+                },
                 settled,
             )?,
             Some((number, file_id)) => {
@@ -390,6 +406,9 @@ impl<'a> Gateway<'a> {
                 file_id
             }
         };
+        if self.fault == Some(Fault::AbortAfterCommit) {
+            std::process::abort();
+        }
         self.acknowledge(&report, mailbox, true)?;
         Ok((report, id))
     }

@@ -1,8 +1,10 @@
 //! Integration tests: the real binary against real files in per-test temporary folders.
 
+mod daemon;
 mod gen;
 mod helpers;
 mod props;
 mod schemas;
 mod store;
+mod systemd;
 mod validate;
