@@ -119,19 +119,23 @@ impl<'a> Daemon<'a> {
     }
 
     /// One pass over every mailbox; returns how many files are still settling.
-    pub fn pass(&mut self) -> Result<usize> {
+    pub fn pass(&mut self) -> usize {
         let settle = self.config().settle;
         let mut settling = 0;
         for mailbox in self.mailboxes.clone() {
             let inbox = self.gateway.layout.inbox(&mailbox);
-            let (found, waiting) = self
-                .settler
-                .scan(&inbox, settle)
-                .with_context(|| format!("cannot scan {}", inbox.display()))?;
+            let (found, waiting) = match self.settler.scan(&inbox, settle) {
+                Ok(scan) => scan,
+                Err(e) => {
+                    // One unreadable folder must not stop the others.
+                    tracing::error!(inbox = %inbox.display(), error = %e, "cannot scan the mailbox");
+                    continue;
+                }
+            };
             settling += waiting;
             for f in found {
                 if self.stop.load(Ordering::SeqCst) {
-                    return Ok(settling);
+                    return settling;
                 }
                 match f {
                     Found::Ready { path, control } => {
@@ -141,7 +145,7 @@ impl<'a> Daemon<'a> {
                 }
             }
         }
-        Ok(settling)
+        settling
     }
 
     fn take(&mut self, path: &Path, control: Option<&Path>, mailbox: &MailboxId) {
@@ -223,7 +227,7 @@ impl<'a> Daemon<'a> {
     pub fn run_once(&mut self) -> Result<()> {
         let limit = Instant::now() + self.config().settle * 4 + Duration::from_secs(2);
         loop {
-            let settling = self.pass()?;
+            let settling = self.pass();
             if settling == 0 || Instant::now() >= limit || self.stop.load(Ordering::SeqCst) {
                 break;
             }
@@ -269,7 +273,7 @@ impl<'a> Daemon<'a> {
             "gateway running"
         );
         while !self.stop.load(Ordering::SeqCst) {
-            self.pass()?;
+            self.pass();
             if Instant::now() >= next_flush {
                 self.flush_notifications()?;
                 next_flush = Instant::now() + config.notify_interval;
