@@ -7,6 +7,7 @@
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::core::attendance::{read_attendance, Attendance, AttendanceRules};
 use crate::core::codes::{Code, Severity};
 use crate::core::extract::csv::CsvRows;
 use crate::core::extract::xml::XmlRows;
@@ -93,6 +94,18 @@ pub fn check_file(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    if let Ok(InboundName {
+        kind: InboundKind::Attendance { .. },
+        ..
+    }) = parse_inbound_name(&name)
+    {
+        let checked = check_attendance(path, &name, mailbox, config, clock, None)?;
+        return Ok(CheckedExtract {
+            report: checked.report,
+            name: parse_inbound_name(&name).ok(),
+            kept: Kept::default(),
+        });
+    }
     check_named(path, &name, mailbox, config, clock, keep)
 }
 
@@ -384,4 +397,96 @@ fn mark_duplicates(dupes: Vec<(u64, u64)>, report: &mut FileReport, kept: &mut K
     });
     report.row_errors.extend(added);
     report.row_errors.sort_by_key(|p| p.row);
+}
+
+/// The result of checking an attendance file.
+#[derive(Debug)]
+pub struct CheckedAttendance {
+    pub report: FileReport,
+    pub valid: Vec<Attendance>,
+}
+
+/// Checks an attendance file (SPEC 4.1) as if dropped into `mailbox` (or its owner's):
+/// the owner, size, header and every row. `refusal` is a file error found outside the file.
+pub fn check_attendance(
+    path: &Path,
+    name: &str,
+    mailbox: Option<&MailboxId>,
+    config: &Config,
+    clock: &dyn Clock,
+    refusal: Option<&FileProblem>,
+) -> io::Result<CheckedAttendance> {
+    let received_at = clock.now();
+    let parsed = parse_inbound_name(name).map_err(io::Error::other)?;
+    let InboundKind::Attendance { ods } = &parsed.kind else {
+        return Err(io::Error::other(format!(
+            "{name} is not an attendance file"
+        )));
+    };
+    let owner = MailboxId::Health(ods.clone());
+    let mailbox = mailbox.unwrap_or(&owner);
+    let mut report = FileReport::new(
+        name,
+        Some(mailbox.to_string()),
+        FileKind::Attendance,
+        received_at,
+    );
+    report.sender = Some(ods.to_string());
+    report.extracted_at = Some(parsed.at);
+    let file = File::open(path)?;
+    let size = file.metadata()?.len();
+    let mut reader = HashingReader::new(file, ProgressBar::hidden());
+    let mut valid = Vec::new();
+    let owner_problem = if *mailbox != owner {
+        Some(format!("the file is from {ods} but arrived in mailbox {mailbox}: a mailbox may only send its own organisation's files"))
+    } else if !config.is_party(mailbox) {
+        Some(format!("{mailbox} is not a configured health organisation ([[health_org]] in the configuration)"))
+    } else {
+        None
+    };
+    if let Some(why) = owner_problem {
+        report
+            .file_errors
+            .push(FileProblem::new(Code::NotAuthorised, why));
+    } else if let Some(p) = refusal {
+        report.file_errors.push(p.clone());
+    } else if size > config.max_file_bytes {
+        report.file_errors.push(FileProblem::new(
+            Code::TooLarge,
+            format!(
+                "the file is {size} bytes, more than the {} bytes the gateway accepts",
+                config.max_file_bytes
+            ),
+        ));
+    } else {
+        let rules = AttendanceRules {
+            owner: ods.clone(),
+            file_time: parsed.at,
+        };
+        let problems = &mut report.row_errors;
+        let read = read_attendance(&mut reader, |row, fields| {
+            if let Some(a) = rules.check(row, fields, problems)? {
+                valid.push(a);
+            }
+            Ok(())
+        });
+        match read {
+            Ok(rows) => report.rows = rows,
+            Err(SourceError::File(p)) => report.file_errors.push(p),
+            Err(SourceError::Io(e)) => return Err(e),
+        }
+    }
+    report.sha256 = reader.finish()?;
+    report.valid_rows = valid.len() as u64;
+    report.invalid_rows = report.rows - report.valid_rows;
+    if report.file_errors.is_empty() {
+        if let Some(p) =
+            error_rate_problem(report.rows, report.invalid_rows, config.max_error_share)
+        {
+            report.file_errors.push(p);
+        }
+    }
+    report.conclude();
+    report.processed_at = clock.now();
+    Ok(CheckedAttendance { report, valid })
 }

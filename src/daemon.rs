@@ -210,10 +210,9 @@ impl<'a> Daemon<'a> {
         );
     }
 
-    /// Writes queued attendance notifications. (Notifications arrive with the health side;
-    /// until then there is never anything queued.)
+    /// Writes queued attendance notifications, one file per LA.
     pub fn flush_notifications(&mut self) -> Result<usize> {
-        Ok(0)
+        self.gateway.flush_notifications()
     }
 
     /// The nightly report. (Reports arrive in their own issue; the daemon already keeps the

@@ -25,14 +25,17 @@ use std::path::Path;
 
 /// Environment variable that injects a failure (tests only): `apply-after:N` fails after N
 /// record writes, inside the transaction; `abort-after-commit` kills the process right
-/// after a file's transaction commits, before its acknowledgement and archiving.
+/// after a file's transaction commits, before its acknowledgement and archiving;
+/// `abort-after-notify-write` right after a notification file is written, before the batch
+/// is marked written.
 pub const FAULT_ENV: &str = "CPIS_GATEWAY_FAULT";
 
 /// An injected failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fault {
+pub(crate) enum Fault {
     ApplyAfter(u64),
     AbortAfterCommit,
+    AbortAfterNotifyWrite,
 }
 
 /// What becomes of the inbound file.
@@ -63,7 +66,7 @@ pub struct Gateway<'a> {
     pub clock: &'a dyn Clock,
     pub layout: Layout,
     pub store: Store,
-    fault: Option<Fault>,
+    pub(crate) fault: Option<Fault>,
 }
 
 /// What `replay` did.
@@ -84,6 +87,7 @@ impl<'a> Gateway<'a> {
         let store = Store::open(&layout.store())?;
         let fault = match std::env::var(FAULT_ENV) {
             Ok(text) if text == "abort-after-commit" => Some(Fault::AbortAfterCommit),
+            Ok(text) if text == "abort-after-notify-write" => Some(Fault::AbortAfterNotifyWrite),
             Ok(text) => Some(Fault::ApplyAfter(
                 text.strip_prefix("apply-after:")
                     .and_then(|n| n.parse().ok())
@@ -147,6 +151,13 @@ impl<'a> Gateway<'a> {
         mailbox: &MailboxId,
         rules: &Rules,
     ) -> Result<FileReport> {
+        if let Ok(crate::core::filename::InboundName {
+            kind: InboundKind::Attendance { .. },
+            ..
+        }) = crate::core::filename::parse_inbound_name(name)
+        {
+            return self.ingest_attendance(path, name, mailbox, rules);
+        }
         let checked = check_named(
             path,
             name,
@@ -415,7 +426,12 @@ impl<'a> Gateway<'a> {
 
     /// Writes `CPIS_ACK_<stem>.json` (and `.csv` when there are row problems) to the
     /// sender's outbox. A duplicate's ack does not replace one still waiting there.
-    fn acknowledge(&self, report: &FileReport, mailbox: &MailboxId, replace: bool) -> Result<()> {
+    pub(crate) fn acknowledge(
+        &self,
+        report: &FileReport,
+        mailbox: &MailboxId,
+        replace: bool,
+    ) -> Result<()> {
         let out = self.layout.outbox(mailbox);
         let json_name = ack_json_name(&report.file);
         if !replace && out.join(&json_name).exists() {

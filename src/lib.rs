@@ -9,6 +9,7 @@ pub mod core;
 pub mod daemon;
 pub mod dupes;
 pub mod fsutil;
+pub mod health;
 pub mod ingest;
 pub mod layout;
 pub mod logging;

@@ -38,6 +38,10 @@ enum Command {
     Ingest(cli::ingest::IngestArgs),
     /// Decide quarantined files
     Quarantine(cli::quarantine::QuarantineArgs),
+    /// Look a child up, as a health professional would at registration
+    Query(cli::query::QueryArgs),
+    /// Check the access log
+    Audit(cli::audit::AuditArgs),
     /// Run an archived file again
     Replay(cli::replay::ReplayArgs),
     /// Backlog, last extract per LA, overdue LAs, quarantine, pending notifications
@@ -90,6 +94,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 Command::Init => cli::init::run(&gateway),
                 Command::Ingest(args) => cli::ingest::run(args, &mut gateway),
                 Command::Quarantine(args) => cli::quarantine::run(args, &mut gateway),
+                Command::Query(args) => cli::query::run(args, &mut gateway),
+                Command::Audit(args) => cli::audit::run(args, &mut gateway),
                 Command::Replay(args) => cli::replay::run(args, &mut gateway),
                 Command::Status(args) => cli::status::run(args, &mut gateway),
                 Command::Gen(_) | Command::Validate(_) | Command::Run(_) => {

@@ -1,9 +1,11 @@
 //! One module per subcommand: its arguments and `run()`.
 
+pub mod audit;
 pub mod gen;
 pub mod ingest;
 pub mod init;
 pub mod quarantine;
+pub mod query;
 pub mod replay;
 pub mod run;
 pub mod status;

@@ -107,7 +107,7 @@ pub fn run(args: &StatusArgs, gateway: &mut Gateway<'_>) -> Result<u8> {
         .collect();
     let status = Status {
         backlog: backlog(gateway),
-        pending_notifications: 0,
+        pending_notifications: gateway.store.pending_notifications()?,
         quarantine,
         local_authorities,
     };

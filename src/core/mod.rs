@@ -3,12 +3,14 @@
 //! Nothing here touches the filesystem, a database, the network or the clock: readers take
 //! any `std::io::Read`, and times come in as arguments.
 
+pub mod attendance;
 pub mod codes;
 pub mod control;
 pub mod date;
 pub mod extract;
 pub mod filename;
 pub mod ids;
+pub mod matching;
 pub mod nhs;
 pub mod outbound;
 pub mod phone;

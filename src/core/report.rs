@@ -106,6 +106,15 @@ pub struct DuplicateOf {
     pub processed_at: String,
 }
 
+/// What an attendance file did (SPEC 7.1), in place of reconciliation counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttendanceCounts {
+    pub flagged: u64,
+    pub notifications_queued: u64,
+    pub silent_reads: u64,
+    pub not_flagged: u64,
+}
+
 /// Whether the file is an LA extract or a health organisation's attendance file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -149,7 +158,11 @@ pub struct FileReport {
     pub warnings: u64,
     /// Rows skipped because every field was blank (not counted in `rows`).
     pub blank_rows: u64,
+    /// Reconciliation counts of an applied extract (null otherwise, and for attendances).
     pub changes: Option<Changes>,
+    /// For an attendance file: what matching did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attendance: Option<AttendanceCounts>,
     pub file_errors: Vec<FileProblem>,
     pub row_errors: Vec<RowProblem>,
     pub quarantine_id: Option<String>,
@@ -186,6 +199,7 @@ impl FileReport {
             warnings: 0,
             blank_rows: 0,
             changes: None,
+            attendance: None,
             file_errors: Vec::new(),
             row_errors: Vec::new(),
             quarantine_id: None,

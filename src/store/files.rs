@@ -129,6 +129,19 @@ impl Store {
             .optional()?)
     }
 
+    /// The flag response stored with an attendance file.
+    pub fn file_response(&mut self, id: i64) -> Result<Option<String>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT response FROM files WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
     /// Records that a file's inbound copy has left `in/`.
     pub fn mark_settled(&mut self, id: i64) -> Result<()> {
         self.conn()
@@ -306,7 +319,7 @@ fn decide(tx: &Transaction<'_>, number: i64, state: &str, at: DateTime<Utc>) -> 
     Ok(())
 }
 
-fn insert_file(
+pub(super) fn insert_file(
     tx: &Transaction<'_>,
     report: &FileReport,
     applied: bool,

@@ -6,9 +6,11 @@
 //! process (not across a power cut, which would lose the last commits but never corrupt).
 
 mod files;
+mod health;
 mod records;
 
 pub use files::{quarantine_label, FileRow, QuarantineEntry};
+pub use health::{HealthTx, NotifyRow, PresentationView};
 pub use records::RecordVersion;
 
 use anyhow::{bail, Context, Result};
@@ -97,6 +99,73 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE files ADD COLUMN settled INTEGER NOT NULL DEFAULT 1;
     ALTER TABLE files ADD COLUMN dedup INTEGER NOT NULL DEFAULT 1;
     CREATE INDEX files_unsettled ON files (sha256) WHERE NOT settled;
+    "#,
+    // 3: the health side. Presentations are attendances of flagged children only; other
+    // look-ups leave nothing but a count. Notifications are queued with the presentation and
+    // written in batches whose file name is recorded before the file is written. The access
+    // log is append-only and hash-chained.
+    r#"
+    CREATE TABLE presentations (
+        id          INTEGER PRIMARY KEY,
+        nhs         INTEGER NOT NULL,
+        attended_at TEXT NOT NULL,
+        org_ods     TEXT NOT NULL,
+        org_name    TEXT NOT NULL,
+        setting     TEXT NOT NULL,
+        unscheduled INTEGER NOT NULL,
+        user_name   TEXT NOT NULL,
+        user_role   TEXT NOT NULL,
+        file_id     INTEGER REFERENCES files (id)
+    );
+    CREATE INDEX presentations_by_nhs ON presentations (nhs, attended_at);
+
+    CREATE TABLE notify_batches (
+        id         INTEGER PRIMARY KEY,
+        la_code    INTEGER NOT NULL,
+        file_name  TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        written    INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE notifications (
+        id              INTEGER PRIMARY KEY,
+        la_code         INTEGER NOT NULL,
+        presentation_id INTEGER NOT NULL REFERENCES presentations (id),
+        plan_type       TEXT NOT NULL,
+        local_ref       TEXT,
+        batch_id        INTEGER REFERENCES notify_batches (id)
+    );
+    CREATE INDEX notifications_pending ON notifications (la_code) WHERE batch_id IS NULL;
+    CREATE INDEX notifications_by_batch ON notifications (batch_id);
+
+    CREATE TABLE access_log (
+        id        INTEGER PRIMARY KEY,
+        at        TEXT NOT NULL,
+        nhs       INTEGER NOT NULL,
+        org_ods   TEXT NOT NULL,
+        user_name TEXT NOT NULL,
+        user_role TEXT NOT NULL,
+        setting   TEXT NOT NULL,
+        silent    INTEGER NOT NULL,
+        result    TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash      TEXT NOT NULL
+    );
+    CREATE TRIGGER access_log_no_update BEFORE UPDATE ON access_log
+    BEGIN SELECT RAISE(ABORT, 'the access log is append-only'); END;
+    CREATE TRIGGER access_log_no_delete BEFORE DELETE ON access_log
+    BEGIN SELECT RAISE(ABORT, 'the access log is append-only'); END;
+
+    -- The flag response sent for an attendance file (flagged children only), so that a
+    -- restart can send it again if it was lost.
+    ALTER TABLE files ADD COLUMN response TEXT;
+
+    -- Look-ups that found nothing: counts only, never who.
+    CREATE TABLE lookup_counts (
+        day       TEXT NOT NULL,
+        org_ods   TEXT NOT NULL,
+        not_found INTEGER NOT NULL,
+        PRIMARY KEY (day, org_ods)
+    ) WITHOUT ROWID;
     "#,
 ];
 

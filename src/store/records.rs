@@ -60,7 +60,7 @@ impl DateText {
 const FIELDS: &str = "start_date, end_date, edt_phone, office_phone, local_ref, expected_delivery";
 
 /// Reads the six field columns starting at `at`.
-fn fields(r: &Row<'_>, at: usize) -> Result<RecordFields> {
+pub(super) fn fields(r: &Row<'_>, at: usize) -> Result<RecordFields> {
     let date = |i: usize| -> Result<Option<chrono::NaiveDate>> {
         let text: Option<String> = r.get(at + i)?;
         text.map(|t| parse_iso_date(&t).ok_or_else(|| anyhow!("bad date {t:?} in the store")))

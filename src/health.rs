@@ -1,0 +1,347 @@
+//! The health side (SPEC 4): attendance files, `query`, the notification outbox.
+//!
+//! For each attendance the child's records are matched at `attended_at` (open records
+//! flag; records ended within 12 months are shown, marked ended, and notify nobody). Only a
+//! flagged child's attendance is stored (a presentation) and logged in the access log;
+//! anything else leaves only a count. Unscheduled settings queue a notification to every LA
+//! with an open record, unless the same user at the same organisation saw the child in the
+//! previous 24 hours; scheduled settings are silent reads. Notifications are written per LA
+//! in batches whose file name is recorded first, so each is written exactly once.
+
+use crate::core::attendance::Attendance;
+use crate::core::ids::{LaCode, MailboxId, OdsCode};
+use crate::core::matching::{flags_at, las_to_notify, Flag, Status};
+use crate::core::outbound::{csv_cell, stem};
+use crate::core::report::{AttendanceCounts, FileReport, Outcome};
+use crate::core::validate::RowProblem;
+use crate::fsutil::write_atomic;
+use crate::ingest::{Gateway, Intake, Rules};
+use crate::store::{HealthTx, PresentationView};
+use anyhow::{anyhow, Context, Result};
+use serde::Serialize;
+use std::path::Path;
+
+/// How many unscheduled-care presentations a flag shows.
+pub const PRESENTATIONS_SHOWN: usize = 25;
+
+/// What one look-up found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Lookup {
+    pub nhs_number: String,
+    pub flagged: bool,
+    pub flags: Vec<Flag>,
+    pub presentations: Vec<PresentationView>,
+    pub notified: Vec<LaCode>,
+    #[serde(skip)]
+    pub silent: bool,
+}
+
+/// A flagged row of a flag response.
+#[derive(Debug, Serialize)]
+struct FlaggedRow<'a> {
+    row: u64,
+    attended_at: String,
+    setting: &'static str,
+    #[serde(flatten)]
+    lookup: &'a Lookup,
+}
+
+/// `CPIS_FLAGS_<stem>.json`.
+#[derive(Debug, Serialize)]
+struct FlagResponse<'a> {
+    file: &'a str,
+    sha256: &'a str,
+    processed_at: String,
+    rows: u64,
+    flagged: Vec<FlaggedRow<'a>>,
+    not_flagged_rows: Vec<u64>,
+    rejected: &'a [RowProblem],
+}
+
+/// Matches one attendance and records what must be recorded.
+pub fn look_up(tx: &mut HealthTx<'_>, a: &Attendance, file_id: Option<i64>) -> Result<Lookup> {
+    let records = tx.child_records(a.nhs)?;
+    let flags = flags_at(&records, a.attended_at);
+    let silent = !a.setting.is_unscheduled();
+    if flags.is_empty() {
+        tx.count_not_found(a.attended_at, &a.org_ods)?;
+        return Ok(Lookup {
+            nhs_number: a.nhs.full(),
+            flagged: false,
+            flags,
+            presentations: Vec::new(),
+            notified: Vec::new(),
+            silent,
+        });
+    }
+    let presentations = tx.recent_presentations(a.nhs, PRESENTATIONS_SHOWN)?;
+    let repeat = tx.seen_within_a_day(a)?;
+    let presentation = tx.add_presentation(a, file_id)?;
+    let mut notified = Vec::new();
+    if !silent && !repeat {
+        for la in las_to_notify(&flags) {
+            for r in records.iter().filter(|r| r.la == la) {
+                if crate::core::matching::status_on(&r.fields, a.attended_at.date_naive())
+                    == Some(Status::Open)
+                {
+                    tx.queue_notification(
+                        la,
+                        presentation,
+                        r.plan_type,
+                        r.fields.local_ref.as_deref(),
+                    )?;
+                }
+            }
+            notified.push(la);
+        }
+    }
+    let result: Vec<String> = flags
+        .iter()
+        .map(|f| {
+            format!(
+                "{}:{}:{}",
+                f.la_code,
+                f.plan_type,
+                if f.status == Status::Open {
+                    "open"
+                } else {
+                    "ended"
+                }
+            )
+        })
+        .collect();
+    tx.log_access(
+        a.attended_at,
+        a.nhs,
+        &a.org_ods,
+        &a.user_name,
+        &a.user_role,
+        a.setting.as_str(),
+        silent,
+        &result.join(";"),
+    )?;
+    Ok(Lookup {
+        nhs_number: a.nhs.full(),
+        flagged: true,
+        flags,
+        presentations,
+        notified,
+        silent,
+    })
+}
+
+impl Gateway<'_> {
+    /// Processes an attendance file from a health organisation's mailbox.
+    pub fn ingest_attendance(
+        &mut self,
+        path: &Path,
+        name: &str,
+        mailbox: &MailboxId,
+        rules: &Rules,
+    ) -> Result<FileReport> {
+        let checked = crate::check::check_attendance(
+            path,
+            name,
+            Some(mailbox),
+            self.config,
+            self.clock,
+            rules.refusal.as_ref(),
+        )?;
+        let (mut report, valid) = (checked.report, checked.valid);
+        let settled = rules.intake == Intake::Copy;
+        if let Some((id, response)) = self.finish_unsettled_attendance(&report, mailbox)? {
+            self.settle_attendance(path, id, rules)?;
+            let _ = response;
+            return Ok(report);
+        }
+        if report.file_errors.is_empty() && !rules.allow_repeat {
+            if let Some(previous) = self
+                .store
+                .find_processed(&report.sha256, &mailbox.to_string())?
+            {
+                report.outcome = Outcome::Duplicate;
+                report.response_code = report.outcome.response_code(&[]);
+                report.duplicate_of = Some(previous);
+                report.processed_at = self.clock.now();
+                let id = self.store.register(&report, settled)?;
+                self.acknowledge(&report, mailbox, false)?;
+                self.settle_attendance(path, id, rules)?;
+                return Ok(report);
+            }
+        }
+        let mut counts = AttendanceCounts::default();
+        let mut tx = self.store.health_tx()?;
+        let id = tx.register_file(&report, settled)?;
+        let mut lookups = Vec::new();
+        if report.file_errors.is_empty() {
+            for a in &valid {
+                let found = look_up(&mut tx, a, Some(id))?;
+                if !found.flagged {
+                    counts.not_flagged += 1;
+                } else {
+                    counts.flagged += 1;
+                    counts.notifications_queued += found.notified.len() as u64;
+                    counts.silent_reads += u64::from(found.silent);
+                }
+                lookups.push((a, found));
+            }
+            report.attendance = Some(counts);
+        }
+        report.processed_at = self.clock.now();
+        let response = FlagResponse {
+            file: &report.file,
+            sha256: &report.sha256,
+            processed_at: crate::store::ts(report.processed_at),
+            rows: report.rows,
+            flagged: lookups
+                .iter()
+                .filter(|(_, l)| l.flagged)
+                .map(|(a, l)| FlaggedRow {
+                    row: a.row,
+                    attended_at: crate::store::ts(a.attended_at),
+                    setting: a.setting.as_str(),
+                    lookup: l,
+                })
+                .collect(),
+            not_flagged_rows: lookups
+                .iter()
+                .filter(|(_, l)| !l.flagged)
+                .map(|(a, _)| a.row)
+                .collect(),
+            rejected: &report.row_errors,
+        };
+        let mut response_json = serde_json::to_vec_pretty(&response)?;
+        response_json.push(b'\n');
+        let response_text = String::from_utf8_lossy(&response_json).into_owned();
+        tx.finish_file(id, &report, &response_text)?;
+        tx.commit()?;
+        if report.file_errors.is_empty() {
+            write_atomic(
+                &self.layout.outbox(mailbox),
+                &flags_name(&report.file),
+                &response_json,
+            )?;
+        }
+        self.acknowledge(&report, mailbox, true)?;
+        self.settle_attendance(path, id, rules)?;
+        Ok(report)
+    }
+
+    /// An attendance file committed before a stop but still in `in/`: send what is missing.
+    fn finish_unsettled_attendance(
+        &mut self,
+        report: &FileReport,
+        mailbox: &MailboxId,
+    ) -> Result<Option<(i64, String)>> {
+        let Some((id, stored)) =
+            self.store
+                .find_unsettled(&report.sha256, &mailbox.to_string(), &report.file)?
+        else {
+            return Ok(None);
+        };
+        let out = self.layout.outbox(mailbox);
+        let response: Option<String> = self.store.file_response(id)?;
+        if let Some(response) = &response {
+            if !out.join(flags_name(&report.file)).exists() {
+                write_atomic(&out, &flags_name(&report.file), response.as_bytes())?;
+            }
+        }
+        let ack_name = crate::core::outbound::ack_json_name(&report.file);
+        if !out.join(&ack_name).exists() {
+            let value: serde_json::Value = serde_json::from_str(&stored)?;
+            let mut json = serde_json::to_vec_pretty(&value)?;
+            json.push(b'\n');
+            write_atomic(&out, &ack_name, &json)?;
+        }
+        Ok(Some((id, response.unwrap_or_default())))
+    }
+
+    /// Attendance files are never archived (they name children who may not be flagged):
+    /// from a mailbox, the file is deleted once its outcome is committed.
+    fn settle_attendance(&mut self, path: &Path, id: i64, rules: &Rules) -> Result<()> {
+        if rules.intake == Intake::Move {
+            std::fs::remove_file(path)
+                .with_context(|| format!("cannot remove {}", path.display()))?;
+            self.store.mark_settled(id)?;
+        }
+        Ok(())
+    }
+
+    /// `query`: one look-up as a health professional would make at registration.
+    pub fn query(&mut self, a: &Attendance) -> Result<Lookup> {
+        let mut tx = self.store.health_tx()?;
+        let found = look_up(&mut tx, a, None)?;
+        tx.commit()?;
+        Ok(found)
+    }
+
+    /// Writes queued notifications, one file per LA (and finishes any batch a stop left
+    /// unwritten). Returns how many files were written.
+    pub fn flush_notifications(&mut self) -> Result<usize> {
+        let mut batches = self.store.unwritten_batches()?;
+        batches.extend(self.store.open_batches(self.clock.now())?);
+        let mut written = 0;
+        for (id, la, name) in batches {
+            let la = LaCode::parse(&format!("{la:03}"))
+                .map_err(|e| anyhow!("bad LA in the store: {e}"))?;
+            let out = self.layout.outbox(&MailboxId::La(la));
+            // Already delivered (written, perhaps taken away by a transport): never twice.
+            if !out.join(&name).exists() && !out.join("sent").join(&name).exists() {
+                let rows = self.store.batch_rows(id)?;
+                write_atomic(&out, &name, &notification_csv(&rows))?;
+                if self.fault == Some(crate::ingest::Fault::AbortAfterNotifyWrite) {
+                    std::process::abort();
+                }
+                written += 1;
+                tracing::info!(la = %la, file = %name, notifications = rows.len(), "notifications written");
+            }
+            self.store.mark_batch_written(id)?;
+        }
+        Ok(written)
+    }
+}
+
+/// `CPIS_FLAGS_<stem>.json`
+pub fn flags_name(file: &str) -> String {
+    format!("CPIS_FLAGS_{}.json", stem(file))
+}
+
+/// The notification CSV (SPEC 4.3), every cell escaped against formula injection.
+pub fn notification_csv(rows: &[crate::store::NotifyRow]) -> Vec<u8> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let _ = w.write_record([
+        "nhs_number",
+        "local_ref",
+        "plan_type",
+        "attended_at",
+        "org_ods",
+        "org_name",
+        "setting",
+        "user_name",
+        "user_role",
+    ]);
+    for r in rows {
+        let nhs = r.nhs.full();
+        let _ = w.write_record([
+            nhs.as_str(),
+            &csv_cell(r.local_ref.as_deref().unwrap_or("")),
+            &csv_cell(&r.plan_type),
+            &csv_cell(&r.attended_at),
+            &csv_cell(&r.org_ods),
+            &csv_cell(&r.org_name),
+            &csv_cell(&r.setting),
+            &csv_cell(&r.user_name),
+            &csv_cell(&r.user_role),
+        ]);
+    }
+    w.into_inner().unwrap_or_default()
+}
+
+/// Checks the organisation of a query: a configured health organisation.
+pub fn query_org(gateway: &Gateway<'_>, ods: &str) -> Result<OdsCode> {
+    let code = OdsCode::parse(ods).ok_or_else(|| anyhow!("--org {ods:?} is not an ODS code"))?;
+    if !gateway.config.is_party(&MailboxId::Health(code.clone())) {
+        return Err(anyhow!("--org {ods} is not a configured health organisation ([[health_org]] in the configuration)"));
+    }
+    Ok(code)
+}

@@ -1,0 +1,418 @@
+//! The health side's tables: presentations (flagged children only), the notification
+//! outbox and its batches, the hash-chained access log and the not-found counts.
+
+use super::{ts, Store};
+use crate::core::attendance::Attendance;
+use crate::core::ids::LaCode;
+use crate::core::matching::ChildRecord;
+use crate::core::nhs::NhsNumber;
+use crate::core::plan::PlanType;
+use crate::core::report::FileReport;
+use anyhow::{anyhow, Result};
+use chrono::{DateTime, Duration, Utc};
+use rusqlite::{params, OptionalExtension, Transaction};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// A presentation as shown to another health professional: never staff names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PresentationView {
+    pub attended_at: String,
+    pub org_ods: String,
+    pub org_name: String,
+    pub setting: String,
+}
+
+/// One row of a notification file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyRow {
+    pub nhs: NhsNumber,
+    pub local_ref: Option<String>,
+    pub plan_type: String,
+    pub attended_at: String,
+    pub org_ods: String,
+    pub org_name: String,
+    pub setting: String,
+    pub user_name: String,
+    pub user_role: String,
+}
+
+/// The hash of the access log's first entry's predecessor.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// An access-log entry's hash: SHA-256 over the previous hash and a canonical encoding of
+/// the entry (its fields joined by the unit separator, which no field may hold).
+#[allow(clippy::too_many_arguments)]
+pub fn entry_hash(
+    prev: &str,
+    id: i64,
+    at: &str,
+    nhs: i64,
+    org: &str,
+    user: &str,
+    role: &str,
+    setting: &str,
+    silent: bool,
+    result: &str,
+) -> String {
+    let canonical = [
+        prev,
+        &id.to_string(),
+        at,
+        &nhs.to_string(),
+        org,
+        user,
+        role,
+        setting,
+        if silent { "1" } else { "0" },
+        result,
+    ]
+    .join("\u{1f}");
+    hex::encode(Sha256::digest(canonical.as_bytes()))
+}
+
+/// Health-side writes of one file (or one query), in one transaction.
+pub struct HealthTx<'c> {
+    tx: Transaction<'c>,
+    last_hash: String,
+}
+
+impl Store {
+    /// Starts the transaction for one attendance file or query.
+    pub fn health_tx(&mut self) -> Result<HealthTx<'_>> {
+        let tx = self.conn().transaction()?;
+        let last_hash = tx
+            .query_row(
+                "SELECT hash FROM access_log ORDER BY id DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or_else(|| GENESIS.to_owned());
+        Ok(HealthTx { tx, last_hash })
+    }
+
+    /// Notifications queued and not yet written to a file.
+    pub fn pending_notifications(&mut self) -> Result<u64> {
+        let n: i64 = self.conn().query_row(
+            "SELECT count(*) FROM notifications WHERE batch_id IS NULL",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+
+    /// Batches whose file is not known to be written yet: (id, LA, file name).
+    pub fn unwritten_batches(&mut self) -> Result<Vec<(i64, u16, String)>> {
+        let mut stmt = self.conn().prepare(
+            "SELECT id, la_code, file_name FROM notify_batches WHERE NOT written ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Puts every pending notification of each LA into a new batch named for it; returns
+    /// the new batches (id, LA, file name). The name is recorded before any file exists.
+    pub fn open_batches(&mut self, now: DateTime<Utc>) -> Result<Vec<(i64, u16, String)>> {
+        let tx = self.conn().transaction()?;
+        let las: Vec<u16> = tx
+            .prepare("SELECT DISTINCT la_code FROM notifications WHERE batch_id IS NULL ORDER BY la_code")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut out = Vec::new();
+        for la in las {
+            let mut at = now;
+            let name = loop {
+                let name = format!(
+                    "CPIS_NOTIFY_{la:03}_{}.csv",
+                    crate::core::date::format_compact_utc(at)
+                );
+                let taken: bool = tx.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM notify_batches WHERE file_name = ?1)",
+                    params![name],
+                    |r| r.get(0),
+                )?;
+                if !taken {
+                    break name;
+                }
+                at += Duration::seconds(1);
+            };
+            tx.execute(
+                "INSERT INTO notify_batches (la_code, file_name, created_at) VALUES (?1, ?2, ?3)",
+                params![la, name, ts(now)],
+            )?;
+            let id = tx.last_insert_rowid();
+            tx.execute(
+                "UPDATE notifications SET batch_id = ?1 WHERE la_code = ?2 AND batch_id IS NULL",
+                params![id, la],
+            )?;
+            out.push((id, la, name));
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// The rows of a batch, in the order they were queued.
+    pub fn batch_rows(&mut self, batch: i64) -> Result<Vec<NotifyRow>> {
+        let mut stmt = self.conn().prepare(
+            "SELECT p.nhs, n.local_ref, n.plan_type, p.attended_at, p.org_ods, p.org_name, p.setting,
+                    p.user_name, p.user_role
+             FROM notifications n JOIN presentations p ON p.id = n.presentation_id
+             WHERE n.batch_id = ?1 ORDER BY n.id",
+        )?;
+        let mut rows = stmt.query(params![batch])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let nhs: i64 = r.get(0)?;
+            out.push(NotifyRow {
+                nhs: u64::try_from(nhs)
+                    .ok()
+                    .and_then(NhsNumber::from_value)
+                    .ok_or_else(|| anyhow!("bad NHS number in the store"))?,
+                local_ref: r.get(1)?,
+                plan_type: r.get(2)?,
+                attended_at: r.get(3)?,
+                org_ods: r.get(4)?,
+                org_name: r.get(5)?,
+                setting: r.get(6)?,
+                user_name: r.get(7)?,
+                user_role: r.get(8)?,
+            });
+        }
+        Ok(out)
+    }
+
+    pub fn mark_batch_written(&mut self, batch: i64) -> Result<()> {
+        self.conn().execute(
+            "UPDATE notify_batches SET written = 1 WHERE id = ?1",
+            params![batch],
+        )?;
+        Ok(())
+    }
+
+    /// Walks the access log; the id of the first entry whose hash or link does not match.
+    pub fn verify_access_log(&mut self) -> Result<(u64, Option<i64>)> {
+        let mut stmt = self.conn().prepare(
+            "SELECT id, at, nhs, org_ods, user_name, user_role, setting, silent, result, prev_hash, hash
+             FROM access_log ORDER BY id",
+        )?;
+        let mut rows = stmt.query([])?;
+        let mut prev = GENESIS.to_owned();
+        let mut n = 0;
+        while let Some(r) = rows.next()? {
+            n += 1;
+            let id: i64 = r.get(0)?;
+            let text = |i: usize| -> rusqlite::Result<String> {
+                Ok(match r.get_ref(i)? {
+                    rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                        String::from_utf8_lossy(t).into_owned()
+                    }
+                    other => format!("{other:?}"),
+                })
+            };
+            let expected = entry_hash(
+                &prev,
+                id,
+                &text(1)?,
+                r.get(2)?,
+                &text(3)?,
+                &text(4)?,
+                &text(5)?,
+                &text(6)?,
+                r.get(7)?,
+                &text(8)?,
+            );
+            let (stored_prev, stored) = (text(9)?, text(10)?);
+            if stored_prev != prev || stored != expected {
+                return Ok((n, Some(id)));
+            }
+            prev = stored;
+        }
+        Ok((n, None))
+    }
+}
+
+impl HealthTx<'_> {
+    /// Every record of a child (all LAs) with its current fields.
+    pub fn child_records(&self, nhs: NhsNumber) -> Result<Vec<ChildRecord>> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT r.la_code, r.plan_type, v.start_date, v.end_date, v.edt_phone, v.office_phone,
+                    v.local_ref, v.expected_delivery
+             FROM records r JOIN record_versions v ON v.id = r.version WHERE r.nhs = ?1",
+        )?;
+        let mut rows = stmt.query(params![nhs.value() as i64])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let la: u16 = r.get(0)?;
+            let plan: String = r.get(1)?;
+            out.push(ChildRecord {
+                la: LaCode::parse(&format!("{la:03}"))
+                    .map_err(|e| anyhow!("bad LA in the store: {e}"))?,
+                plan_type: PlanType::parse(&plan)
+                    .ok_or_else(|| anyhow!("bad plan type in the store"))?,
+                fields: super::records::fields(r, 2)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The child's last `limit` presentations at unscheduled care, newest first.
+    pub fn recent_presentations(
+        &self,
+        nhs: NhsNumber,
+        limit: usize,
+    ) -> Result<Vec<PresentationView>> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT attended_at, org_ods, org_name, setting FROM presentations
+             WHERE nhs = ?1 AND unscheduled ORDER BY attended_at DESC, id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![nhs.value() as i64, limit as i64], |r| {
+            Ok(PresentationView {
+                attended_at: r.get(0)?,
+                org_ods: r.get(1)?,
+                org_name: r.get(2)?,
+                setting: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Whether the same user at the same organisation saw this child in the 24 hours up to
+    /// this attendance (SPEC 4.3: repeat views notify once).
+    pub fn seen_within_a_day(&self, a: &Attendance) -> Result<bool> {
+        let since = ts(a.attended_at - Duration::hours(24));
+        Ok(self
+            .tx
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM presentations WHERE nhs = ?1 AND org_ods = ?2
+                    AND user_name = ?3 AND attended_at >= ?4 AND attended_at <= ?5)",
+            )?
+            .query_row(
+                params![
+                    a.nhs.value() as i64,
+                    a.org_ods,
+                    a.user_name,
+                    since,
+                    ts(a.attended_at)
+                ],
+                |r| r.get(0),
+            )?)
+    }
+
+    /// Stores a flagged child's attendance as a presentation.
+    pub fn add_presentation(&self, a: &Attendance, file_id: Option<i64>) -> Result<i64> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO presentations (nhs, attended_at, org_ods, org_name, setting, unscheduled,
+                    user_name, user_role, file_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![
+                a.nhs.value() as i64,
+                ts(a.attended_at),
+                a.org_ods,
+                a.org_name,
+                a.setting.as_str(),
+                a.setting.is_unscheduled(),
+                a.user_name,
+                a.user_role,
+                file_id
+            ])?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    /// Queues a notification to an LA about one of its records.
+    pub fn queue_notification(
+        &self,
+        la: LaCode,
+        presentation: i64,
+        plan: PlanType,
+        local_ref: Option<&str>,
+    ) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO notifications (la_code, presentation_id, plan_type, local_ref) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![la.as_u16(), presentation, plan.as_str(), local_ref])?;
+        Ok(())
+    }
+
+    /// Appends an access-log entry, chained to the previous one.
+    #[allow(clippy::too_many_arguments)]
+    pub fn log_access(
+        &mut self,
+        at: DateTime<Utc>,
+        nhs: NhsNumber,
+        org: &str,
+        user: &str,
+        role: &str,
+        setting: &str,
+        silent: bool,
+        result: &str,
+    ) -> Result<()> {
+        let next_id: i64 =
+            self.tx
+                .query_row("SELECT coalesce(max(id), 0) + 1 FROM access_log", [], |r| {
+                    r.get(0)
+                })?;
+        let at = ts(at);
+        let clean = |s: &str| s.replace('\u{1f}', " ");
+        let (org, user, role, setting, result) = (
+            clean(org),
+            clean(user),
+            clean(role),
+            clean(setting),
+            clean(result),
+        );
+        let nhs = nhs.value() as i64;
+        let hash = entry_hash(
+            &self.last_hash,
+            next_id,
+            &at,
+            nhs,
+            &org,
+            &user,
+            &role,
+            &setting,
+            silent,
+            &result,
+        );
+        self.tx
+            .prepare_cached(
+                "INSERT INTO access_log (id, at, nhs, org_ods, user_name, user_role, setting, silent,
+                    result, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?
+            .execute(params![next_id, at, nhs, org, user, role, setting, silent, result, self.last_hash, hash])?;
+        self.last_hash = hash;
+        Ok(())
+    }
+
+    /// Counts a look-up that found nothing (no personal data kept).
+    pub fn count_not_found(&self, at: DateTime<Utc>, org: &str) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO lookup_counts (day, org_ods, not_found) VALUES (?1, ?2, 1)
+                 ON CONFLICT (day, org_ods) DO UPDATE SET not_found = not_found + 1",
+            )?
+            .execute(params![at.date_naive().to_string(), org])?;
+        Ok(())
+    }
+
+    /// Registers the attendance file itself (its report is finished later).
+    pub fn register_file(&self, report: &FileReport, settled: bool) -> Result<i64> {
+        super::files::insert_file(&self.tx, report, false, settled)
+    }
+
+    /// Stores the file's final report and flag response.
+    pub fn finish_file(&self, id: i64, report: &FileReport, response: &str) -> Result<()> {
+        self.tx.execute(
+            "UPDATE files SET outcome = ?2, response_code = ?3, report = ?4, response = ?5, processed_at = ?6 WHERE id = ?1",
+            params![id, report.outcome.as_str(), report.response_code, serde_json::to_string(report)?, response, ts(report.processed_at)],
+        )?;
+        Ok(())
+    }
+
+    pub fn commit(self) -> Result<()> {
+        self.tx.commit()?;
+        Ok(())
+    }
+}
