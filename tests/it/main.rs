@@ -2,6 +2,7 @@
 
 mod daemon;
 mod gen;
+mod health;
 mod helpers;
 mod props;
 mod schemas;

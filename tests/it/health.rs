@@ -1,0 +1,623 @@
+//! The health side through the real binary: attendance files, flag responses, notifications
+//! (exactly once, across crashes), `query`, data minimisation and the tamper-evident log.
+
+use crate::helpers::*;
+use cpis_gateway::core::nhs::NhsNumber;
+use serde_json::Value;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+struct Site {
+    dir: tempfile::TempDir,
+}
+
+/// The i-th valid NHS number of a range no other test file uses.
+fn nhs(i: u64) -> String {
+    (0..)
+        .filter_map(|k| NhsNumber::from_first_nine(999_300_000 + i * 10 + k))
+        .next()
+        .unwrap()
+        .full()
+}
+
+const ATTEND_HEADER: &str = "nhs_number,attended_at,org_ods,org_name,setting,user_name,user_role";
+
+impl Site {
+    /// 919 and 202 with records: child 1 open in 919; child 2 open in 919 and 202; child 3
+    /// ended in 202 in 2026-06; child 4 ended long ago; children 5+ unknown.
+    fn new() -> Site {
+        let dir = temp();
+        fs::write(
+            dir.path().join("config.toml"),
+            "[gateway]\nroot = \"var\"\nsettle_ms = 0\nlocal_authorities = [\"919\", \"202\"]\n\
+             [[health_org]]\nods = \"RWG\"\nname = \"West Herts\"\n[[health_org]]\nods = \"RQW\"\nname = \"Princess Alexandra\"\n",
+        )
+        .unwrap();
+        let site = Site { dir };
+        let header =
+            "nhs_number,plan_type,start_date,end_date,la_code,edt_phone,office_phone,local_ref";
+        let herts = format!(
+            "{header}\n{},CPP,2026-01-01,,919,01632 960001,01632 960002,H-1\n{},LAC,2025-01-01,,919,01632 960001,01632 960002,H-2\n",
+            nhs(1),
+            nhs(2)
+        );
+        let camden = format!(
+            "{header}\n{},CPP,2026-03-01,,202,01632 960101,01632 960102,C-2\n{},CPP,2025-01-01,2026-06-01,202,01632 960101,01632 960102,C-3\n{},CPP,2020-01-01,2024-01-01,202,01632 960101,01632 960102,C-4\n",
+            nhs(2),
+            nhs(3),
+            nhs(4)
+        );
+        site.ingest("LA919", "CPIS_EXTRACT_919_20261120T020000.csv", &herts);
+        site.ingest("LA202", "CPIS_EXTRACT_202_20261120T020000.csv", &camden);
+        site
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn ingest(&self, mailbox: &str, name: &str, text: &str) -> Value {
+        let file = self.path().join(name);
+        fs::write(&file, text).unwrap();
+        let out = gateway(self.path())
+            .args(["ingest", "--format", "json", "--mailbox", mailbox])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let reports: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        reports[0].clone()
+    }
+
+    /// An attendance file from RWG with rows (child, time, setting, user).
+    fn attend(&self, stamp: &str, rows: &[(u64, &str, &str, &str)]) -> Value {
+        let mut text = format!("{ATTEND_HEADER}\n");
+        for (child, at, setting, user) in rows {
+            text.push_str(&format!(
+                "{},{at},RWG,West Herts,{setting},\"{}\",Doctor\n",
+                nhs(*child),
+                user.replace('"', "\"\"")
+            ));
+        }
+        self.ingest("RWG", &format!("CPIS_ATTEND_RWG_{stamp}.csv"), &text)
+    }
+
+    fn out(&self, mailbox: &str) -> PathBuf {
+        self.path().join("var/mailboxes").join(mailbox).join("out")
+    }
+
+    fn flags(&self, stamp: &str) -> Value {
+        serde_json::from_slice(
+            &fs::read(
+                self.out("RWG")
+                    .join(format!("CPIS_FLAGS_CPIS_ATTEND_RWG_{stamp}.json")),
+            )
+            .unwrap(),
+        )
+        .unwrap()
+    }
+
+    /// Every notification row written to an LA so far (header checked).
+    fn notifications(&self, la: &str) -> Vec<Vec<String>> {
+        let mut rows = Vec::new();
+        let Ok(entries) = fs::read_dir(self.out(&format!("LA{la}"))) else {
+            return rows;
+        };
+        let mut files: Vec<PathBuf> = entries
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("CPIS_NOTIFY_")
+            })
+            .collect();
+        files.sort();
+        for f in files {
+            let mut r = csv::Reader::from_path(&f).unwrap();
+            assert_eq!(
+                r.headers().unwrap().iter().collect::<Vec<_>>(),
+                [
+                    "nhs_number",
+                    "local_ref",
+                    "plan_type",
+                    "attended_at",
+                    "org_ods",
+                    "org_name",
+                    "setting",
+                    "user_name",
+                    "user_role"
+                ]
+            );
+            rows.extend(
+                r.records()
+                    .map(|rec| rec.unwrap().iter().map(str::to_owned).collect::<Vec<_>>()),
+            );
+        }
+        rows
+    }
+
+    fn flush(&self) -> std::process::Output {
+        gateway(self.path())
+            .args(["run", "--once"])
+            .output()
+            .unwrap()
+    }
+
+    fn sql(&self, sql: &str) -> i64 {
+        let conn = rusqlite::Connection::open(self.path().join("var/store/cpis.sqlite")).unwrap();
+        conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+}
+
+#[test]
+fn a_flagged_ed_attendance_gets_flags_and_notifies_once() {
+    let site = Site::new();
+    let ack = site.attend(
+        "20261121T101500",
+        &[(1, "2026-11-21T09:42:00+00:00", "ED", "Dr A")],
+    );
+    assert_eq!(ack["outcome"], "accepted");
+    assert_eq!(
+        ack["attendance"],
+        serde_json::json!({"flagged": 1, "notifications_queued": 1, "silent_reads": 0, "not_flagged": 0})
+    );
+    let flags = site.flags("20261121T101500");
+    let f = &flags["flagged"][0]["flags"][0];
+    assert_eq!(
+        (
+            f["la_code"].as_str(),
+            f["plan_type"].as_str(),
+            f["status"].as_str()
+        ),
+        (Some("919"), Some("CPP"), Some("open"))
+    );
+    assert_eq!(f["edt_phone"], "01632960001");
+    assert!(
+        !flags.to_string().contains("H-1"),
+        "plan contents never go to the NHS side"
+    );
+    assert!(
+        site.notifications("919").is_empty(),
+        "queued, not yet written"
+    );
+    assert_eq!(site.flush().status.code(), Some(0));
+    let rows = site.notifications("919");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        rows[0],
+        [
+            nhs(1).as_str(),
+            "H-1",
+            "CPP",
+            "2026-11-21T09:42:00.000Z",
+            "RWG",
+            "West Herts",
+            "ED",
+            "Dr A",
+            "Doctor"
+        ]
+    );
+    site.flush();
+    assert_eq!(site.notifications("919").len(), 1, "never written twice");
+}
+
+#[test]
+fn a_gp_attendance_is_a_silent_read() {
+    let site = Site::new();
+    let ack = site.attend(
+        "20261121T101500",
+        &[(1, "2026-11-21T09:42:00+00:00", "GP", "Dr G")],
+    );
+    assert_eq!(ack["attendance"]["silent_reads"], 1);
+    assert_eq!(ack["attendance"]["notifications_queued"], 0);
+    assert_eq!(
+        site.sql("SELECT count(*) FROM access_log WHERE silent = 1"),
+        1,
+        "audited"
+    );
+    site.flush();
+    assert!(site.notifications("919").is_empty());
+}
+
+#[test]
+fn repeat_views_within_24_hours_notify_once_and_both_las_hear() {
+    let site = Site::new();
+    site.attend(
+        "20261122T120000",
+        &[
+            (2, "2026-11-21T09:00:00+00:00", "ED", "Dr A"),
+            (2, "2026-11-21T20:00:00+00:00", "ED", "Dr A"),
+            (2, "2026-11-21T21:00:00+00:00", "ED", "Dr Z"),
+            (2, "2026-11-22T10:00:00+00:00", "ED", "Dr A"),
+        ],
+    );
+    site.flush();
+    // Child 2 is open in both LAs: each hears of Dr A's first view and of Dr Z's; Dr A's
+    // later views each come within 24 hours of a previous view by Dr A, so notify nobody.
+    for la in ["919", "202"] {
+        let users: Vec<String> = site
+            .notifications(la)
+            .iter()
+            .map(|r| r[7].clone())
+            .collect();
+        assert_eq!(users, ["Dr A", "Dr Z"], "LA {la}");
+    }
+    assert_eq!(
+        site.sql("SELECT count(*) FROM presentations"),
+        4,
+        "every view is a presentation"
+    );
+    assert_eq!(
+        site.sql("SELECT count(*) FROM access_log"),
+        4,
+        "and audited"
+    );
+}
+
+#[test]
+fn recently_ended_records_are_shown_but_notify_nobody() {
+    let site = Site::new();
+    let ack = site.attend(
+        "20261121T101500",
+        &[
+            (3, "2026-11-21T09:00:00+00:00", "ED", "Dr A"),
+            (4, "2026-11-21T09:05:00+00:00", "ED", "Dr A"),
+        ],
+    );
+    assert_eq!(
+        ack["attendance"],
+        serde_json::json!({"flagged": 1, "notifications_queued": 0, "silent_reads": 0, "not_flagged": 1})
+    );
+    let flags = site.flags("20261121T101500");
+    assert_eq!(flags["flagged"][0]["flags"][0]["status"], "ended");
+    assert_eq!(flags["not_flagged_rows"], serde_json::json!([2]));
+}
+
+#[test]
+fn health_text_is_escaped_against_formula_injection() {
+    let site = Site::new();
+    site.attend(
+        "20261121T101500",
+        &[(
+            1,
+            "2026-11-21T09:42:00+00:00",
+            "ED",
+            "=HYPERLINK(\"http://x\",\"y\")",
+        )],
+    );
+    site.flush();
+    let rows = site.notifications("919");
+    assert_eq!(rows[0][7], "'=HYPERLINK(\"http://x\",\"y\")");
+}
+
+#[test]
+fn bad_rows_and_other_organisations_rows() {
+    let site = Site::new();
+    let ack = site.attend(
+        "20261121T101500",
+        &[
+            (1, "2026-11-21T09:42:00", "ED", "Dr A"),
+            (1, "2026-11-21T09:42:00Z", "A&E", "Dr A"),
+            (1, "2026-11-21T11:00:00Z", "ED", "Dr A"),
+            (1, "2026-11-21T09:00:00Z", "ED", "Dr A"),
+            (5, "2026-11-21T09:01:00Z", "ED", "Dr A"),
+            (6, "2026-11-21T09:02:00Z", "ED", "Dr A"),
+        ],
+    );
+    assert_eq!(ack["outcome"], "partial");
+    assert_eq!(
+        row_codes(&ack),
+        [
+            (1, "ATTENDED_AT".into()),
+            (2, "SETTING".into()),
+            (3, "ATTENDED_AT".into())
+        ]
+    );
+    let text = format!(
+        "{ATTEND_HEADER}\n{},2026-11-21T09:42:00Z,RQW,Other,ED,Dr A,Doctor\n",
+        nhs(1)
+    );
+    let ack = site.ingest("RWG", "CPIS_ATTEND_RWG_20261121T111500.csv", &text);
+    assert_eq!(file_codes(&ack), ["NOT_AUTHORISED"]);
+    let ack = site.ingest(
+        "RQW",
+        "CPIS_ATTEND_RWG_20261121T121500.csv",
+        &format!("{ATTEND_HEADER}\n"),
+    );
+    assert_eq!(
+        file_codes(&ack),
+        ["NOT_AUTHORISED"],
+        "RWG's file in RQW's mailbox"
+    );
+}
+
+#[test]
+fn unflagged_children_leave_no_trace_in_the_store() {
+    let site = Site::new();
+    let unknown: Vec<u64> = (50..60).collect();
+    let rows: Vec<(u64, &str, &str, &str)> = unknown
+        .iter()
+        .map(|&c| (c, "2026-11-21T09:00:00+00:00", "ED", "Dr A"))
+        .collect();
+    let ack = site.attend("20261121T101500", &rows);
+    assert_eq!(ack["attendance"]["not_flagged"], 10);
+    gateway(site.path())
+        .args([
+            "query",
+            &nhs(77),
+            "--org",
+            "RWG",
+            "--user",
+            "Dr Q",
+            "--role",
+            "Doctor",
+            "--setting",
+            "ED",
+        ])
+        .assert()
+        .success();
+    let dump = Command::new("sqlite3")
+        .arg(site.path().join("var/store/cpis.sqlite"))
+        .arg(".dump")
+        .output()
+        .expect("sqlite3 is needed for this test: apt-get install sqlite3 (.ci/run does)");
+    assert!(dump.status.success());
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    assert!(
+        dump.contains(&nhs(1)),
+        "a child with a record is there, so the search below would find one"
+    );
+    for c in unknown.iter().chain([&77]) {
+        let full = nhs(*c);
+        let n = NhsNumber::parse(&full).unwrap();
+        for form in [
+            full.clone(),
+            n.spaced(),
+            format!("{}***{}", &full[..3], &full[6..]),
+        ] {
+            assert!(!dump.contains(&form), "unflagged child {form} left a trace");
+        }
+    }
+    assert_eq!(
+        site.sql("SELECT sum(not_found) FROM lookup_counts"),
+        11,
+        "only counted"
+    );
+    let archived: usize = fs::read_dir(site.path().join("var/archive"))
+        .unwrap()
+        .map(|d| fs::read_dir(d.unwrap().path()).unwrap().count())
+        .sum();
+    assert_eq!(
+        archived, 2,
+        "only the two extracts: attendance files are never archived"
+    );
+}
+
+#[test]
+fn query_json_and_usage_errors() {
+    let site = Site::new();
+    let q = |args: &[&str]| {
+        gateway(site.path())
+            .arg("query")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = q(&[
+        &nhs(2),
+        "--org",
+        "RWG",
+        "--user",
+        "Dr Q",
+        "--role",
+        "Doctor",
+        "--setting",
+        "UTC",
+        "--at",
+        "2026-11-21T09:00:00Z",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["flagged"], true);
+    assert_eq!(v["notified"], serde_json::json!(["202", "919"]));
+    let schema: Value =
+        serde_json::from_slice(&fs::read(repo().join("schemas/query.schema.json")).unwrap())
+            .unwrap();
+    let errors: Vec<String> = jsonschema::validator_for(&schema)
+        .unwrap()
+        .iter_errors(&v)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    let out = q(&[
+        &nhs(60),
+        "--org",
+        "RWG",
+        "--user",
+        "Dr Q",
+        "--role",
+        "Doctor",
+        "--setting",
+        "ED",
+        "--format",
+        "json",
+    ]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["flagged"].as_bool(), v["flags"].as_array().map(Vec::len)),
+        (Some(false), Some(0))
+    );
+    assert_eq!(
+        q(&[
+            "9990000019",
+            "--org",
+            "RWG",
+            "--user",
+            "u",
+            "--role",
+            "r",
+            "--setting",
+            "ED"
+        ])
+        .status
+        .code(),
+        Some(2)
+    );
+    assert_eq!(
+        q(&[
+            &nhs(1),
+            "--org",
+            "XYZ",
+            "--user",
+            "u",
+            "--role",
+            "r",
+            "--setting",
+            "ED"
+        ])
+        .status
+        .code(),
+        Some(2)
+    );
+    assert_eq!(
+        q(&[
+            &nhs(1),
+            "--org",
+            "RWG",
+            "--user",
+            "u",
+            "--role",
+            "r",
+            "--setting",
+            "A&E"
+        ])
+        .status
+        .code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn a_stop_between_queueing_writing_and_marking_loses_and_doubles_nothing() {
+    let site = Site::new();
+    // Queued (committed with the attendance), not yet flushed: a stop here loses nothing.
+    site.attend(
+        "20261121T101500",
+        &[
+            (1, "2026-11-21T09:42:00+00:00", "ED", "Dr A"),
+            (2, "2026-11-21T09:43:00+00:00", "ED", "Dr A"),
+        ],
+    );
+    // Killed after writing the files, before marking them written.
+    let out = gateway(site.path())
+        .env("CPIS_GATEWAY_FAULT", "abort-after-notify-write")
+        .args(["run", "--once"])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0), "the process died");
+    assert_eq!(
+        site.sql("SELECT count(*) FROM notify_batches WHERE written = 0"),
+        2
+    );
+    site.flush();
+    site.flush();
+    assert_eq!(
+        site.sql("SELECT count(*) FROM notify_batches WHERE written = 0"),
+        0
+    );
+    assert_eq!(
+        site.notifications("919").len(),
+        2,
+        "child 1 and child 2, once each"
+    );
+    assert_eq!(site.notifications("202").len(), 1);
+    let status: Value = serde_json::from_slice(
+        &gateway(site.path())
+            .args(["status", "--format", "json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(status["pending_notifications"], 0);
+}
+
+#[test]
+fn a_tampered_access_log_is_caught_and_named() {
+    let site = Site::new();
+    site.attend(
+        "20261121T101500",
+        &[
+            (1, "2026-11-21T09:42:00+00:00", "ED", "Dr A"),
+            (2, "2026-11-21T09:43:00+00:00", "GP", "Dr B"),
+            (1, "2026-11-21T09:50:00+00:00", "ED", "Dr C"),
+        ],
+    );
+    let out = gateway(site.path())
+        .args(["audit", "verify"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("3 entries"));
+    let store = site.path().join("var/store/cpis.sqlite");
+    let sql =
+        "DROP TRIGGER access_log_no_update; UPDATE access_log SET user_name = 'Dr D' WHERE id = 2;";
+    let st = Command::new("sqlite3")
+        .arg(&store)
+        .arg(sql)
+        .status()
+        .expect("sqlite3 (.ci/run installs it)");
+    assert!(st.success());
+    let out = gateway(site.path())
+        .args(["audit", "verify"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("entry 2 does not match"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn the_daemon_takes_attendance_files_and_deletes_them_after_commit() {
+    let site = Site::new();
+    let inbox = site.path().join("var/mailboxes/RWG/in");
+    fs::create_dir_all(&inbox).unwrap();
+    let name = "CPIS_ATTEND_RWG_20261121T101500.csv";
+    fs::write(
+        inbox.join(name),
+        format!(
+            "{ATTEND_HEADER}\n{},2026-11-21T09:42:00Z,RWG,West Herts,ED,Dr A,Doctor\n",
+            nhs(1)
+        ),
+    )
+    .unwrap();
+    let out = site.flush();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!inbox.join(name).exists());
+    assert!(site
+        .out("RWG")
+        .join("CPIS_FLAGS_CPIS_ATTEND_RWG_20261121T101500.json")
+        .exists());
+    assert_eq!(
+        site.notifications("919").len(),
+        1,
+        "flushed by the same run"
+    );
+}
