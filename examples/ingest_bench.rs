@@ -19,8 +19,9 @@ fn main() -> anyhow::Result<()> {
         args.next()
             .ok_or_else(|| anyhow::anyhow!("usage: ingest_bench ROOT DIR..."))?,
     );
+    let root = std::path::absolute(&root)?;
     let text = format!(
-        "[gateway]\nroot = {:?}\nmax_file_bytes = 4294967296\n",
+        "[gateway]\nroot = {:?}\nmax_file_bytes = 4294967296\n[[health_org]]\nods = \"RWG\"\nname = \"West Herts\"\n",
         root.display().to_string()
     );
     let config = Config::parse(&text, &root, "bench")?;
@@ -40,18 +41,26 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_default()
                 .to_string_lossy()
                 .into_owned();
-            let Ok(InboundKind::Extract { la, .. }) = parse_inbound_name(&name).map(|n| n.kind)
-            else {
-                continue;
+            let mailbox = match parse_inbound_name(&name).map(|n| n.kind) {
+                Ok(InboundKind::Extract { la, .. }) => MailboxId::La(la),
+                Ok(InboundKind::Attendance { ods }) => MailboxId::Health(ods),
+                Err(_) => continue,
             };
             let rules = Rules {
                 intake: Intake::Move,
                 ..Rules::default()
             };
-            let report = gateway.ingest(path, &MailboxId::La(la), &rules)?;
+            let report = gateway.ingest(path, &mailbox, &rules)?;
             rows += report.rows;
             if let Some(c) = report.changes {
                 changed += c.new + c.updated + c.ended + c.reopened + c.closed_by_absence;
+            }
+            if let Some(a) = report.attendance {
+                println!(
+                    "  {name}: {} flagged, {} notifications queued, {} silent reads, {} not flagged",
+                    a.flagged, a.notifications_queued, a.silent_reads, a.not_flagged
+                );
+                changed += a.flagged;
             }
             if !report.outcome.is_success() {
                 eprintln!("{name}: {}", report.outcome.as_str());

@@ -99,7 +99,7 @@ pub fn check_file(
         ..
     }) = parse_inbound_name(&name)
     {
-        let checked = check_attendance(path, &name, mailbox, config, clock, None)?;
+        let checked = check_attendance(path, &name, mailbox, config, clock, None, None)?;
         return Ok(CheckedExtract {
             report: checked.report,
             name: parse_inbound_name(&name).ok(),
@@ -403,11 +403,19 @@ fn mark_duplicates(dupes: Vec<(u64, u64)>, report: &mut FileReport, kept: &mut K
 #[derive(Debug)]
 pub struct CheckedAttendance {
     pub report: FileReport,
+    /// Valid rows worth looking up.
     pub valid: Vec<Attendance>,
+    /// Valid rows of children `interesting` said have no record: (row, day attended).
+    pub unknown: Vec<(u64, chrono::NaiveDate)>,
 }
+
+/// Which children have any record (a look-up of any other finds nothing).
+pub type Interesting<'a> = Option<&'a dyn Fn(crate::core::nhs::NhsNumber) -> bool>;
 
 /// Checks an attendance file (SPEC 4.1) as if dropped into `mailbox` (or its owner's):
 /// the owner, size, header and every row. `refusal` is a file error found outside the file.
+/// With `interesting`, valid rows of children it rejects are only counted (a big file of
+/// mostly unknown children then keeps almost nothing in memory).
 pub fn check_attendance(
     path: &Path,
     name: &str,
@@ -415,6 +423,7 @@ pub fn check_attendance(
     config: &Config,
     clock: &dyn Clock,
     refusal: Option<&FileProblem>,
+    interesting: Interesting<'_>,
 ) -> io::Result<CheckedAttendance> {
     let received_at = clock.now();
     let parsed = parse_inbound_name(name).map_err(io::Error::other)?;
@@ -437,6 +446,8 @@ pub fn check_attendance(
     let size = file.metadata()?.len();
     let mut reader = HashingReader::new(file, ProgressBar::hidden());
     let mut valid = Vec::new();
+    let mut unknown = Vec::new();
+    let mut valid_rows = 0u64;
     let owner_problem = if *mailbox != owner {
         Some(format!("the file is from {ods} but arrived in mailbox {mailbox}: a mailbox may only send its own organisation's files"))
     } else if !config.is_party(mailbox) {
@@ -466,7 +477,13 @@ pub fn check_attendance(
         let problems = &mut report.row_errors;
         let read = read_attendance(&mut reader, |row, fields| {
             if let Some(a) = rules.check(row, fields, problems)? {
-                valid.push(a);
+                valid_rows += 1;
+                match interesting {
+                    Some(wanted) if !wanted(a.nhs) => {
+                        unknown.push((a.row, a.attended_at.date_naive()))
+                    }
+                    _ => valid.push(a),
+                }
             }
             Ok(())
         });
@@ -477,7 +494,7 @@ pub fn check_attendance(
         }
     }
     report.sha256 = reader.finish()?;
-    report.valid_rows = valid.len() as u64;
+    report.valid_rows = valid_rows;
     report.invalid_rows = report.rows - report.valid_rows;
     if report.file_errors.is_empty() {
         if let Some(p) =
@@ -488,5 +505,9 @@ pub fn check_attendance(
     }
     report.conclude();
     report.processed_at = clock.now();
-    Ok(CheckedAttendance { report, valid })
+    Ok(CheckedAttendance {
+        report,
+        valid,
+        unknown,
+    })
 }

@@ -64,7 +64,7 @@ pub fn look_up(tx: &mut HealthTx<'_>, a: &Attendance, file_id: Option<i64>) -> R
     let flags = flags_at(&records, a.attended_at);
     let silent = !a.setting.is_unscheduled();
     if flags.is_empty() {
-        tx.count_not_found(a.attended_at, &a.org_ods)?;
+        tx.count_not_found(a.attended_at, &a.org_ods);
         return Ok(Lookup {
             nhs_number: a.nhs.full(),
             flagged: false,
@@ -139,6 +139,20 @@ impl Gateway<'_> {
         mailbox: &MailboxId,
         rules: &Rules,
     ) -> Result<FileReport> {
+        // In a file of any size, most children have no record: know which do up front.
+        let big = std::fs::metadata(path)
+            .map(|m| m.len() > 64 * 1024)
+            .unwrap_or(false);
+        let known = if big {
+            Some(self.store.known_nhs()?)
+        } else {
+            None
+        };
+        let has_record = |n: crate::core::nhs::NhsNumber| {
+            known
+                .as_ref()
+                .is_none_or(|k| k.contains(&(n.value() as i64)))
+        };
         let checked = crate::check::check_attendance(
             path,
             name,
@@ -146,8 +160,9 @@ impl Gateway<'_> {
             self.config,
             self.clock,
             rules.refusal.as_ref(),
+            Some(&has_record),
         )?;
-        let (mut report, valid) = (checked.report, checked.valid);
+        let (mut report, valid, unknown) = (checked.report, checked.valid, checked.unknown);
         let settled = rules.intake == Intake::Copy;
         if let Some((id, response)) = self.finish_unsettled_attendance(&report, mailbox)? {
             self.settle_attendance(path, id, rules)?;
@@ -173,7 +188,13 @@ impl Gateway<'_> {
         let mut tx = self.store.health_tx()?;
         let id = tx.register_file(&report, settled)?;
         let mut lookups = Vec::new();
+        let mut not_flagged_rows = Vec::new();
         if report.file_errors.is_empty() {
+            for (row, day) in &unknown {
+                tx.count_not_found_on(*day, &report.sender.clone().unwrap_or_default());
+                not_flagged_rows.push(*row);
+                counts.not_flagged += 1;
+            }
             for a in &valid {
                 let found = look_up(&mut tx, a, Some(id))?;
                 if !found.flagged {
@@ -203,11 +224,16 @@ impl Gateway<'_> {
                     lookup: l,
                 })
                 .collect(),
-            not_flagged_rows: lookups
-                .iter()
-                .filter(|(_, l)| !l.flagged)
-                .map(|(a, _)| a.row)
-                .collect(),
+            not_flagged_rows: {
+                not_flagged_rows.extend(
+                    lookups
+                        .iter()
+                        .filter(|(_, l)| !l.flagged)
+                        .map(|(a, _)| a.row),
+                );
+                not_flagged_rows.sort_unstable();
+                not_flagged_rows
+            },
             rejected: &report.row_errors,
         };
         let mut response_json = serde_json::to_vec_pretty(&response)?;

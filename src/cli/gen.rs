@@ -7,9 +7,12 @@ use super::exit;
 use crate::clock::Clock;
 use crate::core::date::parse_compact_utc;
 use crate::core::filename::ExtractFormat;
-use crate::core::ids::local_authorities;
 use crate::core::ids::LaCode;
-use crate::core::synth::{file_name, max_unique_rows, write_extract, ExtractSpec, Fault, Manifest};
+use crate::core::ids::OdsCode;
+use crate::core::synth::{
+    file_name, national_specs, write_attendance, write_extract, AttendanceSpec, ExtractSpec, Fault,
+    Manifest,
+};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Timelike, Utc};
 use clap::{Args, Subcommand, ValueEnum};
@@ -29,6 +32,38 @@ pub enum GenWhat {
     Extract(ExtractArgs),
     /// One extract for each of the 153 English LAs, children kept apart by LA
     National(NationalArgs),
+    /// A health organisation's attendance file, some of whose children are on the national list
+    Attendance(AttendArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AttendArgs {
+    /// ODS code of the health organisation
+    #[arg(long, default_value = "RWG")]
+    pub ods: String,
+    #[arg(
+        long,
+        default_value = "West Hertfordshire Teaching Hospitals NHS Trust"
+    )]
+    pub org_name: String,
+    #[arg(long, default_value_t = 100)]
+    pub rows: u64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// The file's time, YYYYMMDDTHHMMSS (UTC); attendances fall in the day before it
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Rows of the national list (`gen national --rows`) the flagged children come from
+    #[arg(long, default_value_t = 150_000)]
+    pub national_rows: u64,
+    /// Seed of that national list
+    #[arg(long, default_value_t = 1)]
+    pub national_seed: u64,
+    /// Share of rows that are children on the list
+    #[arg(long, default_value_t = 0.02)]
+    pub flagged_share: f64,
+    #[arg(long, default_value = ".")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -155,6 +190,7 @@ pub fn run(args: &GenArgs, clock: &dyn Clock) -> Result<u8> {
     match &args.what {
         GenWhat::Extract(a) => extract(a, clock),
         GenWhat::National(a) => national(a, clock),
+        GenWhat::Attendance(a) => attendance(a, clock),
     }
 }
 
@@ -183,27 +219,38 @@ fn extract(a: &ExtractArgs, clock: &dyn Clock) -> Result<u8> {
 }
 
 fn national(a: &NationalArgs, clock: &dyn Clock) -> Result<u8> {
-    let las = local_authorities();
-    let n = las.len() as u64;
-    let spacing = max_unique_rows() / 3 / n;
     let extracted_at = extraction_time(a.at.as_deref(), clock)?;
+    let specs = national_specs(a.rows, a.seed, extracted_at, format_of(a.format), a.day);
     let mut total = 0;
-    for (i, la) in (0u64..).zip(las) {
-        let spec = ExtractSpec {
-            la: la.code,
-            rows: a.rows / n + u64::from(i < a.rows % n),
-            seed: a.seed.wrapping_add(i),
-            extracted_at,
-            format: format_of(a.format),
-            faults: Vec::new(),
-            wide: false,
-            bom: false,
-            crlf: false,
-            offset: i * spacing,
-            day: a.day,
-        };
-        total += write_file(&spec, &a.out)?.1.rows;
+    for spec in &specs {
+        total += write_file(spec, &a.out)?.1.rows;
     }
-    println!("{} files, {total} rows in {}", las.len(), a.out.display());
+    println!("{} files, {total} rows in {}", specs.len(), a.out.display());
+    Ok(exit::OK)
+}
+
+fn attendance(a: &AttendArgs, clock: &dyn Clock) -> Result<u8> {
+    let ods = OdsCode::parse(&a.ods)
+        .ok_or_else(|| anyhow::anyhow!("--ods {:?} is not an ODS code", a.ods))?;
+    let spec = AttendanceSpec {
+        ods: ods.to_string(),
+        org_name: a.org_name.clone(),
+        rows: a.rows,
+        seed: a.seed,
+        at: extraction_time(a.at.as_deref(), clock)?,
+        national_rows: a.national_rows,
+        national_seed: a.national_seed,
+        flagged_share: a.flagged_share,
+    };
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("cannot create {}", a.out.display()))?;
+    let tmp = a.out.join(".attendance.tmp");
+    let mut w = BufWriter::with_capacity(1 << 16, std::fs::File::create(&tmp)?);
+    let name = write_attendance(&spec, &mut w)?;
+    w.flush()?;
+    drop(w);
+    let path = a.out.join(name);
+    std::fs::rename(&tmp, &path)?;
+    println!("{}", path.display());
     Ok(exit::OK)
 }

@@ -620,6 +620,125 @@ pub fn write_extract(spec: &ExtractSpec, out: &mut impl Write) -> Result<Manifes
     Ok(manifest)
 }
 
+/// The LA extracts `gen national` writes: one spec per English LA, children kept apart.
+pub fn national_specs(
+    rows: u64,
+    seed: u64,
+    extracted_at: DateTime<Utc>,
+    format: ExtractFormat,
+    day: u32,
+) -> Vec<ExtractSpec> {
+    let las = local_authorities();
+    let n = las.len() as u64;
+    let spacing = max_unique_rows() / 3 / n;
+    (0u64..)
+        .zip(las)
+        .map(|(i, la)| ExtractSpec {
+            la: la.code,
+            rows: rows / n + u64::from(i < rows % n),
+            seed: seed.wrapping_add(i),
+            extracted_at,
+            format,
+            faults: Vec::new(),
+            wide: false,
+            bom: false,
+            crlf: false,
+            offset: i * spacing,
+            day,
+        })
+        .collect()
+}
+
+/// What `gen attendance` writes.
+#[derive(Debug, Clone)]
+pub struct AttendanceSpec {
+    pub ods: String,
+    pub org_name: String,
+    pub rows: u64,
+    pub seed: u64,
+    /// The file's time; attendances fall in the 24 hours before it.
+    pub at: DateTime<Utc>,
+    /// The national list (`gen national --rows N --seed S`, day 0) the flagged children
+    /// come from.
+    pub national_rows: u64,
+    pub national_seed: u64,
+    /// The share of rows that are children of that list.
+    pub flagged_share: f64,
+}
+
+/// Writes an attendance file: a share of its children are on the national list, the rest
+/// are 999-range numbers the list never uses.
+pub fn write_attendance(spec: &AttendanceSpec, out: &mut impl Write) -> Result<String, GenError> {
+    let specs = national_specs(
+        spec.national_rows.max(1),
+        spec.national_seed,
+        spec.at,
+        ExtractFormat::Csv,
+        0,
+    );
+    let gens: Vec<Generator<'_>> = specs.iter().map(Generator::new).collect();
+    let n = gens.len() as u64;
+    let spacing = max_unique_rows() / 3 / n;
+    let settings = [
+        "ED",
+        "ED",
+        "ED",
+        "ED",
+        "ED",
+        "UTC",
+        "WIC",
+        "MATERNITY",
+        "GP",
+        "AMBULANCE",
+    ];
+    let users = [
+        "Dr A Example",
+        "Dr B Sample",
+        "N Nurse",
+        "P Paramedic",
+        "M Midwife",
+    ];
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(super::attendance::COLUMNS).map_err(csv_io)?;
+    for i in 0..spec.rows {
+        let r = splitmix(spec.seed ^ i.wrapping_mul(0x9E37_79B9));
+        let la = (r % n) as usize;
+        let per_la = specs[la].rows.max(1);
+        let flagged =
+            ((r >> 8) % 10_000) as f64 / 10_000.0 < spec.flagged_share && spec.national_rows > 0;
+        let nhs = if flagged {
+            gens[la].key((r >> 24) % per_la).0
+        } else {
+            // A body between this LA's children and the next LA's: on nobody's list.
+            let gap = spacing.saturating_sub(per_la).max(1);
+            let index = la as u64 * spacing + per_la + (r >> 24) % gap;
+            let bodies = valid_bodies();
+            let slot = index % bodies.len() as u64;
+            let body = bodies[((slot * gens[la].stride) % bodies.len() as u64) as usize];
+            NhsNumber::from_first_nine(999_000_000 + u64::from(body))
+                .expect("valid bodies have a check digit")
+        };
+        let minutes = (r >> 40) % (24 * 60);
+        let attended = spec.at - Duration::minutes(minutes as i64);
+        w.write_record([
+            nhs.full().as_str(),
+            &attended.format("%Y-%m-%dT%H:%M:%S+00:00").to_string(),
+            &spec.ods,
+            &spec.org_name,
+            settings[((r >> 50) % settings.len() as u64) as usize],
+            users[((r >> 54) % users.len() as u64) as usize],
+            "Clinician",
+        ])
+        .map_err(csv_io)?;
+    }
+    w.flush()?;
+    Ok(format!(
+        "CPIS_ATTEND_{}_{}.csv",
+        spec.ods,
+        format_compact_utc(spec.at)
+    ))
+}
+
 fn csv_io(e: csv::Error) -> GenError {
     GenError::Io(io::Error::other(e.to_string()))
 }

@@ -75,21 +75,39 @@ pub fn entry_hash(
 pub struct HealthTx<'c> {
     tx: Transaction<'c>,
     last_hash: String,
+    last_id: i64,
+    /// Not-found look-ups per (day, organisation), written at commit.
+    not_found: std::collections::HashMap<(String, String), i64>,
 }
 
 impl Store {
     /// Starts the transaction for one attendance file or query.
     pub fn health_tx(&mut self) -> Result<HealthTx<'_>> {
         let tx = self.conn().transaction()?;
-        let last_hash = tx
+        let (last_id, last_hash) = tx
             .query_row(
-                "SELECT hash FROM access_log ORDER BY id DESC LIMIT 1",
+                "SELECT id, hash FROM access_log ORDER BY id DESC LIMIT 1",
                 [],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?
-            .unwrap_or_else(|| GENESIS.to_owned());
-        Ok(HealthTx { tx, last_hash })
+            .unwrap_or_else(|| (0, GENESIS.to_owned()));
+        Ok(HealthTx {
+            tx,
+            last_hash,
+            last_id,
+            not_found: Default::default(),
+        })
+    }
+
+    /// Every NHS number that has a record (open or closed), to skip look-ups that would
+    /// find nothing.
+    pub fn known_nhs(&mut self) -> Result<rustc_hash::FxHashSet<i64>> {
+        let mut stmt = self.conn().prepare("SELECT DISTINCT nhs FROM records")?;
+        let set = stmt
+            .query_map([], |r| r.get::<_, i64>(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(set)
     }
 
     /// Notifications queued and not yet written to a file.
@@ -383,18 +401,21 @@ impl HealthTx<'_> {
             )?
             .execute(params![next_id, at, nhs, org, user, role, setting, silent, result, self.last_hash, hash])?;
         self.last_hash = hash;
+        self.last_id = next_id;
         Ok(())
     }
 
     /// Counts a look-up that found nothing (no personal data kept).
-    pub fn count_not_found(&self, at: DateTime<Utc>, org: &str) -> Result<()> {
-        self.tx
-            .prepare_cached(
-                "INSERT INTO lookup_counts (day, org_ods, not_found) VALUES (?1, ?2, 1)
-                 ON CONFLICT (day, org_ods) DO UPDATE SET not_found = not_found + 1",
-            )?
-            .execute(params![at.date_naive().to_string(), org])?;
-        Ok(())
+    pub fn count_not_found(&mut self, at: DateTime<Utc>, org: &str) {
+        self.count_not_found_on(at.date_naive(), org);
+    }
+
+    /// Counts a look-up on `day` that found nothing.
+    pub fn count_not_found_on(&mut self, day: chrono::NaiveDate, org: &str) {
+        *self
+            .not_found
+            .entry((day.to_string(), org.to_owned()))
+            .or_default() += 1;
     }
 
     /// Registers the attendance file itself (its report is finished later).
@@ -412,6 +433,15 @@ impl HealthTx<'_> {
     }
 
     pub fn commit(self) -> Result<()> {
+        {
+            let mut stmt = self.tx.prepare_cached(
+                "INSERT INTO lookup_counts (day, org_ods, not_found) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (day, org_ods) DO UPDATE SET not_found = not_found + ?3",
+            )?;
+            for ((day, org), n) in &self.not_found {
+                stmt.execute(params![day, org, n])?;
+            }
+        }
         self.tx.commit()?;
         Ok(())
     }

@@ -202,6 +202,8 @@ impl Store {
         let conn = Connection::open(path)
             .with_context(|| format!("cannot open the store {}", path.display()))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // Room for every statement the hot paths use, so none is ever prepared twice.
+        conn.set_prepared_statement_cache_capacity(64);
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
