@@ -9,8 +9,9 @@ rm -rf "$work"
 mkdir -p "$work"
 cargo build --release --quiet
 bin=target/release/cpis-gateway
-# Defaults throughout, but a short settle time: the copies below are complete at once.
-printf '[gateway]\nroot = "var"\nsettle_ms = 100\n' > "$work/config.toml"
+# Defaults throughout, but a short settle time (the copies below are complete at once) and
+# the health organisation of the attendance sample.
+printf '[gateway]\nroot = "var"\nsettle_ms = 100\n\n[[health_org]]\nods = "RWG"\nname = "West Hertfordshire Teaching Hospitals NHS Trust"\n' > "$work/config.toml"
 gw() { "$bin" --config "$work/config.toml" "$@"; }
 gw init >/dev/null
 for f in inbox-samples/CPIS_EXTRACT_*; do
@@ -19,7 +20,8 @@ for f in inbox-samples/CPIS_EXTRACT_*; do
   la=${la%%_*}
   cp "$f" "$work/var/mailboxes/LA$la/in/"
 done
-echo "== run --once over $(ls inbox-samples/CPIS_EXTRACT_* | wc -l) sample extracts (logs on stderr)"
+cp inbox-samples/health/CPIS_ATTEND_RWG_* "$work/var/mailboxes/RWG/in/"
+echo "== run --once over $(ls inbox-samples/CPIS_EXTRACT_* | wc -l) sample extracts and an attendance file (logs on stderr)"
 status=0
 gw run --once || status=$?
 echo
@@ -28,6 +30,9 @@ for ack in "$work"/var/mailboxes/*/out/CPIS_ACK_*.json; do
   printf '%s  ' "$ack"
   grep -o '"outcome": "[a-z]*"' "$ack"
 done
+echo
+echo "== flags returned to the hospital, notifications sent to LAs"
+ls "$work"/var/mailboxes/RWG/out/CPIS_FLAGS_* "$work"/var/mailboxes/LA*/out/CPIS_NOTIFY_* 2>/dev/null || true
 echo
 echo "== status"
 gw status | head -n 6
