@@ -164,9 +164,8 @@ impl Gateway<'_> {
         )?;
         let (mut report, valid, unknown) = (checked.report, checked.valid, checked.unknown);
         let settled = rules.intake == Intake::Copy;
-        if let Some((id, response)) = self.finish_unsettled_attendance(&report, mailbox)? {
+        if let Some(id) = self.finish_unsettled_attendance(&report, mailbox)? {
             self.settle_attendance(path, id, rules)?;
-            let _ = response;
             return Ok(report);
         }
         if report.file_errors.is_empty() && !rules.allow_repeat {
@@ -258,7 +257,7 @@ impl Gateway<'_> {
         &mut self,
         report: &FileReport,
         mailbox: &MailboxId,
-    ) -> Result<Option<(i64, String)>> {
+    ) -> Result<Option<i64>> {
         let Some((id, stored)) =
             self.store
                 .find_unsettled(&report.sha256, &mailbox.to_string(), &report.file)?
@@ -266,20 +265,13 @@ impl Gateway<'_> {
             return Ok(None);
         };
         let out = self.layout.outbox(mailbox);
-        let response: Option<String> = self.store.file_response(id)?;
-        if let Some(response) = &response {
+        if let Some(response) = self.store.file_response(id)? {
             if !out.join(flags_name(&report.file)).exists() {
                 write_atomic(&out, &flags_name(&report.file), response.as_bytes())?;
             }
         }
-        let ack_name = crate::core::outbound::ack_json_name(&report.file);
-        if !out.join(&ack_name).exists() {
-            let value: serde_json::Value = serde_json::from_str(&stored)?;
-            let mut json = serde_json::to_vec_pretty(&value)?;
-            json.push(b'\n');
-            write_atomic(&out, &ack_name, &json)?;
-        }
-        Ok(Some((id, response.unwrap_or_default())))
+        self.rewrite_ack(report, mailbox, &serde_json::from_str(&stored)?)?;
+        Ok(Some(id))
     }
 
     /// Attendance files are never archived (they name children who may not be flagged):

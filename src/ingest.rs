@@ -258,17 +258,29 @@ impl<'a> Gateway<'a> {
         report.changes = serde_json::from_value(stored_json["changes"].clone())?;
         report.quarantine_id = serde_json::from_value(stored_json["quarantine_id"].clone())?;
         report.response_code = report.outcome.response_code(&report.file_errors);
-        let out = self.layout.outbox(mailbox);
-        if !out.join(ack_json_name(&report.file)).exists() {
-            let mut json = serde_json::to_vec_pretty(&stored_json)?;
-            json.push(b'\n');
-            if !report.row_errors.is_empty() {
-                write_atomic(&out, &ack_csv_name(&report.file), &ack_csv(&report))?;
-            }
-            write_atomic(&out, &ack_json_name(&report.file), &json)?;
-        }
+        self.rewrite_ack(&report, mailbox, &stored_json)?;
         tracing::info!(file = %report.file, mailbox = %mailbox, file_id = id, "finished a file processed before a stop");
         Ok(Some((report, id)))
+    }
+
+    /// After a stop: writes the stored acknowledgement again if the outbox lacks it.
+    pub(crate) fn rewrite_ack(
+        &self,
+        report: &FileReport,
+        mailbox: &MailboxId,
+        stored: &serde_json::Value,
+    ) -> Result<()> {
+        let out = self.layout.outbox(mailbox);
+        if out.join(ack_json_name(&report.file)).exists() {
+            return Ok(());
+        }
+        if !report.row_errors.is_empty() {
+            write_atomic(&out, &ack_csv_name(&report.file), &ack_csv(report))?;
+        }
+        let mut json = serde_json::to_vec_pretty(stored)?;
+        json.push(b'\n');
+        write_atomic(&out, &ack_json_name(&report.file), &json)?;
+        Ok(())
     }
 
     /// Everything after the check: duplicate, staleness, reconciliation, commit, ack.
