@@ -227,7 +227,7 @@ fn authorise(
         InboundKind::Attendance { .. } => {
             return Some(FileProblem::new(
                 Code::FileName,
-                "attendance files are not handled by this version of the gateway yet",
+                "an attendance file is not an extract: it is checked as an attendance file",
             ))
         }
     };

@@ -320,7 +320,9 @@ impl<'a> Gateway<'a> {
             (Some(n), Outcome::Accepted | Outcome::Partial) if report.file_errors.is_empty() => {
                 match n.kind {
                     InboundKind::Extract { la, .. } => la,
-                    InboundKind::Attendance { .. } => bail!("attendance files are not handled yet"),
+                    InboundKind::Attendance { .. } => {
+                        bail!("an attendance file reached the extract pipeline")
+                    }
                 }
             }
             _ => {

@@ -318,3 +318,37 @@ fn generated_faults_are_found_at_their_rows_in_csv_and_xml() {
         assert_eq!(reports[0]["warnings"], 2);
     }
 }
+
+#[test]
+fn attendance_files_validate_too() {
+    let dir = temp();
+    fs::write(
+        dir.path().join("config.toml"),
+        "[[health_org]]\nods = \"RWG\"\nname = \"West Herts\"\n",
+    )
+    .unwrap();
+    let sample = samples().join("health/CPIS_ATTEND_RWG_20261121T101500.csv");
+    let (code, reports) = validate_json(dir.path(), &[], &[&sample]);
+    assert_eq!(code, 0, "{reports:?}");
+    assert_eq!(reports[0]["kind"], "attendance");
+    assert_eq!(reports[0]["rows"], 3);
+    assert_eq!(reports[0]["mailbox"], "RWG");
+    let bad = dir.path().join("CPIS_ATTEND_RWG_20261121T101500.csv");
+    let text = fs::read_to_string(&sample)
+        .unwrap()
+        .replacen(",ED,", ",A&E,", 1);
+    fs::write(&bad, text).unwrap();
+    let (code, reports) = validate_json(dir.path(), &[], &[&bad]);
+    assert_eq!(code, 1);
+    assert_eq!(row_codes(&reports[0]), [(1, "SETTING".to_owned())]);
+    let schema: serde_json::Value =
+        serde_json::from_slice(&fs::read(repo().join("schemas/file-report.schema.json")).unwrap())
+            .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    assert!(validator.is_valid(&reports[0]));
+    // Without the organisation configured, the file is not authorised.
+    let other = temp();
+    let (code, reports) = validate_json(other.path(), &[], &[&sample]);
+    assert_eq!(code, 1);
+    assert_eq!(file_codes(&reports[0]), ["NOT_AUTHORISED"]);
+}
