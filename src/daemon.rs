@@ -215,10 +215,10 @@ impl<'a> Daemon<'a> {
         self.gateway.flush_notifications()
     }
 
-    /// The nightly report. (Reports arrive in their own issue; the daemon already keeps the
-    /// schedule, across clock changes.)
+    /// The nightly report, for the local date at which it falls due.
     pub fn nightly_report(&mut self, due: DateTime<Utc>) -> Result<()> {
-        tracing::info!(due = %due.to_rfc3339(), "nightly report due (the report itself is not built yet)");
+        let date = due.with_timezone(&self.config().timezone).date_naive();
+        self.gateway.write_reports(date)?;
         Ok(())
     }
 
@@ -279,7 +279,9 @@ impl<'a> Daemon<'a> {
             }
             let now = self.gateway.clock.now();
             if now >= next_report {
-                self.nightly_report(next_report)?;
+                if let Err(e) = self.nightly_report(next_report) {
+                    tracing::error!(error = %format!("{e:#}"), "the nightly report failed; it runs again tomorrow, or now with `report`");
+                }
                 next_report = next_run(now, config.report_time, config.timezone);
             }
             if watchdog.is_some_and(|every| last_ping.elapsed() >= every) {

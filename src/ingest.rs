@@ -411,7 +411,7 @@ impl<'a> Gateway<'a> {
             None => self.store.apply_file(
                 &report,
                 la,
-                &diff.changes,
+                &diff,
                 report.processed_at,
                 match self.fault {
                     Some(Fault::ApplyAfter(n)) => Some(n),
@@ -425,7 +425,7 @@ impl<'a> Gateway<'a> {
                     file_id,
                     &report,
                     la,
-                    &diff.changes,
+                    &diff,
                     report.processed_at,
                 )?;
                 file_id

@@ -15,4 +15,5 @@ pub mod layout;
 pub mod logging;
 pub mod mailbox;
 pub mod progress;
+pub mod reporting;
 pub mod store;

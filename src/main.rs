@@ -44,6 +44,8 @@ enum Command {
     Audit(cli::audit::AuditArgs),
     /// Run an archived file again
     Replay(cli::replay::ReplayArgs),
+    /// Write the reports now
+    Report(cli::report::ReportArgs),
     /// Backlog, last extract per LA, overdue LAs, quarantine, pending notifications
     Status(cli::status::StatusArgs),
 }
@@ -97,6 +99,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 Command::Query(args) => cli::query::run(args, &mut gateway),
                 Command::Audit(args) => cli::audit::run(args, &mut gateway),
                 Command::Replay(args) => cli::replay::run(args, &mut gateway),
+                Command::Report(args) => cli::report::run(args, &mut gateway),
                 Command::Status(args) => cli::status::run(args, &mut gateway),
                 Command::Gen(_) | Command::Validate(_) | Command::Run(_) => {
                     unreachable!("handled above")

@@ -7,6 +7,7 @@ pub mod init;
 pub mod quarantine;
 pub mod query;
 pub mod replay;
+pub mod report;
 pub mod run;
 pub mod status;
 pub mod validate;

@@ -7,6 +7,7 @@ pub mod attendance;
 pub mod codes;
 pub mod control;
 pub mod date;
+pub mod dq;
 pub mod extract;
 pub mod filename;
 pub mod ids;

@@ -74,6 +74,8 @@ pub struct Diff {
     pub counts: Changes,
     /// Open records of the LA before the file.
     pub open_before: u64,
+    /// The open records kept because a rejected row named them.
+    pub retained: Vec<RowKey>,
 }
 
 /// Compares the LA's records with a valid extract.
@@ -129,6 +131,7 @@ pub fn reconcile(
         }
         if retained.contains(&stored.key) {
             count(&mut diff.counts, ChangeKind::Retained);
+            diff.retained.push(stored.key);
             continue;
         }
         count(&mut diff.counts, ChangeKind::ClosedByAbsence);

@@ -4,7 +4,7 @@
 use super::{parse_ts, ts, Store};
 use crate::core::codes::Code;
 use crate::core::ids::LaCode;
-use crate::core::reconcile::Change;
+use crate::core::reconcile::Diff;
 use crate::core::report::{DuplicateOf, FileReport, Outcome};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
@@ -248,11 +248,12 @@ impl Store {
         &mut self,
         report: &FileReport,
         la: LaCode,
-        changes: &[Change],
+        diff: &Diff,
         known_from: DateTime<Utc>,
         fail_after: Option<u64>,
         settled: bool,
     ) -> Result<i64> {
+        let changes = &diff.changes;
         // A big file dirties more pages than the usual cache holds; spilling them to the
         // WAL mid-transaction costs more than the memory (about 128 bytes a change).
         let big = changes.len() > 50_000;
@@ -264,6 +265,7 @@ impl Store {
             let tx = self.conn().transaction()?;
             let id = insert_file(&tx, report, true, settled)?;
             super::records::write_changes(&tx, la, id, changes, known_from, fail_after)?;
+            insert_retained(&tx, id, la, diff)?;
             tx.commit()?;
             Ok(id)
         })();
@@ -281,13 +283,14 @@ impl Store {
         file_id: i64,
         report: &FileReport,
         la: LaCode,
-        changes: &[Change],
+        diff: &Diff,
         known_from: DateTime<Utc>,
     ) -> Result<()> {
         let tx = self.conn().transaction()?;
         decide(&tx, number, "released", known_from)?;
         update_report(&tx, file_id, report, true)?;
-        super::records::write_changes(&tx, la, file_id, changes, known_from, None)?;
+        super::records::write_changes(&tx, la, file_id, &diff.changes, known_from, None)?;
+        insert_retained(&tx, file_id, la, diff)?;
         tx.commit()?;
         Ok(())
     }
@@ -379,4 +382,20 @@ impl Outcome {
     pub fn applies(self) -> bool {
         matches!(self, Outcome::Accepted | Outcome::Partial)
     }
+}
+
+/// Records which open records a file kept only because a rejected row named them.
+fn insert_retained(tx: &Transaction<'_>, file_id: i64, la: LaCode, diff: &Diff) -> Result<()> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO retained (file_id, la_code, nhs, plan_type) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for key in &diff.retained {
+        stmt.execute(params![
+            file_id,
+            la.as_u16(),
+            key.nhs.value() as i64,
+            key.plan_type.as_str()
+        ])?;
+    }
+    Ok(())
 }

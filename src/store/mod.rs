@@ -8,6 +8,7 @@
 mod files;
 mod health;
 mod records;
+mod reports;
 
 pub use files::{quarantine_label, FileRow, QuarantineEntry};
 pub use health::{HealthTx, NotifyRow, PresentationView};
@@ -166,6 +167,23 @@ const MIGRATIONS: &[&str] = &[
         not_found INTEGER NOT NULL,
         PRIMARY KEY (day, org_ods)
     ) WITHOUT ROWID;
+    "#,
+    // 4: reports. Which open records each file kept only because a rejected row named them,
+    // and when each report was written (a report covers the time since the previous one).
+    r#"
+    CREATE TABLE retained (
+        file_id   INTEGER NOT NULL REFERENCES files (id),
+        la_code   INTEGER NOT NULL,
+        nhs       INTEGER NOT NULL,
+        plan_type TEXT NOT NULL
+    );
+    CREATE INDEX retained_by_file ON retained (file_id);
+    CREATE TABLE reports (
+        id           INTEGER PRIMARY KEY,
+        report_date  TEXT NOT NULL,
+        generated_at TEXT NOT NULL,
+        covers_from  TEXT
+    );
     "#,
 ];
 

@@ -5,6 +5,7 @@ mod gen;
 mod health;
 mod helpers;
 mod props;
+mod reports;
 mod schemas;
 mod store;
 mod systemd;
