@@ -71,7 +71,7 @@ const CSS: &str = "
 body { font-family: system-ui, sans-serif; margin: 2rem; color: #1b1b1b; }
 h1 { font-size: 1.6rem; } h2 { margin-top: 2rem; border-bottom: 2px solid #005eb8; }
 table { border-collapse: collapse; font-size: 0.75rem; }
-th, td { border: 1px solid #bbb; padding: 0.25rem 0.5rem; text-align: right; }
+th, td { border: 1px solid #bbb; padding: 0.2rem 0.3rem; text-align: right; }
 th { background: #e8edf3; } td.name, th.name { text-align: left; }
 tr.overdue td { background: #fde8e8; }
 .empty { font-size: 1.1rem; padding: 1rem; background: #fff6d5; border-left: 4px solid #d5a500; }
@@ -221,7 +221,7 @@ fn bar_chart(title: &str, bars: &[(String, u64)]) -> Result<String> {
             .margin(10)
             .x_label_area_size(60)
             .y_label_area_size(50)
-            .build_cartesian_2d((0u32..count).into_segmented(), 0u64..max + max / 10 + 1)
+            .build_cartesian_2d((0u32..count - 1).into_segmented(), 0u64..max + max / 10 + 1)
             .map_err(chart_error)?;
         chart
             .configure_mesh()
