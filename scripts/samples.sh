@@ -34,6 +34,9 @@ echo
 echo "== flags returned to the hospital, notifications sent to LAs"
 ls "$work"/var/mailboxes/RWG/out/CPIS_FLAGS_* "$work"/var/mailboxes/LA*/out/CPIS_NOTIFY_* 2>/dev/null || true
 echo
+echo "== the data-quality report"
+gw report | sed 's/^/  /'
+echo
 echo "== status"
 gw status | head -n 6
 exit "$status"
