@@ -75,6 +75,8 @@ struct RawSftp {
     known_hosts: String,
     remote_in: String,
     remote_out: String,
+    /// Where taken files go on the remote (deleted when absent).
+    remote_done: Option<String>,
     #[serde(default = "default_poll_s")]
     poll_s: u64,
 }
@@ -132,6 +134,7 @@ pub struct SftpRemote {
     pub known_hosts: PathBuf,
     pub remote_in: String,
     pub remote_out: String,
+    pub remote_done: Option<String>,
     pub poll: Duration,
 }
 
@@ -293,6 +296,7 @@ impl Config {
                 known_hosts: resolve(&s.known_hosts),
                 remote_in: s.remote_in,
                 remote_out: s.remote_out,
+                remote_done: s.remote_done,
                 poll: Duration::from_secs(s.poll_s),
             });
         }

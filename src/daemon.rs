@@ -13,6 +13,7 @@ use crate::core::report::FileReport;
 use crate::core::schedule::next_run;
 use crate::ingest::{Gateway, Intake, Rules};
 use crate::mailbox::{Found, Settler};
+use crate::transport::sftp::{poll_and_record, run_remote, Remote};
 use anyhow::{anyhow, Context, Result};
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap};
@@ -222,8 +223,34 @@ impl<'a> Daemon<'a> {
         Ok(())
     }
 
-    /// `run --once`: the backlog (waiting for files still settling), a flush, then return.
+    /// `run --once` for remotes: list, list again (files must hold still between two
+    /// listings), pulling what held; pushing `out/`.
+    fn poll_remotes_once(&mut self) {
+        if self.config().sftp.is_empty() {
+            return;
+        }
+        let layout = self.gateway.layout.clone();
+        let mut remotes: Vec<Remote> = self
+            .config()
+            .sftp
+            .iter()
+            .cloned()
+            .map(Remote::new)
+            .collect();
+        for round in 0..2 {
+            for remote in &mut remotes {
+                poll_and_record(remote, &layout, &mut self.gateway.store, 0);
+            }
+            if round == 0 {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    }
+
+    /// `run --once`: poll remotes, the backlog (waiting for files still settling), a
+    /// flush, then push what was written.
     pub fn run_once(&mut self) -> Result<()> {
+        self.poll_remotes_once();
         let limit = Instant::now() + self.config().settle * 4 + Duration::from_secs(2);
         loop {
             let settling = self.pass();
@@ -233,6 +260,13 @@ impl<'a> Daemon<'a> {
             std::thread::sleep(self.tick());
         }
         self.flush_notifications()?;
+        if !self.config().sftp.is_empty() {
+            let layout = self.gateway.layout.clone();
+            for c in self.config().sftp.clone() {
+                let mut remote = Remote::new(c);
+                poll_and_record(&mut remote, &layout, &mut self.gateway.store, 0);
+            }
+        }
         Ok(())
     }
 
@@ -253,6 +287,20 @@ impl<'a> Daemon<'a> {
             notify::Watcher::watch(&mut watcher, &inbox, notify::RecursiveMode::NonRecursive)
                 .with_context(|| format!("cannot watch {}", inbox.display()))?;
         }
+        let remotes: Vec<std::thread::JoinHandle<()>> = self
+            .config()
+            .sftp
+            .iter()
+            .cloned()
+            .map(|c| {
+                let (layout, store, stop) = (
+                    self.gateway.layout.clone(),
+                    self.gateway.layout.store(),
+                    Arc::clone(&self.stop),
+                );
+                std::thread::spawn(move || run_remote(Remote::new(c), layout, store, stop))
+            })
+            .collect();
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
         let mut watchdog_usec = 0;
         let watchdog = sd_notify::watchdog_enabled(false, &mut watchdog_usec)
@@ -296,6 +344,9 @@ impl<'a> Daemon<'a> {
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         tracing::info!("stopping: finishing up");
         self.flush_notifications()?;
+        for handle in remotes {
+            let _ = handle.join();
+        }
         Ok(())
     }
 }

@@ -17,3 +17,4 @@ pub mod mailbox;
 pub mod progress;
 pub mod reporting;
 pub mod store;
+pub mod transport;

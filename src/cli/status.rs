@@ -23,6 +23,7 @@ struct Status {
     pending_notifications: u64,
     quarantine: Vec<QuarantineView>,
     local_authorities: Vec<LaStatus>,
+    remotes: Vec<crate::store::TransportStatus>,
 }
 
 #[derive(Debug, Serialize)]
@@ -110,6 +111,7 @@ pub fn run(args: &StatusArgs, gateway: &mut Gateway<'_>) -> Result<u8> {
         pending_notifications: gateway.store.pending_notifications()?,
         quarantine,
         local_authorities,
+        remotes: gateway.store.transports()?,
     };
     let mut out = std::io::stdout().lock();
     match args.format {
@@ -170,6 +172,18 @@ fn write_text(out: &mut impl Write, s: &Status) -> std::io::Result<()> {
             la.open["CPP"],
             la.open["LAC"],
             la.open["UCPP"]
+        )?;
+    }
+    for r in &s.remotes {
+        writeln!(
+            out,
+            "remote {}: last success {}; last error {}",
+            r.name,
+            r.last_success.as_deref().unwrap_or("never"),
+            match (&r.last_error, &r.last_error_at) {
+                (Some(e), Some(at)) => format!("{at}: {e}"),
+                _ => "none".into(),
+            }
         )?;
     }
     if !never.is_empty() {

@@ -399,3 +399,50 @@ fn insert_retained(tx: &Transaction<'_>, file_id: i64, la: LaCode, diff: &Diff) 
     }
     Ok(())
 }
+
+/// A remote transport's health, as `status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TransportStatus {
+    pub name: String,
+    pub last_success: Option<String>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
+}
+
+impl Store {
+    /// Records a remote transport's successful poll.
+    pub fn transport_ok(&mut self, name: &str, at: DateTime<Utc>) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO transports (name, last_success) VALUES (?1, ?2)
+             ON CONFLICT (name) DO UPDATE SET last_success = ?2",
+            params![name, ts(at)],
+        )?;
+        Ok(())
+    }
+
+    /// Records a remote transport's failure (never a secret: the message is the error's).
+    pub fn transport_failed(&mut self, name: &str, at: DateTime<Utc>, error: &str) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO transports (name, last_error, last_error_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET last_error = ?2, last_error_at = ?3",
+            params![name, error, ts(at)],
+        )?;
+        Ok(())
+    }
+
+    /// Every transport's last success and last error.
+    pub fn transports(&mut self) -> Result<Vec<TransportStatus>> {
+        let mut stmt = self.conn().prepare(
+            "SELECT name, last_success, last_error, last_error_at FROM transports ORDER BY name",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(TransportStatus {
+                name: r.get(0)?,
+                last_success: r.get(1)?,
+                last_error: r.get(2)?,
+                last_error_at: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}

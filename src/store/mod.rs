@@ -10,7 +10,7 @@ mod health;
 mod records;
 mod reports;
 
-pub use files::{quarantine_label, FileRow, QuarantineEntry};
+pub use files::{quarantine_label, FileRow, QuarantineEntry, TransportStatus};
 pub use health::{HealthTx, NotifyRow, PresentationView};
 pub use records::RecordVersion;
 
@@ -184,6 +184,15 @@ const MIGRATIONS: &[&str] = &[
         generated_at TEXT NOT NULL,
         covers_from  TEXT
     );
+    "#,
+    // 5: remote transports' health, for `status`.
+    r#"
+    CREATE TABLE transports (
+        name          TEXT PRIMARY KEY,
+        last_success  TEXT,
+        last_error    TEXT,
+        last_error_at TEXT
+    ) WITHOUT ROWID;
     "#,
 ];
 

@@ -7,6 +7,7 @@ mod helpers;
 mod props;
 mod reports;
 mod schemas;
+mod sftp;
 mod store;
 mod systemd;
 mod validate;

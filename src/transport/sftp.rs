@@ -1,0 +1,344 @@
+//! SFTP (ssh2) transport for one `[[sftp]]` remote (SPEC 6).
+//!
+//! Pull: list `remote_in`, skip `.part`/`.tmp`/hidden names and files whose size or mtime
+//! changed since the previous listing, download each to a hidden `.part` in the local
+//! `in/` (streamed, synced, size checked), and rename it into place; only then delete the
+//! remote file (or move it to `remote_done`). A file the gateway already has (waiting in
+//! `in/`, or processed from this mailbox: same bytes) is not taken twice, so a re-download
+//! after a crash is harmless. Push: each file of the local `out/` goes to `remote_out` as
+//! `<name>.part`, is renamed, and the local copy moves to `out/sent/`. Host keys are always
+//! verified against `known_hosts`; key material and passwords are never logged.
+
+use crate::config::SftpRemote;
+use crate::layout::Layout;
+use crate::store::Store;
+use anyhow::{anyhow, bail, Context, Result};
+use sha2::{Digest, Sha256};
+use ssh2::{CheckResult, KnownHostFileKind, RenameFlags, Session, Sftp};
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long a connection attempt or a stalled transfer may take.
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What one poll did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Polled {
+    pub pulled: usize,
+    pub pushed: usize,
+    pub already_had: usize,
+    pub waiting: usize,
+}
+
+/// A remote and what it looked like at the previous listing.
+pub struct Remote {
+    pub config: SftpRemote,
+    seen: HashMap<String, (u64, u64)>,
+}
+
+/// A name the transport may move: plain, not partial or temporary, not hidden.
+fn movable(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && !name.ends_with(".part")
+        && !name.ends_with(".tmp")
+        && !name.contains(['/', '\\'])
+        && !name.chars().any(char::is_control)
+}
+
+impl Remote {
+    pub fn new(config: SftpRemote) -> Remote {
+        Remote {
+            config,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// `sftp:<user>@<host>:<port>` (no secrets).
+    pub fn name(&self) -> String {
+        format!(
+            "sftp:{}@{}:{}",
+            self.config.user, self.config.host, self.config.port
+        )
+    }
+
+    fn connect(&self) -> Result<(Session, Sftp)> {
+        let c = &self.config;
+        let addr = (c.host.as_str(), c.port)
+            .to_socket_addrs()
+            .with_context(|| format!("cannot resolve {}", c.host))?
+            .next()
+            .ok_or_else(|| anyhow!("{} has no address", c.host))?;
+        let tcp = TcpStream::connect_timeout(&addr, TIMEOUT)
+            .with_context(|| format!("cannot connect to {addr}"))?;
+        tcp.set_read_timeout(Some(TIMEOUT))?;
+        tcp.set_write_timeout(Some(TIMEOUT))?;
+        let mut session = Session::new()?;
+        session.set_tcp_stream(tcp);
+        session.set_timeout(TIMEOUT.as_millis() as u32);
+        session.handshake().context("SSH handshake failed")?;
+        let (key, _) = session
+            .host_key()
+            .ok_or_else(|| anyhow!("the server sent no host key"))?;
+        let mut known = session.known_hosts()?;
+        known
+            .read_file(&c.known_hosts, KnownHostFileKind::OpenSSH)
+            .with_context(|| format!("cannot read known_hosts {}", c.known_hosts.display()))?;
+        match known.check_port(&c.host, c.port, key) {
+            CheckResult::Match => {}
+            CheckResult::Mismatch => bail!("the host key of {}:{} has CHANGED from the one in known_hosts: refusing to connect", c.host, c.port),
+            CheckResult::NotFound => bail!("the host key of {}:{} is not in known_hosts: refusing to connect", c.host, c.port),
+            CheckResult::Failure => bail!("the host key of {}:{} could not be checked: refusing to connect", c.host, c.port),
+        }
+        session
+            .userauth_pubkey_file(&c.user, None, &c.key, None)
+            .with_context(|| format!("key authentication as {} failed", c.user))?;
+        let sftp = session.sftp().context("cannot start SFTP")?;
+        Ok((session, sftp))
+    }
+
+    /// One poll: pull complete remote files into `in/`, push `out/` files.
+    pub fn poll(&mut self, layout: &Layout, store: &mut Store) -> Result<Polled> {
+        let (_session, sftp) = self.connect()?;
+        let mut polled = Polled::default();
+        self.pull(&sftp, layout, store, &mut polled)?;
+        self.push(&sftp, layout, &mut polled)?;
+        Ok(polled)
+    }
+
+    fn pull(
+        &mut self,
+        sftp: &Sftp,
+        layout: &Layout,
+        store: &mut Store,
+        polled: &mut Polled,
+    ) -> Result<()> {
+        let mailbox = &self.config.mailbox;
+        let inbox = layout.inbox(mailbox);
+        crate::fsutil::create_private_dir(&inbox)?;
+        let remote_in = PathBuf::from(&self.config.remote_in);
+        let mut listing = HashMap::new();
+        for (path, stat) in sftp.readdir(&remote_in).context("cannot list remote_in")? {
+            let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+                continue;
+            };
+            if !stat.is_file() || !movable(&name) {
+                continue;
+            }
+            listing.insert(name, (stat.size.unwrap_or(0), stat.mtime.unwrap_or(0)));
+        }
+        let previous = std::mem::replace(&mut self.seen, listing.clone());
+        let mut names: Vec<&String> = listing.keys().collect();
+        names.sort();
+        for name in names {
+            let (size, mtime) = listing[name];
+            if previous.get(name) != Some(&(size, mtime)) {
+                polled.waiting += 1;
+                continue;
+            }
+            let remote = remote_in.join(name);
+            let target = inbox.join(name);
+            let part = inbox.join(format!(".{name}.part"));
+            let had = if target.exists() {
+                fs::metadata(&target)?.len() == size
+            } else {
+                let sha = download(sftp, &remote, &part, size)?;
+                if store.find_processed(&sha, &mailbox.to_string())?.is_some() {
+                    fs::remove_file(&part)?;
+                    true
+                } else {
+                    fs::rename(&part, &target)?;
+                    File::open(&inbox)?.sync_all()?;
+                    false
+                }
+            };
+            // Safe locally: now, and only now, the remote copy goes.
+            match &self.config.remote_done {
+                Some(done) => sftp
+                    .rename(
+                        &remote,
+                        &Path::new(done).join(name),
+                        Some(RenameFlags::OVERWRITE | RenameFlags::ATOMIC | RenameFlags::NATIVE),
+                    )
+                    .context("cannot move the remote file to remote_done")?,
+                None => sftp
+                    .unlink(&remote)
+                    .context("cannot delete the remote file")?,
+            }
+            self.seen.remove(name);
+            if had {
+                polled.already_had += 1;
+            } else {
+                polled.pulled += 1;
+                tracing::info!(remote = %self.name(), file = %name, bytes = size, "pulled");
+            }
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, sftp: &Sftp, layout: &Layout, polled: &mut Polled) -> Result<()> {
+        let out = layout.outbox(&self.config.mailbox);
+        let Ok(entries) = fs::read_dir(&out) else {
+            return Ok(());
+        };
+        let mut files: Vec<(String, PathBuf)> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
+            .filter_map(|e| e.file_name().to_str().map(|n| (n.to_owned(), e.path())))
+            .filter(|(n, _)| movable(n))
+            .collect();
+        files.sort();
+        let sent = out.join("sent");
+        for (name, path) in files {
+            let remote_out = Path::new(&self.config.remote_out);
+            let part = remote_out.join(format!("{name}.part"));
+            let mut local = File::open(&path)?;
+            let mut remote = sftp
+                .create(&part)
+                .with_context(|| format!("cannot create {}", part.display()))?;
+            io::copy(&mut local, &mut remote).context("upload failed")?;
+            remote.fsync().ok();
+            drop(remote);
+            sftp.rename(
+                &part,
+                &remote_out.join(&name),
+                Some(RenameFlags::OVERWRITE | RenameFlags::ATOMIC | RenameFlags::NATIVE),
+            )
+            .context("cannot rename the uploaded file")?;
+            crate::fsutil::create_private_dir(&sent)?;
+            fs::rename(&path, sent.join(&name))?;
+            polled.pushed += 1;
+            tracing::info!(remote = %self.name(), file = %name, "pushed");
+        }
+        Ok(())
+    }
+}
+
+/// Streams a remote file to `part` (synced), checks its size, returns its sha256.
+fn download(sftp: &Sftp, remote: &Path, part: &Path, size: u64) -> Result<String> {
+    let mut from = sftp
+        .open(remote)
+        .with_context(|| format!("cannot open {}", remote.display()))?;
+    let mut to = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(part)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0u64;
+    loop {
+        let n = from.read(&mut buf).context("download failed")?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        to.write_all(&buf[..n])?;
+        total += n as u64;
+    }
+    to.sync_all()?;
+    if total != size {
+        let _ = fs::remove_file(part);
+        bail!(
+            "{} arrived with {total} bytes of {size}: it will be fetched again",
+            remote.display()
+        );
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// The delay before the next try after `failures` failures in a row: doubling from the
+/// poll interval, at most 15 minutes, with ±20% jitter so remotes do not retry in step.
+pub fn backoff(poll: Duration, failures: u32, jitter_seed: u64) -> Duration {
+    let base = poll
+        .saturating_mul(1u32 << failures.min(10))
+        .min(Duration::from_secs(900));
+    let mut x = jitter_seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 31)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    let factor = 0.8 + (x % 1000) as f64 / 2500.0;
+    base.mul_f64(factor)
+}
+
+/// One poll of a remote with its outcome recorded for `status`; returns the failure count
+/// to carry into the next try (0 after a success).
+pub fn poll_and_record(
+    remote: &mut Remote,
+    layout: &Layout,
+    store: &mut Store,
+    failures: u32,
+) -> u32 {
+    let now = chrono::Utc::now();
+    match remote.poll(layout, store) {
+        Ok(p) => {
+            if let Err(e) = store.transport_ok(&remote.name(), now) {
+                tracing::warn!(error = %e, "cannot record the transport's status");
+            }
+            if p.pulled + p.pushed + p.already_had > 0 {
+                tracing::info!(remote = %remote.name(), pulled = p.pulled, pushed = p.pushed, already_had = p.already_had, "polled");
+            }
+            0
+        }
+        Err(e) => {
+            let message = format!("{e:#}");
+            tracing::warn!(remote = %remote.name(), error = %message, failures = failures + 1, "remote unavailable: retrying with back-off, local processing goes on");
+            let _ = store.transport_failed(&remote.name(), now, &message);
+            failures + 1
+        }
+    }
+}
+
+/// The daemon's thread for one remote: poll every `poll_s`, back off while it is down.
+pub fn run_remote(
+    mut remote: Remote,
+    layout: Layout,
+    store_path: PathBuf,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    let mut store = match Store::open(&store_path) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(remote = %remote.name(), error = %format!("{e:#}"), "the transport cannot open the store");
+            return;
+        }
+    };
+    let mut failures = 0;
+    let mut seed = 0u64;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        failures = poll_and_record(&mut remote, &layout, &mut store, failures);
+        seed += 1;
+        let wait = if failures == 0 {
+            remote.config.poll
+        } else {
+            backoff(remote.config.poll, failures, seed)
+        };
+        let until = std::time::Instant::now() + wait;
+        while std::time::Instant::now() < until && !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(100).min(wait));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_backoff() {
+        assert!(movable("CPIS_EXTRACT_919_20261121T020000.csv"));
+        for bad in ["", ".hidden", "x.part", "x.tmp", "a/b", "a\nb"] {
+            assert!(!movable(bad), "{bad:?}");
+        }
+        let poll = Duration::from_secs(60);
+        let b1 = backoff(poll, 1, 7);
+        assert!(
+            b1 >= Duration::from_secs(96) && b1 <= Duration::from_secs(144),
+            "{b1:?}"
+        );
+        assert!(backoff(poll, 30, 7) <= Duration::from_secs(1080));
+        assert_ne!(backoff(poll, 3, 1), backoff(poll, 3, 2), "jitter");
+    }
+}
