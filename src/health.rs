@@ -240,6 +240,9 @@ impl Gateway<'_> {
         let response_text = String::from_utf8_lossy(&response_json).into_owned();
         tx.finish_file(id, &report, &response_text)?;
         tx.commit()?;
+        if self.fault == Some(crate::ingest::Fault::AbortAfterCommit) {
+            std::process::abort();
+        }
         if report.file_errors.is_empty() {
             write_atomic(
                 &self.layout.outbox(mailbox),

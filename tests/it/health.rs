@@ -621,3 +621,62 @@ fn the_daemon_takes_attendance_files_and_deletes_them_after_commit() {
         "flushed by the same run"
     );
 }
+
+#[test]
+fn an_attendance_file_committed_just_before_a_crash_is_finished_not_redone() {
+    let site = Site::new();
+    let inbox = site.path().join("var/mailboxes/RWG/in");
+    fs::create_dir_all(&inbox).unwrap();
+    let name = "CPIS_ATTEND_RWG_20261121T101500.csv";
+    fs::write(
+        inbox.join(name),
+        format!(
+            "{ATTEND_HEADER}\n{},2026-11-21T09:42:00Z,RWG,West Herts,ED,Dr A,Doctor\n",
+            nhs(1)
+        ),
+    )
+    .unwrap();
+    let out = gateway(site.path())
+        .env("CPIS_GATEWAY_FAULT", "abort-after-commit")
+        .args(["run", "--once"])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0), "the process died");
+    assert!(inbox.join(name).exists(), "still in in/");
+    assert!(
+        !site
+            .out("RWG")
+            .join("CPIS_FLAGS_CPIS_ATTEND_RWG_20261121T101500.json")
+            .exists(),
+        "died before the flags went"
+    );
+    let out = site.flush();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!inbox.join(name).exists());
+    assert!(
+        site.out("RWG")
+            .join("CPIS_FLAGS_CPIS_ATTEND_RWG_20261121T101500.json")
+            .exists(),
+        "the stored flag response is sent"
+    );
+    assert!(site
+        .out("RWG")
+        .join("CPIS_ACK_CPIS_ATTEND_RWG_20261121T101500.json")
+        .exists());
+    assert_eq!(
+        site.sql("SELECT count(*) FROM files WHERE kind = 'attendance'"),
+        1,
+        "one outcome"
+    );
+    assert_eq!(
+        site.sql("SELECT count(*) FROM presentations"),
+        1,
+        "recorded once"
+    );
+    assert_eq!(site.notifications("919").len(), 1, "notified once");
+}
