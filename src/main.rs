@@ -79,32 +79,24 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
     let clock = clock::from_env()?;
+    // gen needs no configuration (a broken config.toml must not stop it).
+    if let Command::Gen(args) = &cli.command {
+        return cli::gen::run(args, clock.as_ref());
+    }
+    let config = Config::load(cli.config.as_deref())?;
+    let clock = clock.as_ref();
+    let gateway = || Gateway::open(&config, clock);
     match &cli.command {
-        Command::Gen(args) => cli::gen::run(args, clock.as_ref()),
-        Command::Validate(args) => {
-            let config = Config::load(cli.config.as_deref())?;
-            cli::validate::run(args, &config, clock.as_ref())
-        }
-        Command::Run(args) => {
-            let config = Config::load(cli.config.as_deref())?;
-            cli::run::run(args, &config, clock.as_ref())
-        }
-        command => {
-            let config = Config::load(cli.config.as_deref())?;
-            let mut gateway = Gateway::open(&config, clock.as_ref())?;
-            match command {
-                Command::Init => cli::init::run(&gateway),
-                Command::Ingest(args) => cli::ingest::run(args, &mut gateway),
-                Command::Quarantine(args) => cli::quarantine::run(args, &mut gateway),
-                Command::Query(args) => cli::query::run(args, &mut gateway),
-                Command::Audit(args) => cli::audit::run(args, &mut gateway),
-                Command::Replay(args) => cli::replay::run(args, &mut gateway),
-                Command::Report(args) => cli::report::run(args, &mut gateway),
-                Command::Status(args) => cli::status::run(args, &mut gateway),
-                Command::Gen(_) | Command::Validate(_) | Command::Run(_) => {
-                    unreachable!("handled above")
-                }
-            }
-        }
+        Command::Gen(args) => cli::gen::run(args, clock),
+        Command::Validate(args) => cli::validate::run(args, &config, clock),
+        Command::Run(args) => cli::run::run(args, &config, clock),
+        Command::Init => cli::init::run(&gateway()?),
+        Command::Ingest(args) => cli::ingest::run(args, &mut gateway()?),
+        Command::Quarantine(args) => cli::quarantine::run(args, &mut gateway()?),
+        Command::Query(args) => cli::query::run(args, &mut gateway()?),
+        Command::Audit(args) => cli::audit::run(args, &mut gateway()?),
+        Command::Replay(args) => cli::replay::run(args, &mut gateway()?),
+        Command::Report(args) => cli::report::run(args, &mut gateway()?),
+        Command::Status(args) => cli::status::run(args, &mut gateway()?),
     }
 }
