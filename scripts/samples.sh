@@ -38,5 +38,5 @@ echo "== the data-quality report"
 gw report | sed 's/^/  /'
 echo
 echo "== status"
-gw status | head -n 6
+gw status | sed -n 1,6p
 exit "$status"
