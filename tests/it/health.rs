@@ -14,11 +14,7 @@ struct Site {
 
 /// The i-th valid NHS number of a range no other test file uses.
 fn nhs(i: u64) -> String {
-    (0..)
-        .filter_map(|k| NhsNumber::from_first_nine(999_300_000 + i * 10 + k))
-        .next()
-        .unwrap()
-        .full()
+    test_nhs(999_300_000, i)
 }
 
 const ATTEND_HEADER: &str = "nhs_number,attended_at,org_ods,org_name,setting,user_name,user_role";

@@ -88,3 +88,13 @@ pub fn gen_extract(dir: &Path, args: &[&str]) -> Value {
     );
     serde_json::from_slice(&out.stdout).expect("manifest JSON")
 }
+
+/// The i-th valid NHS number from `base` (a nine-digit 999-range start): each test file
+/// uses its own base so their children never meet.
+pub fn test_nhs(base: u64, i: u64) -> String {
+    (0..)
+        .filter_map(|k| cpis_gateway::core::nhs::NhsNumber::from_first_nine(base + i * 10 + k))
+        .next()
+        .expect("some check digit exists within ten numbers")
+        .full()
+}

@@ -2,17 +2,12 @@
 //! of nothing, and the page opened in a real headless browser.
 
 use crate::helpers::*;
-use cpis_gateway::core::nhs::NhsNumber;
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 
 fn nhs(i: u64) -> String {
-    (0..)
-        .filter_map(|k| NhsNumber::from_first_nine(999_500_000 + i * 10 + k))
-        .next()
-        .unwrap()
-        .full()
+    test_nhs(999_500_000, i)
 }
 
 const HEADER: &str = "nhs_number,plan_type,start_date,end_date,la_code,edt_phone,office_phone,local_ref,expected_delivery_date";
