@@ -17,6 +17,7 @@ use crate::core::ids::MailboxId;
 use crate::core::report::{error_rate_problem, FileKind, FileReport};
 use crate::core::validate::{ExtractRules, PlanRow, RowKey, RowProblem, Verdict};
 use crate::dupes::{DuplicateFinder, MAX_ROWS};
+use crate::fsutil::{open_inbound, Opened};
 use indicatif::ProgressBar;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -99,7 +100,15 @@ pub fn check_file(
         ..
     }) = parse_inbound_name(&name)
     {
-        let checked = check_attendance(path, &name, mailbox, config, clock, None, None)?;
+        let checked = check_attendance(
+            open_or_explain(path)?.file,
+            &name,
+            mailbox,
+            config,
+            clock,
+            None,
+            None,
+        )?;
         return Ok(CheckedExtract {
             report: checked.report,
             name: parse_inbound_name(&name).ok(),
@@ -107,6 +116,12 @@ pub fn check_file(
         });
     }
     check_named(path, &name, mailbox, config, clock, keep)
+}
+
+/// Opens a file to check (never through a link, never blocking on a FIFO).
+pub fn open_or_explain(path: &Path) -> io::Result<Opened> {
+    open_inbound(path)?
+        .map_err(|why| io::Error::other(format!("{}: {why}; name the file itself", path.display())))
 }
 
 /// As [`check_file`], for a file whose name is `file_name` wherever it is stored (the
@@ -119,15 +134,28 @@ pub fn check_named(
     clock: &dyn Clock,
     keep: Keep,
 ) -> io::Result<CheckedExtract> {
+    check_opened(
+        open_or_explain(path)?,
+        file_name,
+        mailbox,
+        config,
+        clock,
+        keep,
+    )
+}
+
+/// As [`check_named`], for a file already opened.
+pub fn check_opened(
+    opened: Opened,
+    file_name: &str,
+    mailbox: Option<&MailboxId>,
+    config: &Config,
+    clock: &dyn Clock,
+    keep: Keep,
+) -> io::Result<CheckedExtract> {
     let received_at = clock.now();
     let file_name = file_name.to_owned();
-    let meta = std::fs::metadata(path)?;
-    if !meta.is_file() {
-        return Err(io::Error::other(format!(
-            "{} is not a regular file",
-            path.display()
-        )));
-    }
+    let Opened { file, meta } = opened;
     let parsed = parse_inbound_name(&file_name);
     let mailbox = mailbox.cloned().or_else(|| match &parsed {
         Ok(InboundName {
@@ -154,10 +182,7 @@ pub fn check_named(
         received_at,
     );
     let mut kept = Kept::default();
-    let mut reader = HashingReader::new(
-        File::open(path)?,
-        crate::progress::file_bar(meta.len(), &file_name),
-    );
+    let mut reader = HashingReader::new(file, crate::progress::file_bar(meta.len(), &file_name));
 
     let problem = match &parsed {
         Err(message) => Some(FileProblem::new(Code::FileName, message.clone())),
@@ -417,7 +442,7 @@ pub type Interesting<'a> = Option<&'a dyn Fn(crate::core::nhs::NhsNumber) -> boo
 /// With `interesting`, valid rows of children it rejects are only counted (a big file of
 /// mostly unknown children then keeps almost nothing in memory).
 pub fn check_attendance(
-    path: &Path,
+    file: File,
     name: &str,
     mailbox: Option<&MailboxId>,
     config: &Config,
@@ -442,7 +467,6 @@ pub fn check_attendance(
     );
     report.sender = Some(ods.to_string());
     report.extracted_at = Some(parsed.at);
-    let file = File::open(path)?;
     let size = file.metadata()?.len();
     let mut reader = HashingReader::new(file, ProgressBar::hidden());
     let mut valid = Vec::new();

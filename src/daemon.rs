@@ -11,6 +11,7 @@ use crate::core::extract::FileProblem;
 use crate::core::ids::MailboxId;
 use crate::core::report::FileReport;
 use crate::core::schedule::next_run;
+use crate::fault::Fault;
 use crate::ingest::{Gateway, Intake, Rules};
 use crate::mailbox::{Found, Settler};
 use crate::transport::sftp::{poll_and_record, run_remote, Remote};
@@ -87,10 +88,33 @@ pub struct Daemon<'a> {
     stop: Arc<AtomicBool>,
     /// Files whose processing failed (I/O, store): retried after a pause, not in a loop.
     failed: HashMap<PathBuf, Instant>,
+    /// Whether an injected `fail-once` failure was used up (tests only).
+    injected_once: bool,
     pub summary: Summary,
 }
 
 const RETRY_AFTER: Duration = Duration::from_secs(30);
+/// How often the mailboxes are looked at with no watch event (events can be lost).
+const SAFETY_RESCAN: Duration = Duration::from_secs(10);
+/// Back-off of a failed notification flush: from this, doubling, up to the maximum (and
+/// never beyond the configured interval).
+const FLUSH_RETRY_FIRST: Duration = Duration::from_secs(5);
+const FLUSH_RETRY_MAX: Duration = Duration::from_secs(300);
+
+/// Whether a watch event can mean a file arrived or completed: created, closed after
+/// writing, renamed into place, or its metadata changed. Opens, reads and closes after
+/// reading (the gateway's own scans among them) are not, or each scan would wake the next.
+fn arrival(event: &notify::Event) -> bool {
+    use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
+    matches!(
+        event.kind,
+        EventKind::Create(_)
+            | EventKind::Access(AccessKind::Close(AccessMode::Write))
+            | EventKind::Modify(ModifyKind::Name(_) | ModifyKind::Metadata(_))
+            | EventKind::Any
+            | EventKind::Other
+    )
+}
 
 impl<'a> Daemon<'a> {
     pub fn new(
@@ -111,6 +135,7 @@ impl<'a> Daemon<'a> {
             settler: Settler::default(),
             stop,
             failed: HashMap::new(),
+            injected_once: false,
             summary: Summary::default(),
         })
     }
@@ -119,43 +144,77 @@ impl<'a> Daemon<'a> {
         self.gateway.config
     }
 
-    /// One pass over every mailbox; returns how many files are still settling.
+    /// One pass over every mailbox; returns how many files are still settling or waiting
+    /// for a retry (either way, the daemon must look again soon).
     pub fn pass(&mut self) -> usize {
         let settle = self.config().settle;
-        let mut settling = 0;
+        let mut waiting = 0;
         for mailbox in self.mailboxes.clone() {
             let inbox = self.gateway.layout.inbox(&mailbox);
-            let (found, waiting) = match self.settler.scan(&inbox, settle) {
-                Ok(scan) => scan,
+            let found = match self.settler.scan(&inbox, settle) {
+                Ok((found, _)) => found,
                 Err(e) => {
                     // One unreadable folder must not stop the others.
                     tracing::error!(inbox = %inbox.display(), error = %e, "cannot scan the mailbox");
                     continue;
                 }
             };
-            settling += waiting;
+            // An LA's extracts are applied in extraction-time order: while an earlier one
+            // is still arriving or waiting for a retry, the later ones wait too (taken first,
+            // they would make it STALE and its changes would be lost).
+            let in_order = matches!(mailbox, MailboxId::La(_));
+            let mut held = false;
             for f in found {
                 if self.stop.load(Ordering::SeqCst) {
-                    return settling;
+                    return waiting + 1;
                 }
                 match f {
                     Found::Ready { path, control } => {
-                        self.take(&path, control.as_deref(), &mailbox)
+                        if held {
+                            waiting += 1;
+                        } else if !self.take(&path, control.as_deref(), &mailbox) {
+                            waiting += 1;
+                            held = in_order;
+                        }
+                    }
+                    Found::Settling { .. } => {
+                        waiting += 1;
+                        held = in_order;
                     }
                     Found::Refuse { path, reason } => self.refuse(&path, &mailbox, &reason),
                 }
             }
         }
-        settling
+        tracing::debug!(
+            mailboxes = self.mailboxes.len(),
+            waiting,
+            "scanned the mailboxes"
+        );
+        waiting
     }
 
-    fn take(&mut self, path: &Path, control: Option<&Path>, mailbox: &MailboxId) {
+    /// Processes one complete file; false if it failed (or still waits for its retry) and
+    /// stays in `in/`.
+    fn take(&mut self, path: &Path, control: Option<&Path>, mailbox: &MailboxId) -> bool {
         if self
             .failed
             .get(path)
             .is_some_and(|t| t.elapsed() < RETRY_AFTER)
         {
-            return;
+            return false;
+        }
+        match &self.gateway.fault {
+            Some(Fault::PauseBeforeTake(pause)) => std::thread::sleep(*pause),
+            Some(Fault::FailOnce(name))
+                if !self.injected_once && path.file_name().is_some_and(|n| n == name.as_str()) =>
+            {
+                self.injected_once = true;
+                tracing::error!(file = %path.display(), mailbox = %mailbox, "processing failed (injected): the file stays in in/ and is retried (later files of this LA wait for it)");
+                self.failed.insert(path.to_path_buf(), Instant::now());
+                self.summary.failed += 1;
+                return false;
+            }
+            _ => {}
         }
         let started = Instant::now();
         let rules = Rules {
@@ -176,11 +235,13 @@ impl<'a> Daemon<'a> {
                     .outcomes
                     .entry(report.outcome.as_str())
                     .or_default() += 1;
+                true
             }
             Err(e) => {
-                tracing::error!(file = %path.display(), mailbox = %mailbox, error = %format!("{e:#}"), "processing failed: the file stays in in/ and is retried");
+                tracing::error!(file = %path.display(), mailbox = %mailbox, error = %format!("{e:#}"), "processing failed: the file stays in in/ and is retried (later files of this LA wait for it)");
                 self.failed.insert(path.to_path_buf(), Instant::now());
                 self.summary.failed += 1;
+                false
             }
         }
     }
@@ -211,9 +272,17 @@ impl<'a> Daemon<'a> {
         );
     }
 
-    /// Writes queued attendance notifications, one file per LA.
-    pub fn flush_notifications(&mut self) -> Result<usize> {
-        self.gateway.flush_notifications()
+    /// Writes queued attendance notifications, one file per LA. A failure (disk full, an
+    /// unwritable `out/`) is logged and the batches stay queued in the store for the next
+    /// try: nothing is lost, and the daemon goes on. Returns whether it succeeded.
+    pub fn flush_notifications(&mut self) -> bool {
+        match self.gateway.flush_notifications() {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "notifications could not all be written: they stay queued and are retried");
+                false
+            }
+        }
     }
 
     /// The nightly report, for the local date at which it falls due.
@@ -259,7 +328,9 @@ impl<'a> Daemon<'a> {
             }
             std::thread::sleep(self.tick());
         }
-        self.flush_notifications()?;
+        if !self.flush_notifications() {
+            self.summary.failed += 1;
+        }
         if !self.config().sftp.is_empty() {
             let layout = self.gateway.layout.clone();
             for c in self.config().sftp.clone() {
@@ -279,7 +350,9 @@ impl<'a> Daemon<'a> {
         let (tx, rx) = mpsc::channel();
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                let _ = tx.send(event.is_ok());
+                if event.as_ref().map_or(true, arrival) {
+                    let _ = tx.send(());
+                }
             })
             .context("cannot start the file watcher")?;
         for mailbox in &self.mailboxes {
@@ -308,6 +381,11 @@ impl<'a> Daemon<'a> {
         let mut last_ping = Instant::now();
         let config = self.config();
         let mut next_flush = Instant::now() + config.notify_interval;
+        let mut flush_backoff = FLUSH_RETRY_FIRST;
+        // Look at the mailboxes when told something arrived, while files settle or wait for
+        // a retry, and every SAFETY_RESCAN in case the watcher missed an event.
+        let mut look = true;
+        let mut last_look = Instant::now();
         let mut next_report = next_run(
             self.gateway.clock.now(),
             config.report_time,
@@ -320,10 +398,18 @@ impl<'a> Daemon<'a> {
             "gateway running"
         );
         while !self.stop.load(Ordering::SeqCst) {
-            self.pass();
+            if look || last_look.elapsed() >= SAFETY_RESCAN {
+                look = self.pass() > 0;
+                last_look = Instant::now();
+            }
             if Instant::now() >= next_flush {
-                self.flush_notifications()?;
-                next_flush = Instant::now() + config.notify_interval;
+                if self.flush_notifications() {
+                    flush_backoff = FLUSH_RETRY_FIRST;
+                    next_flush = Instant::now() + config.notify_interval;
+                } else {
+                    next_flush = Instant::now() + flush_backoff.min(config.notify_interval);
+                    flush_backoff = (flush_backoff * 2).min(FLUSH_RETRY_MAX);
+                }
             }
             let now = self.gateway.clock.now();
             if now >= next_report {
@@ -339,11 +425,12 @@ impl<'a> Daemon<'a> {
             // Wake on a watch event or at the next tick, whichever comes first.
             if rx.recv_timeout(self.tick()).is_ok() {
                 while rx.try_recv().is_ok() {}
+                look = true;
             }
         }
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         tracing::info!("stopping: finishing up");
-        self.flush_notifications()?;
+        self.flush_notifications();
         for handle in remotes {
             let _ = handle.join();
         }
@@ -352,10 +439,27 @@ impl<'a> Daemon<'a> {
 }
 
 /// Reads a control file; a problem with it refuses the data file.
+/// Like a data file, it is opened without following a link, never blocks on a FIFO, and
+/// no more than the limit is read from the open handle.
 fn control_problem(path: &Path, mailbox: &MailboxId) -> Option<FileProblem> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) if b.len() <= MAX_CONTROL_BYTES => b,
-        Ok(_) => return Some(FileProblem::new(Code::Xml, "the control file is too large")),
+    let read = crate::fsutil::open_inbound(path).and_then(|opened| match opened {
+        Ok(mut o) => crate::fsutil::read_at_most(&mut o.file, MAX_CONTROL_BYTES).map(Ok),
+        Err(why) => Ok(Err(why)),
+    });
+    let bytes = match read {
+        Ok(Ok(Some(b))) => b,
+        Ok(Ok(None)) => {
+            return Some(FileProblem::new(
+                Code::Xml,
+                format!("the control file is larger than {MAX_CONTROL_BYTES} bytes: send a DTSControl document"),
+            ))
+        }
+        Ok(Err(why)) => {
+            return Some(FileProblem::new(
+                Code::Xml,
+                format!("the control file was not read ({why})"),
+            ))
+        }
         Err(e) => {
             return Some(FileProblem::new(
                 Code::Xml,

@@ -14,7 +14,7 @@ use crate::core::matching::{flags_at, las_to_notify, Flag, Status};
 use crate::core::outbound::{csv_cell, stem};
 use crate::core::report::{AttendanceCounts, FileReport, Outcome};
 use crate::core::validate::RowProblem;
-use crate::fsutil::write_atomic;
+use crate::fsutil::{still_at, write_atomic, write_lock, Opened};
 use crate::ingest::{Gateway, Intake, Rules};
 use crate::store::{HealthTx, PresentationView};
 use anyhow::{anyhow, Context, Result};
@@ -54,8 +54,20 @@ struct FlagResponse<'a> {
     processed_at: String,
     rows: u64,
     flagged: Vec<FlaggedRow<'a>>,
+    /// Rows of children with no plan open at the attendance but one ended within the
+    /// year: shown, marked ended, notifying nobody.
+    ended_only: Vec<FlaggedRow<'a>>,
     not_flagged_rows: Vec<u64>,
     rejected: &'a [RowProblem],
+}
+
+fn flagged_row<'a>((a, lookup): &'a (&Attendance, Lookup)) -> FlaggedRow<'a> {
+    FlaggedRow {
+        row: a.row,
+        attended_at: crate::store::ts(a.attended_at),
+        setting: a.setting.as_str(),
+        lookup,
+    }
 }
 
 /// Matches one attendance and records what must be recorded.
@@ -74,25 +86,18 @@ pub fn look_up(tx: &mut HealthTx<'_>, a: &Attendance, file_id: Option<i64>) -> R
             silent,
         });
     }
-    let presentations = tx.recent_presentations(a.nhs, PRESENTATIONS_SHOWN)?;
-    let repeat = tx.seen_within_a_day(a)?;
-    let presentation = tx.add_presentation(a, file_id)?;
+    // Flagged only if a record is open at the attendance (SPEC 4.1). Records ended within
+    // the year are shown and the look-up is logged (a record was found), but nothing of the
+    // attendance is kept and nobody is notified.
+    let flagged = flags.iter().any(|f| f.status == Status::Open);
+    let mut presentations = Vec::new();
     let mut notified = Vec::new();
-    if !silent && !repeat {
-        for la in las_to_notify(&flags) {
-            for r in records.iter().filter(|r| r.la == la) {
-                if crate::core::matching::status_on(&r.fields, a.attended_at.date_naive())
-                    == Some(Status::Open)
-                {
-                    tx.queue_notification(
-                        la,
-                        presentation,
-                        r.plan_type,
-                        r.fields.local_ref.as_deref(),
-                    )?;
-                }
-            }
-            notified.push(la);
+    if flagged {
+        presentations = tx.recent_presentations(a.nhs, PRESENTATIONS_SHOWN, a.attended_at)?;
+        let repeat = tx.seen_within_a_day(a)?;
+        let presentation = tx.add_presentation(a, file_id)?;
+        if !silent && !repeat {
+            queue_notifications(tx, a, &records, &flags, presentation, &mut notified)?;
         }
     }
     let result: Vec<String> = flags
@@ -122,7 +127,7 @@ pub fn look_up(tx: &mut HealthTx<'_>, a: &Attendance, file_id: Option<i64>) -> R
     )?;
     Ok(Lookup {
         nhs_number: a.nhs.full(),
-        flagged: true,
+        flagged,
         flags,
         presentations,
         notified,
@@ -130,19 +135,47 @@ pub fn look_up(tx: &mut HealthTx<'_>, a: &Attendance, file_id: Option<i64>) -> R
     })
 }
 
+/// Queues a notification to every LA with a record open at the attendance.
+fn queue_notifications(
+    tx: &mut HealthTx<'_>,
+    a: &Attendance,
+    records: &[crate::core::matching::ChildRecord],
+    flags: &[Flag],
+    presentation: i64,
+    notified: &mut Vec<LaCode>,
+) -> Result<()> {
+    for la in las_to_notify(flags) {
+        for r in records.iter().filter(|r| r.la == la) {
+            if crate::core::matching::status_on(&r.fields, a.attended_at.date_naive())
+                == Some(Status::Open)
+            {
+                tx.queue_notification(
+                    la,
+                    presentation,
+                    r.plan_type,
+                    r.fields.local_ref.as_deref(),
+                )?;
+            }
+        }
+        notified.push(la);
+    }
+    Ok(())
+}
+
 impl Gateway<'_> {
     /// Processes an attendance file from a health organisation's mailbox.
     pub fn ingest_attendance(
         &mut self,
+        opened: Opened,
         path: &Path,
         name: &str,
         mailbox: &MailboxId,
         rules: &Rules,
     ) -> Result<FileReport> {
+        let _writer = write_lock(&self.layout.write_lock())?;
         // In a file of any size, most children have no record: know which do up front.
-        let big = std::fs::metadata(path)
-            .map(|m| m.len() > 64 * 1024)
-            .unwrap_or(false);
+        let big = opened.meta.len() > 64 * 1024;
+        let identity = opened.meta.clone();
         let known = if big {
             Some(self.store.known_nhs()?)
         } else {
@@ -154,7 +187,7 @@ impl Gateway<'_> {
                 .is_none_or(|k| k.contains(&(n.value() as i64)))
         };
         let checked = crate::check::check_attendance(
-            path,
+            opened.file,
             name,
             Some(mailbox),
             self.config,
@@ -165,7 +198,7 @@ impl Gateway<'_> {
         let (mut report, valid, unknown) = (checked.report, checked.valid, checked.unknown);
         let settled = rules.intake == Intake::Copy;
         if let Some(id) = self.finish_unsettled_attendance(&report, mailbox)? {
-            self.settle_attendance(path, id, rules)?;
+            self.settle_attendance(path, &identity, id, rules)?;
             return Ok(report);
         }
         if report.file_errors.is_empty() && !rules.allow_repeat {
@@ -179,7 +212,7 @@ impl Gateway<'_> {
                 report.processed_at = self.clock.now();
                 let id = self.store.register(&report, settled)?;
                 self.acknowledge(&report, mailbox, false)?;
-                self.settle_attendance(path, id, rules)?;
+                self.settle_attendance(path, &identity, id, rules)?;
                 return Ok(report);
             }
         }
@@ -216,12 +249,12 @@ impl Gateway<'_> {
             flagged: lookups
                 .iter()
                 .filter(|(_, l)| l.flagged)
-                .map(|(a, l)| FlaggedRow {
-                    row: a.row,
-                    attended_at: crate::store::ts(a.attended_at),
-                    setting: a.setting.as_str(),
-                    lookup: l,
-                })
+                .map(flagged_row)
+                .collect(),
+            ended_only: lookups
+                .iter()
+                .filter(|(_, l)| !l.flagged && !l.flags.is_empty())
+                .map(flagged_row)
                 .collect(),
             not_flagged_rows: {
                 not_flagged_rows.extend(
@@ -240,7 +273,7 @@ impl Gateway<'_> {
         let response_text = String::from_utf8_lossy(&response_json).into_owned();
         tx.finish_file(id, &report, &response_text)?;
         tx.commit()?;
-        if self.fault == Some(crate::ingest::Fault::AbortAfterCommit) {
+        if self.fault == Some(crate::fault::Fault::AbortAfterCommit) {
             std::process::abort();
         }
         if report.file_errors.is_empty() {
@@ -251,7 +284,7 @@ impl Gateway<'_> {
             )?;
         }
         self.acknowledge(&report, mailbox, true)?;
-        self.settle_attendance(path, id, rules)?;
+        self.settle_attendance(path, &identity, id, rules)?;
         Ok(report)
     }
 
@@ -279,10 +312,20 @@ impl Gateway<'_> {
 
     /// Attendance files are never archived (they name children who may not be flagged):
     /// from a mailbox, the file is deleted once its outcome is committed.
-    fn settle_attendance(&mut self, path: &Path, id: i64, rules: &Rules) -> Result<()> {
+    fn settle_attendance(
+        &mut self,
+        path: &Path,
+        identity: &std::fs::Metadata,
+        id: i64,
+        rules: &Rules,
+    ) -> Result<()> {
         if rules.intake == Intake::Move {
-            std::fs::remove_file(path)
-                .with_context(|| format!("cannot remove {}", path.display()))?;
+            if still_at(identity, path) {
+                std::fs::remove_file(path)
+                    .with_context(|| format!("cannot remove {}", path.display()))?;
+            } else {
+                tracing::warn!(file = %path.display(), "the inbound file was replaced while it was processed: the replacement is left in in/ for the next pass");
+            }
             self.store.mark_settled(id)?;
         }
         Ok(())
@@ -299,26 +342,46 @@ impl Gateway<'_> {
     /// Writes queued notifications, one file per LA (and finishes any batch a stop left
     /// unwritten). Returns how many files were written.
     pub fn flush_notifications(&mut self) -> Result<usize> {
+        let _writer = write_lock(&self.layout.write_lock())?;
         let mut batches = self.store.unwritten_batches()?;
         batches.extend(self.store.open_batches(self.clock.now())?);
         let mut written = 0;
+        let mut failures = Vec::new();
         for (id, la, name) in batches {
-            let la = LaCode::parse(&format!("{la:03}"))
-                .map_err(|e| anyhow!("bad LA in the store: {e}"))?;
-            let out = self.layout.outbox(&MailboxId::La(la));
-            // Already delivered (written, perhaps taken away by a transport): never twice.
-            if !out.join(&name).exists() && !out.join("sent").join(&name).exists() {
-                let rows = self.store.batch_rows(id)?;
-                write_atomic(&out, &name, &notification_csv(&rows))?;
-                if self.fault == Some(crate::ingest::Fault::AbortAfterNotifyWrite) {
-                    std::process::abort();
-                }
-                written += 1;
-                tracing::info!(la = %la, file = %name, notifications = rows.len(), "notifications written");
+            // One LA's outbox failing (full disk, wrong permissions) must not hold the others.
+            match self.write_batch(id, la, &name) {
+                Ok(true) => written += 1,
+                Ok(false) => {}
+                Err(e) => failures.push(format!("{name}: {e:#}")),
             }
-            self.store.mark_batch_written(id)?;
+        }
+        if !failures.is_empty() {
+            return Err(anyhow!(
+                "{} notification file(s) not written, kept queued: {}",
+                failures.len(),
+                failures.join("; ")
+            ));
         }
         Ok(written)
+    }
+
+    /// Writes one batch's file unless it is already delivered, then marks it written.
+    fn write_batch(&mut self, id: i64, la: u16, name: &str) -> Result<bool> {
+        let la =
+            LaCode::parse(&format!("{la:03}")).map_err(|e| anyhow!("bad LA in the store: {e}"))?;
+        let out = self.layout.outbox(&MailboxId::La(la));
+        // Already delivered (written, perhaps taken away by a transport): never twice.
+        let write = !out.join(name).exists() && !out.join("sent").join(name).exists();
+        if write {
+            let rows = self.store.batch_rows(id)?;
+            write_atomic(&out, name, &notification_csv(&rows))?;
+            if self.fault == Some(crate::fault::Fault::AbortAfterNotifyWrite) {
+                std::process::abort();
+            }
+            tracing::info!(la = %la, file = %name, notifications = rows.len(), "notifications written");
+        }
+        self.store.mark_batch_written(id)?;
+        Ok(write)
     }
 }
 

@@ -6,7 +6,7 @@
 //! committed, so whatever happens it is never lost; `ingest` from the CLI leaves the
 //! operator's file where it was.
 
-use crate::check::{check_named, CheckedExtract, Keep};
+use crate::check::{check_named, check_opened, CheckedExtract, Keep};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::core::codes::Code;
@@ -16,27 +16,13 @@ use crate::core::ids::{LaCode, MailboxId};
 use crate::core::outbound::{ack_csv, ack_csv_name, ack_json_name};
 use crate::core::reconcile::{quarantine_reason, reconcile};
 use crate::core::report::{FileKind, FileReport, Outcome};
-use crate::fsutil::{archive_copy, archive_move, archive_path, write_atomic};
+use crate::fault::Fault;
+use crate::fsutil::{archive_from, archive_path, open_inbound, still_at, write_atomic, write_lock};
 use crate::layout::Layout;
 use crate::store::Store;
 use anyhow::{anyhow, bail, Context, Result};
 use sha2::Digest;
 use std::path::Path;
-
-/// Environment variable that injects a failure (tests only): `apply-after:N` fails after N
-/// record writes, inside the transaction; `abort-after-commit` kills the process right
-/// after a file's transaction commits, before its acknowledgement and archiving;
-/// `abort-after-notify-write` right after a notification file is written, before the batch
-/// is marked written.
-pub const FAULT_ENV: &str = "CPIS_GATEWAY_FAULT";
-
-/// An injected failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Fault {
-    ApplyAfter(u64),
-    AbortAfterCommit,
-    AbortAfterNotifyWrite,
-}
 
 /// What becomes of the inbound file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -85,20 +71,7 @@ impl<'a> Gateway<'a> {
         let layout = Layout::new(&config.root);
         crate::fsutil::create_private_dir(layout.root())?;
         let store = Store::open(&layout.store())?;
-        let fault = match std::env::var(FAULT_ENV) {
-            Ok(text) if text == "abort-after-commit" => Some(Fault::AbortAfterCommit),
-            Ok(text) if text == "abort-after-notify-write" => Some(Fault::AbortAfterNotifyWrite),
-            Ok(text) => Some(Fault::ApplyAfter(
-                text.strip_prefix("apply-after:")
-                    .and_then(|n| n.parse().ok())
-                    .ok_or_else(|| {
-                        anyhow!(
-                            "{FAULT_ENV}={text:?}: expected apply-after:N or abort-after-commit"
-                        )
-                    })?,
-            )),
-            Err(_) => None,
-        };
+        let fault = Fault::from_env()?;
         Ok(Gateway {
             config,
             clock,
@@ -151,30 +124,53 @@ impl<'a> Gateway<'a> {
         mailbox: &MailboxId,
         rules: &Rules,
     ) -> Result<FileReport> {
+        let mut opened =
+            match open_inbound(path).with_context(|| format!("cannot open {}", path.display()))? {
+                Ok(opened) => opened,
+                Err(why) if rules.intake == Intake::Move => {
+                    return self.refuse(path, mailbox, &format!("{name:?}: {why}"))
+                }
+                Err(why) => bail!("{}: {why}; name the file itself", path.display()),
+            };
         if let Ok(crate::core::filename::InboundName {
             kind: InboundKind::Attendance { .. },
             ..
         }) = crate::core::filename::parse_inbound_name(name)
         {
-            return self.ingest_attendance(path, name, mailbox, rules);
+            return self.ingest_attendance(opened, path, name, mailbox, rules);
         }
-        let checked = check_named(
-            path,
-            name,
-            Some(mailbox),
-            self.config,
-            self.clock,
-            Keep { rows: true },
-        )
+        let identity = opened.meta.clone();
+        // What is checked is the archived copy: the bytes applied are the bytes kept, even
+        // if someone holding another link to the inbound file changes it. A file over the
+        // size limit is not copied (it is refused unread, and set aside after its ack).
+        let archived = opened.meta.len() <= self.config.max_file_bytes;
+        let checked = if archived {
+            let (_, copy) = archive_from(&self.layout.archive(), &mut opened)?;
+            check_named(
+                &copy,
+                name,
+                Some(mailbox),
+                self.config,
+                self.clock,
+                Keep { rows: true },
+            )
+        } else {
+            check_opened(
+                opened,
+                name,
+                Some(mailbox),
+                self.config,
+                self.clock,
+                Keep { rows: true },
+            )
+        }
         .with_context(|| format!("cannot read {}", path.display()))?;
         let mut report = checked.report.clone();
         if let Some(problem) = &rules.refusal {
             report.file_errors.push(problem.clone());
             report.conclude();
         }
-        if rules.intake == Intake::Copy {
-            archive_copy(&self.layout.archive(), &report.sha256, path)?;
-        }
+        let _writer = write_lock(&self.layout.write_lock())?;
         let recovered = match rules.intake {
             Intake::Move => self.recover(&report, mailbox)?,
             Intake::Copy => None,
@@ -184,10 +180,30 @@ impl<'a> Gateway<'a> {
             None => self.decide(checked, report, mailbox, rules)?,
         };
         if rules.intake == Intake::Move {
-            archive_move(&self.layout.archive(), &report.sha256, path)?;
+            if !still_at(&identity, path) {
+                tracing::warn!(file = %name, mailbox = %mailbox, "the inbound file was replaced while it was processed: the replacement is left in in/ for the next pass");
+            } else if archived {
+                std::fs::remove_file(path)
+                    .with_context(|| format!("cannot remove {}", path.display()))?;
+            } else {
+                self.set_aside(path, name, file_id)?;
+            }
             self.store.mark_settled(file_id)?;
         }
         Ok(report)
+    }
+
+    /// Moves an inbound entry the gateway will not keep into `rejected/`.
+    fn set_aside(&self, path: &Path, name: &str, file_id: i64) -> Result<()> {
+        let dir = self.layout.rejected();
+        crate::fsutil::create_private_dir(&dir)?;
+        let stamp = crate::core::date::format_compact_utc(self.clock.now());
+        let target = dir.join(format!(
+            "{stamp}_{file_id}_{}",
+            crate::core::outbound::stem(name)
+        ));
+        std::fs::rename(path, &target)
+            .with_context(|| format!("cannot move {} to {}", path.display(), target.display()))
     }
 
     /// Refuses an inbound entry without processing it (a name the gateway does not take, a
@@ -198,18 +214,13 @@ impl<'a> Gateway<'a> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let meta = std::fs::symlink_metadata(path)?;
-        let sha256 = if meta.is_file() {
-            let mut hasher = crate::check::HashingReader::new(
-                std::fs::File::open(path)?,
-                indicatif::ProgressBar::hidden(),
-            );
-            std::io::copy(&mut hasher, &mut std::io::sink())?;
-            hasher.finish()?
-        } else {
-            // Never follow a link: identify the entry by what it points at.
-            let target = std::fs::read_link(path).unwrap_or_default();
-            hex::encode(sha2::Sha256::digest(target.as_os_str().as_encoded_bytes()))
+        let sha256 = match open_inbound(path)? {
+            Ok(opened) => {
+                crate::check::HashingReader::new(opened.file, indicatif::ProgressBar::hidden())
+                    .finish()?
+            }
+            // Never follow a link nor read a FIFO: identify the entry by its name.
+            Err(_) => hex::encode(sha2::Sha256::digest(path.as_os_str().as_encoded_bytes())),
         };
         let mut report = FileReport::new(
             &name,
@@ -223,17 +234,10 @@ impl<'a> Gateway<'a> {
             format!("{reason}: the file was set aside unread"),
         ));
         report.conclude();
+        let _writer = write_lock(&self.layout.write_lock())?;
         let id = self.store.register(&report, false)?;
         self.acknowledge(&report, mailbox, true)?;
-        let dir = self.layout.rejected();
-        crate::fsutil::create_private_dir(&dir)?;
-        let stamp = crate::core::date::format_compact_utc(report.processed_at);
-        let target = dir.join(format!(
-            "{stamp}_{id}_{}",
-            crate::core::outbound::stem(&name)
-        ));
-        std::fs::rename(path, &target)
-            .with_context(|| format!("cannot move {} to {}", path.display(), target.display()))?;
+        self.set_aside(path, &name, id)?;
         self.store.mark_settled(id)?;
         tracing::warn!(file = %name, mailbox = %mailbox, reason, "refused");
         Ok(report)
@@ -413,9 +417,15 @@ impl<'a> Gateway<'a> {
                 la,
                 &diff,
                 report.processed_at,
-                match self.fault {
-                    Some(Fault::ApplyAfter(n)) => Some(n),
-                    _ => None,
+                crate::store::Injected {
+                    fail_after: match self.fault {
+                        Some(Fault::ApplyAfter(n)) => Some(n),
+                        _ => None,
+                    },
+                    pause_before_commit: match self.fault {
+                        Some(Fault::PauseBeforeCommit(d)) => Some(d),
+                        _ => None,
+                    },
                 },
                 settled,
             )?,
@@ -462,6 +472,7 @@ impl<'a> Gateway<'a> {
 
     /// Releases (applies) a quarantined file.
     pub fn release(&mut self, label: &str) -> Result<FileReport> {
+        let _writer = write_lock(&self.layout.write_lock())?;
         let (number, file, mailbox) = self.pending(label)?;
         let path = archive_path(&self.layout.archive(), &file.sha256);
         let la = match file.sender.as_deref().map(LaCode::parse) {
@@ -501,6 +512,7 @@ impl<'a> Gateway<'a> {
 
     /// Rejects a quarantined file for good.
     pub fn reject(&mut self, label: &str) -> Result<FileReport> {
+        let _writer = write_lock(&self.layout.write_lock())?;
         let (number, file, mailbox) = self.pending(label)?;
         let path = archive_path(&self.layout.archive(), &file.sha256);
         let checked = check_named(

@@ -54,6 +54,13 @@ impl Layout {
         self.root.join("gateway.lock")
     }
 
+    /// The lock every command holds while it decides and commits a file (or flushes
+    /// notifications), so two writers on one root never judge a file against a store the
+    /// other is about to change.
+    pub fn write_lock(&self) -> PathBuf {
+        self.root.join("write.lock")
+    }
+
     pub fn reports(&self) -> PathBuf {
         self.root.join("reports")
     }

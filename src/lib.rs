@@ -8,6 +8,7 @@ pub mod config;
 pub mod core;
 pub mod daemon;
 pub mod dupes;
+pub mod fault;
 pub mod fsutil;
 pub mod health;
 pub mod ingest;

@@ -22,6 +22,8 @@ pub enum Found {
     },
     /// Refuse it without reading it.
     Refuse { path: PathBuf, reason: String },
+    /// Still being written (or not yet known to have stopped changing).
+    Settling { path: PathBuf },
 }
 
 /// Remembers what each file looked like, to tell when it stopped changing.
@@ -40,8 +42,8 @@ fn ignored(name: &str) -> bool {
 }
 
 impl Settler {
-    /// Scans one `in/` folder. Returns what to take or refuse (in name order, which is
-    /// time order for one sender) and how many files are still settling.
+    /// Scans one `in/` folder. Returns what to take, refuse or wait for (in name order,
+    /// which is extraction-time order for one sender) and how many files are still settling.
     pub fn scan(&mut self, inbox: &Path, settle: Duration) -> io::Result<(Vec<Found>, usize)> {
         let mut found = Vec::new();
         let mut settling = 0;
@@ -113,6 +115,7 @@ impl Settler {
                 });
             } else {
                 settling += 1;
+                found.push(Found::Settling { path });
             }
         }
         found.sort_by(|a, b| key(a).cmp(key(b)));
@@ -127,7 +130,7 @@ impl Settler {
 
 fn key(f: &Found) -> &Path {
     match f {
-        Found::Ready { path, .. } | Found::Refuse { path, .. } => path,
+        Found::Ready { path, .. } | Found::Refuse { path, .. } | Found::Settling { path } => path,
     }
 }
 
@@ -144,7 +147,7 @@ mod tests {
                 Found::Ready { path, .. } => {
                     Some(path.file_name().unwrap().to_string_lossy().into_owned())
                 }
-                Found::Refuse { .. } => None,
+                Found::Refuse { .. } | Found::Settling { .. } => None,
             })
             .collect()
     }
@@ -157,8 +160,9 @@ mod tests {
         fs::write(dir.path().join(NAME), "x").unwrap();
         let mut s = Settler::default();
         let (found, settling) = s.scan(dir.path(), Duration::from_secs(60)).unwrap();
-        assert!(found.is_empty(), "{found:?}");
+        assert!(ready(&found).is_empty(), "{found:?}");
         assert_eq!(settling, 1);
+        assert!(matches!(&found[..], [Found::Settling { .. }]), "{found:?}");
         let (found, _) = s.scan(dir.path(), Duration::ZERO).unwrap();
         assert_eq!(ready(&found), [NAME]);
     }
@@ -195,7 +199,7 @@ mod tests {
             .iter()
             .filter_map(|f| match f {
                 Found::Refuse { reason, .. } => Some(reason.as_str()),
-                Found::Ready { .. } => None,
+                Found::Ready { .. } | Found::Settling { .. } => None,
             })
             .collect();
         assert_eq!(refused.len(), 3, "{refused:?}");

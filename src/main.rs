@@ -72,6 +72,9 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
+            if let Some(hint) = cpis_gateway::store::hint(&e) {
+                eprintln!("hint: {hint}");
+            }
             ExitCode::from(exit::ERROR)
         }
     }

@@ -45,7 +45,9 @@ impl Gateway<'_> {
         write_atomic(
             &dir,
             "index.html",
-            render(&national)?.into_string().as_bytes(),
+            render(&national, &self.store.access_log_head()?)?
+                .into_string()
+                .as_bytes(),
         )?;
         let mut la_files = 0;
         for la in &las {
@@ -85,7 +87,7 @@ fn fmt_time(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
 }
 
 /// The page.
-pub fn render(n: &National) -> Result<Markup> {
+pub fn render(n: &National, log_head: &crate::store::LogHead) -> Result<Markup> {
     let overdue: Vec<_> = n.overdue().collect();
     let open_chart = open_records_chart(n)?;
     let codes_chart = rejections_chart(n)?;
@@ -103,6 +105,8 @@ pub fn render(n: &National) -> Result<Markup> {
                     h1 { "Child protection information sharing: national report " (n.date) }
                     p { "Generated " (fmt_time(Some(n.generated_at))) ". Changes, rejections and attendances since "
                         (n.since.map(|t| fmt_time(Some(t))).unwrap_or_else(|| "the gateway started".into())) "." }
+                    p id="access-log-head" { "Access log head: " code { (log_head) } " (" (log_head.entries) " entries). Keep it: "
+                        code { "audit verify --expect-head " (log_head) } " fails if the log is later cut or rewritten." }
                 }
                 @if !n.has_data() {
                     p.empty id="no-data" { "No extracts have been received and no records are held: there is nothing to report for this date." }

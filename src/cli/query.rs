@@ -78,11 +78,20 @@ pub fn run(args: &QueryArgs, gateway: &mut Gateway<'_>) -> Result<u8> {
             serde_json::to_writer_pretty(&mut out, &found)?;
             writeln!(out)?;
         }
-        Format::Text if !found.flagged => {
+        Format::Text if found.flags.is_empty() => {
             writeln!(out, "{}: no child protection information", nhs.spaced())?;
         }
         Format::Text => {
-            writeln!(out, "{}: FLAGGED", nhs.spaced())?;
+            if found.flagged {
+                writeln!(out, "{}: FLAGGED", nhs.spaced())?;
+            } else {
+                writeln!(
+                    out,
+                    "{}: not flagged (no plan open on {}); recently ended:",
+                    nhs.spaced(),
+                    attended_at.date_naive()
+                )?;
+            }
             for f in &found.flags {
                 let state = match (f.status, f.end_date) {
                     (Status::Open, None) => format!("open since {}", f.start_date),
@@ -112,7 +121,9 @@ pub fn run(args: &QueryArgs, gateway: &mut Gateway<'_>) -> Result<u8> {
                 }
             }
             let notified: Vec<String> = found.notified.iter().map(ToString::to_string).collect();
-            if found.silent {
+            if !found.flagged {
+                writeln!(out, "  no LA notified (every record shown has ended)")?;
+            } else if found.silent {
                 writeln!(out, "  silent read ({}): no LA notified", setting.as_str())?;
             } else if notified.is_empty() {
                 writeln!(out, "  no LA notified (already notified of this view within 24 hours, or no open record)")?;

@@ -24,6 +24,9 @@ struct Status {
     quarantine: Vec<QuarantineView>,
     local_authorities: Vec<LaStatus>,
     remotes: Vec<crate::store::TransportStatus>,
+    /// The access log's head (entries and newest hash), to be kept elsewhere and checked
+    /// later with `audit verify --expect-head`.
+    access_log: crate::store::LogHead,
 }
 
 #[derive(Debug, Serialize)]
@@ -112,6 +115,7 @@ pub fn run(args: &StatusArgs, gateway: &mut Gateway<'_>) -> Result<u8> {
         quarantine,
         local_authorities,
         remotes: gateway.store.transports()?,
+        access_log: gateway.store.access_log_head()?,
     };
     let mut out = std::io::stdout().lock();
     match args.format {
@@ -195,5 +199,6 @@ fn write_text(out: &mut impl Write, s: &Status) -> std::io::Result<()> {
             codes.join(" ")
         )?;
     }
+    writeln!(out, "access log head: {}", s.access_log)?;
     Ok(())
 }

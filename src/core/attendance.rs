@@ -2,6 +2,7 @@
 //! reader and row validation. A rejected row is data, not an `Err`.
 
 use super::codes::{Code, Severity};
+use super::extract::linecap::{self, LineCap};
 use super::extract::{shown, FileProblem, SourceError, MAX_FIELD_BYTES};
 use super::ids::OdsCode;
 use super::nhs::NhsNumber;
@@ -210,10 +211,11 @@ pub fn read_attendance(
     let mut reader = ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
-        .from_reader(input);
+        .from_reader(LineCap::new(input));
     let mut header = StringRecord::new();
-    let map_err = |e: csv::Error| match e.into_kind() {
-        csv::ErrorKind::Io(e) => SourceError::Io(e),
+    let mut in_header = true;
+    let map_err = |e: csv::Error, in_header: bool| match e.into_kind() {
+        csv::ErrorKind::Io(e) => linecap::source_error(e, in_header),
         csv::ErrorKind::Utf8 { .. } => SourceError::File(FileProblem::new(
             Code::Encoding,
             "the file is not UTF-8 text: save it as UTF-8",
@@ -224,7 +226,10 @@ pub fn read_attendance(
         )),
     };
     loop {
-        if !reader.read_record(&mut header).map_err(map_err)? {
+        if !reader
+            .read_record(&mut header)
+            .map_err(|e| map_err(e, in_header))?
+        {
             return Err(FileProblem::new(Code::Empty, "the file has no header row").into());
         }
         if header.iter().any(|f| !f.trim().is_empty()) {
@@ -259,7 +264,11 @@ pub fn read_attendance(
     }
     let mut record = StringRecord::new();
     let mut row = 0;
-    while reader.read_record(&mut record).map_err(map_err)? {
+    in_header = false;
+    while reader
+        .read_record(&mut record)
+        .map_err(|e| map_err(e, in_header))?
+    {
         if record.iter().all(|f| f.trim().is_empty()) {
             continue;
         }

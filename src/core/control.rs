@@ -19,6 +19,21 @@ pub struct DtsControl {
     pub workflow_id: Option<String>,
 }
 
+/// A field of `DTSControl` may be given once: two `From_DTS` would let a sender name
+/// itself in one and another party in the other.
+fn once(seen: &mut Vec<String>, name: &str, depth: usize) -> Result<(), String> {
+    if depth != 1 {
+        return Ok(());
+    }
+    if seen.iter().any(|s| s == name) {
+        return Err(format!(
+            "the control file gives <{name}> more than once: send it with each field once"
+        ));
+    }
+    seen.push(name.to_owned());
+    Ok(())
+}
+
 /// Parses a control file. The error is a sentence for the sender.
 pub fn parse_control(bytes: &[u8]) -> Result<DtsControl, String> {
     if bytes.len() > MAX_CONTROL_BYTES {
@@ -32,6 +47,7 @@ pub fn parse_control(bytes: &[u8]) -> Result<DtsControl, String> {
     let mut control = DtsControl::default();
     let mut from = None;
     let mut path: Vec<String> = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
     loop {
         match reader.read_event_into(&mut buf) {
             Err(e) => return Err(format!("the control file is not well-formed XML: {e}")),
@@ -48,7 +64,12 @@ pub fn parse_control(bytes: &[u8]) -> Result<DtsControl, String> {
                 if path.len() > 2 {
                     return Err("the control file nests elements too deeply".into());
                 }
+                once(&mut seen, &name, path.len())?;
                 path.push(name);
+            }
+            Ok(Event::Empty(e)) => {
+                let name = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
+                once(&mut seen, &name, path.len())?;
             }
             Ok(Event::End(_)) => {
                 path.pop();
@@ -103,5 +124,17 @@ mod tests {
         assert!(parse_control(b"<!DOCTYPE x []><DTSControl/>").is_err());
         assert!(parse_control(b"not xml <").is_err());
         assert!(parse_control(&vec![b' '; MAX_CONTROL_BYTES + 1]).is_err());
+    }
+
+    #[test]
+    fn a_field_given_twice_is_refused() {
+        let twice = parse_control(
+            b"<DTSControl><From_DTS>LA919</From_DTS><From_DTS>LA202</From_DTS></DTSControl>",
+        );
+        assert!(twice.unwrap_err().contains("<From_DTS> more than once"));
+        assert!(
+            parse_control(b"<DTSControl><From_DTS/><From_DTS>LA919</From_DTS></DTSControl>")
+                .is_err()
+        );
     }
 }

@@ -71,6 +71,15 @@ fn finish_row(
     Ok(row)
 }
 
+/// Failures injected into [`Store::apply_file`] by tests.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Injected {
+    /// Fail after this many record writes, inside the transaction.
+    pub fail_after: Option<u64>,
+    /// Hold the transaction open this long before committing.
+    pub pause_before_commit: Option<std::time::Duration>,
+}
+
 /// The id operators type for a quarantine entry.
 pub fn quarantine_label(number: i64) -> String {
     format!("Q{number}")
@@ -243,14 +252,14 @@ impl Store {
     }
 
     /// Registers a file and applies its changes to the LA's records, in one transaction.
-    /// `fail_after` injects a failure after that many record writes (tests only).
+    /// `injected` holds the failures tests inject (none otherwise).
     pub fn apply_file(
         &mut self,
         report: &FileReport,
         la: LaCode,
         diff: &Diff,
         known_from: DateTime<Utc>,
-        fail_after: Option<u64>,
+        injected: Injected,
         settled: bool,
     ) -> Result<i64> {
         let changes = &diff.changes;
@@ -264,8 +273,11 @@ impl Store {
         let result = (|| {
             let tx = self.conn().transaction()?;
             let id = insert_file(&tx, report, true, settled)?;
-            super::records::write_changes(&tx, la, id, changes, known_from, fail_after)?;
+            super::records::write_changes(&tx, la, id, changes, known_from, injected.fail_after)?;
             insert_retained(&tx, id, la, diff)?;
+            if let Some(pause) = injected.pause_before_commit {
+                std::thread::sleep(pause);
+            }
             tx.commit()?;
             Ok(id)
         })();

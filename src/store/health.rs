@@ -71,6 +71,19 @@ pub fn entry_hash(
     hex::encode(Sha256::digest(canonical.as_bytes()))
 }
 
+/// The access log's head: entry count and the newest entry's hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogHead {
+    pub entries: u64,
+    pub hash: String,
+}
+
+impl std::fmt::Display for LogHead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.entries, self.hash)
+    }
+}
+
 /// Health-side writes of one file (or one query), in one transaction.
 pub struct HealthTx<'c> {
     tx: Transaction<'c>,
@@ -208,6 +221,37 @@ impl Store {
         Ok(())
     }
 
+    /// The access log's head: how many entries it has and the newest one's hash (the
+    /// genesis hash when empty). Written down elsewhere (the nightly report, a ticket), it
+    /// lets `audit verify --expect-head` tell a log that was cut or rewritten.
+    pub fn access_log_head(&mut self) -> Result<LogHead> {
+        let (entries, hash): (i64, Option<String>) = self.conn().query_row(
+            "SELECT (SELECT count(*) FROM access_log),
+                    (SELECT hash FROM access_log ORDER BY id DESC LIMIT 1)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(LogHead {
+            entries: entries as u64,
+            hash: hash.unwrap_or_else(|| GENESIS.to_owned()),
+        })
+    }
+
+    /// The hash of the access log's `n`-th entry (1 = first), if it has that many.
+    pub fn access_log_hash_at(&mut self, n: u64) -> Result<Option<String>> {
+        if n == 0 {
+            return Ok(Some(GENESIS.to_owned()));
+        }
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT hash FROM access_log ORDER BY id LIMIT 1 OFFSET ?1",
+                params![(n - 1) as i64],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     /// Walks the access log; the id of the first entry whose hash or link does not match.
     pub fn verify_access_log(&mut self) -> Result<(u64, Option<i64>)> {
         let mut stmt = self.conn().prepare(
@@ -274,17 +318,20 @@ impl HealthTx<'_> {
         Ok(out)
     }
 
-    /// The child's last `limit` presentations at unscheduled care, newest first.
+    /// The child's last `limit` presentations at unscheduled care up to `until` (never one
+    /// after the moment asked about, even if it was recorded first), newest first.
     pub fn recent_presentations(
         &self,
         nhs: NhsNumber,
         limit: usize,
+        until: DateTime<Utc>,
     ) -> Result<Vec<PresentationView>> {
         let mut stmt = self.tx.prepare_cached(
             "SELECT attended_at, org_ods, org_name, setting FROM presentations
-             WHERE nhs = ?1 AND unscheduled ORDER BY attended_at DESC, id DESC LIMIT ?2",
+             WHERE nhs = ?1 AND unscheduled AND attended_at <= ?3
+             ORDER BY attended_at DESC, id DESC LIMIT ?2",
         )?;
-        let rows = stmt.query_map(params![nhs.value() as i64, limit as i64], |r| {
+        let rows = stmt.query_map(params![nhs.value() as i64, limit as i64, ts(until)], |r| {
             Ok(PresentationView {
                 attended_at: r.get(0)?,
                 org_ods: r.get(1)?,

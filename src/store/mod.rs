@@ -10,8 +10,8 @@ mod health;
 mod records;
 mod reports;
 
-pub use files::{quarantine_label, FileRow, QuarantineEntry, TransportStatus};
-pub use health::{HealthTx, NotifyRow, PresentationView};
+pub use files::{quarantine_label, FileRow, Injected, QuarantineEntry, TransportStatus};
+pub use health::{HealthTx, LogHead, NotifyRow, PresentationView};
 pub use records::RecordVersion;
 
 use anyhow::{bail, Context, Result};
@@ -196,6 +196,49 @@ const MIGRATIONS: &[&str] = &[
     "#,
 ];
 
+/// How long a command waits for another one's write to finish before giving up.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The store most recently opened by this process, for [`hint`].
+static OPENED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// What to do about an SQLite error that concerns the store file itself, naming it.
+fn advice(e: &rusqlite::Error, path: &Path) -> Option<String> {
+    let path = path.display();
+    Some(match e.sqlite_error_code()? {
+        rusqlite::ErrorCode::NotADatabase => format!(
+            "{path} is not a gateway store (not an SQLite database, or damaged): check `root` in the configuration, or restore the store from a backup"
+        ),
+        rusqlite::ErrorCode::SystemIoFailure => format!(
+            "the disk failed while reading or writing {path} (full, read-only or failing): free space or fix the disk, then run the command again; nothing was half-applied"
+        ),
+        rusqlite::ErrorCode::DiskFull => format!(
+            "the disk holding {path} is full: free space, then run the command again; nothing was half-applied"
+        ),
+        rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen => format!(
+            "{path} cannot be opened for writing: check that it and its folder belong to the service user (run commands as that user, e.g. `sudo -u cpis`)"
+        ),
+        _ => return None,
+    })
+}
+
+fn explain(e: rusqlite::Error, path: &Path) -> anyhow::Error {
+    match advice(&e, path) {
+        Some(what) => anyhow::Error::new(e).context(what),
+        None => anyhow::Error::new(e),
+    }
+}
+
+/// For an error that reached the top of a command: if an SQLite error about the store
+/// file is behind it, what to do about it (naming the file).
+pub fn hint(e: &anyhow::Error) -> Option<String> {
+    let path = OPENED.get()?;
+    e.chain()
+        .find_map(|c| c.downcast_ref::<rusqlite::Error>())
+        .and_then(|s| advice(s, path))
+        .filter(|advice| !format!("{e:#}").contains(advice.as_str()))
+}
+
 /// The page cache, in KiB (negative: SQLite's unit for KiB).
 pub(crate) const CACHE_KIB: i64 = -16384;
 
@@ -226,18 +269,27 @@ impl Store {
         if !path.exists() {
             crate::fsutil::create_private_file(path)?;
         }
-        let conn = Connection::open(path)
+        let mut conn = Connection::open(path)
+            .map_err(|e| explain(e, path))
             .with_context(|| format!("cannot open the store {}", path.display()))?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // Another command may be writing (an ingest, the daemon): wait for it rather than
+        // fail. Every write transaction takes the write lock when it begins (IMMEDIATE), so
+        // a reader never has to upgrade to a writer mid-transaction, which SQLite refuses
+        // at once ("database is locked") without consulting the busy timeout.
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         // Room for every statement the hot paths use, so none is ever prepared twice.
         conn.set_prepared_statement_cache_capacity(64);
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| explain(e, path))
+            .with_context(|| format!("cannot open the store {}", path.display()))?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.pragma_update(None, "cache_size", CACHE_KIB)?;
         // Checkpoint every 32 MiB of WAL rather than 4: each checkpoint syncs the database,
         // and a national load would otherwise pay for dozens of them.
         conn.pragma_update(None, "wal_autocheckpoint", 8192)?;
+        let _ = OPENED.set(path.to_path_buf());
         let mut store = Store {
             conn,
             path: path.to_path_buf(),
@@ -246,10 +298,19 @@ impl Store {
         Ok(store)
     }
 
+    /// Brings the schema up to date. The version is read inside the write transaction, so
+    /// two commands opening a brand-new store at once never both run a migration.
     fn migrate(&mut self) -> Result<()> {
         let version: i64 = self
             .conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))?;
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| explain(e, &self.path))
+            .with_context(|| format!("cannot read the store {}", self.path.display()))?;
+        if usize::try_from(version).unwrap_or(usize::MAX) == MIGRATIONS.len() {
+            return Ok(());
+        }
+        let tx = self.conn.transaction()?;
+        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
         let version = usize::try_from(version).unwrap_or(usize::MAX);
         if version > MIGRATIONS.len() {
             bail!(
@@ -259,12 +320,11 @@ impl Store {
             );
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-            let tx = self.conn.transaction()?;
             tx.execute_batch(sql)
                 .with_context(|| format!("migration {} failed", i + 1))?;
             tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-            tx.commit()?;
         }
+        tx.commit()?;
         Ok(())
     }
 

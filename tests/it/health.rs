@@ -262,13 +262,27 @@ fn recently_ended_records_are_shown_but_notify_nobody() {
             (4, "2026-11-21T09:05:00+00:00", "ED", "Dr A"),
         ],
     );
+    // SPEC 4.1: flagged only if a record is open at the attendance. Child 3's only record
+    // ended within the year: shown (marked ended) and logged, but not flagged, not kept as
+    // a presentation, and nobody notified.
     assert_eq!(
         ack["attendance"],
-        serde_json::json!({"flagged": 1, "notifications_queued": 0, "silent_reads": 0, "not_flagged": 1})
+        serde_json::json!({"flagged": 0, "notifications_queued": 0, "silent_reads": 0, "not_flagged": 2})
     );
     let flags = site.flags("20261121T101500");
-    assert_eq!(flags["flagged"][0]["flags"][0]["status"], "ended");
-    assert_eq!(flags["not_flagged_rows"], serde_json::json!([2]));
+    assert_eq!(flags["flagged"], serde_json::json!([]));
+    assert_eq!(flags["ended_only"][0]["row"], 1);
+    assert_eq!(flags["ended_only"][0]["flagged"], false);
+    assert_eq!(flags["ended_only"][0]["flags"][0]["status"], "ended");
+    assert_eq!(flags["ended_only"][0]["notified"], serde_json::json!([]));
+    assert_eq!(flags["not_flagged_rows"], serde_json::json!([1, 2]));
+    assert_eq!(site.sql("SELECT count(*) FROM presentations"), 0);
+    assert_eq!(site.sql("SELECT count(*) FROM notifications"), 0);
+    assert_eq!(
+        site.sql("SELECT count(*) FROM access_log"),
+        1,
+        "the look-up found a record, so it is logged"
+    );
 }
 
 #[test]
@@ -675,4 +689,160 @@ fn an_attendance_file_committed_just_before_a_crash_is_finished_not_redone() {
         "recorded once"
     );
     assert_eq!(site.notifications("919").len(), 1, "notified once");
+}
+
+impl Site {
+    /// `query` for child `child` as Dr Q at RWG, JSON, at `at`.
+    fn query(&self, child: u64, setting: &str, at: &str) -> Value {
+        let out = gateway(self.path())
+            .args(["query", &nhs(child), "--org", "RWG", "--user", "Dr Q"])
+            .args(["--role", "Doctor", "--setting", setting, "--at", at])
+            .args(["--format", "json"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn audit(&self, extra: &[&str]) -> (i32, String) {
+        let out = gateway(self.path())
+            .args(["audit", "verify"])
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    /// The head `audit verify` prints (`ENTRIES:HASH`).
+    fn head(&self) -> String {
+        let (code, text) = self.audit(&[]);
+        assert_eq!(code, 0, "{text}");
+        text.lines()
+            .find_map(|l| l.strip_prefix("head: "))
+            .expect("a head line")
+            .to_owned()
+    }
+
+    fn sqlite3(&self, sql: &str) {
+        let st = Command::new("sqlite3")
+            .arg(self.path().join("var/store/cpis.sqlite"))
+            .arg(sql)
+            .status()
+            .expect("sqlite3 (.ci/run installs it)");
+        assert!(st.success());
+    }
+}
+
+#[test]
+fn a_child_whose_records_all_ended_is_shown_but_not_flagged() {
+    let site = Site::new();
+    let v = site.query(3, "ED", "2026-11-21T09:00:00Z");
+    assert_eq!(v["flagged"], false);
+    assert_eq!(v["flags"][0]["status"], "ended");
+    assert_eq!(v["notified"], serde_json::json!([]));
+    assert_eq!(site.sql("SELECT count(*) FROM presentations"), 0);
+    assert_eq!(site.sql("SELECT count(*) FROM notifications"), 0);
+    assert_eq!(site.sql("SELECT count(*) FROM access_log"), 1);
+    let text = gateway(site.path())
+        .args(["query", &nhs(3), "--org", "RWG", "--user", "Dr Q"])
+        .args(["--role", "Doctor", "--setting", "ED"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("not flagged"), "{text}");
+    assert!(!text.contains("FLAGGED"), "{text}");
+}
+
+#[test]
+fn a_query_never_shows_presentations_after_its_moment() {
+    let site = Site::new();
+    // Processed first (say, after downtime), but it happened at 10:00.
+    site.attend(
+        "20261121T101500",
+        &[(1, "2026-11-21T10:00:00+00:00", "ED", "Dr A")],
+    );
+    let early = site.query(1, "UTC", "2026-11-21T08:00:00Z");
+    assert_eq!(early["flagged"], true);
+    assert_eq!(early["presentations"], serde_json::json!([]));
+    let late = site.query(1, "UTC", "2026-11-21T11:00:00Z");
+    let shown: Vec<&str> = late["presentations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["attended_at"].as_str().unwrap())
+        .collect();
+    // Newest first; the 08:00 query was itself a presentation at urgent care.
+    assert_eq!(
+        shown,
+        ["2026-11-21T10:00:00.000Z", "2026-11-21T08:00:00.000Z"]
+    );
+}
+
+#[test]
+fn the_access_log_head_catches_a_cut_or_a_rewritten_log() {
+    let site = Site::new();
+    site.attend(
+        "20261121T101500",
+        &[
+            (1, "2026-11-21T09:42:00+00:00", "ED", "Dr A"),
+            (2, "2026-11-21T09:43:00+00:00", "GP", "Dr B"),
+        ],
+    );
+    let head = site.head();
+    assert!(head.starts_with("2:"), "{head}");
+    // The head is carried by status (JSON) and the nightly report.
+    let status: Value = serde_json::from_slice(
+        &gateway(site.path())
+            .args(["status", "--format", "json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        format!(
+            "{}:{}",
+            status["access_log"]["entries"],
+            status["access_log"]["hash"].as_str().unwrap()
+        ),
+        head
+    );
+    gateway(site.path())
+        .args(["report", "--date", "2026-11-21"])
+        .assert()
+        .success();
+    let page = fs::read_to_string(site.path().join("var/reports/2026-11-21/index.html")).unwrap();
+    assert!(page.contains(&head), "the report carries the head");
+    // A later entry extends the head: still fine.
+    site.query(1, "UTC", "2026-11-21T12:00:00Z");
+    assert_eq!(site.audit(&["--expect-head", &head]).0, 0);
+    // Cut the newest two entries: the chain alone still verifies, the head does not.
+    site.sqlite3(
+        "DROP TRIGGER access_log_no_delete; DELETE FROM access_log WHERE id IN (SELECT id FROM access_log ORDER BY id DESC LIMIT 2);",
+    );
+    assert_eq!(site.audit(&[]).0, 0, "a cut chain is still a valid chain");
+    let (code, text) = site.audit(&["--expect-head", &head]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("access log cut"), "{text}");
+    // Rewrite everything and chain it anew with the same count: caught too.
+    site.sqlite3("DELETE FROM access_log;");
+    site.query(1, "UTC", "2026-11-21T13:00:00Z");
+    site.query(2, "UTC", "2026-11-21T13:00:00Z");
+    assert_eq!(site.audit(&[]).0, 0);
+    let (code, text) = site.audit(&["--expect-head", &head]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("access log rewritten"), "{text}");
+    assert_eq!(
+        site.audit(&["--expect-head", "2:xyz"]).0,
+        2,
+        "a bad head is a usage error"
+    );
 }

@@ -5,6 +5,7 @@
 //! with them) are skipped; any other row must have as many fields as the header, because a
 //! ragged row cannot be read reliably and guessing could close a child's record by absence.
 
+use super::linecap::{self, LineCap};
 use super::{Column, Dialect, FileProblem, RawRow, RowSource, SourceError, COLUMN_COUNT};
 use crate::core::codes::Code;
 use ::csv::{ByteRecord, ReaderBuilder, StringRecord};
@@ -12,7 +13,7 @@ use std::io::Read;
 
 /// Reads rows of a CSV extract one at a time, reusing one record buffer.
 pub struct CsvRows<R: Read> {
-    reader: ::csv::Reader<R>,
+    reader: ::csv::Reader<LineCap<R>>,
     record: StringRecord,
     /// For each column of the file, which extract column it is.
     columns: Vec<Column>,
@@ -22,7 +23,7 @@ pub struct CsvRows<R: Read> {
 
 fn csv_error(err: ::csv::Error, row: u64, columns: &[Column]) -> SourceError {
     match err.into_kind() {
-        ::csv::ErrorKind::Io(e) => SourceError::Io(e),
+        ::csv::ErrorKind::Io(e) => linecap::source_error(e, columns.is_empty()),
         ::csv::ErrorKind::Utf8 { err, .. } => SourceError::File(FileProblem::new(
             Code::Encoding,
             format!(
@@ -50,7 +51,7 @@ impl<R: Read> CsvRows<R> {
             .has_headers(false)
             .flexible(true)
             .buffer_capacity(1 << 16)
-            .from_reader(input);
+            .from_reader(LineCap::new(input));
         let mut header = ByteRecord::new();
         loop {
             if !reader
@@ -83,10 +84,24 @@ impl<R: Read> CsvRows<R> {
     }
 }
 
+/// The first `n` items joined, and " and K more" for the rest.
+fn at_most(items: &[String], n: usize) -> (String, String) {
+    let more = items.len().saturating_sub(n);
+    (
+        items[..items.len().min(n)].join(", "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        },
+    )
+}
+
 /// Maps header names to columns; unknown, repeated or missing required names are `HEADER`.
 fn map_header(header: &ByteRecord) -> Result<Vec<Column>, FileProblem> {
     let mut columns = Vec::with_capacity(header.len());
     let mut problems = Vec::new();
+    let mut unknown = Vec::new();
     for (i, raw) in header.iter().enumerate() {
         let Ok(name) = std::str::from_utf8(raw) else {
             return Err(FileProblem::new(
@@ -108,13 +123,27 @@ fn map_header(header: &ByteRecord) -> Result<Vec<Column>, FileProblem> {
                 c.csv_name()
             )),
             Some(&c) => columns.push(c),
-            None => problems.push(format!(
-                "column {} {} is not an extract column (allowed: {})",
-                i + 1,
-                super::shown(name),
-                Column::ALL.map(Column::csv_name).join(", ")
-            )),
+            None => unknown.push(format!("column {} {}", i + 1, super::shown(name))),
         }
+    }
+    if !unknown.is_empty() {
+        let (shown, more) = at_most(&unknown, 10);
+        problems.insert(
+            0,
+            if unknown.len() == 1 {
+                format!("{shown} is not an extract column")
+            } else {
+                format!("{shown}{more} are not extract columns")
+            } + &format!(
+                " (allowed: {})",
+                Column::ALL.map(Column::csv_name).join(", ")
+            ),
+        );
+    }
+    if problems.len() > 12 {
+        let extra = problems.len() - 12;
+        problems.truncate(12);
+        problems.push(format!("and {extra} more problems"));
     }
     let missing: Vec<&str> = Column::ALL
         .iter()

@@ -2,6 +2,7 @@
 //! yield numbered [`RawRow`]s into the same validator.
 
 pub mod csv;
+pub mod linecap;
 pub mod xml;
 
 use super::codes::Code;
