@@ -86,14 +86,16 @@ pub struct Daemon<'a> {
     mailboxes: Vec<MailboxId>,
     settler: Settler,
     stop: Arc<AtomicBool>,
-    /// Files whose processing failed (I/O, store): retried after a pause, not in a loop.
-    failed: HashMap<PathBuf, Instant>,
+    /// Files whose processing failed (I/O, store): when to try again, and the pause after
+    /// that (doubling from RETRY_FIRST to RETRY_MAX), so a full disk is not hammered.
+    failed: HashMap<PathBuf, (Instant, Duration)>,
     /// Whether an injected `fail-once` failure was used up (tests only).
     injected_once: bool,
     pub summary: Summary,
 }
 
-const RETRY_AFTER: Duration = Duration::from_secs(30);
+const RETRY_FIRST: Duration = Duration::from_secs(2);
+const RETRY_MAX: Duration = Duration::from_secs(300);
 /// How often the mailboxes are looked at with no watch event (events can be lost).
 const SAFETY_RESCAN: Duration = Duration::from_secs(10);
 /// Back-off of a failed notification flush: from this, doubling, up to the maximum (and
@@ -123,7 +125,10 @@ impl<'a> Daemon<'a> {
         stop: Arc<AtomicBool>,
     ) -> Result<Daemon<'a>> {
         let gateway = Gateway::open(config, clock)?;
-        gateway.init_mailboxes()?;
+        if let Err(e) = gateway.init_mailboxes() {
+            // The other mailboxes are served; the failing ones are retried at every write.
+            tracing::error!(error = %format!("{e:#}"), "some mailboxes are not usable");
+        }
         let las = config.local_authorities.iter().map(|&la| MailboxId::La(la));
         let orgs = config
             .health_orgs
@@ -199,19 +204,21 @@ impl<'a> Daemon<'a> {
         if self
             .failed
             .get(path)
-            .is_some_and(|t| t.elapsed() < RETRY_AFTER)
+            .is_some_and(|(next, _)| Instant::now() < *next)
         {
             return false;
         }
         match &self.gateway.fault {
-            Some(Fault::PauseBeforeTake(pause)) => std::thread::sleep(*pause),
+            Some(Fault::PauseBeforeTake(pause)) => {
+                tracing::info!(file = %path.display(), "pausing before taking the file (injected)");
+                std::thread::sleep(*pause);
+            }
             Some(Fault::FailOnce(name))
                 if !self.injected_once && path.file_name().is_some_and(|n| n == name.as_str()) =>
             {
                 self.injected_once = true;
                 tracing::error!(file = %path.display(), mailbox = %mailbox, "processing failed (injected): the file stays in in/ and is retried (later files of this LA wait for it)");
-                self.failed.insert(path.to_path_buf(), Instant::now());
-                self.summary.failed += 1;
+                self.failed_again(path);
                 return false;
             }
             _ => {}
@@ -239,11 +246,21 @@ impl<'a> Daemon<'a> {
             }
             Err(e) => {
                 tracing::error!(file = %path.display(), mailbox = %mailbox, error = %format!("{e:#}"), "processing failed: the file stays in in/ and is retried (later files of this LA wait for it)");
-                self.failed.insert(path.to_path_buf(), Instant::now());
-                self.summary.failed += 1;
+                self.failed_again(path);
                 false
             }
         }
+    }
+
+    /// Records a failure of `path`: the next try waits twice as long as the last.
+    fn failed_again(&mut self, path: &Path) {
+        let delay = self
+            .failed
+            .get(path)
+            .map_or(RETRY_FIRST, |(_, d)| (*d * 2).min(RETRY_MAX));
+        self.failed
+            .insert(path.to_path_buf(), (Instant::now() + delay, delay));
+        self.summary.failed += 1;
     }
 
     fn refuse(&mut self, path: &Path, mailbox: &MailboxId, reason: &str) {

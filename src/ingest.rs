@@ -81,9 +81,9 @@ impl<'a> Gateway<'a> {
         })
     }
 
-    /// Creates every party's mailbox folders (idempotent).
+    /// Creates every party's mailbox folders (idempotent). Tries them all; the error names
+    /// every one that could not be made.
     pub fn init_mailboxes(&self) -> Result<usize> {
-        let mut n = 0;
         let las = self
             .config
             .local_authorities
@@ -94,13 +94,21 @@ impl<'a> Gateway<'a> {
             .health_orgs
             .iter()
             .map(|h| MailboxId::Health(h.ods.clone()));
+        let mut made = 0;
+        let mut failures = Vec::new();
         for id in las.chain(orgs) {
-            crate::fsutil::create_private_dir(&self.layout.inbox(&id))?;
-            crate::fsutil::create_private_dir(&self.layout.outbox(&id))?;
-            n += 1;
+            match crate::fsutil::create_private_dir(&self.layout.inbox(&id))
+                .and_then(|()| crate::fsutil::create_private_dir(&self.layout.outbox(&id)))
+            {
+                Ok(()) => made += 1,
+                Err(e) => failures.push(format!("{id}: {e:#}")),
+            }
         }
         crate::fsutil::create_private_dir(&self.layout.archive())?;
-        Ok(n)
+        if !failures.is_empty() {
+            bail!("mailbox folders could not be made: {}", failures.join("; "));
+        }
+        Ok(made)
     }
 
     /// Processes one file as if dropped into `mailbox`.

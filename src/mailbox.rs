@@ -87,13 +87,21 @@ impl Settler {
             }
             let stem = name.rsplit_once('.').map_or(name.as_str(), |(s, _)| s);
             let control = inbox.join(format!("{stem}.ctl"));
-            if control.is_file() {
-                self.seen.remove(&path);
-                found.push(Found::Ready {
-                    path,
-                    control: Some(control),
-                });
-                continue;
+            match control_state(&control, settle, now) {
+                Control::Absent => {}
+                Control::Complete => {
+                    self.seen.remove(&path);
+                    found.push(Found::Ready {
+                        path,
+                        control: Some(control),
+                    });
+                    continue;
+                }
+                Control::Arriving => {
+                    settling += 1;
+                    found.push(Found::Settling { path });
+                    continue;
+                }
             }
             let (len, mtime) = (meta.len(), meta.modified().ok());
             let old_enough = mtime
@@ -125,6 +133,45 @@ impl Settler {
     /// Forgets files that are gone (so the map does not grow).
     pub fn forget(&mut self, path: &Path) {
         self.seen.remove(path);
+    }
+}
+
+/// Where a data file's control file stands.
+enum Control {
+    Absent,
+    /// Still being written: empty, or not yet a whole document and younger than `settle`.
+    Arriving,
+    /// There to be read (a broken one older than `settle` is judged, and refuses its file).
+    Complete,
+}
+
+fn control_state(control: &Path, settle: Duration, now: SystemTime) -> Control {
+    let Ok(meta) = fs::symlink_metadata(control) else {
+        return Control::Absent;
+    };
+    if meta.is_file() && meta.len() == 0 {
+        return Control::Arriving;
+    }
+    let young = meta
+        .modified()
+        .ok()
+        .and_then(|m| now.duration_since(m).ok())
+        .is_none_or(|age| age < settle);
+    let whole = || {
+        crate::fsutil::open_inbound(control)
+            .ok()
+            .and_then(Result::ok)
+            .and_then(|mut o| {
+                crate::fsutil::read_at_most(&mut o.file, crate::core::control::MAX_CONTROL_BYTES)
+                    .ok()
+            })
+            .flatten()
+            .is_some_and(|bytes| crate::core::control::parse_control(&bytes).is_ok())
+    };
+    if meta.is_file() && young && !whole() {
+        Control::Arriving
+    } else {
+        Control::Complete
     }
 }
 
@@ -173,7 +220,7 @@ mod tests {
         fs::write(dir.path().join(NAME), "x").unwrap();
         fs::write(
             dir.path().join("CPIS_EXTRACT_919_20261121T020000.ctl"),
-            "<DTSControl/>",
+            "<DTSControl><From_DTS>LA919</From_DTS></DTSControl>",
         )
         .unwrap();
         fs::write(dir.path().join("notes.txt"), "x").unwrap();
@@ -204,5 +251,35 @@ mod tests {
             .collect();
         assert_eq!(refused.len(), 3, "{refused:?}");
         assert!(refused.iter().any(|r| r.contains("symbolic link")));
+    }
+
+    #[test]
+    fn a_control_file_still_being_written_holds_its_data_file() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(NAME), "x").unwrap();
+        let ctl = dir.path().join("CPIS_EXTRACT_919_20261121T020000.ctl");
+        fs::write(&ctl, "").unwrap();
+        let mut s = Settler::default();
+        let (found, settling) = s.scan(dir.path(), Duration::from_secs(60)).unwrap();
+        assert_eq!(
+            (ready(&found).len(), settling),
+            (0, 1),
+            "empty: still arriving"
+        );
+        fs::write(&ctl, "<DTSControl><From_DTS>LA9").unwrap();
+        let (found, _) = s.scan(dir.path(), Duration::from_secs(60)).unwrap();
+        assert!(
+            ready(&found).is_empty(),
+            "half a document, young: still arriving"
+        );
+        let (found, _) = s.scan(dir.path(), Duration::ZERO).unwrap();
+        assert_eq!(
+            ready(&found),
+            [NAME],
+            "old enough: judged (and refused) as it is"
+        );
+        fs::write(&ctl, "<DTSControl><From_DTS>LA919</From_DTS></DTSControl>").unwrap();
+        let (found, _) = s.scan(dir.path(), Duration::from_secs(60)).unwrap();
+        assert_eq!(ready(&found), [NAME]);
     }
 }

@@ -91,6 +91,12 @@ pub fn parse_control(bytes: &[u8]) -> Result<DtsControl, String> {
                 };
                 *slot = Some(text);
             }
+            Ok(Event::Eof) if !path.is_empty() => {
+                return Err(format!(
+                    "the control file ends inside <{}>: it is incomplete",
+                    path.join("><")
+                ))
+            }
             Ok(Event::Eof) => break,
             Ok(_) => {}
         }
@@ -123,6 +129,7 @@ mod tests {
         assert!(parse_control(b"<DTSControl><To_DTS>x</To_DTS></DTSControl>").is_err());
         assert!(parse_control(b"<!DOCTYPE x []><DTSControl/>").is_err());
         assert!(parse_control(b"not xml <").is_err());
+        assert!(parse_control(b"<DTSControl><From_DTS>LA919</From_DTS>").is_err());
         assert!(parse_control(&vec![b' '; MAX_CONTROL_BYTES + 1]).is_err());
     }
 

@@ -12,44 +12,50 @@ use std::time::{Duration, Instant};
 const LAS: &str = "[\"919\", \"202\", \"330\", \"942\"]";
 
 /// A root with a config; `settle_ms` as given.
-struct Root {
+pub(crate) struct Root {
     dir: tempfile::TempDir,
 }
 
 impl Root {
-    fn new(settle_ms: u64) -> Root {
+    pub(crate) fn new(settle_ms: u64) -> Root {
+        Root::with(settle_ms, "")
+    }
+
+    /// With more `[gateway]` keys (`extra`, one per line); RWG is a health organisation.
+    pub(crate) fn with(settle_ms: u64, extra: &str) -> Root {
         let dir = temp();
         fs::write(
             dir.path().join("config.toml"),
             format!(
-                "[gateway]\nroot = \"var\"\nsettle_ms = {settle_ms}\nlocal_authorities = {LAS}\n"
+                "[gateway]\nroot = \"var\"\nsettle_ms = {settle_ms}\nlocal_authorities = {LAS}\n{extra}\n\
+                 [[health_org]]\nods = \"RWG\"\nname = \"West Herts\"\n"
             ),
         )
         .unwrap();
         Root { dir }
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    fn inbox(&self, mailbox: &str) -> PathBuf {
+    pub(crate) fn inbox(&self, mailbox: &str) -> PathBuf {
         let p = self.path().join("var/mailboxes").join(mailbox).join("in");
         fs::create_dir_all(&p).unwrap();
         p
     }
 
-    fn outbox(&self, mailbox: &str) -> PathBuf {
+    pub(crate) fn outbox(&self, mailbox: &str) -> PathBuf {
         self.path().join("var/mailboxes").join(mailbox).join("out")
     }
 
-    fn ack(&self, mailbox: &str, file: &str) -> PathBuf {
+    pub(crate) fn ack(&self, mailbox: &str, file: &str) -> PathBuf {
         let stem = file.rsplit_once('.').map_or(file, |(s, _)| s);
         self.outbox(mailbox).join(format!("CPIS_ACK_{stem}.json"))
     }
 
     /// Starts `run` in the background; returns once it is watching.
-    fn start(&self) -> Daemon {
+    pub(crate) fn start(&self) -> Daemon {
         let log = self.path().join(format!(
             "daemon-{}.log",
             Instant::now().elapsed().as_nanos()
@@ -67,7 +73,7 @@ impl Root {
         d
     }
 
-    fn run_once(&self) -> std::process::Output {
+    pub(crate) fn run_once(&self) -> std::process::Output {
         gateway(self.path())
             .args(["run", "--once"])
             .output()
@@ -75,13 +81,13 @@ impl Root {
     }
 }
 
-struct Daemon {
-    child: Child,
-    log: PathBuf,
+pub(crate) struct Daemon {
+    pub(crate) child: Child,
+    pub(crate) log: PathBuf,
 }
 
 impl Daemon {
-    fn wait_log(&self, text: &str) {
+    pub(crate) fn wait_log(&self, text: &str) {
         let log = self.log.clone();
         wait_until(Duration::from_secs(20), || {
             fs::read_to_string(&log).unwrap_or_default().contains(text)
@@ -94,7 +100,7 @@ impl Daemon {
         });
     }
 
-    fn signal(&self, sig: &str) {
+    pub(crate) fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
             .args([sig, &self.child.id().to_string()])
             .status()
@@ -111,7 +117,7 @@ impl Drop for Daemon {
 }
 
 /// Polls `check` every 10 ms until it holds (Some(elapsed)) or `limit` passes (None).
-fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
+pub(crate) fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
     let start = Instant::now();
     while start.elapsed() < limit {
         if check() {
@@ -122,12 +128,12 @@ fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> Option<Durati
     None
 }
 
-fn read_json(path: &Path) -> Value {
+pub(crate) fn read_json(path: &Path) -> Value {
     serde_json::from_slice(&fs::read(path).unwrap()).unwrap()
 }
 
 /// A valid extract of `rows` rows for `la` at `stamp`, as bytes, and its file name.
-fn extract(la: &str, rows: u64, stamp: &str) -> (String, Vec<u8>) {
+pub(crate) fn extract(la: &str, rows: u64, stamp: &str) -> (String, Vec<u8>) {
     let dir = temp();
     let m = gen_extract(
         dir.path(),
@@ -137,7 +143,7 @@ fn extract(la: &str, rows: u64, stamp: &str) -> (String, Vec<u8>) {
     (name.clone(), fs::read(dir.path().join(name)).unwrap())
 }
 
-fn control(from: &str) -> String {
+pub(crate) fn control(from: &str) -> String {
     format!("<DTSControl><MessageType>Data</MessageType><From_DTS>{from}</From_DTS><To_DTS>X26GW001</To_DTS><WorkflowId>CPIS_EXTRACT</WorkflowId></DTSControl>")
 }
 
@@ -344,7 +350,7 @@ fn a_file_committed_just_before_a_crash_is_finished_not_redone() {
 }
 
 /// How many files the registry holds (0 before the store exists), read without creating it.
-fn processed(root: &Path) -> usize {
+pub(crate) fn processed(root: &Path) -> usize {
     let path = root.join("var/store/cpis.sqlite");
     let Ok(conn) =
         rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
@@ -356,7 +362,7 @@ fn processed(root: &Path) -> usize {
 }
 
 /// Every file's (name, outcome, changes) in the registry, and the records and history.
-fn final_state(root: &Path) -> (Vec<(String, String, String)>, String) {
+pub(crate) fn final_state(root: &Path) -> (Vec<(String, String, String)>, String) {
     let conn = rusqlite::Connection::open(root.join("var/store/cpis.sqlite")).unwrap();
     let mut stmt = conn
         .prepare(
@@ -378,6 +384,10 @@ fn final_state(root: &Path) -> (Vec<(String, String, String)>, String) {
     for sql in [
         "SELECT la_code, nhs, plan_type, open, fingerprint FROM records ORDER BY 1, 2, 3",
         "SELECT la_code, nhs, plan_type, start_date, end_date, edt_phone, office_phone, local_ref, expected_delivery, change FROM record_versions ORDER BY 1, 2, 3, id",
+        "SELECT nhs, attended_at, org_ods, setting, user_name FROM presentations ORDER BY 1, 2, 5",
+        "SELECT n.la_code, p.nhs, p.attended_at, n.plan_type FROM notifications n JOIN presentations p ON p.id = n.presentation_id ORDER BY 1, 2, 3, 4",
+        "SELECT id, at, nhs, user_name, result, hash FROM access_log ORDER BY id",
+        "SELECT count(*) FROM notifications WHERE batch_id IS NULL",
     ] {
         let mut stmt = conn.prepare(sql).unwrap();
         let n = stmt.column_count();
@@ -429,18 +439,61 @@ fn kill_9_at_random_moments_loses_and_doubles_nothing() {
             gen_extract(src.path(), &args);
         }
     }
-    let files: Vec<PathBuf> = fs::read_dir(src.path())
+    let mut files: Vec<PathBuf> = fs::read_dir(src.path())
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
+    files.sort();
     assert_eq!(files.len(), 24);
+    // And 16 attendance files from RWG, each naming 6 children of the extracts (some
+    // flagged, some ended) among 14 unknown ones.
+    let known: Vec<String> = files
+        .iter()
+        .flat_map(|f| {
+            fs::read_to_string(f)
+                .unwrap()
+                .lines()
+                .skip(1)
+                .step_by(97)
+                .map(|l| l.split(',').next().unwrap().replace(' ', ""))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for i in 0..16u64 {
+        let mut text =
+            String::from("nhs_number,attended_at,org_ods,org_name,setting,user_name,user_role\n");
+        for j in 0..20u64 {
+            let nhs = if j < 6 {
+                known[((i * 6 + j) as usize * 7) % known.len()].clone()
+            } else {
+                test_nhs(999_800_000, i * 20 + j)
+            };
+            let setting = if j % 5 == 4 { "GP" } else { "ED" };
+            text.push_str(&format!(
+                "{nhs},2026-11-21T{:02}:{:02}:00+00:00,RWG,West Herts,{setting},Dr {},Doctor\n",
+                8 + i / 4,
+                j * 2,
+                i % 3
+            ));
+        }
+        let name = format!("CPIS_ATTEND_RWG_20261121T12{i:02}00.csv");
+        fs::write(src.path().join(&name), text).unwrap();
+        files.push(src.path().join(name));
+    }
+    let mailbox_of = |name: &str| {
+        if let Some(rest) = name.strip_prefix("CPIS_EXTRACT_") {
+            format!("LA{}", &rest[..3])
+        } else {
+            "RWG".to_owned()
+        }
+    };
     let fill = |root: &Root| {
         for f in &files {
             let name = f.file_name().unwrap().to_string_lossy().into_owned();
-            let la = &name["CPIS_EXTRACT_".len().."CPIS_EXTRACT_".len() + 3];
-            fs::copy(f, root.inbox(&format!("LA{la}")).join(&name)).unwrap();
+            fs::copy(f, root.inbox(&mailbox_of(&name)).join(&name)).unwrap();
         }
     };
+    let total = files.len();
 
     let clean = Root::new(0);
     fill(&clean);
@@ -452,7 +505,12 @@ fn kill_9_at_random_moments_loses_and_doubles_nothing() {
         String::from_utf8_lossy(&out.stderr)
     );
     let expected = final_state(clean.path());
-    assert_eq!(expected.0.len(), 24);
+    assert_eq!(expected.0.len(), total);
+    let notified: usize = ["919", "202", "330", "942"]
+        .iter()
+        .map(|la| notification_rows(&clean, la).len())
+        .sum();
+    assert!(notified > 0, "some attendances flag and notify");
 
     let crashed = Root::new(0);
     fill(&crashed);
@@ -477,8 +535,8 @@ fn kill_9_at_random_moments_loses_and_doubles_nothing() {
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
         let done = processed(crashed.path());
-        interrupted += u32::from(done < 24);
-        eprintln!("kill -9: {done} of 24 files had an outcome");
+        interrupted += u32::from(done < total);
+        eprintln!("kill -9: {done} of {total} files had an outcome");
     }
     assert!(
         interrupted > 0,
@@ -491,13 +549,11 @@ fn kill_9_at_random_moments_loses_and_doubles_nothing() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for la in ["919", "202", "330", "942"] {
+    for mailbox in ["LA919", "LA202", "LA330", "LA942", "RWG"] {
         assert_eq!(
-            fs::read_dir(crashed.inbox(&format!("LA{la}")))
-                .unwrap()
-                .count(),
+            fs::read_dir(crashed.inbox(mailbox)).unwrap().count(),
             0,
-            "LA{la}: nothing left in in/"
+            "{mailbox}: nothing left in in/"
         );
     }
     let got = final_state(crashed.path());
@@ -510,10 +566,41 @@ fn kill_9_at_random_moments_loses_and_doubles_nothing() {
         "the store equals a clean sequential run's"
     );
     for (name, _, _) in &got.0 {
-        let la = &name["CPIS_EXTRACT_".len().."CPIS_EXTRACT_".len() + 3];
         assert!(
-            crashed.ack(&format!("LA{la}"), name).exists(),
+            crashed.ack(&mailbox_of(name), name).exists(),
             "{name} acknowledged"
         );
     }
+    // Every notification written exactly once: the rows of all files, as a clean run's.
+    for la in ["919", "202", "330", "942"] {
+        assert_eq!(
+            notification_rows(&crashed, la),
+            notification_rows(&clean, la),
+            "LA{la}: every notification once"
+        );
+    }
+}
+
+/// Every row of every notification file an LA received, sorted (duplicates kept).
+fn notification_rows(root: &Root, la: &str) -> Vec<String> {
+    let mut rows: Vec<String> = fs::read_dir(root.outbox(&format!("LA{la}")))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("CPIS_NOTIFY_")
+        })
+        .flat_map(|p| {
+            fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .skip(1)
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    rows.sort();
+    rows
 }

@@ -6,6 +6,7 @@ mod health;
 mod helpers;
 mod props;
 mod reports;
+mod robustness;
 mod schemas;
 mod sftp;
 mod store;
