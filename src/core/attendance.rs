@@ -214,8 +214,8 @@ pub fn read_attendance(
         .from_reader(LineCap::new(input));
     let mut header = StringRecord::new();
     let mut in_header = true;
-    let map_err = |e: csv::Error, in_header: bool| match e.into_kind() {
-        csv::ErrorKind::Io(e) => linecap::source_error(e, in_header),
+    let map_err = |e: csv::Error, in_header: bool, line: u64| match e.into_kind() {
+        csv::ErrorKind::Io(e) => linecap::source_error(e, in_header, line),
         csv::ErrorKind::Utf8 { .. } => SourceError::File(FileProblem::new(
             Code::Encoding,
             "the file is not UTF-8 text: save it as UTF-8",
@@ -228,7 +228,7 @@ pub fn read_attendance(
     loop {
         if !reader
             .read_record(&mut header)
-            .map_err(|e| map_err(e, in_header))?
+            .map_err(|e| map_err(e, in_header, reader.position().line()))?
         {
             return Err(FileProblem::new(Code::Empty, "the file has no header row").into());
         }
@@ -267,7 +267,7 @@ pub fn read_attendance(
     in_header = false;
     while reader
         .read_record(&mut record)
-        .map_err(|e| map_err(e, in_header))?
+        .map_err(|e| map_err(e, in_header, reader.position().line()))?
     {
         if record.iter().all(|f| f.trim().is_empty()) {
             continue;

@@ -21,9 +21,9 @@ pub struct CsvRows<R: Read> {
     blank_rows: u64,
 }
 
-fn csv_error(err: ::csv::Error, row: u64, columns: &[Column]) -> SourceError {
+fn csv_error(err: ::csv::Error, row: u64, line: u64, columns: &[Column]) -> SourceError {
     match err.into_kind() {
-        ::csv::ErrorKind::Io(e) => linecap::source_error(e, columns.is_empty()),
+        ::csv::ErrorKind::Io(e) => linecap::source_error(e, columns.is_empty(), line),
         ::csv::ErrorKind::Utf8 { err, .. } => SourceError::File(FileProblem::new(
             Code::Encoding,
             format!(
@@ -56,7 +56,7 @@ impl<R: Read> CsvRows<R> {
         loop {
             if !reader
                 .read_byte_record(&mut header)
-                .map_err(|e| csv_error(e, 0, &[]))?
+                .map_err(|e| csv_error(e, 0, reader.position().line(), &[]))?
             {
                 return Err(FileProblem::new(
                     Code::Empty,
@@ -170,11 +170,14 @@ fn map_header(header: &ByteRecord) -> Result<Vec<Column>, FileProblem> {
 impl<R: Read> RowSource for CsvRows<R> {
     fn next_row(&mut self) -> Result<Option<RawRow<'_>>, SourceError> {
         loop {
-            if !self
-                .reader
-                .read_record(&mut self.record)
-                .map_err(|e| csv_error(e, self.row + 1, &self.columns))?
-            {
+            if !self.reader.read_record(&mut self.record).map_err(|e| {
+                csv_error(
+                    e,
+                    self.row + 1,
+                    self.reader.position().line(),
+                    &self.columns,
+                )
+            })? {
                 return Ok(None);
             }
             if !is_blank(&self.record) {

@@ -10,20 +10,14 @@ use std::io::{self, Read};
 /// The longest line read (bytes between two line feeds).
 pub const MAX_LINE_BYTES: u64 = 64 * 1024;
 
-/// The error a [`LineCap`] raises (inside an `io::Error`) when a line is too long.
+/// The error a [`LineCap`] raises (inside an `io::Error`) when a line is too long. The line's
+/// number comes from the CSV reader, which counts lines anyway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LineTooLong {
-    /// The line of the file (1 = first line) that is too long.
-    pub line: u64,
-}
+pub struct LineTooLong;
 
 impl std::fmt::Display for LineTooLong {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "line {} is longer than {MAX_LINE_BYTES} bytes",
-            self.line
-        )
+        write!(f, "a line is longer than {MAX_LINE_BYTES} bytes")
     }
 }
 
@@ -34,46 +28,57 @@ pub struct LineCap<R> {
     inner: R,
     /// Bytes of the current line so far.
     run: u64,
-    /// Line feeds seen so far.
-    lines: u64,
 }
 
 impl<R: Read> LineCap<R> {
     pub fn new(inner: R) -> Self {
-        LineCap {
-            inner,
-            run: 0,
-            lines: 0,
-        }
+        LineCap { inner, run: 0 }
     }
 }
 
 impl<R: Read> Read for LineCap<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        let mut start = 0;
-        for nl in memchr::memchr_iter(b'\n', &buf[..n]) {
-            if self.run + (nl - start) as u64 > MAX_LINE_BYTES {
-                break;
+        let chunk = &buf[..n];
+        match (memchr::memchr(b'\n', chunk), memchr::memrchr(b'\n', chunk)) {
+            (Some(first), Some(last)) if n as u64 <= MAX_LINE_BYTES => {
+                // A chunk no longer than the cap cannot hold a too-long line between its
+                // first and last line feeds: only the line carried in and the one carried
+                // out need checking.
+                if self.run + first as u64 > MAX_LINE_BYTES {
+                    return Err(too_long());
+                }
+                self.run = (n - last - 1) as u64;
             }
-            self.run = 0;
-            self.lines += 1;
-            start = nl + 1;
+            (None, _) | (_, None) => self.run += n as u64,
+            _ => {
+                let mut start = 0;
+                for nl in memchr::memchr_iter(b'\n', chunk) {
+                    if self.run + (nl - start) as u64 > MAX_LINE_BYTES {
+                        return Err(too_long());
+                    }
+                    self.run = 0;
+                    start = nl + 1;
+                }
+                self.run += (n - start) as u64;
+            }
         }
-        self.run += (n - start) as u64;
         if self.run > MAX_LINE_BYTES {
-            return Err(io::Error::other(LineTooLong {
-                line: self.lines + 1,
-            }));
+            return Err(too_long());
         }
         Ok(n)
     }
 }
 
+fn too_long() -> io::Error {
+    io::Error::other(LineTooLong)
+}
+
 /// The file problem for a line that is too long, if `e` is one: `HEADER` when it is the
-/// header line (`in_header`), else `FIELD_TOO_LONG`.
-pub fn line_problem(e: &io::Error, in_header: bool) -> Option<FileProblem> {
-    let long = e.get_ref()?.downcast_ref::<LineTooLong>()?;
+/// header line (`in_header`), else `FIELD_TOO_LONG`. `line` is where the reader stood.
+pub fn line_problem(e: &io::Error, in_header: bool, line: u64) -> Option<FileProblem> {
+    e.get_ref()?.downcast_ref::<LineTooLong>()?;
+    let long = format!("line {line} is longer than {MAX_LINE_BYTES} bytes");
     Some(if in_header {
         FileProblem::new(
             Code::Header,
@@ -92,8 +97,8 @@ pub fn line_problem(e: &io::Error, in_header: bool) -> Option<FileProblem> {
 }
 
 /// Maps an I/O error of a capped reader to a file problem where it is one.
-pub fn source_error(e: io::Error, in_header: bool) -> SourceError {
-    match line_problem(&e, in_header) {
+pub fn source_error(e: io::Error, in_header: bool, line: u64) -> SourceError {
+    match line_problem(&e, in_header, line) {
         Some(p) => SourceError::File(p),
         None => SourceError::Io(e),
     }
@@ -103,7 +108,8 @@ pub fn source_error(e: io::Error, in_header: bool) -> SourceError {
 mod tests {
     use super::*;
 
-    fn read_all(bytes: &[u8], chunk: usize) -> Result<Vec<u8>, u64> {
+    /// Reads everything in chunks of `chunk`: Ok(bytes) or Err(offset of the failing read).
+    fn read_all(bytes: &[u8], chunk: usize) -> Result<Vec<u8>, usize> {
         let mut r = LineCap::new(bytes);
         let mut out = Vec::new();
         let mut buf = vec![0; chunk];
@@ -111,16 +117,12 @@ mod tests {
             match r.read(&mut buf) {
                 Ok(0) => return Ok(out),
                 Ok(n) => out.extend_from_slice(&buf[..n]),
-                Err(e) => return Err(line_problem_line(&e)),
+                Err(e) => {
+                    assert!(line_problem(&e, false, 3).is_some(), "{e}");
+                    return Err(out.len());
+                }
             }
         }
-    }
-
-    fn line_problem_line(e: &io::Error) -> u64 {
-        e.get_ref()
-            .and_then(|i| i.downcast_ref::<LineTooLong>())
-            .map(|l| l.line)
-            .expect("a LineTooLong")
     }
 
     #[test]
@@ -134,12 +136,31 @@ mod tests {
     }
 
     #[test]
-    fn a_long_line_fails_with_its_number() {
+    fn a_long_line_fails_before_much_more_is_read() {
         let mut text = b"h\nok\n".to_vec();
         text.extend(std::iter::repeat_n(b'x', MAX_LINE_BYTES as usize + 1));
         text.extend_from_slice(b"\nmore\n");
+        text.extend(std::iter::repeat_n(b'y', 1 << 20));
         for chunk in [1, 999, 1 << 16, 1 << 20] {
-            assert_eq!(read_all(&text, chunk), Err(3), "chunk {chunk}");
+            let read = read_all(&text, chunk).unwrap_err();
+            assert!(
+                read <= MAX_LINE_BYTES as usize + (1 << 20) + 6,
+                "chunk {chunk}: {read}"
+            );
         }
+    }
+
+    #[test]
+    fn the_problem_names_the_line_and_the_code() {
+        let e = too_long();
+        let p = line_problem(&e, false, 7).unwrap();
+        assert_eq!(p.code, Code::FieldTooLong);
+        assert!(
+            p.message.starts_with("line 7 is longer than"),
+            "{}",
+            p.message
+        );
+        assert_eq!(line_problem(&e, true, 1).unwrap().code, Code::Header);
+        assert!(line_problem(&io::Error::other("disk"), false, 1).is_none());
     }
 }
