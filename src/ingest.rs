@@ -17,11 +17,14 @@ use crate::core::outbound::{ack_csv, ack_csv_name, ack_json_name};
 use crate::core::reconcile::{quarantine_reason, reconcile};
 use crate::core::report::{FileKind, FileReport, Outcome};
 use crate::fault::Fault;
-use crate::fsutil::{archive_from, archive_path, open_inbound, still_at, write_atomic, write_lock};
+use crate::fsutil::{
+    archive_copy, archive_inbound, archive_path, open_inbound, write_atomic, write_lock,
+};
 use crate::layout::Layout;
 use crate::store::Store;
 use anyhow::{anyhow, bail, Context, Result};
 use sha2::Digest;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 /// What becomes of the inbound file.
@@ -132,7 +135,7 @@ impl<'a> Gateway<'a> {
         mailbox: &MailboxId,
         rules: &Rules,
     ) -> Result<FileReport> {
-        let mut opened =
+        let opened =
             match open_inbound(path).with_context(|| format!("cannot open {}", path.display()))? {
                 Ok(opened) => opened,
                 Err(why) if rules.intake == Intake::Move => {
@@ -147,32 +150,35 @@ impl<'a> Gateway<'a> {
         {
             return self.ingest_attendance(opened, path, name, mailbox, rules);
         }
-        let identity = opened.meta.clone();
-        // What is checked is the archived copy: the bytes applied are the bytes kept, even
-        // if someone holding another link to the inbound file changes it. A file over the
-        // size limit is not copied (it is refused unread, and set aside after its ack).
-        let archived = opened.meta.len() <= self.config.max_file_bytes;
-        let checked = if archived {
-            let (_, copy) = archive_from(&self.layout.archive(), &mut opened)?;
-            check_named(
-                &copy,
-                name,
-                Some(mailbox),
-                self.config,
-                self.clock,
-                Keep { rows: true },
-            )
-        } else {
-            check_opened(
-                opened,
-                name,
-                Some(mailbox),
-                self.config,
-                self.clock,
-                Keep { rows: true },
-            )
+        // Nobody else may hold a name for the bytes the gateway is about to apply and keep.
+        if rules.intake == Intake::Move && opened.meta.nlink() > 1 {
+            return self.refuse(
+                path,
+                mailbox,
+                &format!("{name:?} has other hard links: mailboxes take only files of their own"),
+            );
         }
+        let identity = opened.meta.clone();
+        let mut handle = opened.file.try_clone()?;
+        let checked = check_opened(
+            opened,
+            name,
+            Some(mailbox),
+            self.config,
+            self.clock,
+            Keep { rows: true },
+        )
         .with_context(|| format!("cannot read {}", path.display()))?;
+        if rules.intake == Intake::Copy {
+            // The operator's file stays where it is; the archive gets a copy of the bytes
+            // that were read (no sync needed: the original is still there).
+            archive_copy(
+                &self.layout.archive(),
+                &mut handle,
+                &checked.report.sha256,
+                false,
+            )?;
+        }
         let mut report = checked.report.clone();
         if let Some(problem) = &rules.refusal {
             report.file_errors.push(problem.clone());
@@ -188,13 +194,9 @@ impl<'a> Gateway<'a> {
             None => self.decide(checked, report, mailbox, rules)?,
         };
         if rules.intake == Intake::Move {
-            if !still_at(&identity, path) {
+            let archive = self.layout.archive();
+            if !archive_inbound(&archive, path, &identity, &mut handle, &report.sha256)? {
                 tracing::warn!(file = %name, mailbox = %mailbox, "the inbound file was replaced while it was processed: the replacement is left in in/ for the next pass");
-            } else if archived {
-                std::fs::remove_file(path)
-                    .with_context(|| format!("cannot remove {}", path.display()))?;
-            } else {
-                self.set_aside(path, name, file_id)?;
             }
             self.store.mark_settled(file_id)?;
         }

@@ -445,7 +445,7 @@ fn control_files_are_not_followed_and_not_read_whole() {
 }
 
 #[test]
-fn a_hard_linked_file_cannot_change_what_was_archived() {
+fn a_hard_linked_file_is_refused_so_nobody_else_can_change_what_is_kept() {
     let root = Root::new(0);
     let (name, bytes) = extract("919", 20, "20261121T020000");
     let outside = root.path().join("kept-by-someone-else.csv");
@@ -454,20 +454,26 @@ fn a_hard_linked_file_cannot_change_what_was_archived() {
     let out = root.run_once();
     assert_eq!(
         out.status.code(),
-        Some(0),
+        Some(1),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // Whoever holds the other link rewrites the bytes in place.
-    let mut tampered = bytes.clone();
-    tampered[bytes.len() - 3] ^= 1;
-    fs::write(&outside, &tampered).unwrap();
     let ack = read_json(&root.ack("LA919", &name));
-    let sha = ack["sha256"].as_str().unwrap();
-    let archived = fs::read(root.path().join("var/archive").join(&sha[..2]).join(sha)).unwrap();
+    assert_eq!(file_codes(&ack), ["FILE_NAME"]);
+    assert!(ack.to_string().contains("other hard links"), "{ack}");
+    assert!(
+        walk(&root.path().join("var/archive")).is_empty(),
+        "nothing archived"
+    );
+    let conn = rusqlite::Connection::open(root.path().join("var/store/cpis.sqlite")).unwrap();
+    let records: i64 = conn
+        .query_row("SELECT count(*) FROM records", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(records, 0, "nothing applied");
     assert_eq!(
-        archived, bytes,
-        "the archive kept the bytes that were applied"
+        fs::read(&outside).unwrap(),
+        bytes,
+        "the other link is untouched"
     );
 }
 
