@@ -2,9 +2,11 @@
 //! duplicate, staleness, validation, error rate, the pure reconciliation diff, the guards,
 //! then one transaction; only after the commit, the acknowledgement.
 //!
-//! The inbound file is copied into the content-addressed archive before anything is
-//! committed, so whatever happens it is never lost; `ingest` from the CLI leaves the
-//! operator's file where it was.
+//! The file is opened once (never through a link, never blocking on a FIFO) and read
+//! through that handle. From the CLI (`Intake::Copy`) the bytes read are copied into the
+//! content-addressed archive before anything is committed and the operator's file stays
+//! where it was; from a mailbox (`Intake::Move`) the file, which nobody else may link to,
+//! is moved into the archive once its outcome is committed. Either way it is never lost.
 
 use crate::check::{check_named, check_opened, CheckedExtract, Keep};
 use crate::clock::Clock;

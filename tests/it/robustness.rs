@@ -73,6 +73,25 @@ fn settle_into_window() {
     std::thread::sleep(Duration::from_millis(700));
 }
 
+/// Ingests `first` into LA 919 of a new root holding its transaction open, and `second`
+/// while it does; returns the root and both reports.
+fn race(first: &Path, second: &Path) -> (Root, Value, Value) {
+    let root = Root::new(0);
+    let a = spawn_ingest(
+        root.path(),
+        "LA919",
+        first,
+        Some("pause-before-commit:2500"),
+    );
+    settle_into_window();
+    let b = spawn_ingest(root.path(), "LA919", second, None);
+    let (a, b) = (
+        report(a.wait_with_output().unwrap()),
+        report(b.wait_with_output().unwrap()),
+    );
+    (root, a, b)
+}
+
 #[test]
 fn a_second_writer_sees_the_first_writers_commit() {
     let src = temp();
@@ -91,19 +110,7 @@ fn a_second_writer_sees_the_first_writers_commit() {
 
     // Day 0 holds its transaction open; day 1 arrives meanwhile: it must be judged against
     // day 0's commit, and the end state must be the sequential one.
-    let root = Root::new(0);
-    let first = spawn_ingest(
-        root.path(),
-        "LA919",
-        &files[0],
-        Some("pause-before-commit:2500"),
-    );
-    settle_into_window();
-    let second = spawn_ingest(root.path(), "LA919", &files[1], None);
-    let (first, second) = (
-        report(first.wait_with_output().unwrap()),
-        report(second.wait_with_output().unwrap()),
-    );
+    let (root, first, second) = race(&files[0], &files[1]);
     assert_eq!(
         (first["outcome"].as_str(), second["outcome"].as_str()),
         (Some("accepted"), Some("accepted"))
@@ -118,37 +125,13 @@ fn a_second_writer_sees_the_first_writers_commit() {
     );
 
     // The newer one holds its transaction; the older one arriving meanwhile is STALE.
-    let root = Root::new(0);
-    let newer = spawn_ingest(
-        root.path(),
-        "LA919",
-        &files[1],
-        Some("pause-before-commit:2500"),
-    );
-    settle_into_window();
-    let older = spawn_ingest(root.path(), "LA919", &files[0], None);
-    let (newer, older) = (
-        report(newer.wait_with_output().unwrap()),
-        report(older.wait_with_output().unwrap()),
-    );
+    let (_, newer, older) = race(&files[1], &files[0]);
     assert_eq!(newer["outcome"], "accepted");
     assert_eq!(older["outcome"], "rejected");
     assert_eq!(file_codes(&older), ["STALE"]);
 
     // The same bytes twice at once: applied once, the second is a duplicate.
-    let root = Root::new(0);
-    let a = spawn_ingest(
-        root.path(),
-        "LA919",
-        &files[0],
-        Some("pause-before-commit:2500"),
-    );
-    settle_into_window();
-    let b = spawn_ingest(root.path(), "LA919", &files[0], None);
-    let (a, b) = (
-        report(a.wait_with_output().unwrap()),
-        report(b.wait_with_output().unwrap()),
-    );
+    let (root, a, b) = race(&files[0], &files[0]);
     assert_eq!(
         (a["outcome"].as_str(), b["outcome"].as_str()),
         (Some("accepted"), Some("duplicate"))
@@ -826,4 +809,159 @@ fn a_full_disk_loses_nothing_and_lets_nothing_overtake() {
         panic!("the same store as without the outage: only after the outage {only_got:?}, only without {only_expected:?}");
     }
     drop(d);
+}
+
+/// The records (current versions) of a store, for comparison.
+fn records(root: &Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open(root.join("var/store/cpis.sqlite")).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT la_code, nhs, plan_type, open, fingerprint FROM records ORDER BY 1, 2, 3")
+        .unwrap();
+    stmt.query_map([], |r| {
+        Ok(format!(
+            "{}|{}|{}|{}|{}",
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, i64>(4)?
+        ))
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+/// Campaign: many `ingest`s of several LAs' days at once, in a shuffled order, with
+/// `query`s among them. No command may fail for another's sake; each LA's applied extracts
+/// must have been applied in extraction-time order (older ones arriving late are STALE);
+/// no bytes applied twice; and the store must equal a sequential run of the applied files
+/// in the order they were committed. `CPIS_RACE_ROUNDS` (default 1) repeats it.
+#[test]
+fn concurrent_ingests_and_queries_campaign() {
+    let rounds: u64 = std::env::var("CPIS_RACE_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    let src = temp();
+    let mut files = Vec::new();
+    for (i, la) in ["919", "202", "330"].iter().enumerate() {
+        for day in 0..4u32 {
+            let m = gen_extract(
+                src.path(),
+                &[
+                    "--la",
+                    la,
+                    "--rows",
+                    "1500",
+                    "--offset",
+                    &(i as u64 * 100_000).to_string(),
+                    "--day",
+                    &day.to_string(),
+                    "--at",
+                    &format!("202611{:02}T020000", 10 + day),
+                ],
+            );
+            files.push((
+                format!("LA{la}"),
+                src.path().join(m["file"].as_str().unwrap()),
+            ));
+        }
+    }
+    let (mut ingests, mut queries, mut stale) = (0, 0, 0);
+    for round in 0..rounds {
+        let root = Root::new(0);
+        // A shuffled order, every file twice (the same bytes at once must apply once).
+        let mut order: Vec<usize> = (0..files.len() * 2).map(|i| i % files.len()).collect();
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ round;
+        for i in (1..order.len()).rev() {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            order.swap(i, (seed % (i as u64 + 1)) as usize);
+        }
+        let mut children: Vec<(bool, Child)> = Vec::new();
+        for (k, &i) in order.iter().enumerate() {
+            let (mailbox, file) = &files[i];
+            children.push((true, spawn_ingest(root.path(), mailbox, file, None)));
+            if k % 3 == 0 {
+                let q = bin()
+                    .current_dir(root.path())
+                    .args(["query", "9990000018", "--org", "RWG", "--user", "Dr Q"])
+                    .args(["--role", "Doctor", "--setting", "ED", "--format", "json"])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                children.push((false, q));
+            }
+        }
+        for (is_ingest, child) in children {
+            let out = child.wait_with_output().unwrap();
+            let code = out.status.code();
+            if is_ingest {
+                ingests += 1;
+                assert!(
+                    matches!(code, Some(0 | 1)),
+                    "an ingest failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                let r = report(out);
+                assert!(
+                    matches!(
+                        r["outcome"].as_str(),
+                        Some("accepted" | "duplicate" | "rejected")
+                    ),
+                    "{r}"
+                );
+                if r["outcome"] == "rejected" {
+                    assert_eq!(file_codes(&r), ["STALE"], "{r}");
+                    stale += 1;
+                }
+            } else {
+                queries += 1;
+                assert_eq!(
+                    code,
+                    Some(0),
+                    "a query failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+        // Applied files, in commit order: strictly newer per LA, never the same bytes twice.
+        let conn = rusqlite::Connection::open(root.path().join("var/store/cpis.sqlite")).unwrap();
+        let mut stmt = conn
+            .prepare(
+                "SELECT sender, extracted_at, sha256, name FROM files WHERE applied ORDER BY id",
+            )
+            .unwrap();
+        let applied: Vec<(String, String, String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let mut last: std::collections::HashMap<&str, &str> = Default::default();
+        let mut shas = std::collections::HashSet::new();
+        for (la, at, sha, _) in &applied {
+            if let Some(prev) = last.insert(la, at) {
+                assert!(prev < at.as_str(), "LA {la}: {at} applied after {prev}");
+            }
+            assert!(shas.insert(sha), "the same bytes applied twice");
+        }
+        // The store equals the applied files run one after the other.
+        let replay = Root::new(0);
+        for (la, _, _, name) in &applied {
+            gateway(replay.path())
+                .args(["ingest", "--mailbox", &format!("LA{la}")])
+                .arg(src.path().join(name))
+                .assert()
+                .code(predicates::ord::le(1));
+        }
+        assert_eq!(
+            records(root.path()),
+            records(replay.path()),
+            "round {round}"
+        );
+    }
+    eprintln!("campaign: {rounds} round(s), {ingests} concurrent ingests ({stale} STALE), {queries} queries, none failed");
 }
