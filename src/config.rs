@@ -156,6 +156,8 @@ pub struct MeshConfig {
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Which configuration this is: the file's path, or the built-in defaults.
+    pub origin: String,
     /// Where the config file lives (or the current folder): relative paths start here.
     pub base_dir: PathBuf,
     pub root: PathBuf,
@@ -181,7 +183,11 @@ impl Config {
             None => (PathBuf::from("config.toml"), false),
         };
         if !must_exist && !path.exists() {
-            return Config::parse("", &std::env::current_dir()?, "defaults");
+            return Config::parse(
+                "",
+                &std::env::current_dir()?,
+                "built-in defaults (no ./config.toml)",
+            );
         }
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read config {}", path.display()))?;
@@ -191,7 +197,8 @@ impl Config {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
         let dir = std::path::absolute(&dir).unwrap_or(dir);
-        Config::parse(&text, &dir, &path.display().to_string())
+        let shown = std::path::absolute(&path).unwrap_or(path);
+        Config::parse(&text, &dir, &shown.display().to_string())
     }
 
     /// Parses config text; `origin` names it in errors.
@@ -327,6 +334,7 @@ impl Config {
             }
         };
         Ok(Config {
+            origin: origin.to_owned(),
             root: resolve(&g.root),
             base_dir: base_dir.to_path_buf(),
             settle: Duration::from_millis(g.settle_ms),

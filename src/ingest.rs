@@ -86,6 +86,21 @@ impl<'a> Gateway<'a> {
         })
     }
 
+    /// Opens the store of an existing root, creating nothing: a command that only looks or
+    /// decides must not leave a new empty store wherever it happens to run.
+    pub fn open_existing(config: &'a Config, clock: &'a dyn Clock) -> Result<Gateway<'a>> {
+        let store = Layout::new(&config.root).store();
+        if !store.exists() {
+            bail!(
+                "no gateway store at {} (configuration: {}; root: {}): run this where the gateway's config.toml is, give it with --config, or create a new store with `cpis-gateway init`",
+                store.display(),
+                config.origin,
+                config.root.display()
+            );
+        }
+        Gateway::open(config, clock)
+    }
+
     /// Creates every party's mailbox folders (idempotent). Tries them all; the error names
     /// every one that could not be made.
     pub fn init_mailboxes(&self) -> Result<usize> {

@@ -15,6 +15,7 @@ pub mod ingest;
 pub mod layout;
 pub mod logging;
 pub mod mailbox;
+pub mod owner;
 pub mod progress;
 pub mod reporting;
 pub mod store;

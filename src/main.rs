@@ -20,6 +20,10 @@ struct Cli {
     /// Log format on stderr: human-readable text, or JSON lines for log shippers
     #[arg(long, global = true, value_enum, default_value = "text")]
     log_format: logging::LogFormat,
+    /// When run as root on a root folder that belongs to the service user: become that
+    /// user first (without it the command is refused, so it cannot leave root-owned files)
+    #[arg(long, global = true)]
+    as_owner: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -70,6 +74,8 @@ fn main() -> ExitCode {
     logging::init(level, cli.log_format);
     match run(cli) {
         Ok(code) => ExitCode::from(code),
+        // `... | head`: the reader has all it wanted.
+        Err(e) if broken_pipe(&e) => ExitCode::from(exit::OK),
         Err(e) => {
             eprintln!("error: {e:#}");
             if let Some(hint) = cpis_gateway::store::hint(&e) {
@@ -80,6 +86,13 @@ fn main() -> ExitCode {
     }
 }
 
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 fn run(cli: Cli) -> anyhow::Result<u8> {
     let clock = clock::from_env()?;
     // gen needs no configuration (a broken config.toml must not stop it).
@@ -88,18 +101,23 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     }
     let config = Config::load(cli.config.as_deref())?;
     let clock = clock.as_ref();
-    let gateway = || Gateway::open(&config, clock);
+    if !matches!(cli.command, Command::Validate(_)) {
+        cpis_gateway::owner::ensure(&config.root, cli.as_owner)?;
+    }
+    // Commands that only look or decide never create a store; init, run and ingest do.
+    let creating = || Gateway::open(&config, clock);
+    let existing = || Gateway::open_existing(&config, clock);
     match &cli.command {
         Command::Gen(args) => cli::gen::run(args, clock),
         Command::Validate(args) => cli::validate::run(args, &config, clock),
         Command::Run(args) => cli::run::run(args, &config, clock),
-        Command::Init => cli::init::run(&gateway()?),
-        Command::Ingest(args) => cli::ingest::run(args, &mut gateway()?),
-        Command::Quarantine(args) => cli::quarantine::run(args, &mut gateway()?),
-        Command::Query(args) => cli::query::run(args, &mut gateway()?),
-        Command::Audit(args) => cli::audit::run(args, &mut gateway()?),
-        Command::Replay(args) => cli::replay::run(args, &mut gateway()?),
-        Command::Report(args) => cli::report::run(args, &mut gateway()?),
-        Command::Status(args) => cli::status::run(args, &mut gateway()?),
+        Command::Init => cli::init::run(&creating()?),
+        Command::Ingest(args) => cli::ingest::run(args, &mut creating()?),
+        Command::Quarantine(args) => cli::quarantine::run(args, &mut existing()?),
+        Command::Query(args) => cli::query::run(args, &mut existing()?),
+        Command::Audit(args) => cli::audit::run(args, &mut existing()?),
+        Command::Replay(args) => cli::replay::run(args, &mut existing()?),
+        Command::Report(args) => cli::report::run(args, &mut existing()?),
+        Command::Status(args) => cli::status::run(args, &mut existing()?),
     }
 }

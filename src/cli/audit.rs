@@ -8,6 +8,7 @@ use crate::ingest::Gateway;
 use crate::store::LogHead;
 use anyhow::Result;
 use clap::{Args, Subcommand};
+use std::io::Write;
 
 #[derive(Debug, Args)]
 pub struct AuditArgs {
@@ -46,9 +47,9 @@ pub fn run(args: &AuditArgs, gateway: &mut Gateway<'_>) -> Result<u8> {
     let AuditAction::Verify { expect_head } = &args.action;
     let store = &mut gateway.store;
     if let (_, Some(id)) = store.verify_access_log()? {
-        println!(
+        writeln!(std::io::stdout(),
             "access log entry {id} does not match its hash: it was altered, or an entry before it was removed"
-        );
+        )?;
         return Ok(exit::REJECTED);
     }
     let head = store.access_log_head()?;
@@ -56,23 +57,24 @@ pub fn run(args: &AuditArgs, gateway: &mut Gateway<'_>) -> Result<u8> {
         let found = store.access_log_hash_at(expected.entries)?;
         match found {
             None => {
-                println!(
+                writeln!(std::io::stdout(),
                     "access log cut: it has {} entries but had at least {} (head {expected}): its newest entries were removed",
                     head.entries, expected.entries
-                );
+                )?;
                 return Ok(exit::REJECTED);
             }
             Some(hash) if hash != expected.hash => {
-                println!(
+                writeln!(std::io::stdout(),
                     "access log rewritten: entry {} has hash {hash}, not {} (head {expected}): the log was changed and chained anew",
                     expected.entries, expected.hash
-                );
+                )?;
                 return Ok(exit::REJECTED);
             }
             Some(_) => {}
         }
     }
-    println!(
+    writeln!(
+        std::io::stdout(),
         "access log intact: {} entries, every hash and link matches{}",
         head.entries,
         if expect_head.is_some() {
@@ -80,7 +82,7 @@ pub fn run(args: &AuditArgs, gateway: &mut Gateway<'_>) -> Result<u8> {
         } else {
             ""
         }
-    );
-    println!("head: {head}");
+    )?;
+    writeln!(std::io::stdout(), "head: {head}")?;
     Ok(exit::OK)
 }

@@ -211,9 +211,9 @@ fn extract(a: &ExtractArgs, clock: &dyn Clock) -> Result<u8> {
     };
     let (path, manifest) = write_file(&spec, &a.out)?;
     if a.manifest {
-        println!("{}", serde_json::to_string(&manifest)?);
+        writeln!(std::io::stdout(), "{}", serde_json::to_string(&manifest)?)?;
     } else {
-        println!("{}", path.display());
+        writeln!(std::io::stdout(), "{}", path.display())?;
     }
     Ok(exit::OK)
 }
@@ -225,7 +225,12 @@ fn national(a: &NationalArgs, clock: &dyn Clock) -> Result<u8> {
     for spec in &specs {
         total += write_file(spec, &a.out)?.1.rows;
     }
-    println!("{} files, {total} rows in {}", specs.len(), a.out.display());
+    writeln!(
+        std::io::stdout(),
+        "{} files, {total} rows in {}",
+        specs.len(),
+        a.out.display()
+    )?;
     Ok(exit::OK)
 }
 
@@ -251,6 +256,6 @@ fn attendance(a: &AttendArgs, clock: &dyn Clock) -> Result<u8> {
     drop(w);
     let path = a.out.join(name);
     std::fs::rename(&tmp, &path)?;
-    println!("{}", path.display());
+    writeln!(std::io::stdout(), "{}", path.display())?;
     Ok(exit::OK)
 }

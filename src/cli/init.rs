@@ -3,13 +3,15 @@
 use super::exit;
 use crate::ingest::Gateway;
 use anyhow::Result;
+use std::io::Write;
 
 pub fn run(gateway: &Gateway<'_>) -> Result<u8> {
     let n = gateway.init_mailboxes()?;
-    println!(
+    writeln!(
+        std::io::stdout(),
         "store {}\n{n} mailboxes under {}",
         gateway.store.path().display(),
         gateway.layout.root().join("mailboxes").display()
-    );
+    )?;
     Ok(exit::OK)
 }

@@ -8,6 +8,7 @@ use crate::ingest::Gateway;
 use anyhow::{anyhow, Result};
 use chrono::NaiveDate;
 use clap::Args;
+use std::io::Write;
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
@@ -23,11 +24,12 @@ pub fn run(args: &ReportArgs, gateway: &mut Gateway<'_>) -> Result<u8> {
         None => today(gateway),
     };
     let written = gateway.write_reports(date)?;
-    println!(
+    writeln!(
+        std::io::stdout(),
         "report for {date}: {}\n{} data-quality file(s) written to LA outboxes",
         written.dir.join("index.html").display(),
         written.la_files
-    );
+    )?;
     Ok(exit::OK)
 }
 

@@ -10,6 +10,7 @@ use crate::daemon::{lock_root, Daemon};
 use crate::layout::Layout;
 use anyhow::Result;
 use clap::Args;
+use std::io::Write;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -48,13 +49,14 @@ pub fn run(args: &RunArgs, config: &Config, clock: &dyn Clock) -> Result<u8> {
             s.failed
         ));
     }
-    println!("{line}");
-    println!(
+    writeln!(std::io::stdout(), "{line}")?;
+    writeln!(
+        std::io::stdout(),
         "acknowledgements: {}/<mailbox>/out/\narchive: {}\nstore: {}",
         layout.root().join("mailboxes").display(),
         layout.archive().display(),
         layout.store().display()
-    );
+    )?;
     Ok(if s.all_accepted() {
         exit::OK
     } else {

@@ -220,6 +220,15 @@ fn exact_figures_on_a_scripted_scenario() {
 fn a_report_with_no_data_says_so() {
     let dir = temp();
     config(dir.path());
+    // No store yet: report creates none, and says where it looked.
+    let out = gateway(dir.path())
+        .args(["report", "--date", "2026-11-22"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no gateway store at"));
+    assert!(!dir.path().join("var").exists(), "nothing created");
+    gateway(dir.path()).arg("init").assert().success();
     report(dir.path(), "2026-11-22T02:00:00Z", "2026-11-22");
     let html = fs::read_to_string(dir.path().join("var/reports/2026-11-22/index.html")).unwrap();
     assert!(
