@@ -1,29 +1,46 @@
-//! `status [--format text|json]`: backlog, last extract per LA, overdue LAs, quarantine,
-//! pending notifications (SPEC 7.1 JSON).
+//! `status [--all] [--format text|json]`: what needs an operator's attention first
+//! (quarantined files, files rejected in the last day, LAs whose latest file was rejected,
+//! overdue LAs, failing remotes), then the state of the gateway (daemon, backlog, pending
+//! notifications, last report, access-log head) and, with `--all`, every LA. The JSON
+//! (SPEC 7.1, `schemas/status.schema.json`) always has everything.
 
 use super::{exit, Format};
 use crate::core::ids::MailboxId;
 use crate::core::plan::PlanType;
 use crate::ingest::Gateway;
+use crate::store::{FileBrief, TransportStatus};
 use anyhow::Result;
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::path::Path;
 
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
+    /// Output: text for a person (what needs attention first), or one JSON document
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
+    /// Also list every configured LA (text; the JSON always has them)
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Serialize)]
 struct Status {
+    config: String,
+    root: String,
+    /// The pid of the daemon holding the root's lock, if one runs.
+    daemon_pid: Option<u32>,
     backlog: u64,
     pending_notifications: u64,
     quarantine: Vec<QuarantineView>,
+    rejected_last_day: Vec<FileBrief>,
+    /// LAs whose most recent extract was rejected.
+    last_file_rejected: Vec<FileBrief>,
+    last_report_at: Option<String>,
     local_authorities: Vec<LaStatus>,
-    remotes: Vec<crate::store::TransportStatus>,
+    remotes: Vec<RemoteView>,
     /// The access log's head (entries and newest hash), to be kept elsewhere and checked
     /// later with `audit verify --expect-head`.
     access_log: crate::store::LogHead,
@@ -35,6 +52,9 @@ struct QuarantineView {
     file: String,
     mailbox: String,
     reason: String,
+    quarantined_at: String,
+    /// A newer extract of the LA was applied since: releasing is refused, reject it.
+    superseded: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -44,6 +64,14 @@ struct LaStatus {
     last_extract_at: Option<String>,
     overdue: bool,
     open: BTreeMap<&'static str, u64>,
+}
+
+#[derive(Debug, Serialize)]
+struct RemoteView {
+    #[serde(flatten)]
+    transport: TransportStatus,
+    /// The last attempt failed (no success since the last error).
+    failing: bool,
 }
 
 /// Whether an LA is overdue: no extract, or the last one older than `hours`.
@@ -70,6 +98,17 @@ fn backlog(gateway: &Gateway<'_>) -> u64 {
         .count() as u64
 }
 
+/// The daemon holding the root's lock: the pid written in it, if that process is alive and
+/// is a gateway (the lock file keeps the last pid after a daemon stops).
+fn daemon_pid(lock: &Path) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(lock).ok()?.trim().parse().ok()?;
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    exe.file_name()?
+        .to_string_lossy()
+        .starts_with("cpis-gateway")
+        .then_some(pid)
+}
+
 pub fn run(args: &StatusArgs, gateway: &mut Gateway<'_>) -> Result<u8> {
     let now = gateway.clock.now();
     let last = gateway.store.last_applied_extracts()?;
@@ -78,11 +117,23 @@ pub fn run(args: &StatusArgs, gateway: &mut Gateway<'_>) -> Result<u8> {
         .store
         .quarantine(true)?
         .into_iter()
-        .map(|q| QuarantineView {
-            id: q.id,
-            file: q.file,
-            mailbox: q.mailbox,
-            reason: q.reason,
+        .map(|q| {
+            let superseded = gateway
+                .store
+                .file(q.file_id)
+                .ok()
+                .flatten()
+                .and_then(|f| Some((f.sender?, f.extracted_at?)))
+                .and_then(|(la, at)| Some(*last.get(&la)? > at))
+                .unwrap_or(false);
+            QuarantineView {
+                id: q.id,
+                file: q.file,
+                mailbox: q.mailbox,
+                reason: q.reason,
+                quarantined_at: q.quarantined_at,
+                superseded,
+            }
         })
         .collect();
     let local_authorities = gateway
@@ -109,12 +160,37 @@ pub fn run(args: &StatusArgs, gateway: &mut Gateway<'_>) -> Result<u8> {
             }
         })
         .collect();
+    let last_file_rejected = gateway
+        .store
+        .last_extract_files()?
+        .into_values()
+        .filter(|f| f.outcome == "rejected")
+        .collect();
+    let remotes = gateway
+        .store
+        .transports()?
+        .into_iter()
+        .map(|t| RemoteView {
+            failing: match (&t.last_error_at, &t.last_success) {
+                (Some(e), Some(s)) => e > s,
+                (Some(_), None) => true,
+                _ => false,
+            },
+            transport: t,
+        })
+        .collect();
     let status = Status {
+        config: gateway.config.origin.clone(),
+        root: gateway.layout.root().display().to_string(),
+        daemon_pid: daemon_pid(&gateway.layout.lock()),
         backlog: backlog(gateway),
         pending_notifications: gateway.store.pending_notifications()?,
         quarantine,
+        rejected_last_day: gateway.store.rejected_since(now - Duration::hours(24))?,
+        last_file_rejected,
+        last_report_at: gateway.store.last_report_at()?.map(crate::store::ts),
         local_authorities,
-        remotes: gateway.store.transports()?,
+        remotes,
         access_log: gateway.store.access_log_head()?,
     };
     let mut out = std::io::stdout().lock();
@@ -123,82 +199,177 @@ pub fn run(args: &StatusArgs, gateway: &mut Gateway<'_>) -> Result<u8> {
             serde_json::to_writer_pretty(&mut out, &status)?;
             writeln!(out)?;
         }
-        Format::Text => write_text(&mut out, &status)?,
+        Format::Text => write_text(&mut out, &status, args.all, now)?,
     }
     Ok(exit::OK)
 }
 
-fn write_text(out: &mut impl Write, s: &Status) -> std::io::Result<()> {
-    writeln!(
-        out,
-        "backlog: {} file(s) waiting; pending notifications: {}",
-        s.backlog, s.pending_notifications
-    )?;
-    if s.quarantine.is_empty() {
-        writeln!(out, "quarantine: empty")?;
+fn write_text(
+    out: &mut impl Write,
+    s: &Status,
+    all: bool,
+    now: DateTime<Utc>,
+) -> std::io::Result<()> {
+    writeln!(out, "configuration: {}; root: {}", s.config, s.root)?;
+    writeln!(out)?;
+    let attention = needs_attention(s, now);
+    if attention.is_empty() {
+        writeln!(out, "NEEDS ATTENTION: nothing")?;
     } else {
-        writeln!(
-            out,
-            "quarantine: {} pending (decide with `quarantine release|reject ID`)",
-            s.quarantine.len()
-        )?;
-        for q in &s.quarantine {
-            writeln!(
-                out,
-                "  {}  {}  {}\n      {}",
-                q.id, q.mailbox, q.file, q.reason
-            )?;
+        writeln!(out, "NEEDS ATTENTION")?;
+        for line in attention {
+            writeln!(out, "  {line}")?;
         }
     }
-    let (sent, never): (Vec<&LaStatus>, Vec<&LaStatus>) = s
-        .local_authorities
-        .iter()
-        .partition(|la| la.last_extract_at.is_some());
+    writeln!(out)?;
     writeln!(
         out,
-        "local authorities: {} configured, {} overdue",
-        s.local_authorities.len(),
-        s.local_authorities.iter().filter(|l| l.overdue).count()
+        "daemon: {}",
+        s.daemon_pid
+            .map_or("not running".to_owned(), |pid| format!("running (pid {pid})"))
     )?;
     writeln!(
         out,
-        "  {:<4} {:<32} {:<26} {:<8} {:>6} {:>6} {:>6}",
-        "LA", "name", "last extract", "", "CPP", "LAC", "UCPP"
+        "backlog: {} file(s) waiting in in/; pending notifications: {}",
+        s.backlog, s.pending_notifications
     )?;
-    for la in sent {
-        writeln!(
-            out,
-            "  {:<4} {:<32} {:<26} {:<8} {:>6} {:>6} {:>6}",
-            la.la_code,
-            la.la_name.chars().take(32).collect::<String>(),
-            la.last_extract_at.as_deref().unwrap_or("-"),
-            if la.overdue { "OVERDUE" } else { "" },
-            la.open["CPP"],
-            la.open["LAC"],
-            la.open["UCPP"]
-        )?;
-    }
+    writeln!(
+        out,
+        "last report: {}",
+        s.last_report_at.as_deref().unwrap_or("never")
+    )?;
     for r in &s.remotes {
         writeln!(
             out,
-            "remote {}: last success {}; last error {}",
-            r.name,
-            r.last_success.as_deref().unwrap_or("never"),
-            match (&r.last_error, &r.last_error_at) {
-                (Some(e), Some(at)) => format!("{at}: {e}"),
-                _ => "none".into(),
-            }
-        )?;
-    }
-    if !never.is_empty() {
-        let codes: Vec<&str> = never.iter().map(|l| l.la_code.as_str()).collect();
-        writeln!(
-            out,
-            "  never sent an extract ({}): {}",
-            codes.len(),
-            codes.join(" ")
+            "remote {}: last success {}{}",
+            r.transport.name,
+            r.transport.last_success.as_deref().unwrap_or("never"),
+            if r.failing { " (failing, see above)" } else { "" }
         )?;
     }
     writeln!(out, "access log head: {}", s.access_log)?;
+    let overdue = s.local_authorities.iter().filter(|l| l.overdue).count();
+    writeln!(
+        out,
+        "local authorities: {} configured, {} sent in time, {overdue} overdue{}",
+        s.local_authorities.len(),
+        s.local_authorities.len() - overdue,
+        if all { "" } else { " (--all lists them)" }
+    )?;
+    if all {
+        writeln!(
+            out,
+            "  {:<4} {:<32} {:<26} {:<8} {:>6} {:>6} {:>6}",
+            "LA", "name", "last extract", "", "CPP", "LAC", "UCPP"
+        )?;
+        for la in &s.local_authorities {
+            writeln!(
+                out,
+                "  {:<4} {:<32} {:<26} {:<8} {:>6} {:>6} {:>6}",
+                la.la_code,
+                la.la_name.chars().take(32).collect::<String>(),
+                la.last_extract_at.as_deref().unwrap_or("never"),
+                if la.overdue { "OVERDUE" } else { "" },
+                la.open["CPP"],
+                la.open["LAC"],
+                la.open["UCPP"]
+            )?;
+        }
+    }
     Ok(())
+}
+
+/// One line per thing an operator should act on, most urgent first.
+fn needs_attention(s: &Status, now: DateTime<Utc>) -> Vec<String> {
+    let mut lines = Vec::new();
+    for q in &s.quarantine {
+        lines.push(if q.superseded {
+            format!(
+                "quarantined {} ({}, {}), superseded by a newer extract: `quarantine reject {}`",
+                q.id, q.mailbox, q.file, q.id
+            )
+        } else {
+            format!(
+                "quarantined {} ({}, {}): {}; see `quarantine show {}`, then release or reject it",
+                q.id, q.mailbox, q.file, q.reason, q.id
+            )
+        });
+    }
+    for f in &s.last_file_rejected {
+        let la = f.sender.as_deref().unwrap_or("?");
+        let name = crate::core::ids::LaCode::parse(la).map_or("", |l| l.name());
+        lines.push(format!(
+            "LA {la} {name}: its latest file was rejected ({}, {}): tell the LA's data officer",
+            f.file,
+            codes_or_outcome(f)
+        ));
+    }
+    if !s.rejected_last_day.is_empty() {
+        lines.push(format!(
+            "{} file(s) rejected in the last 24 hours:",
+            s.rejected_last_day.len()
+        ));
+        for f in s.rejected_last_day.iter().take(10) {
+            lines.push(format!(
+                "  {}  {}  {}",
+                f.mailbox,
+                f.file,
+                codes_or_outcome(f)
+            ));
+        }
+        if s.rejected_last_day.len() > 10 {
+            lines.push(format!(
+                "  ... and {} more (status --format json lists them all)",
+                s.rejected_last_day.len() - 10
+            ));
+        }
+    }
+    let (never, late): (Vec<&LaStatus>, Vec<&LaStatus>) = s
+        .local_authorities
+        .iter()
+        .filter(|l| l.overdue)
+        .partition(|l| l.last_extract_at.is_none());
+    if !late.is_empty() {
+        let shown: Vec<String> = late
+            .iter()
+            .map(|l| {
+                let hours = l
+                    .last_extract_at
+                    .as_deref()
+                    .and_then(|t| crate::store::parse_ts(t).ok())
+                    .map_or(0, |t| (now - t).num_hours());
+                format!("{} {} ({hours} h)", l.la_code, l.la_name)
+            })
+            .collect();
+        lines.push(format!(
+            "{} LA(s) overdue (last extract too old): {}",
+            late.len(),
+            shown.join(", ")
+        ));
+    }
+    if !never.is_empty() {
+        let codes: Vec<&str> = never.iter().map(|l| l.la_code.as_str()).collect();
+        lines.push(format!(
+            "{} LA(s) never sent an extract: {}",
+            never.len(),
+            codes.join(" ")
+        ));
+    }
+    for r in s.remotes.iter().filter(|r| r.failing) {
+        lines.push(format!(
+            "remote {} failing since {}: {}",
+            r.transport.name,
+            r.transport.last_error_at.as_deref().unwrap_or("?"),
+            r.transport.last_error.as_deref().unwrap_or("?")
+        ));
+    }
+    lines
+}
+
+fn codes_or_outcome(f: &FileBrief) -> String {
+    if f.codes.is_empty() {
+        f.outcome.clone()
+    } else {
+        f.codes.clone()
+    }
 }

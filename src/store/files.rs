@@ -458,3 +458,63 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 }
+
+/// A file as `status` lists it among things that need attention.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileBrief {
+    pub file: String,
+    pub mailbox: String,
+    pub sender: Option<String>,
+    pub processed_at: String,
+    pub outcome: String,
+    /// The file error codes, comma-separated (empty when none).
+    pub codes: String,
+}
+
+const BRIEF: &str = "SELECT name, mailbox, sender, processed_at, outcome,
+        coalesce((SELECT group_concat(json_extract(e.value, '$.code'), ',')
+                  FROM json_each(files.report, '$.file_errors') e), '')
+     FROM files";
+
+fn brief(r: &Row<'_>) -> rusqlite::Result<FileBrief> {
+    Ok(FileBrief {
+        file: r.get(0)?,
+        mailbox: r.get(1)?,
+        sender: r.get(2)?,
+        processed_at: r.get(3)?,
+        outcome: r.get(4)?,
+        codes: r.get(5)?,
+    })
+}
+
+impl Store {
+    /// Files rejected since `since`, newest first.
+    pub fn rejected_since(&mut self, since: DateTime<Utc>) -> Result<Vec<FileBrief>> {
+        let sql = format!(
+            "{BRIEF} WHERE outcome = 'rejected' AND processed_at >= ?1 ORDER BY id DESC"
+        );
+        let rows = self
+            .conn()
+            .prepare(&sql)?
+            .query_map(params![ts(since)], brief)?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    /// Each LA's most recent extract file (any outcome), by LA code.
+    pub fn last_extract_files(&mut self) -> Result<std::collections::BTreeMap<String, FileBrief>> {
+        let sql = format!(
+            "{BRIEF} WHERE id IN (SELECT max(id) FROM files WHERE kind = 'extract'
+                 AND sender IS NOT NULL GROUP BY sender)"
+        );
+        let rows: Vec<FileBrief> = self
+            .conn()
+            .prepare(&sql)?
+            .query_map([], brief)?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|b| Some((b.sender.clone()?, b)))
+            .collect())
+    }
+}

@@ -10,7 +10,9 @@ mod health;
 mod records;
 mod reports;
 
-pub use files::{quarantine_label, FileRow, Injected, QuarantineEntry, TransportStatus};
+pub use files::{
+    quarantine_label, FileBrief, FileRow, Injected, QuarantineEntry, TransportStatus,
+};
 pub use health::{HealthTx, LogHead, NotifyRow, PresentationView};
 pub use records::RecordVersion;
 
