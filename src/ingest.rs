@@ -60,6 +60,29 @@ pub struct Gateway<'a> {
     pub(crate) fault: Option<Fault>,
 }
 
+/// What releasing a quarantined file would do (`quarantine show`).
+#[derive(Debug, serde::Serialize)]
+pub struct ReleasePreview {
+    pub id: String,
+    pub file: String,
+    pub mailbox: String,
+    /// The LA's open records now.
+    pub open_before: u64,
+    pub changes: crate::core::report::Changes,
+    /// The records a release would close by absence, as the LA knows them.
+    pub closing: Vec<Closing>,
+    /// A newer extract was applied since: a release would be refused.
+    pub superseded: bool,
+}
+
+/// A record a release would close: the LA's reference, the plan type, the NHS number masked.
+#[derive(Debug, serde::Serialize)]
+pub struct Closing {
+    pub local_ref: Option<String>,
+    pub plan_type: &'static str,
+    pub nhs_number: String,
+}
+
 /// What `replay` did.
 pub enum Replayed {
     /// Already applied, and not forced: nothing done.
@@ -535,6 +558,67 @@ impl<'a> Gateway<'a> {
         Ok(self
             .apply(checked, report, la, &mailbox, Some((number, file.id)), true)?
             .0)
+    }
+
+    /// What releasing a quarantined file would do now, without doing it: the counts per
+    /// outcome and the records it would close by absence.
+    pub fn preview_release(&mut self, label: &str) -> Result<ReleasePreview> {
+        let (_, file, mailbox) = self.pending(label)?;
+        let path = archive_path(&self.layout.archive(), &file.sha256);
+        let la = match file.sender.as_deref().map(LaCode::parse) {
+            Some(Ok(la)) => la,
+            _ => bail!("{label} has no LA"),
+        };
+        let checked = check_named(
+            &path,
+            &file.name,
+            Some(&mailbox),
+            self.config,
+            self.clock,
+            Keep { rows: true },
+        )?;
+        let extraction_date = checked
+            .report
+            .extracted_at
+            .map(|t| t.date_naive())
+            .ok_or_else(|| anyhow!("an extract without extraction time"))?;
+        let current = self.store.current_records(la)?;
+        let diff = reconcile(
+            &current,
+            checked.kept.valid,
+            &checked.kept.rejected_keys,
+            extraction_date,
+        );
+        let mut closing = Vec::new();
+        for change in diff
+            .changes
+            .iter()
+            .filter(|c| c.kind == crate::core::reconcile::ChangeKind::ClosedByAbsence)
+        {
+            let local_ref = match change.previous {
+                Some(id) => self.store.version(id)?.and_then(|v| v.fields.local_ref),
+                None => None,
+            };
+            closing.push(Closing {
+                local_ref,
+                plan_type: change.key.plan_type.as_str(),
+                nhs_number: change.key.nhs.to_string(),
+            });
+        }
+        closing.sort_by(|a, b| a.local_ref.cmp(&b.local_ref));
+        let superseded = match (self.store.last_applied_extract(la)?, file.extracted_at) {
+            (Some(last), Some(at)) => at <= last,
+            _ => false,
+        };
+        Ok(ReleasePreview {
+            id: label.to_owned(),
+            file: file.name,
+            mailbox: mailbox.to_string(),
+            open_before: diff.open_before,
+            changes: diff.counts,
+            closing,
+            superseded,
+        })
     }
 
     /// Rejects a quarantined file for good.

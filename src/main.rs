@@ -46,8 +46,10 @@ enum Command {
     Query(cli::query::QueryArgs),
     /// Check the access log
     Audit(cli::audit::AuditArgs),
-    /// Run an archived file again
+    /// Run an archived file again (by sha256, a unique prefix of it, or its name)
     Replay(cli::replay::ReplayArgs),
+    /// The archive of processed extracts
+    Archive(cli::archive::ArchiveArgs),
     /// Write the reports now
     Report(cli::report::ReportArgs),
     /// Backlog, last extract per LA, overdue LAs, quarantine, pending notifications
@@ -87,9 +89,12 @@ fn main() -> ExitCode {
 }
 
 fn broken_pipe(e: &anyhow::Error) -> bool {
+    use std::io::ErrorKind::BrokenPipe;
     e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            .is_some_and(|io| io.kind() == BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>()
+                .is_some_and(|j| j.io_error_kind() == Some(BrokenPipe))
     })
 }
 
@@ -117,6 +122,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Query(args) => cli::query::run(args, &mut existing()?),
         Command::Audit(args) => cli::audit::run(args, &mut existing()?),
         Command::Replay(args) => cli::replay::run(args, &mut existing()?),
+        Command::Archive(args) => cli::archive::run(args, &mut existing()?),
         Command::Report(args) => cli::report::run(args, &mut existing()?),
         Command::Status(args) => cli::status::run(args, &mut existing()?),
     }

@@ -1,5 +1,6 @@
 //! One module per subcommand: its arguments and `run()`.
 
+pub mod archive;
 pub mod audit;
 pub mod gen;
 pub mod ingest;

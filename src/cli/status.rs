@@ -225,8 +225,9 @@ fn write_text(
     writeln!(
         out,
         "daemon: {}",
-        s.daemon_pid
-            .map_or("not running".to_owned(), |pid| format!("running (pid {pid})"))
+        s.daemon_pid.map_or("not running".to_owned(), |pid| format!(
+            "running (pid {pid})"
+        ))
     )?;
     writeln!(
         out,
@@ -244,7 +245,11 @@ fn write_text(
             "remote {}: last success {}{}",
             r.transport.name,
             r.transport.last_success.as_deref().unwrap_or("never"),
-            if r.failing { " (failing, see above)" } else { "" }
+            if r.failing {
+                " (failing, see above)"
+            } else {
+                ""
+            }
         )?;
     }
     writeln!(out, "access log head: {}", s.access_log)?;
@@ -350,7 +355,7 @@ fn needs_attention(s: &Status, now: DateTime<Utc>) -> Vec<String> {
     if !never.is_empty() {
         let codes: Vec<&str> = never.iter().map(|l| l.la_code.as_str()).collect();
         lines.push(format!(
-            "{} LA(s) never sent an extract: {}",
+            "{} LA(s) have no extract applied yet: {}",
             never.len(),
             codes.join(" ")
         ));

@@ -490,9 +490,8 @@ fn brief(r: &Row<'_>) -> rusqlite::Result<FileBrief> {
 impl Store {
     /// Files rejected since `since`, newest first.
     pub fn rejected_since(&mut self, since: DateTime<Utc>) -> Result<Vec<FileBrief>> {
-        let sql = format!(
-            "{BRIEF} WHERE outcome = 'rejected' AND processed_at >= ?1 ORDER BY id DESC"
-        );
+        let sql =
+            format!("{BRIEF} WHERE outcome = 'rejected' AND processed_at >= ?1 ORDER BY id DESC");
         let rows = self
             .conn()
             .prepare(&sql)?
@@ -516,5 +515,58 @@ impl Store {
             .into_iter()
             .filter_map(|b| Some((b.sender.clone()?, b)))
             .collect())
+    }
+}
+
+/// An archived inbound file as `archive list` shows it: its latest processing.
+#[derive(Debug, Clone, Serialize)]
+pub struct ArchivedFile {
+    pub sha256: String,
+    pub file: String,
+    pub mailbox: String,
+    pub extracted_at: Option<String>,
+    pub processed_at: String,
+    pub outcome: String,
+    pub applied: bool,
+}
+
+impl Store {
+    /// Files whose sha256 starts with `prefix` or whose name is `prefix`: (sha256, name).
+    pub fn find_files(&mut self, prefix: &str) -> Result<Vec<(String, String)>> {
+        let rows = self
+            .conn()
+            .prepare(
+                "SELECT DISTINCT sha256, name FROM files
+                 WHERE substr(sha256, 1, length(?1)) = lower(?1) OR name = ?1 ORDER BY name",
+            )?
+            .query_map(params![prefix], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    /// Every extract processed (the latest processing of each sha256 per mailbox), newest
+    /// first; only `mailbox`'s with `Some`.
+    pub fn archived(&mut self, mailbox: Option<&str>) -> Result<Vec<ArchivedFile>> {
+        let rows = self
+            .conn()
+            .prepare(
+                "SELECT sha256, name, mailbox, extracted_at, processed_at, outcome, applied FROM files
+                 WHERE id IN (SELECT max(id) FROM files WHERE kind = 'extract' GROUP BY sha256, mailbox)
+                   AND (?1 IS NULL OR mailbox = ?1)
+                 ORDER BY id DESC",
+            )?
+            .query_map(params![mailbox], |r| {
+                Ok(ArchivedFile {
+                    sha256: r.get(0)?,
+                    file: r.get(1)?,
+                    mailbox: r.get(2)?,
+                    extracted_at: r.get(3)?,
+                    processed_at: r.get(4)?,
+                    outcome: r.get(5)?,
+                    applied: r.get(6)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
     }
 }

@@ -11,7 +11,7 @@ mod records;
 mod reports;
 
 pub use files::{
-    quarantine_label, FileBrief, FileRow, Injected, QuarantineEntry, TransportStatus,
+    quarantine_label, ArchivedFile, FileBrief, FileRow, Injected, QuarantineEntry, TransportStatus,
 };
 pub use health::{HealthTx, LogHead, NotifyRow, PresentationView};
 pub use records::RecordVersion;

@@ -116,7 +116,7 @@ impl Store {
         Ok(out)
     }
 
-    fn version(&mut self, id: i64) -> Result<Option<RecordVersion>> {
+    pub fn version(&mut self, id: i64) -> Result<Option<RecordVersion>> {
         let sql = format!(
             "SELECT id, la_code, nhs, plan_type, {FIELDS}, change, file_id, known_from, previous
              FROM record_versions WHERE id = ?1"

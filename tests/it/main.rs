@@ -4,6 +4,7 @@ mod daemon;
 mod gen;
 mod health;
 mod helpers;
+mod operators;
 mod props;
 mod reports;
 mod robustness;

@@ -424,11 +424,20 @@ fn replay_is_a_no_op_unless_forced_and_reruns_rejected_files() {
     let before = w.dump();
     assert_eq!(before, w.dump());
 
-    // A newer file applied, then the old one forced back: it reconciles again (its
-    // snapshot wins), and the replay is recorded as a new processing.
+    // A newer file applied, then the old one forced back: only with --yes (it rolls the
+    // records back); then it reconciles again (its snapshot wins), and the replay is
+    // recorded as a new processing. A unique prefix of the sha256 names the file.
     assert_eq!(w.ingest("LA919", &day2(&w)).0, 1);
+    let before = w.dump();
     let out = gateway(w.path())
-        .args(["replay", &sha, "--force", "--format", "json"])
+        .args(["replay", &sha[..10], "--force"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rolls the LA's records back"));
+    assert_eq!(before, w.dump(), "nothing done without --yes");
+    let out = gateway(w.path())
+        .args(["replay", &sha[..10], "--force", "--yes", "--format", "json"])
         .output()
         .unwrap();
     assert_eq!(

@@ -1,0 +1,326 @@
+//! An operator's commands through the real binary: nothing created by commands that only
+//! look, root refused on a service-owned root, `status` in the order an operator acts,
+//! `quarantine show`, `replay` by name or prefix, `archive list`, and quiet broken pipes.
+
+use crate::helpers::*;
+use serde_json::Value;
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+const HEADER: &str = "nhs_number,plan_type,start_date,la_code,edt_phone,office_phone,local_ref";
+
+fn nhs(i: u64) -> String {
+    test_nhs(999_600_000, i)
+}
+
+/// An extract of `la` at `stamp` naming children `children` (all CPP, open).
+fn extract(
+    dir: &Path,
+    la: &str,
+    stamp: &str,
+    children: std::ops::Range<u64>,
+) -> std::path::PathBuf {
+    let mut text = format!("{HEADER}\n");
+    for i in children {
+        text.push_str(&format!(
+            "{},CPP,2026-01-01,{la},01632 960001,01632 960002,REF-{i}\n",
+            nhs(i)
+        ));
+    }
+    let path = dir.join(format!("CPIS_EXTRACT_{la}_{stamp}.csv"));
+    fs::write(&path, text).unwrap();
+    path
+}
+
+fn config(dir: &Path) {
+    fs::write(
+        dir.join("config.toml"),
+        "[gateway]\nroot = \"var\"\nlocal_authorities = [\"919\", \"202\", \"330\"]\n",
+    )
+    .unwrap();
+}
+
+fn ingest(dir: &Path, mailbox: &str, file: &Path) -> i32 {
+    gateway(dir)
+        .args(["ingest", "--mailbox", mailbox])
+        .arg(file)
+        .output()
+        .unwrap()
+        .status
+        .code()
+        .unwrap()
+}
+
+#[test]
+fn commands_that_only_look_create_nothing_and_say_where_they_looked() {
+    let dir = temp();
+    config(dir.path());
+    for args in [
+        &["status"][..],
+        &["report"],
+        &[
+            "query",
+            "9990000018",
+            "--org",
+            "RWG",
+            "--user",
+            "u",
+            "--role",
+            "r",
+            "--setting",
+            "ED",
+        ],
+        &["quarantine", "list"],
+        &["replay", "abc"],
+        &["audit", "verify"],
+        &["archive", "list"],
+    ] {
+        let out = gateway(dir.path()).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("no gateway store at"), "{args:?}: {err}");
+        assert!(err.contains("config.toml"), "{args:?}: {err}");
+        assert!(
+            !dir.path().join("var").exists(),
+            "{args:?} created the root"
+        );
+    }
+    gateway(dir.path()).arg("init").assert().success();
+    let out = gateway(dir.path()).arg("status").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let first = text.lines().next().unwrap();
+    assert!(
+        first.contains("config.toml") && first.contains("var"),
+        "{first}"
+    );
+}
+
+#[test]
+fn root_on_a_service_owned_root_is_refused_unless_it_becomes_the_owner() {
+    // The tests run as root (as CI does); `nobody` stands for the service user.
+    let dir = temp();
+    config(dir.path());
+    gateway(dir.path()).arg("init").assert().success();
+    let st = Command::new("chown")
+        .args(["-R", "nobody:nogroup"])
+        .arg(dir.path().join("var"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // The temporary folder itself must be reachable by nobody.
+    let _ = Command::new("chmod").arg("755").arg(dir.path()).status();
+    let out = gateway(dir.path()).arg("status").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("belongs to nobody") && err.contains("sudo -u nobody"),
+        "{err}"
+    );
+    let out = gateway(dir.path())
+        .args(["--as-owner", "report", "--date", "2026-11-21"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let made = fs::metadata(dir.path().join("var/reports/2026-11-21")).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let nobody = fs::metadata(dir.path().join("var")).unwrap().uid();
+    assert_eq!(
+        made.uid(),
+        nobody,
+        "the report folder belongs to the service user"
+    );
+}
+
+#[test]
+fn status_puts_what_needs_attention_first() {
+    let dir = temp();
+    config(dir.path());
+    let d = dir.path();
+    // 919: applied, then a file that would close most of its records (quarantined), then a
+    // newer one applied (so the quarantined one is superseded).
+    assert_eq!(
+        ingest(d, "LA919", &extract(d, "919", "20261120T020000", 0..10)),
+        0
+    );
+    assert_eq!(
+        ingest(d, "LA919", &extract(d, "919", "20261121T000000", 0..2)),
+        1
+    );
+    assert_eq!(
+        ingest(d, "LA919", &extract(d, "919", "20261121T020000", 0..11)),
+        0
+    );
+    // 202: its latest file was rejected (an unknown column).
+    let bad = d.join("CPIS_EXTRACT_202_20261121T020000.csv");
+    fs::write(&bad, format!("{HEADER},colour\n")).unwrap();
+    assert_eq!(ingest(d, "LA202", &bad), 1);
+    // 330 never sent anything.
+    let out = gateway(d).arg("status").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let at = |needle: &str| {
+        text.find(needle)
+            .unwrap_or_else(|| panic!("{needle:?} not in:\n{text}"))
+    };
+    assert!(at("NEEDS ATTENTION") < at("quarantined Q1"));
+    assert!(at("quarantined Q1") < at("superseded by a newer extract"));
+    assert!(at("superseded") < at("LA 202 Camden: its latest file was rejected"));
+    assert!(at("its latest file was rejected") < at("1 file(s) rejected in the last 24 hours"));
+    assert!(at("rejected in the last 24 hours") < at("no extract applied yet: 202 330"));
+    assert!(at("no extract applied yet: 202 330") < at("daemon: not running"));
+    assert!(text.contains("HEADER"), "the codes are shown");
+    assert!(
+        !text.contains("Hertfordshire "),
+        "no LA table without --all:\n{text}"
+    );
+    let all = gateway(d).args(["status", "--all"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&all.stdout).contains("Hertfordshire"));
+    let json: Value = serde_json::from_slice(
+        &gateway(d)
+            .args(["status", "--format", "json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(json["quarantine"][0]["superseded"], true);
+    assert_eq!(json["last_file_rejected"][0]["sender"], "202");
+    assert_eq!(json["last_file_rejected"][0]["codes"], "HEADER");
+}
+
+#[test]
+fn quarantine_show_lists_what_a_release_would_close_as_the_la_knows_it() {
+    let dir = temp();
+    config(dir.path());
+    let d = dir.path();
+    assert_eq!(
+        ingest(d, "LA919", &extract(d, "919", "20261120T020000", 0..10)),
+        0
+    );
+    assert_eq!(
+        ingest(d, "LA919", &extract(d, "919", "20261121T020000", 0..3)),
+        1
+    );
+    let out = gateway(d)
+        .args(["quarantine", "show", "Q1"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("close 7 of 10 open records"), "{text}");
+    assert!(
+        text.contains("REF-3") && text.contains("REF-9") && !text.contains("REF-2 "),
+        "{text}"
+    );
+    assert!(!text.contains(&nhs(3)), "NHS numbers are masked: {text}");
+    let json: Value = serde_json::from_slice(
+        &gateway(d)
+            .args(["quarantine", "show", "Q1", "--format", "json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(json["changes"]["closed_by_absence"], 7);
+    assert_eq!(json["closing"].as_array().unwrap().len(), 7);
+    // Showing changed nothing: the entry is still pending.
+    let list = gateway(d).args(["quarantine", "list"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&list.stdout).contains("pending"));
+}
+
+#[test]
+fn replay_takes_a_name_or_a_prefix_and_archive_list_shows_them() {
+    let dir = temp();
+    config(dir.path());
+    let d = dir.path();
+    let first = extract(d, "919", "20261120T020000", 0..4);
+    assert_eq!(ingest(d, "LA919", &first), 0);
+    let list = gateway(d).args(["archive", "list"]).output().unwrap();
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        text.contains("CPIS_EXTRACT_919_20261120T020000.csv"),
+        "{text}"
+    );
+    let json: Value = serde_json::from_slice(
+        &gateway(d)
+            .args(["archive", "list", "--mailbox", "LA919", "--format", "json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let sha = json[0]["sha256"].as_str().unwrap().to_owned();
+    for name in [&sha[..8], "CPIS_EXTRACT_919_20261120T020000.csv"] {
+        let out = gateway(d).args(["replay", name]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("already applied"));
+    }
+    let out = gateway(d).args(["replay", "ffffffff"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("archive list"));
+}
+
+#[test]
+fn a_closed_pipe_ends_every_command_quietly() {
+    let dir = temp();
+    config(dir.path());
+    let d = dir.path();
+    assert_eq!(
+        ingest(d, "LA919", &extract(d, "919", "20261120T020000", 0..3)),
+        0
+    );
+    for args in [
+        vec!["status", "--all"],
+        vec!["archive", "list"],
+        vec![
+            "gen",
+            "extract",
+            "--la",
+            "919",
+            "--rows",
+            "5",
+            "--manifest",
+            "--out",
+            "gen",
+        ],
+        vec!["validate", "--format", "json"],
+    ] {
+        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("cpis-gateway"));
+        cmd.current_dir(d)
+            .env("CPIS_GATEWAY_NOW", NOW)
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if args[0] == "validate" {
+            // Enough output that the pipe is closed while it is still writing.
+            for k in 0..200 {
+                cmd.arg(extract(
+                    d,
+                    "919",
+                    &format!("202611{:02}T0200{:02}", 1 + k / 60, k % 60),
+                    0..3,
+                ));
+            }
+        }
+        let mut child = cmd.spawn().unwrap();
+        drop(child.stdout.take()); // the reader goes away at once, as `| head -0` would
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !err.contains("Broken pipe") && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+    }
+}
