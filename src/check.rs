@@ -408,7 +408,8 @@ fn mark_duplicates(dupes: Vec<(u64, u64)>, report: &mut FileReport, kept: &mut K
                 "the same NHS number and plan type are also in row {}: all of these rows are rejected, send one row per child and plan",
                 others.join(", ")
             ),
-        });
+            sent: None,
+            });
     }
     report.valid_rows -= newly_invalid.len() as u64;
     report.invalid_rows += newly_invalid.len() as u64;

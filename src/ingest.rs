@@ -15,7 +15,7 @@ use crate::core::codes::Code;
 use crate::core::extract::FileProblem;
 use crate::core::filename::InboundKind;
 use crate::core::ids::{LaCode, MailboxId};
-use crate::core::outbound::{ack_csv, ack_csv_name, ack_json_name};
+use crate::core::outbound::{ack_csv, ack_csv_name, ack_json_name, has_problems};
 use crate::core::reconcile::{quarantine_reason, reconcile};
 use crate::core::report::{FileKind, FileReport, Outcome};
 use crate::fault::Fault;
@@ -328,7 +328,7 @@ impl<'a> Gateway<'a> {
         if out.join(ack_json_name(&report.file)).exists() {
             return Ok(());
         }
-        if !report.row_errors.is_empty() {
+        if has_problems(report) {
             write_atomic(&out, &ack_csv_name(&report.file), &ack_csv(report))?;
         }
         let mut json = serde_json::to_vec_pretty(stored)?;
@@ -511,7 +511,7 @@ impl<'a> Gateway<'a> {
         if !replace && out.join(&json_name).exists() {
             return Ok(());
         }
-        if !report.row_errors.is_empty() {
+        if has_problems(report) {
             write_atomic(&out, &ack_csv_name(&report.file), &ack_csv(report))?;
         }
         let mut json = serde_json::to_vec_pretty(report)?;

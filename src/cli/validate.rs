@@ -1,37 +1,62 @@
-//! `validate [--mailbox ID] [--format text|json] FILE...`: check files, change nothing.
+//! `validate [--mailbox ID] [--format text|json|csv] FILE...`: check files, change nothing.
 //!
 //! Without `--mailbox`, each file is checked as if its named owner's mailbox had sent it.
-//! Exit 0 when every file is accepted, 1 when any file or row is rejected, 2 when a file
-//! could not be read at all (the others are still checked and reported).
+//! `-` reads standard input (its name, which carries the LA and the extraction time, is
+//! given with `--name`). Exit 0 when every file is accepted, 1 when any file or row is
+//! rejected, 2 when a file could not be read at all (the others are still checked and
+//! reported).
 
 use super::{exit, print_reports, status_of, Format};
 use crate::check::{check_file, Keep};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::core::ids::MailboxId;
-use anyhow::Result;
-use clap::Args;
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use std::io::Write;
 use std::path::PathBuf;
+
+/// What `validate` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum ValidateFormat {
+    /// For a person: grouped by code, the first rows of each
+    #[default]
+    Text,
+    /// One JSON array, one acknowledgement object per file
+    Json,
+    /// One CSV of every problem (file errors too), the row as the LA sent it
+    Csv,
+}
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
     /// Check the files as if dropped into this mailbox (e.g. LA919)
     #[arg(long)]
     pub mailbox: Option<String>,
-    /// Output format
+    /// Output: text for a person, one JSON array, or one CSV of every problem
     #[arg(long, value_enum, default_value_t)]
-    pub format: Format,
-    /// Extract files to check
+    pub format: ValidateFormat,
+    /// With `-`: the file's name (CPIS_EXTRACT_<la>_<YYYYMMDDTHHMMSS>.csv|xml), which says
+    /// whose it is and when it was extracted
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Extract (or attendance) files to check; `-` reads standard input
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
 }
 
 pub fn run(args: &ValidateArgs, config: &Config, clock: &dyn Clock) -> Result<u8> {
     let mailbox = args.mailbox.as_deref().map(parse_mailbox).transpose()?;
+    let spool = tempfile::tempdir()?;
     let mut io_failed = false;
     let mut reports = Vec::new();
     for path in &args.files {
-        match check_file(path, mailbox.as_ref(), config, clock, Keep::default()) {
+        let path = if path.as_os_str() == "-" {
+            stdin_file(spool.path(), args.name.as_deref())?
+        } else {
+            path.clone()
+        };
+        match check_file(&path, mailbox.as_ref(), config, clock, Keep::default()) {
             Ok(checked) => {
                 let report = checked.report;
                 tracing::info!(file = %report.file, outcome = report.outcome.as_str(), rows = report.rows, "validated");
@@ -43,12 +68,32 @@ pub fn run(args: &ValidateArgs, config: &Config, clock: &dyn Clock) -> Result<u8
             }
         }
     }
-    print_reports(&reports, args.format)?;
+    match args.format {
+        ValidateFormat::Text => print_reports(&reports, Format::Text)?,
+        ValidateFormat::Json => print_reports(&reports, Format::Json)?,
+        ValidateFormat::Csv => std::io::stdout()
+            .lock()
+            .write_all(&crate::core::outbound::problems_csv(&reports))?,
+    }
     Ok(if io_failed {
         exit::ERROR
     } else {
         status_of(&reports)
     })
+}
+
+/// Copies standard input into `dir` under the name given with `--name`.
+fn stdin_file(dir: &std::path::Path, name: Option<&str>) -> Result<PathBuf> {
+    let Some(name) = name else {
+        bail!("validate -: give the file's name with --name (e.g. --name CPIS_EXTRACT_919_20261121T020000.csv): it says whose file it is and when it was extracted");
+    };
+    if name.contains('/') || name.starts_with('.') {
+        bail!("--name {name:?}: a file name, without folders");
+    }
+    let path = dir.join(name);
+    let mut file = std::fs::File::create(&path)?;
+    std::io::copy(&mut std::io::stdin().lock(), &mut file).context("cannot read standard input")?;
+    Ok(path)
 }
 
 /// Parses `--mailbox`, naming the option in the error.

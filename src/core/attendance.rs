@@ -112,6 +112,7 @@ impl AttendanceRules {
                 code,
                 severity: Severity::Error,
                 message,
+                sent: None,
             });
         };
         for (i, value) in fields.iter().enumerate() {

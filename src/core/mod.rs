@@ -10,6 +10,7 @@ pub mod date;
 pub mod dq;
 pub mod extract;
 pub mod filename;
+pub mod hints;
 pub mod ids;
 pub mod matching;
 pub mod nhs;

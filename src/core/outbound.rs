@@ -39,10 +39,54 @@ pub fn ack_csv_name(file: &str) -> String {
     format!("CPIS_ACK_{}.csv", stem(file))
 }
 
-/// The row errors and warnings of a report as CSV (`row,line,column,code,severity,message`).
-pub fn ack_csv(report: &FileReport) -> Vec<u8> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    let _ = w.write_record(["row", "line", "column", "code", "severity", "message"]);
+/// The columns of an acknowledgement CSV (and of `validate --format csv`, after `file`).
+pub const ACK_COLUMNS: [&str; 10] = [
+    "row",
+    "line",
+    "column",
+    "code",
+    "severity",
+    "value",
+    "nhs_number",
+    "plan_type",
+    "local_ref",
+    "message",
+];
+
+/// Whether a report has anything for an acknowledgement CSV.
+pub fn has_problems(report: &FileReport) -> bool {
+    !report.file_errors.is_empty() || !report.row_errors.is_empty()
+}
+
+/// Writes one report's problems: first the file errors (severity `file`: the whole file
+/// was refused, no row is named), then every row error and warning with the row as the LA
+/// sent it. Every text cell is escaped against formula injection.
+fn write_problems(w: &mut csv::Writer<Vec<u8>>, report: &FileReport, lead: Option<&str>) {
+    let mut record = |cells: [&str; 10]| {
+        let escaped = cells.iter().map(|c| csv_cell(c));
+        let _ = match lead {
+            Some(file) => w.write_record(
+                std::iter::once(csv_cell(file))
+                    .chain(escaped)
+                    .map(|c| c.into_owned()),
+            ),
+            None => w.write_record(escaped.map(|c| c.into_owned())),
+        };
+    };
+    for p in &report.file_errors {
+        record([
+            "",
+            "",
+            "",
+            p.code.as_str(),
+            "file",
+            "",
+            "",
+            "",
+            "",
+            &p.message,
+        ]);
+    }
     for p in &report.row_errors {
         let row = p.row.to_string();
         let line = p.line.map(|l| l.to_string()).unwrap_or_default();
@@ -51,14 +95,37 @@ pub fn ack_csv(report: &FileReport) -> Vec<u8> {
         } else {
             "error"
         };
-        let _ = w.write_record([
-            row.as_str(),
+        let sent = p.sent.as_deref();
+        let get = |f: fn(&super::validate::Sent) -> &str| sent.map_or("", f);
+        record([
+            &row,
             &line,
-            &csv_cell(p.column),
+            p.column,
             p.code.as_str(),
             severity,
-            &csv_cell(&p.message),
+            get(|s| &s.value),
+            get(|s| &s.nhs_number),
+            get(|s| &s.plan_type),
+            get(|s| &s.local_ref),
+            &p.message,
         ]);
+    }
+}
+
+/// A report's problems as the acknowledgement CSV (`CPIS_ACK_<stem>.csv`).
+pub fn ack_csv(report: &FileReport) -> Vec<u8> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let _ = w.write_record(ACK_COLUMNS);
+    write_problems(&mut w, report, None);
+    w.into_inner().unwrap_or_default()
+}
+
+/// Several reports' problems as one CSV with a leading `file` column (`validate`).
+pub fn problems_csv(reports: &[FileReport]) -> Vec<u8> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let _ = w.write_record(std::iter::once("file").chain(ACK_COLUMNS));
+    for r in reports {
+        write_problems(&mut w, r, Some(&r.file));
     }
     w.into_inner().unwrap_or_default()
 }

@@ -63,7 +63,12 @@ pub fn file_report_text(report: &FileReport) -> String {
         );
         for &i in indexes.iter().take(ROWS_PER_CODE) {
             let p = &report.row_errors[i];
-            let _ = writeln!(out, "      row {}, {}: {}", p.row, p.column, p.message);
+            let line = p.line.map(|l| format!(" (line {l})")).unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "      row {}{line}, {}: {}",
+                p.row, p.column, p.message
+            );
         }
         if indexes.len() > ROWS_PER_CODE {
             let _ = writeln!(out, "      ... and {} more", indexes.len() - ROWS_PER_CODE);

@@ -105,6 +105,20 @@ pub struct RowProblem {
     pub code: Code,
     pub severity: Severity,
     pub message: String,
+    /// The row as the LA sent it, so its data officer can find it (its own data, echoed
+    /// back to it only): set for extract rows, never for attendance files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sent: Option<Box<Sent>>,
+}
+
+/// What an extract row held, as sent (trimmed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Sent {
+    pub nhs_number: String,
+    pub plan_type: String,
+    pub local_ref: String,
+    /// The value of the column the problem is about.
+    pub value: String,
 }
 
 /// What became of a row.
@@ -193,6 +207,7 @@ impl<'a> RowCheck<'_, 'a> {
         if code.severity() == Severity::Error {
             self.rejected = true;
         }
+        let text = |c: Column| self.raw.get(c).unwrap_or("").to_owned();
         self.problems.push(RowProblem {
             row: self.raw.number,
             line: self.raw.line,
@@ -200,6 +215,12 @@ impl<'a> RowCheck<'_, 'a> {
             code,
             severity: code.severity(),
             message,
+            sent: Some(Box::new(Sent {
+                nhs_number: text(Column::NhsNumber),
+                plan_type: text(Column::PlanType),
+                local_ref: text(Column::LocalRef),
+                value: text(column),
+            })),
         });
     }
 
@@ -277,9 +298,10 @@ impl<'a> RowCheck<'_, 'a> {
         let parsed = parse_iso_date(text);
         if parsed.is_none() {
             let message = format!(
-                "{} {} is not a real calendar date written YYYY-MM-DD",
+                "{} {} is not a real calendar date written YYYY-MM-DD{}",
                 self.name(column),
-                shown(text)
+                shown(text),
+                super::hints::date(text).unwrap_or_default()
             );
             self.report(column, Code::DateFormat, message);
         }
@@ -356,8 +378,9 @@ impl<'a> RowCheck<'_, 'a> {
                     )
                 } else {
                     format!(
-                        "{name} {} is not a UK phone number (10 or 11 digits starting 0, or +44 in place of the 0)",
-                        shown(text)
+                        "{name} {} is not a UK phone number (10 or 11 digits starting 0, or +44 in place of the 0){}",
+                        shown(text),
+                        super::hints::phone(text).unwrap_or_default()
                     )
                 };
                 self.report(column, code, message);

@@ -268,6 +268,10 @@ impl Store {
         if let Some(dir) = path.parent() {
             crate::fsutil::create_private_dir(dir)?;
         }
+        // Creating the file, switching it to WAL and migrating are done by one process at a
+        // time: on a brand-new store SQLite can refuse the WAL switch at once ("database is
+        // locked") without waiting, whatever the busy timeout.
+        let _opening = crate::fsutil::write_lock(&path.with_extension("lock"))?;
         if !path.exists() {
             crate::fsutil::create_private_file(path)?;
         }

@@ -324,3 +324,154 @@ fn a_closed_pipe_ends_every_command_quietly() {
         assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
     }
 }
+
+/// `validate` of one file written with `text` as `name`: (exit code, stdout).
+fn validate_text(dir: &Path, name: &str, text: &[u8], format: &str) -> (i32, String) {
+    let path = dir.join(name);
+    fs::write(&path, text).unwrap();
+    let out = gateway(dir)
+        .args(["validate", "--format", format])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn a_data_officer_finds_every_row_as_the_la_knows_it() {
+    let dir = temp();
+    let d = dir.path();
+    let name = "CPIS_EXTRACT_919_20261121T020000.csv";
+    let text = format!(
+        "{HEADER}\n{},CPP,2026-01-01,919,01632 960001,01632 960002,REF-1\n\n\n{},CPP,21/11/2025,919,1632 960001,01632 960002,REF-2\n,,,,,,\n",
+        nhs(1),
+        nhs(2)
+    );
+    // Text: row and line (the line an editor shows), the hints, blank rows counted.
+    let (code, out) = validate_text(d, name, text.as_bytes(), "text");
+    assert_eq!(code, 1);
+    assert!(out.contains("row 2 (line 5), start_date"), "{out}");
+    assert!(out.contains("write 2025-11-21"), "{out}");
+    assert!(
+        out.contains("dropped the leading 0: write 01632960001"),
+        "{out}"
+    );
+    assert!(out.contains("blank rows skipped: 3"), "{out}");
+    // CSV: the row as sent, the offending value.
+    let (_, csv) = validate_text(d, name, text.as_bytes(), "csv");
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "file,row,line,column,code,severity,value,nhs_number,plan_type,local_ref,message"
+    );
+    let date_row = lines.find(|l| l.contains("DATE_FORMAT")).unwrap();
+    assert!(
+        date_row.starts_with(&format!(
+            "{name},2,5,start_date,DATE_FORMAT,error,21/11/2025,{},CPP,REF-2,",
+            nhs(2)
+        )),
+        "{date_row}"
+    );
+    // The acknowledgement CSV says the same; a refused file has one too.
+    let root = temp();
+    let file = root.path().join(name);
+    fs::write(&file, &text).unwrap();
+    assert_eq!(ingest(root.path(), "LA919", &file), 1);
+    let ack = fs::read_to_string(
+        root.path()
+            .join("var/mailboxes/LA919/out/CPIS_ACK_CPIS_EXTRACT_919_20261121T020000.csv"),
+    )
+    .unwrap();
+    assert!(
+        ack.contains(&format!(
+            "2,5,start_date,DATE_FORMAT,error,21/11/2025,{},CPP,REF-2,",
+            nhs(2)
+        )),
+        "{ack}"
+    );
+    let refused = root.path().join("CPIS_EXTRACT_919_20261122T020000.csv");
+    fs::write(&refused, HEADER.replace(',', ";")).unwrap();
+    assert_eq!(ingest(root.path(), "LA919", &refused), 1);
+    let ack = fs::read_to_string(
+        root.path()
+            .join("var/mailboxes/LA919/out/CPIS_ACK_CPIS_EXTRACT_919_20261122T020000.csv"),
+    )
+    .unwrap();
+    assert!(
+        ack.lines().nth(1).unwrap().starts_with(",,,HEADER,file,"),
+        "{ack}"
+    );
+    assert!(ack.contains("separated by semicolons"), "{ack}");
+}
+
+#[test]
+fn other_encodings_are_named_with_where_they_go_wrong() {
+    let dir = temp();
+    let d = dir.path();
+    let name = "CPIS_EXTRACT_919_20261121T020000.csv";
+    let latin1 = [
+        HEADER.as_bytes(),
+        format!(
+            "\n{},CPP,2026-01-01,919,01632 960001,01632 960002,Ren",
+            nhs(1)
+        )
+        .as_bytes(),
+        b"\xe9e\n",
+    ]
+    .concat();
+    let (code, out) = validate_text(d, name, &latin1, "text");
+    assert_eq!(code, 1);
+    assert!(out.contains("ENCODING"), "{out}");
+    assert!(
+        out.contains("Windows-1252")
+            && out.contains("line 2")
+            && out.contains("local_ref, character 4"),
+        "{out}"
+    );
+    let utf16: Vec<u8> = [0xFF, 0xFE]
+        .into_iter()
+        .chain(HEADER.encode_utf16().flat_map(u16::to_le_bytes))
+        .collect();
+    let (_, out) = validate_text(d, name, &utf16, "text");
+    assert!(out.contains("ENCODING") && out.contains("UTF-16"), "{out}");
+}
+
+#[test]
+fn validate_reads_standard_input() {
+    let dir = temp();
+    let text = format!(
+        "{HEADER}\n{},CPP,2026-01-01,919,01632 960001,01632 960002,R\n",
+        nhs(1)
+    );
+    let out = gateway(dir.path())
+        .args([
+            "validate",
+            "--format",
+            "json",
+            "--name",
+            "CPIS_EXTRACT_919_20261121T020000.csv",
+            "-",
+        ])
+        .write_stdin(text)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["file"], "CPIS_EXTRACT_919_20261121T020000.csv");
+    assert_eq!(v[0]["rows"], 1);
+    let out = gateway(dir.path())
+        .args(["validate", "-"])
+        .write_stdin("x")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--name"));
+}

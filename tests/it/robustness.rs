@@ -871,6 +871,7 @@ fn concurrent_ingests_and_queries_campaign() {
     let (mut ingests, mut queries, mut stale) = (0, 0, 0);
     for round in 0..rounds {
         let root = Root::new(0);
+        gateway(root.path()).arg("init").assert().success();
         // A shuffled order, every file twice (the same bytes at once must apply once).
         let mut order: Vec<usize> = (0..files.len() * 2).map(|i| i % files.len()).collect();
         let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ round;

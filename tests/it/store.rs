@@ -202,7 +202,9 @@ fn a_multi_day_scenario_gives_exact_counts_for_every_outcome() {
             .join("CPIS_ACK_CPIS_EXTRACT_919_20261120T020000.csv"),
     )
     .unwrap();
-    assert!(csv.starts_with("row,line,column,code,severity,message\n"));
+    assert!(csv.starts_with(
+        "row,line,column,code,severity,value,nhs_number,plan_type,local_ref,message\n"
+    ));
     assert!(csv.contains(",start_date,DATE_FORMAT,error,"), "{csv}");
     assert!(
         !w.outbox("LA919")

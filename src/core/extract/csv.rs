@@ -8,6 +8,7 @@
 use super::linecap::{self, LineCap};
 use super::{Column, Dialect, FileProblem, RawRow, RowSource, SourceError, COLUMN_COUNT};
 use crate::core::codes::Code;
+use crate::core::hints;
 use ::csv::{ByteRecord, ReaderBuilder, StringRecord};
 use std::io::Read;
 
@@ -19,16 +20,31 @@ pub struct CsvRows<R: Read> {
     columns: Vec<Column>,
     row: u64,
     blank_rows: u64,
+    /// The line the current record starts on.
+    line: u64,
 }
 
-fn csv_error(err: ::csv::Error, row: u64, line: u64, columns: &[Column]) -> SourceError {
+/// `line` is where the reader stands; `cap` is the capped input (for the file's first bytes
+/// and line ends).
+fn csv_error<R>(
+    err: ::csv::Error,
+    row: u64,
+    line: u64,
+    columns: &[Column],
+    cap: &LineCap<R>,
+) -> SourceError {
+    let head = cap.head();
     match err.into_kind() {
         ::csv::ErrorKind::Io(e) => linecap::source_error(e, columns.is_empty(), line),
+        // The record was read whole, its LF (not a CR LF's) with it.
         ::csv::ErrorKind::Utf8 { err, .. } => SourceError::File(FileProblem::new(
             Code::Encoding,
             format!(
-                "row {row}, column {}: the text is not UTF-8: save the file as UTF-8",
-                columns.get(err.field()).map_or("?", |c| c.csv_name())
+                "row {row} (line {}), column {}, character {}: the text is not UTF-8 (it looks like {}): save the file as UTF-8 (in Excel: CSV UTF-8)",
+                line.saturating_sub(u64::from(!cap.crlf())).max(1),
+                columns.get(err.field()).map_or("?", |c| c.csv_name()),
+                err.valid_up_to() + 1,
+                hints::encoding(head, 0x80)
             ),
         )),
         other => SourceError::File(FileProblem::new(
@@ -56,7 +72,7 @@ impl<R: Read> CsvRows<R> {
         loop {
             if !reader
                 .read_byte_record(&mut header)
-                .map_err(|e| csv_error(e, 0, reader.position().line(), &[]))?
+                .map_err(|e| csv_error(e, 0, reader.position().line(), &[], reader.get_ref()))?
             {
                 return Err(FileProblem::new(
                     Code::Empty,
@@ -68,13 +84,14 @@ impl<R: Read> CsvRows<R> {
                 break;
             }
         }
-        let columns = map_header(&header)?;
+        let columns = map_header(&header, reader.get_ref().head())?;
         Ok(CsvRows {
             reader,
             record: StringRecord::new(),
             columns,
             row: 0,
             blank_rows: 0,
+            line: 1,
         })
     }
 
@@ -82,6 +99,14 @@ impl<R: Read> CsvRows<R> {
     pub fn blank_rows(&self) -> u64 {
         self.blank_rows
     }
+}
+
+/// Line feeds inside a record's fields (quoted fields may span lines).
+fn line_feeds(record: &StringRecord) -> u64 {
+    record
+        .iter()
+        .map(|f| f.bytes().filter(|&b| b == b'\n').count() as u64)
+        .sum()
 }
 
 /// The first `n` items joined, and " and K more" for the rest.
@@ -98,7 +123,14 @@ fn at_most(items: &[String], n: usize) -> (String, String) {
 }
 
 /// Maps header names to columns; unknown, repeated or missing required names are `HEADER`.
-fn map_header(header: &ByteRecord) -> Result<Vec<Column>, FileProblem> {
+fn map_header(header: &ByteRecord, head: &[u8]) -> Result<Vec<Column>, FileProblem> {
+    let names: Vec<&str> = header
+        .iter()
+        .map(|f| std::str::from_utf8(f).unwrap_or(""))
+        .collect();
+    if let Some(hint) = hints::semicolons(&names) {
+        return Err(FileProblem::new(Code::Header, hint));
+    }
     let mut columns = Vec::with_capacity(header.len());
     let mut problems = Vec::new();
     let mut unknown = Vec::new();
@@ -107,8 +139,9 @@ fn map_header(header: &ByteRecord) -> Result<Vec<Column>, FileProblem> {
             return Err(FileProblem::new(
                 Code::Encoding,
                 format!(
-                    "header column {}: the name is not UTF-8 text: save the file as UTF-8",
-                    i + 1
+                    "header column {}: the name is not UTF-8 text (the file looks like {}): save the file as UTF-8 (in Excel: CSV UTF-8)",
+                    i + 1,
+                    hints::encoding(head, 0x80)
                 ),
             ));
         };
@@ -170,23 +203,37 @@ fn map_header(header: &ByteRecord) -> Result<Vec<Column>, FileProblem> {
 impl<R: Read> RowSource for CsvRows<R> {
     fn next_row(&mut self) -> Result<Option<RawRow<'_>>, SourceError> {
         loop {
+            let before = self.reader.position().line();
             if !self.reader.read_record(&mut self.record).map_err(|e| {
                 csv_error(
                     e,
                     self.row + 1,
                     self.reader.position().line(),
                     &self.columns,
+                    self.reader.get_ref(),
                 )
             })? {
+                // Empty lines at the end (with CR LF, the last row's LF is read here).
+                let consumed = self.reader.position().line().saturating_sub(before);
+                let crlf = u64::from(self.reader.get_ref().crlf());
+                self.blank_rows += consumed.saturating_sub(crlf);
                 return Ok(None);
             }
+            // The reader skips empty lines before a record without a word. With LF ends a
+            // read takes those lines, the record's own line feeds and its LF; with CR LF it
+            // takes the previous record's LF, those lines, the record's line feeds and CR.
+            let after = self.reader.position().line();
+            let feeds = line_feeds(&self.record);
+            let crlf = self.reader.get_ref().crlf();
+            self.blank_rows += (after - before).saturating_sub(1 + feeds);
+            self.line = after - feeds - u64::from(!crlf);
             if !is_blank(&self.record) {
                 break;
             }
             self.blank_rows += 1;
         }
         self.row += 1;
-        let line = self.record.position().map(|p| p.line());
+        let line = Some(self.line);
         if self.record.len() != self.columns.len() {
             return Err(FileProblem::new(
                 Code::Header,
@@ -281,5 +328,43 @@ mod tests {
         .concat();
         let mut source = CsvRows::new(&latin1[..]).unwrap();
         assert!(matches!(source.next_row(), Err(SourceError::File(p)) if p.code == Code::Encoding));
+    }
+
+    /// (line of each row, blank rows) of a file.
+    fn lines(input: &str) -> (Vec<u64>, u64) {
+        let mut source = CsvRows::new(input.as_bytes()).unwrap();
+        let mut lines = Vec::new();
+        while let Some(row) = source.next_row().unwrap() {
+            lines.push(row.line.unwrap());
+        }
+        (lines, source.blank_rows())
+    }
+
+    #[test]
+    fn rows_know_their_lines_and_blank_lines_are_counted() {
+        let r = "9990000018,CPP,2026-01-02,919,x,y";
+        for eol in ["\n", "\r\n"] {
+            let t = |s: &str| s.replace('\n', eol);
+            assert_eq!(lines(&t(&format!("{HEADER}\n{r}\n{r}\n"))), (vec![2, 3], 0));
+            assert_eq!(
+                lines(&t(&format!("{HEADER}\n{r}\n{r}"))),
+                (vec![2, 3], 0),
+                "no final line feed"
+            );
+            assert_eq!(
+                lines(&t(&format!("{HEADER}\n{r}\n\n\n{r}\n"))),
+                (vec![2, 5], 2)
+            );
+            assert_eq!(
+                lines(&t(&format!("{HEADER}\n{r}\n,,,,,\n{r}\n\n\n"))),
+                (vec![2, 4], 3)
+            );
+            assert_eq!(lines(&t(&format!("\n{HEADER}\n\n{r}\n"))), (vec![4], 1));
+            let quoted = "9990000018,CPP,2026-01-02,919,\"two\nlines\",y";
+            assert_eq!(
+                lines(&t(&format!("{HEADER}\n{quoted}\n\n{r}\n"))),
+                (vec![2, 5], 1)
+            );
+        }
     }
 }

@@ -23,23 +23,82 @@ impl std::fmt::Display for LineTooLong {
 
 impl std::error::Error for LineTooLong {}
 
-/// Passes bytes through, failing once a line grows past [`MAX_LINE_BYTES`].
+/// Passes bytes through, failing once a line grows past [`MAX_LINE_BYTES`], and ends the
+/// stream with a line feed if it lacks one.
 pub struct LineCap<R> {
     inner: R,
     /// Bytes of the current line so far.
     run: u64,
+    /// The last byte passed on.
+    last: u8,
+    /// Whether lines end CR LF (known from the first line end).
+    crlf: Option<bool>,
+    /// The line end still to supply after the input's end (`None` once decided).
+    tail: Option<&'static [u8]>,
+    /// The first bytes of the input (to guess an encoding that is not UTF-8).
+    head: [u8; 4],
+    head_len: usize,
+}
+
+impl<R> LineCap<R> {
+    /// The first (up to 4) bytes of the input.
+    pub fn head(&self) -> &[u8] {
+        &self.head[..self.head_len]
+    }
+
+    /// Whether the file's lines end CR LF (as its first line does).
+    pub fn crlf(&self) -> bool {
+        self.crlf == Some(true)
+    }
 }
 
 impl<R: Read> LineCap<R> {
     pub fn new(inner: R) -> Self {
-        LineCap { inner, run: 0 }
+        LineCap {
+            inner,
+            run: 0,
+            last: 0,
+            crlf: None,
+            tail: None,
+            head: [0; 4],
+            head_len: 0,
+        }
     }
 }
 
 impl<R: Read> Read for LineCap<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(tail) = self.tail {
+            // A last line without a line end gets one (in the file's style), so that every
+            // row ends alike and the reader's line count stays true. The file's bytes and
+            // hash are untouched: this is after hashing.
+            let n = tail.len().min(buf.len());
+            buf[..n].copy_from_slice(&tail[..n]);
+            self.tail = Some(&tail[n..]);
+            return Ok(n);
+        }
         let n = self.inner.read(buf)?;
+        if n == 0 {
+            if self.run > 0 && !buf.is_empty() {
+                self.run = 0;
+                self.tail = Some(if self.crlf() { b"\r\n" } else { b"\n" });
+                return self.read(buf);
+            }
+            return Ok(0);
+        }
         let chunk = &buf[..n];
+        if self.head_len < 4 {
+            let take = (4 - self.head_len).min(n);
+            self.head[self.head_len..self.head_len + take].copy_from_slice(&chunk[..take]);
+            self.head_len += take;
+        }
+        if self.crlf.is_none() {
+            if let Some(i) = memchr::memchr(b'\n', chunk) {
+                let before = if i > 0 { chunk[i - 1] } else { self.last };
+                self.crlf = Some(before == b'\r');
+            }
+        }
+        self.last = chunk[n - 1];
         match (memchr::memchr(b'\n', chunk), memchr::memrchr(b'\n', chunk)) {
             (Some(first), Some(last)) if n as u64 <= MAX_LINE_BYTES => {
                 // A chunk no longer than the cap cannot hold a too-long line between its
