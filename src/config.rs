@@ -22,7 +22,34 @@ struct RawConfig {
     #[serde(default)]
     sftp: Vec<RawSftp>,
     mesh: Option<RawMesh>,
+    #[serde(default)]
+    retention: RawRetention,
 }
+
+/// `[retention]`: how many days each kind of file is kept (record history and the access
+/// log are never pruned).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRetention {
+    pub archive_days: u32,
+    pub sent_days: u32,
+    pub reports_days: u32,
+    pub rejected_days: u32,
+}
+
+impl Default for RawRetention {
+    fn default() -> Self {
+        RawRetention {
+            archive_days: 90,
+            sent_days: 30,
+            reports_days: 400,
+            rejected_days: 30,
+        }
+    }
+}
+
+/// How long files are kept.
+pub type Retention = RawRetention;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -173,6 +200,7 @@ pub struct Config {
     pub health_orgs: Vec<HealthOrg>,
     pub sftp: Vec<SftpRemote>,
     pub mesh: Option<MeshConfig>,
+    pub retention: Retention,
 }
 
 impl Config {
@@ -333,7 +361,19 @@ impl Config {
                 })
             }
         };
+        let r = raw.retention;
+        for (key, days) in [
+            ("retention.archive_days", r.archive_days),
+            ("retention.sent_days", r.sent_days),
+            ("retention.reports_days", r.reports_days),
+            ("retention.rejected_days", r.rejected_days),
+        ] {
+            if days == 0 {
+                return Err(bad(key, "must be at least 1 (days)".into()));
+            }
+        }
         Ok(Config {
+            retention: r,
             origin: origin.to_owned(),
             root: resolve(&g.root),
             base_dir: base_dir.to_path_buf(),

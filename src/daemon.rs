@@ -306,6 +306,10 @@ impl<'a> Daemon<'a> {
     pub fn nightly_report(&mut self, due: DateTime<Utc>) -> Result<()> {
         let date = due.with_timezone(&self.config().timezone).date_naive();
         self.gateway.write_reports(date)?;
+        // Retention after the report (which still sees the day's files).
+        if let Err(e) = self.gateway.prune(false) {
+            tracing::error!(error = %format!("{e:#}"), "retention failed; it runs again tomorrow, or now with `prune`");
+        }
         Ok(())
     }
 

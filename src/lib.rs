@@ -17,6 +17,7 @@ pub mod logging;
 pub mod mailbox;
 pub mod owner;
 pub mod progress;
+pub mod prune;
 pub mod reporting;
 pub mod store;
 pub mod transport;

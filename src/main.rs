@@ -50,6 +50,8 @@ enum Command {
     Replay(cli::replay::ReplayArgs),
     /// The archive of processed extracts
     Archive(cli::archive::ArchiveArgs),
+    /// Delete what [retention] no longer keeps (the daemon does it nightly)
+    Prune(cli::prune::PruneArgs),
     /// Write the reports now
     Report(cli::report::ReportArgs),
     /// Backlog, last extract per LA, overdue LAs, quarantine, pending notifications
@@ -123,6 +125,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Audit(args) => cli::audit::run(args, &mut existing()?),
         Command::Replay(args) => cli::replay::run(args, &mut existing()?),
         Command::Archive(args) => cli::archive::run(args, &mut existing()?),
+        Command::Prune(args) => cli::prune::run(args, &mut existing()?),
         Command::Report(args) => cli::report::run(args, &mut existing()?),
         Command::Status(args) => cli::status::run(args, &mut existing()?),
     }

@@ -39,11 +39,19 @@ struct Status {
     /// LAs whose most recent extract was rejected.
     last_file_rejected: Vec<FileBrief>,
     last_report_at: Option<String>,
+    /// The last retention run: when, and what it deleted.
+    last_prune: Option<PruneView>,
     local_authorities: Vec<LaStatus>,
     remotes: Vec<RemoteView>,
     /// The access log's head (entries and newest hash), to be kept elsewhere and checked
     /// later with `audit verify --expect-head`.
     access_log: crate::store::LogHead,
+}
+
+#[derive(Debug, Serialize)]
+struct PruneView {
+    at: String,
+    deleted: crate::store::PruneCounts,
 }
 
 #[derive(Debug, Serialize)]
@@ -189,6 +197,10 @@ pub fn run(args: &StatusArgs, gateway: &mut Gateway<'_>) -> Result<u8> {
         rejected_last_day: gateway.store.rejected_since(now - Duration::hours(24))?,
         last_file_rejected,
         last_report_at: gateway.store.last_report_at()?.map(crate::store::ts),
+        last_prune: gateway
+            .store
+            .last_prune()?
+            .map(|(at, deleted)| PruneView { at, deleted }),
         local_authorities,
         remotes,
         access_log: gateway.store.access_log_head()?,
@@ -239,6 +251,14 @@ fn write_text(
         "last report: {}",
         s.last_report_at.as_deref().unwrap_or("never")
     )?;
+    match &s.last_prune {
+        Some(p) => writeln!(
+            out,
+            "last retention run: {}: deleted {} archived, {} sent, {} report day(s), {} refused",
+            p.at, p.deleted.archive, p.deleted.sent, p.deleted.reports, p.deleted.rejected
+        )?,
+        None => writeln!(out, "last retention run: never")?,
+    }
     for r in &s.remotes {
         writeln!(
             out,

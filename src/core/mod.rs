@@ -20,6 +20,7 @@ pub mod plan;
 pub mod reconcile;
 pub mod render;
 pub mod report;
+pub mod retention;
 pub mod schedule;
 pub mod synth;
 pub mod validate;

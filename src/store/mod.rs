@@ -7,6 +7,7 @@
 
 mod files;
 mod health;
+mod prune;
 mod records;
 mod reports;
 
@@ -14,6 +15,7 @@ pub use files::{
     quarantine_label, ArchivedFile, FileBrief, FileRow, Injected, QuarantineEntry, TransportStatus,
 };
 pub use health::{HealthTx, LogHead, NotifyRow, PresentationView};
+pub use prune::{ArchiveFacts, PruneCounts};
 pub use records::RecordVersion;
 
 use anyhow::{bail, Context, Result};
@@ -195,6 +197,17 @@ const MIGRATIONS: &[&str] = &[
         last_error    TEXT,
         last_error_at TEXT
     ) WITHOUT ROWID;
+    "#,
+    // 6: what each retention run deleted, for `status`.
+    r#"
+    CREATE TABLE prunes (
+        id       INTEGER PRIMARY KEY,
+        at       TEXT NOT NULL,
+        archive  INTEGER NOT NULL,
+        sent     INTEGER NOT NULL,
+        reports  INTEGER NOT NULL,
+        rejected INTEGER NOT NULL
+    );
     "#,
 ];
 

@@ -475,3 +475,134 @@ fn validate_reads_standard_input() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--name"));
 }
+
+#[test]
+fn retention_deletes_only_what_is_past_its_time() {
+    let dir = temp();
+    config(dir.path());
+    let d = dir.path();
+    // An applied extract (archived), a quarantined one (archived, pending), a refused name,
+    // a delivered outbox file and a report.
+    assert_eq!(
+        ingest(d, "LA919", &extract(d, "919", "20261120T020000", 0..10)),
+        0
+    );
+    assert_eq!(
+        ingest(d, "LA919", &extract(d, "919", "20261121T020000", 0..2)),
+        1
+    );
+    let sent = d.join("var/mailboxes/LA919/out/sent");
+    fs::create_dir_all(&sent).unwrap();
+    fs::write(sent.join("CPIS_ACK_old.json"), "{}").unwrap();
+    fs::create_dir_all(d.join("var/rejected")).unwrap();
+    fs::write(d.join("var/rejected/20261101T000000_1_x"), "x").unwrap();
+    gateway(d)
+        .args(["report", "--date", "2026-11-21"])
+        .assert()
+        .success();
+    let count = |dir: &str| {
+        walkdir::WalkDir::new(d.join(dir))
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_file())
+            .count()
+    };
+    assert_eq!(count("var/archive"), 2);
+    let prune = |now: &str, extra: &[&str]| {
+        let out = gateway(d)
+            .env("CPIS_GATEWAY_NOW", now)
+            .arg("prune")
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // Ten days on: nothing is old enough.
+    assert!(prune("2026-12-02T09:00:00Z", &[])
+        .contains("deleted: 0 archived file(s), 0 sent file(s), 0 report day(s), 0 refused"));
+    // 100 days on: a dry run counts, deletes nothing.
+    let later = "2027-03-01T09:00:00Z";
+    let dry = prune(later, &["--dry-run"]);
+    assert!(
+        dry.contains(
+            "would delete: 1 archived file(s), 1 sent file(s), 0 report day(s), 1 refused"
+        ),
+        "{dry}"
+    );
+    assert_eq!(count("var/archive"), 2);
+    // Then for real: the quarantined file stays (it may yet be released), the rest goes.
+    prune(later, &[]);
+    assert_eq!(
+        count("var/archive"),
+        1,
+        "the pending quarantine's file stays"
+    );
+    assert_eq!(count("var/mailboxes/LA919/out/sent"), 0);
+    assert_eq!(count("var/rejected"), 0);
+    assert!(
+        d.join("var/reports/2026-11-21").exists(),
+        "reports are kept 400 days"
+    );
+    let status: Value = serde_json::from_slice(
+        &gateway(d)
+            .env("CPIS_GATEWAY_NOW", later)
+            .args(["status", "--format", "json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(status["last_prune"]["deleted"]["archive"], 1);
+    // Record history is never pruned; a report past 400 days is.
+    let conn = rusqlite::Connection::open(d.join("var/store/cpis.sqlite")).unwrap();
+    let versions: i64 = conn
+        .query_row("SELECT count(*) FROM record_versions", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(versions, 10);
+    assert!(prune("2028-01-01T09:00:00Z", &[]).contains("1 report day(s)"));
+    assert!(!d.join("var/reports/2026-11-21").exists());
+}
+
+#[test]
+fn an_unsettled_file_is_never_pruned() {
+    let dir = temp();
+    config(dir.path());
+    let d = dir.path();
+    // Committed, then the process dies before the inbound file leaves in/ (unsettled).
+    let inbox = d.join("var/mailboxes/LA919/in");
+    fs::create_dir_all(&inbox).unwrap();
+    let file = extract(d, "919", "20261120T020000", 0..5);
+    fs::copy(&file, inbox.join(file.file_name().unwrap())).unwrap();
+    let out = gateway(d)
+        .env("CPIS_GATEWAY_FAULT", "abort-after-commit")
+        .args(["run", "--once"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    // A copy of the bytes that the next run will archive is not there yet; make one as if
+    // it were, to see that the registry, not the age, protects it.
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(fs::read(&file).unwrap()))
+    };
+    let kept = d.join("var/archive").join(&sha[..2]).join(&sha);
+    fs::create_dir_all(kept.parent().unwrap()).unwrap();
+    fs::copy(&file, &kept).unwrap();
+    let out = gateway(d)
+        .env("CPIS_GATEWAY_NOW", "2028-01-01T00:00:00Z")
+        .arg("prune")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("0 archived"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(kept.exists());
+}
