@@ -11,7 +11,8 @@ use std::process::ExitCode;
 #[command(
     name = "cpis-gateway",
     version,
-    about = "Child protection information sharing gateway between English LAs and the NHS"
+    about = "Child protection information sharing gateway between English LAs and the NHS",
+    after_help = "Exit status: 0 everything accepted; 1 a file or row rejected or quarantined (or, for audit verify, the log altered); 2 a usage, configuration or I/O error. Each command's --help says which apply.\nOperators: docs/operations.md. LA suppliers: docs/interface.md."
 )]
 struct Cli {
     /// Configuration file (default: ./config.toml if it exists, else built-in defaults)
@@ -58,8 +59,54 @@ enum Command {
     Status(cli::status::StatusArgs),
 }
 
+/// The exit statuses each command can end with, shown under its --help.
+fn exit_statuses(path: &str) -> &'static str {
+    match path {
+        "validate" | "ingest" | "replay" | "quarantine release" | "quarantine reject" => {
+            "Exit status: 0 every file accepted (warnings allowed; a duplicate counts as accepted); 1 a file or row rejected, or a file quarantined; 2 a usage, configuration or I/O error"
+        }
+        "run" => {
+            "Exit status: 0 stopped by SIGTERM/SIGINT, or with --once every file taken accepted; 1 with --once a file or row rejected, quarantined or failed; 2 a usage, configuration, lock or I/O error"
+        }
+        "audit verify" => {
+            "Exit status: 0 the log is intact (and extends --expect-head); 1 an entry was altered, or the log was cut or rewritten; 2 a usage, configuration or I/O error"
+        }
+        _ => "Exit status: 0 done; 2 a usage, configuration or I/O error (no store where the configuration says, for commands other than init, run, ingest and gen)",
+    }
+}
+
+/// The command line, with every leaf command's exit statuses under its --help.
+fn command() -> clap::Command {
+    fn add(cmd: clap::Command, path: &str) -> clap::Command {
+        let here = if path.is_empty() {
+            String::new()
+        } else {
+            path.to_owned()
+        };
+        let names: Vec<String> = cmd
+            .get_subcommands()
+            .map(|s| s.get_name().to_owned())
+            .collect();
+        if names.is_empty() {
+            return cmd.after_help(exit_statuses(&here));
+        }
+        names.into_iter().fold(cmd, |cmd, name| {
+            let sub_path = if here.is_empty() {
+                name.clone()
+            } else {
+                format!("{here} {name}")
+            };
+            cmd.mut_subcommand(&name, |sub| add(sub, &sub_path))
+        })
+    }
+    add(<Cli as clap::CommandFactory>::command(), "")
+}
+
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let parsed = command()
+        .try_get_matches()
+        .and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -128,5 +175,44 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Prune(args) => cli::prune::run(args, &mut existing()?),
         Command::Report(args) => cli::report::run(args, &mut existing()?),
         Command::Status(args) => cli::status::run(args, &mut existing()?),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every option and argument of every command says what it is for, every command says
+    /// its exit statuses, and every --format names its values.
+    #[test]
+    fn help_describes_everything() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let here = format!("{path} {}", cmd.get_name());
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{here}: {id} has no help"));
+                }
+                if id == "format" && arg.get_possible_values().is_empty() {
+                    missing.push(format!("{here}: --format names no values"));
+                }
+            }
+            if cmd.get_subcommands().next().is_none()
+                && !cmd
+                    .get_after_help()
+                    .is_some_and(|h| h.to_string().contains("Exit status"))
+            {
+                missing.push(format!("{here}: no exit statuses"));
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &here, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&command(), "", &mut missing);
+        assert!(missing.is_empty(), "{}", missing.join("\n"));
     }
 }

@@ -41,13 +41,16 @@ pub struct AttendArgs {
     /// ODS code of the health organisation
     #[arg(long, default_value = "RWG")]
     pub ods: String,
+    /// The organisation's name, as written in every row
     #[arg(
         long,
         default_value = "West Hertfordshire Teaching Hospitals NHS Trust"
     )]
     pub org_name: String,
+    /// Number of attendance rows
     #[arg(long, default_value_t = 100)]
     pub rows: u64,
+    /// Seed: the same seed writes the same file
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// The file's time, YYYYMMDDTHHMMSS (UTC); attendances fall in the day before it
@@ -62,6 +65,7 @@ pub struct AttendArgs {
     /// Share of rows that are children on the list
     #[arg(long, default_value_t = 0.02)]
     pub flagged_share: f64,
+    /// Folder to write into (created if missing)
     #[arg(long, default_value = ".")]
     pub out: PathBuf,
 }
@@ -71,8 +75,11 @@ pub struct NationalArgs {
     /// Rows in all, shared out between the LAs
     #[arg(long, default_value_t = 150_000)]
     pub rows: u64,
+    /// File format of the extracts
+    /// File format of the extract
     #[arg(long, value_enum, default_value = "csv")]
     pub format: GenFormat,
+    /// Seed: the same seed writes the same files
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Extraction time, YYYYMMDDTHHMMSS (UTC); default now
@@ -101,6 +108,7 @@ pub struct ExtractArgs {
     /// Number of data rows
     #[arg(long, default_value_t = 100)]
     pub rows: u64,
+    /// File format of the extract
     #[arg(long, value_enum, default_value = "csv")]
     pub format: GenFormat,
     /// Seed: the same seed writes the same file

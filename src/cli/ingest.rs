@@ -16,6 +16,7 @@ pub struct IngestArgs {
     /// The mailbox the files arrive in (e.g. LA919)
     #[arg(long)]
     pub mailbox: String,
+    /// Output: text for a person, or one JSON document
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
     /// Files to process

@@ -33,6 +33,7 @@ pub struct QueryArgs {
     /// When the child presented (RFC 3339 with offset; default now)
     #[arg(long)]
     pub at: Option<String>,
+    /// Output: text for a person, or one JSON document
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
 }
