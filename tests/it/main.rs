@@ -5,6 +5,7 @@ mod gen;
 mod health;
 mod helpers;
 mod operators;
+mod package;
 mod props;
 mod reports;
 mod robustness;

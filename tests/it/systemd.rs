@@ -27,7 +27,7 @@ fn the_unit_verifies_and_is_hardened() {
     let path = dir.path().join("cpis-gateway.service");
     fs::write(
         &path,
-        unit.replace("/usr/local/bin/cpis-gateway", &bin.display().to_string()),
+        unit.replace("/usr/bin/cpis-gateway", &bin.display().to_string()),
     )
     .unwrap();
     let out = Command::new("systemd-analyze")

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The tests, on a machine that has only Rust: installs what they need, then runs them.
+#   - Debian packages (apt-get, as root): an OpenSSH server for the SFTP tests, SQLite's shell
+#     to dump and tamper with a store, xmllint for the XSD, systemd-analyze for the unit,
+#     Chromium for the report page, dpkg-deb for the package;
+#   - cargo-deb (crates.io) to build the Debian package.
+# Some tests mount a tmpfs (a full disk) and hand a root to another user: run as root, as CI
+# does. `scripts/test.sh --deps-only` installs and stops (.ci/run does that before clippy,
+# which needs the OpenSSL headers too), anything else is passed to cargo test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v xmllint >/dev/null 2>&1 || need+=(libxml2-utils)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)    # ssh2 builds libssh2 against OpenSSL
+[ -f /usr/include/openssl/ssl.h ] || need+=(libssl-dev)
+command -v dpkg-deb >/dev/null 2>&1 || need+=(dpkg)
+command -v mount >/dev/null 2>&1 || need+=(mount)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "scripts/test.sh: these Debian packages are missing: ${need[*]}; run as root (apt-get installs them)" >&2
+    exit 2
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+if ! cargo deb --version >/dev/null 2>&1; then
+  cargo install --locked --quiet cargo-deb@3.8.0
+fi
+
+[ "${1:-}" = "--deps-only" ] && exit 0
+cargo test --locked "$@"
