@@ -486,6 +486,7 @@ pub fn check_attendance(
             .push(FileProblem::new(Code::NotAuthorised, why));
     } else if let Some(p) = refusal {
         report.file_errors.push(p.clone());
+        report.refused_outside = true;
     } else if size > config.max_file_bytes {
         report.file_errors.push(FileProblem::new(
             Code::TooLarge,

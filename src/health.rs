@@ -202,12 +202,12 @@ impl Gateway<'_> {
             return Ok(report);
         }
         if report.file_errors.is_empty() && !rules.allow_repeat {
-            if let Some(previous) = self
-                .store
-                .find_processed(&report.sha256, &mailbox.to_string())?
+            if let Some(previous) =
+                self.store
+                    .find_processed(&report.sha256, &mailbox.to_string(), &report.file)?
             {
                 report.outcome = Outcome::Duplicate;
-                report.response_code = report.outcome.response_code(&[]);
+                report.response_code = previous.response_code();
                 report.duplicate_of = Some(previous);
                 report.processed_at = self.clock.now();
                 let id = self.store.register(&report, settled)?;

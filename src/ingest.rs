@@ -222,6 +222,7 @@ impl<'a> Gateway<'a> {
         let mut report = checked.report.clone();
         if let Some(problem) = &rules.refusal {
             report.file_errors.push(problem.clone());
+            report.refused_outside = true;
             report.conclude();
         }
         let _writer = write_lock(&self.layout.write_lock())?;
@@ -352,13 +353,13 @@ impl<'a> Gateway<'a> {
             .iter()
             .any(|p| p.code == Code::NotAuthorised);
         if !unauthorised && !rules.allow_repeat {
-            if let Some(previous) = self
-                .store
-                .find_processed(&report.sha256, &mailbox.to_string())?
+            if let Some(previous) =
+                self.store
+                    .find_processed(&report.sha256, &mailbox.to_string(), &report.file)?
             {
                 report.outcome = Outcome::Duplicate;
                 report.file_errors.clear();
-                report.response_code = report.outcome.response_code(&[]);
+                report.response_code = previous.response_code();
                 report.duplicate_of = Some(previous);
                 report.processed_at = self.clock.now();
                 let id = self.store.register(&report, settled)?;

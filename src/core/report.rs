@@ -46,13 +46,15 @@ impl Outcome {
     }
 }
 
-/// File errors that mean the file is corrupt or badly formed (CPF01) rather than refused.
+/// File errors that mean the file is corrupt or badly formed (CPF01) rather than refused
+/// (`FIELD_TOO_LONG` is a file error only for a line longer than any row can be).
 fn is_corrupt(code: Code) -> bool {
     matches!(
         code,
         Code::FileName
             | Code::Encoding
             | Code::Header
+            | Code::FieldTooLong
             | Code::Xml
             | Code::RecordCount
             | Code::Empty
@@ -104,6 +106,21 @@ pub struct DuplicateOf {
     pub file: String,
     pub outcome: String,
     pub processed_at: String,
+    /// The response code the repeated processing had: a duplicate repeats it (a duplicate of
+    /// a rejected file did not load anything either).
+    pub response_code: String,
+}
+
+impl DuplicateOf {
+    /// The repeated processing's response code, as the duplicate's own.
+    pub fn response_code(&self) -> &'static str {
+        match self.response_code.as_str() {
+            "CPF01" => "CPF01",
+            "CPF03" => "CPF03",
+            "CPF04" => "CPF04",
+            _ => "CPF02",
+        }
+    }
 }
 
 /// What an attendance file did (SPEC 7.1), in place of reconciliation counts.
@@ -172,6 +189,10 @@ pub struct FileReport {
     /// For a duplicate: the processing it repeats.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duplicate_of: Option<DuplicateOf>,
+    /// The file was refused for something outside its bytes (its control file): the same
+    /// bytes sent again (with a good control file) are not a duplicate of it.
+    #[serde(skip)]
+    pub refused_outside: bool,
 }
 
 impl FileReport {
@@ -205,6 +226,7 @@ impl FileReport {
             quarantine_id: None,
             quarantine_reason: None,
             duplicate_of: None,
+            refused_outside: false,
         }
     }
 

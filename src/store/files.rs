@@ -86,20 +86,29 @@ pub fn quarantine_label(number: i64) -> String {
 }
 
 impl Store {
-    /// The latest processing of the same bytes in the same mailbox (duplicates aside).
-    pub fn find_processed(&mut self, sha256: &str, mailbox: &str) -> Result<Option<DuplicateOf>> {
+    /// The latest processing of the same file (same name and bytes) from the same mailbox,
+    /// duplicates aside. The name counts: it carries the extraction time, so yesterday's
+    /// list sent again unchanged under today's name is today's extract, not a duplicate.
+    pub fn find_processed(
+        &mut self,
+        sha256: &str,
+        mailbox: &str,
+        name: &str,
+    ) -> Result<Option<DuplicateOf>> {
         self.conn()
             .prepare_cached(
-                "SELECT id, name, outcome, processed_at FROM files
-                 WHERE sha256 = ?1 AND mailbox = ?2 AND outcome != 'duplicate' AND dedup
+                "SELECT id, name, outcome, processed_at, response_code FROM files
+                 WHERE sha256 = ?1 AND mailbox = ?2 AND name = ?3 AND outcome != 'duplicate'
+                   AND dedup
                  ORDER BY id DESC LIMIT 1",
             )?
-            .query_row(params![sha256, mailbox], |r| {
+            .query_row(params![sha256, mailbox, name], |r| {
                 Ok(DuplicateOf {
                     file_id: r.get(0)?,
                     file: r.get(1)?,
                     outcome: r.get(2)?,
                     processed_at: r.get(3)?,
+                    response_code: r.get(4)?,
                 })
             })
             .optional()
@@ -365,10 +374,11 @@ pub(super) fn insert_file(
         report.invalid_rows as i64,
         serde_json::to_string(report)?,
         settled,
-        !report
-            .file_errors
-            .iter()
-            .any(|p| matches!(p.code, Code::FileName | Code::NotAuthorised)),
+        !report.refused_outside
+            && !report
+                .file_errors
+                .iter()
+                .any(|p| matches!(p.code, Code::FileName | Code::NotAuthorised)),
     ])?;
     Ok(tx.last_insert_rowid())
 }

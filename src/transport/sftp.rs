@@ -147,7 +147,10 @@ impl Remote {
                 fs::metadata(&target)?.len() == size
             } else {
                 let sha = download(sftp, &remote, &part, size)?;
-                if store.find_processed(&sha, &mailbox.to_string())?.is_some() {
+                if store
+                    .find_processed(&sha, &mailbox.to_string(), name)?
+                    .is_some()
+                {
                     fs::remove_file(&part)?;
                     true
                 } else {

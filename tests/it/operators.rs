@@ -606,3 +606,60 @@ fn an_unsettled_file_is_never_pruned() {
     );
     assert!(kept.exists());
 }
+
+#[test]
+fn an_unchanged_list_under_a_new_name_is_a_new_extract_and_a_control_refusal_is_not_a_duplicate() {
+    let dir = temp();
+    config(dir.path());
+    let d = dir.path();
+    let day = |stamp: &str, kids: std::ops::Range<u64>| extract(d, "919", stamp, kids);
+    // Day 1: children 0-9; day 2: 0-10; day 3: the same bytes as day 1 under day 3's name.
+    let one = day("20261119T020000", 0..10);
+    let bytes = fs::read(&one).unwrap();
+    assert_eq!(ingest(d, "LA919", &one), 0);
+    assert_eq!(ingest(d, "LA919", &day("20261120T020000", 0..11)), 0);
+    let three = d.join("CPIS_EXTRACT_919_20261121T020000.csv");
+    fs::write(&three, &bytes).unwrap();
+    let out = gateway(d)
+        .args(["ingest", "--format", "json", "--mailbox", "LA919"])
+        .arg(&three)
+        .output()
+        .unwrap();
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r[0]["outcome"], "accepted", "{r}");
+    assert_eq!(
+        r[0]["changes"]["closed_by_absence"], 1,
+        "child 10 closed: {r}"
+    );
+    // The very same file again is a duplicate.
+    let again = gateway(d)
+        .args(["ingest", "--format", "json", "--mailbox", "LA919"])
+        .arg(&three)
+        .output()
+        .unwrap();
+    let r: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(r[0]["outcome"], "duplicate");
+
+    // A file refused for its control file is taken when it comes back with a good one.
+    let root = crate::daemon::Root::new(0);
+    let name = "CPIS_EXTRACT_919_20261121T020000.csv";
+    let inbox = root.inbox("LA919");
+    fs::write(inbox.join(name), &bytes).unwrap();
+    fs::write(
+        inbox.join(name.replace(".csv", ".ctl")),
+        "<DTSControl><From_DTS>LA919</From_DTS><From_DTS>LA919</From_DTS></DTSControl>",
+    )
+    .unwrap();
+    assert_eq!(root.run_once().status.code(), Some(1));
+    let ack = crate::daemon::read_json(&root.ack("LA919", name));
+    assert_eq!(file_codes(&ack), ["XML"]);
+    fs::write(inbox.join(name), &bytes).unwrap();
+    fs::write(
+        inbox.join(name.replace(".csv", ".ctl")),
+        crate::daemon::control("LA919"),
+    )
+    .unwrap();
+    assert_eq!(root.run_once().status.code(), Some(0));
+    let ack = crate::daemon::read_json(&root.ack("LA919", name));
+    assert_eq!(ack["outcome"], "accepted", "{ack}");
+}

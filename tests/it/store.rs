@@ -307,7 +307,9 @@ fn duplicate_and_stale_files_change_nothing() {
     assert_eq!(code, 0, "a duplicate counts as accepted");
     assert_schema("file-report.schema.json", &dup);
     assert_eq!(dup["outcome"], "duplicate");
-    assert_eq!(dup["response_code"], "CPF02");
+    // It repeats the response code of what it duplicates: the rejected rows were not
+    // loaded this time either.
+    assert_eq!(dup["response_code"], "CPF03");
     assert_eq!(dup["duplicate_of"]["outcome"], "partial");
     assert!(dup["changes"].is_null());
     let (code, stale) = w.ingest("LA919", &d1);
