@@ -422,6 +422,26 @@ impl<'a> Gateway<'a> {
         )))
     }
 
+    /// The pure diff of a checked extract against the LA's records as they are now.
+    fn diff(
+        &mut self,
+        checked: CheckedExtract,
+        la: LaCode,
+    ) -> Result<crate::core::reconcile::Diff> {
+        let extraction_date = checked
+            .report
+            .extracted_at
+            .map(|t| t.date_naive())
+            .ok_or_else(|| anyhow!("an extract without extraction time"))?;
+        let current = self.store.current_records(la)?;
+        Ok(reconcile(
+            &current,
+            checked.kept.valid,
+            &checked.kept.rejected_keys,
+            extraction_date,
+        ))
+    }
+
     /// Reconciles a checked file and commits it, or quarantines it.
     /// `released` is the quarantine entry being released (guards then do not apply).
     fn apply(
@@ -433,17 +453,7 @@ impl<'a> Gateway<'a> {
         released: Option<(i64, i64)>,
         settled: bool,
     ) -> Result<(FileReport, i64)> {
-        let extraction_date = report
-            .extracted_at
-            .map(|t| t.date_naive())
-            .ok_or_else(|| anyhow!("an extract without extraction time"))?;
-        let current = self.store.current_records(la)?;
-        let diff = reconcile(
-            &current,
-            checked.kept.valid,
-            &checked.kept.rejected_keys,
-            extraction_date,
-        );
+        let diff = self.diff(checked, la)?;
         if released.is_none() {
             if let Some(reason) =
                 quarantine_reason(&diff, report.valid_rows, self.config.max_closure_share)
@@ -578,18 +588,7 @@ impl<'a> Gateway<'a> {
             self.clock,
             Keep { rows: true },
         )?;
-        let extraction_date = checked
-            .report
-            .extracted_at
-            .map(|t| t.date_naive())
-            .ok_or_else(|| anyhow!("an extract without extraction time"))?;
-        let current = self.store.current_records(la)?;
-        let diff = reconcile(
-            &current,
-            checked.kept.valid,
-            &checked.kept.rejected_keys,
-            extraction_date,
-        );
+        let diff = self.diff(checked, la)?;
         let mut closing = Vec::new();
         for change in diff
             .changes
