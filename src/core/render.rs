@@ -53,12 +53,15 @@ pub fn file_report_text(report: &FileReport) -> String {
             .push(i);
     }
     for ((warning, code), indexes) in &by_code {
+        // Rows, not problems: one row can have the same code in two columns.
+        let rows: std::collections::BTreeSet<u64> =
+            indexes.iter().map(|&i| report.row_errors[i].row).collect();
         let _ = writeln!(
             out,
             "  {} {code}: {} row{} - {}",
             if *warning { "warning" } else { "error" },
-            indexes.len(),
-            if indexes.len() == 1 { "" } else { "s" },
+            rows.len(),
+            if rows.len() == 1 { "" } else { "s" },
             code.sentence()
         );
         for &i in indexes.iter().take(ROWS_PER_CODE) {
@@ -75,4 +78,35 @@ pub fn file_report_text(report: &FileReport) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::report::FileKind;
+    use crate::core::validate::RowProblem;
+
+    #[test]
+    fn counts_rows_not_problems_and_shows_lines() {
+        let mut r = FileReport::new(
+            "CPIS_EXTRACT_919_20261121T020000.csv",
+            Some("LA919".into()),
+            FileKind::Extract,
+            chrono::DateTime::UNIX_EPOCH,
+        );
+        for column in ["start_date", "end_date"] {
+            r.row_errors.push(RowProblem {
+                row: 3,
+                line: Some(5),
+                column,
+                code: Code::DateFormat,
+                severity: Severity::Error,
+                message: "not a date".into(),
+                sent: None,
+            });
+        }
+        let text = file_report_text(&r);
+        assert!(text.contains("error DATE_FORMAT: 1 row -"), "{text}");
+        assert!(text.contains("row 3 (line 5), end_date"), "{text}");
+    }
 }
