@@ -52,6 +52,18 @@ fn ingest(dir: &Path, mailbox: &str, file: &Path) -> i32 {
         .unwrap()
 }
 
+/// Ingests an extract of LA 919 at `stamp` naming `children`; the exit code.
+fn ingest_919(dir: &Path, stamp: &str, children: std::ops::Range<u64>) -> i32 {
+    ingest(dir, "LA919", &extract(dir, "919", stamp, children))
+}
+
+/// A command's JSON output.
+fn json_of(dir: &Path, args: &[&str]) -> Value {
+    let out = gateway(dir).args(args).output().unwrap();
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
 #[test]
 fn commands_that_only_look_create_nothing_and_say_where_they_looked() {
     let dir = temp();
@@ -144,18 +156,9 @@ fn status_puts_what_needs_attention_first() {
     let d = dir.path();
     // 919: applied, then a file that would close most of its records (quarantined), then a
     // newer one applied (so the quarantined one is superseded).
-    assert_eq!(
-        ingest(d, "LA919", &extract(d, "919", "20261120T020000", 0..10)),
-        0
-    );
-    assert_eq!(
-        ingest(d, "LA919", &extract(d, "919", "20261121T000000", 0..2)),
-        1
-    );
-    assert_eq!(
-        ingest(d, "LA919", &extract(d, "919", "20261121T020000", 0..11)),
-        0
-    );
+    assert_eq!(ingest_919(d, "20261120T020000", 0..10), 0);
+    assert_eq!(ingest_919(d, "20261121T000000", 0..2), 1);
+    assert_eq!(ingest_919(d, "20261121T020000", 0..11), 0);
     // 202: its latest file was rejected (an unknown column).
     let bad = d.join("CPIS_EXTRACT_202_20261121T020000.csv");
     fs::write(&bad, format!("{HEADER},colour\n")).unwrap();
@@ -181,14 +184,7 @@ fn status_puts_what_needs_attention_first() {
     );
     let all = gateway(d).args(["status", "--all"]).output().unwrap();
     assert!(String::from_utf8_lossy(&all.stdout).contains("Hertfordshire"));
-    let json: Value = serde_json::from_slice(
-        &gateway(d)
-            .args(["status", "--format", "json"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let json = json_of(d, &["status", "--format", "json"]);
     assert_eq!(json["quarantine"][0]["superseded"], true);
     assert_eq!(json["last_file_rejected"][0]["sender"], "202");
     assert_eq!(json["last_file_rejected"][0]["codes"], "HEADER");
@@ -199,14 +195,8 @@ fn quarantine_show_lists_what_a_release_would_close_as_the_la_knows_it() {
     let dir = temp();
     config(dir.path());
     let d = dir.path();
-    assert_eq!(
-        ingest(d, "LA919", &extract(d, "919", "20261120T020000", 0..10)),
-        0
-    );
-    assert_eq!(
-        ingest(d, "LA919", &extract(d, "919", "20261121T020000", 0..3)),
-        1
-    );
+    assert_eq!(ingest_919(d, "20261120T020000", 0..10), 0);
+    assert_eq!(ingest_919(d, "20261121T020000", 0..3), 1);
     let out = gateway(d)
         .args(["quarantine", "show", "Q1"])
         .output()
@@ -224,14 +214,7 @@ fn quarantine_show_lists_what_a_release_would_close_as_the_la_knows_it() {
         "{text}"
     );
     assert!(!text.contains(&nhs(3)), "NHS numbers are masked: {text}");
-    let json: Value = serde_json::from_slice(
-        &gateway(d)
-            .args(["quarantine", "show", "Q1", "--format", "json"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let json = json_of(d, &["quarantine", "show", "Q1", "--format", "json"]);
     assert_eq!(json["changes"]["closed_by_absence"], 7);
     assert_eq!(json["closing"].as_array().unwrap().len(), 7);
     // Showing changed nothing: the entry is still pending.
@@ -252,14 +235,10 @@ fn replay_takes_a_name_or_a_prefix_and_archive_list_shows_them() {
         text.contains("CPIS_EXTRACT_919_20261120T020000.csv"),
         "{text}"
     );
-    let json: Value = serde_json::from_slice(
-        &gateway(d)
-            .args(["archive", "list", "--mailbox", "LA919", "--format", "json"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let json = json_of(
+        d,
+        &["archive", "list", "--mailbox", "LA919", "--format", "json"],
+    );
     let sha = json[0]["sha256"].as_str().unwrap().to_owned();
     for name in [&sha[..8], "CPIS_EXTRACT_919_20261120T020000.csv"] {
         let out = gateway(d).args(["replay", name]).output().unwrap();
@@ -276,10 +255,7 @@ fn a_closed_pipe_ends_every_command_quietly() {
     let dir = temp();
     config(dir.path());
     let d = dir.path();
-    assert_eq!(
-        ingest(d, "LA919", &extract(d, "919", "20261120T020000", 0..3)),
-        0
-    );
+    assert_eq!(ingest_919(d, "20261120T020000", 0..3), 0);
     for args in [
         vec!["status", "--all"],
         vec!["archive", "list"],
@@ -483,14 +459,8 @@ fn retention_deletes_only_what_is_past_its_time() {
     let d = dir.path();
     // An applied extract (archived), a quarantined one (archived, pending), a refused name,
     // a delivered outbox file and a report.
-    assert_eq!(
-        ingest(d, "LA919", &extract(d, "919", "20261120T020000", 0..10)),
-        0
-    );
-    assert_eq!(
-        ingest(d, "LA919", &extract(d, "919", "20261121T020000", 0..2)),
-        1
-    );
+    assert_eq!(ingest_919(d, "20261120T020000", 0..10), 0);
+    assert_eq!(ingest_919(d, "20261121T020000", 0..2), 1);
     let sent = d.join("var/mailboxes/LA919/out/sent");
     fs::create_dir_all(&sent).unwrap();
     fs::write(sent.join("CPIS_ACK_old.json"), "{}").unwrap();
