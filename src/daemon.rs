@@ -149,11 +149,12 @@ impl<'a> Daemon<'a> {
         self.gateway.config
     }
 
-    /// One pass over every mailbox; returns how many files are still settling or waiting
-    /// for a retry (either way, the daemon must look again soon).
+    /// One pass over every mailbox; returns how many files are still settling (or held
+    /// behind one that is): the daemon must look again soon. Files waiting for a retry are
+    /// looked at again when it is due ([`Daemon::retry_due`]).
     pub fn pass(&mut self) -> usize {
         let settle = self.config().settle;
-        let mut waiting = 0;
+        let mut settling = 0;
         for mailbox in self.mailboxes.clone() {
             let inbox = self.gateway.layout.inbox(&mailbox);
             let found = match self.settler.scan(&inbox, settle) {
@@ -165,37 +166,41 @@ impl<'a> Daemon<'a> {
                 }
             };
             // An LA's extracts are applied in extraction-time order: while an earlier one
-            // is still arriving or waiting for a retry, the later ones wait too (taken first,
+            // is still arriving or settling for a retry, the later ones wait too (taken first,
             // they would make it STALE and its changes would be lost).
             let in_order = matches!(mailbox, MailboxId::La(_));
             let mut held = false;
             for f in found {
                 if self.stop.load(Ordering::SeqCst) {
-                    return waiting + 1;
+                    return settling + 1;
                 }
                 match f {
                     Found::Ready { path, control } => {
-                        if held {
-                            waiting += 1;
-                        } else if !self.take(&path, control.as_deref(), &mailbox) {
-                            waiting += 1;
+                        if !held && !self.take(&path, control.as_deref(), &mailbox) {
                             held = in_order;
                         }
                     }
                     Found::Settling { .. } => {
-                        waiting += 1;
+                        settling += 1;
                         held = in_order;
                     }
                     Found::Refuse { path, reason } => self.refuse(&path, &mailbox, &reason),
                 }
             }
         }
+        // Files that failed and then went away (taken back by their sender) are forgotten.
+        self.failed.retain(|path, _| path.exists());
         tracing::debug!(
             mailboxes = self.mailboxes.len(),
-            waiting,
+            settling,
             "scanned the mailboxes"
         );
-        waiting
+        settling
+    }
+
+    /// When the next failed file may be tried again, if any waits.
+    fn retry_due(&self) -> Option<Instant> {
+        self.failed.values().map(|(next, _)| *next).min()
     }
 
     /// Processes one complete file; false if it failed (or still waits for its retry) and
@@ -344,7 +349,11 @@ impl<'a> Daemon<'a> {
         let limit = Instant::now() + self.config().settle * 4 + Duration::from_secs(2);
         loop {
             let settling = self.pass();
-            if settling == 0 || Instant::now() >= limit || self.stop.load(Ordering::SeqCst) {
+            let retry_in_time = self.retry_due().is_some_and(|at| at < limit);
+            if (settling == 0 && !retry_in_time)
+                || Instant::now() >= limit
+                || self.stop.load(Ordering::SeqCst)
+            {
                 break;
             }
             std::thread::sleep(self.tick());
@@ -419,7 +428,8 @@ impl<'a> Daemon<'a> {
             "gateway running"
         );
         while !self.stop.load(Ordering::SeqCst) {
-            if look || last_look.elapsed() >= SAFETY_RESCAN {
+            let retry = self.retry_due().is_some_and(|at| Instant::now() >= at);
+            if look || retry || last_look.elapsed() >= SAFETY_RESCAN {
                 look = self.pass() > 0;
                 last_look = Instant::now();
             }
