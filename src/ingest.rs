@@ -60,6 +60,13 @@ pub struct Gateway<'a> {
     pub(crate) fault: Option<Fault>,
 }
 
+/// When a registered file was first received (its stored acknowledgement says), so that a
+/// decision taken later does not make it look newly arrived.
+fn first_received(file: &crate::store::FileRow) -> Option<chrono::DateTime<chrono::Utc>> {
+    let stored: serde_json::Value = serde_json::from_str(&file.report).ok()?;
+    crate::store::parse_ts(stored["received_at"].as_str()?).ok()
+}
+
 /// What releasing a quarantined file would do (`quarantine show`).
 #[derive(Debug, serde::Serialize)]
 pub struct ReleasePreview {
@@ -566,6 +573,7 @@ impl<'a> Gateway<'a> {
             );
         }
         report.quarantine_id = Some(label.to_owned());
+        report.received_at = first_received(&file).unwrap_or(report.received_at);
         Ok(self
             .apply(checked, report, la, &mailbox, Some((number, file.id)), true)?
             .0)
@@ -635,6 +643,7 @@ impl<'a> Gateway<'a> {
             Keep::default(),
         )?;
         let mut report = checked.report;
+        report.received_at = first_received(&file).unwrap_or(report.received_at);
         report.outcome = Outcome::Rejected;
         report.file_errors = vec![FileProblem::new(
             Code::Quarantined,

@@ -358,7 +358,15 @@ fn quarantine_then_release_and_quarantine_then_reject() {
     assert_schema("status.schema.json", &status);
     assert_schema("file-report.schema.json", &q);
 
-    let released = w.json(&["quarantine", "release", &id, "--format", "json"]);
+    // Released later in the day: processed then, but received when it arrived.
+    let out = gateway(w.path())
+        .env("CPIS_GATEWAY_NOW", "2026-11-22T15:00:00Z")
+        .args(["quarantine", "release", &id, "--format", "json"])
+        .output()
+        .unwrap();
+    let released: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(released[0]["received_at"], q["received_at"]);
+    assert_eq!(released[0]["processed_at"], "2026-11-22T15:00:00.000Z");
     assert_schema("file-report.schema.json", &released[0]);
     assert_eq!(released[0]["outcome"], "accepted");
     assert_eq!(changes(&released[0]), [0, 0, 3, 0, 0, 7, 0]);
