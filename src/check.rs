@@ -324,7 +324,16 @@ fn read_rows<R: Read>(
         Err(SourceError::File(p)) => report.file_errors.push(p),
         Err(SourceError::Io(e)) => return Err(e),
     }
-    mark_duplicates(dupes.finish()?, report, kept);
+    let dialect = match format {
+        ExtractFormat::Csv => crate::core::extract::Dialect::Csv,
+        ExtractFormat::Xml => crate::core::extract::Dialect::Xml,
+    };
+    mark_duplicates(
+        dupes.finish()?,
+        report,
+        kept,
+        dialect.name(crate::core::extract::Column::NhsNumber),
+    );
     Ok(())
 }
 
@@ -370,7 +379,13 @@ fn validate_rows(
 }
 
 /// Rejects every row of a repeated key (SPEC 2.4: both rows are rejected).
-fn mark_duplicates(dupes: Vec<(u64, u64)>, report: &mut FileReport, kept: &mut Kept) {
+/// `column` is the NHS number's name in the file's format.
+fn mark_duplicates(
+    dupes: Vec<(u64, u64)>,
+    report: &mut FileReport,
+    kept: &mut Kept,
+    column: &'static str,
+) {
     if dupes.is_empty() {
         return;
     }
@@ -401,7 +416,7 @@ fn mark_duplicates(dupes: Vec<(u64, u64)>, report: &mut FileReport, kept: &mut K
         added.push(RowProblem {
             row,
             line: None,
-            column: "nhs_number",
+            column,
             code: Code::Duplicate,
             severity: Severity::Error,
             message: format!(

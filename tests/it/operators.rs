@@ -633,3 +633,36 @@ fn an_unchanged_list_under_a_new_name_is_a_new_extract_and_a_control_refusal_is_
     let ack = crate::daemon::read_json(&root.ack("LA919", name));
     assert_eq!(ack["outcome"], "accepted", "{ack}");
 }
+
+#[test]
+fn every_xml_problem_names_the_attribute() {
+    let dir = temp();
+    let m = gen_extract(
+        dir.path(),
+        &[
+            "--la",
+            "919",
+            "--rows",
+            "20",
+            "--format",
+            "xml",
+            "--fault",
+            "duplicate",
+            "--fault",
+            "date-format",
+        ],
+    );
+    let file = dir.path().join(m["file"].as_str().unwrap());
+    let (_, reports) = validate_json(dir.path(), &[], &[&file]);
+    let columns: Vec<&str> = reports[0]["row_errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["column"].as_str().unwrap())
+        .collect();
+    assert!(
+        columns.contains(&"nhsNumber") && columns.contains(&"start"),
+        "{columns:?}"
+    );
+    assert!(!columns.iter().any(|c| c.contains('_')), "{columns:?}");
+}
