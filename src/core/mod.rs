@@ -13,6 +13,7 @@ pub mod filename;
 pub mod hints;
 pub mod ids;
 pub mod matching;
+pub mod mesh;
 pub mod nhs;
 pub mod outbound;
 pub mod phone;
