@@ -99,4 +99,23 @@ fn xml_samples_validate_against_the_xsd() {
     let text = fs::read_to_string(samples().join("CPIS_EXTRACT_202_20261121T021500.xml")).unwrap();
     fs::write(&bad, text.replacen("type=\"", "type=\"X", 1)).unwrap();
     assert!(!xmllint(&bad).status.success());
+    // Phones as the gateway takes them: +44 in place of the 0, never both.
+    let phone = |value: &str| {
+        let file = dir.path().join("phone.xml");
+        let with = regex_free_replace(&text, "edtPhone=\"", value);
+        fs::write(&file, with).unwrap();
+        xmllint(&file).status.success()
+    };
+    assert!(phone("+44 1632 960001"));
+    assert!(phone("01632 960001"));
+    assert!(!phone("+44 01632 960001"));
+    let table = fs::read_to_string(repo().join("schemas/extract.tableschema.json")).unwrap();
+    assert!(table.contains(r#"0 *([0-9] *){9,10}|\\+44 *[1-9] *([0-9] *){8,9}"#));
+}
+
+/// `text` with the value of the first attribute starting `prefix` replaced by `value`.
+fn regex_free_replace(text: &str, prefix: &str, value: &str) -> String {
+    let start = text.find(prefix).expect("the attribute") + prefix.len();
+    let end = start + text[start..].find('"').expect("its closing quote");
+    format!("{}{value}{}", &text[..start], &text[end..])
 }
