@@ -331,12 +331,7 @@ fn a_file_committed_just_before_a_crash_is_finished_not_redone() {
     assert_eq!(processed(root.path()), 1, "but the outcome is committed");
 
     let out = root.run_once();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     assert_eq!(processed(root.path()), 1, "one outcome, not a duplicate");
     let ack = read_json(&root.ack("LA942", &name));
     assert_eq!(ack["outcome"], "accepted");
@@ -498,12 +493,7 @@ fn kill_9_at_random_moments_loses_and_doubles_nothing() {
     let clean = Root::new(0);
     fill(&clean);
     let out = clean.run_once();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let expected = final_state(clean.path());
     assert_eq!(expected.0.len(), total);
     let notified: usize = ["919", "202", "330", "942"]
@@ -543,12 +533,7 @@ fn kill_9_at_random_moments_loses_and_doubles_nothing() {
         "no kill landed before the backlog was done: make the backlog bigger"
     );
     let out = crashed.run_once();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     for mailbox in ["LA919", "LA202", "LA330", "LA942", "RWG"] {
         assert_eq!(
             fs::read_dir(crashed.inbox(mailbox)).unwrap().count(),

@@ -614,12 +614,7 @@ fn the_daemon_takes_attendance_files_and_deletes_them_after_commit() {
     )
     .unwrap();
     let out = site.flush();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     assert!(!inbox.join(name).exists());
     assert!(site
         .out("RWG")
@@ -661,12 +656,7 @@ fn an_attendance_file_committed_just_before_a_crash_is_finished_not_redone() {
         "died before the flags went"
     );
     let out = site.flush();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     assert!(!inbox.join(name).exists());
     assert!(
         site.out("RWG")
@@ -700,12 +690,7 @@ impl Site {
             .args(["--format", "json"])
             .output()
             .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_ok(&out);
         serde_json::from_slice(&out.stdout).unwrap()
     }
 

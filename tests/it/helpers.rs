@@ -98,3 +98,13 @@ pub fn test_nhs(base: u64, i: u64) -> String {
         .expect("some check digit exists within ten numbers")
         .full()
 }
+
+/// Asserts that a command exited 0, showing its stderr if it did not.
+pub fn assert_ok(out: &std::process::Output) {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -41,6 +41,13 @@ fn config(dir: &Path) {
     .unwrap();
 }
 
+/// A temporary folder with the configuration above.
+fn site() -> tempfile::TempDir {
+    let dir = temp();
+    config(dir.path());
+    dir
+}
+
 fn ingest(dir: &Path, mailbox: &str, file: &Path) -> i32 {
     gateway(dir)
         .args(["ingest", "--mailbox", mailbox])
@@ -66,8 +73,7 @@ fn json_of(dir: &Path, args: &[&str]) -> Value {
 
 #[test]
 fn commands_that_only_look_create_nothing_and_say_where_they_looked() {
-    let dir = temp();
-    config(dir.path());
+    let dir = site();
     for args in [
         &["status"][..],
         &["report"],
@@ -111,8 +117,7 @@ fn commands_that_only_look_create_nothing_and_say_where_they_looked() {
 #[test]
 fn root_on_a_service_owned_root_is_refused_unless_it_becomes_the_owner() {
     // The tests run as root (as CI does); `nobody` stands for the service user.
-    let dir = temp();
-    config(dir.path());
+    let dir = site();
     gateway(dir.path()).arg("init").assert().success();
     let st = Command::new("chown")
         .args(["-R", "nobody:nogroup"])
@@ -133,12 +138,7 @@ fn root_on_a_service_owned_root_is_refused_unless_it_becomes_the_owner() {
         .args(["--as-owner", "report", "--date", "2026-11-21"])
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let made = fs::metadata(dir.path().join("var/reports/2026-11-21")).unwrap();
     use std::os::unix::fs::MetadataExt;
     let nobody = fs::metadata(dir.path().join("var")).unwrap().uid();
@@ -151,8 +151,7 @@ fn root_on_a_service_owned_root_is_refused_unless_it_becomes_the_owner() {
 
 #[test]
 fn status_puts_what_needs_attention_first() {
-    let dir = temp();
-    config(dir.path());
+    let dir = site();
     let d = dir.path();
     // 919: applied, then a file that would close most of its records (quarantined), then a
     // newer one applied (so the quarantined one is superseded).
@@ -192,8 +191,7 @@ fn status_puts_what_needs_attention_first() {
 
 #[test]
 fn quarantine_show_lists_what_a_release_would_close_as_the_la_knows_it() {
-    let dir = temp();
-    config(dir.path());
+    let dir = site();
     let d = dir.path();
     assert_eq!(ingest_919(d, "20261120T020000", 0..10), 0);
     assert_eq!(ingest_919(d, "20261121T020000", 0..3), 1);
@@ -201,12 +199,7 @@ fn quarantine_show_lists_what_a_release_would_close_as_the_la_knows_it() {
         .args(["quarantine", "show", "Q1"])
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("close 7 of 10 open records"), "{text}");
     assert!(
@@ -224,8 +217,7 @@ fn quarantine_show_lists_what_a_release_would_close_as_the_la_knows_it() {
 
 #[test]
 fn replay_takes_a_name_or_a_prefix_and_archive_list_shows_them() {
-    let dir = temp();
-    config(dir.path());
+    let dir = site();
     let d = dir.path();
     let first = extract(d, "919", "20261120T020000", 0..4);
     assert_eq!(ingest(d, "LA919", &first), 0);
@@ -252,8 +244,7 @@ fn replay_takes_a_name_or_a_prefix_and_archive_list_shows_them() {
 
 #[test]
 fn a_closed_pipe_ends_every_command_quietly() {
-    let dir = temp();
-    config(dir.path());
+    let dir = site();
     let d = dir.path();
     assert_eq!(ingest_919(d, "20261120T020000", 0..3), 0);
     for args in [
@@ -434,12 +425,7 @@ fn validate_reads_standard_input() {
         .write_stdin(text)
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v[0]["file"], "CPIS_EXTRACT_919_20261121T020000.csv");
     assert_eq!(v[0]["rows"], 1);
@@ -454,8 +440,7 @@ fn validate_reads_standard_input() {
 
 #[test]
 fn retention_deletes_only_what_is_past_its_time() {
-    let dir = temp();
-    config(dir.path());
+    let dir = site();
     let d = dir.path();
     // An applied extract (archived), a quarantined one (archived, pending), a refused name,
     // a delivered outbox file and a report.
@@ -485,12 +470,7 @@ fn retention_deletes_only_what_is_past_its_time() {
             .args(extra)
             .output()
             .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_ok(&out);
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     // Ten days on: nothing is old enough.
@@ -541,8 +521,7 @@ fn retention_deletes_only_what_is_past_its_time() {
 
 #[test]
 fn an_unsettled_file_is_never_pruned() {
-    let dir = temp();
-    config(dir.path());
+    let dir = site();
     let d = dir.path();
     // Committed, then the process dies before the inbound file leaves in/ (unsettled).
     let inbox = d.join("var/mailboxes/LA919/in");
@@ -579,8 +558,7 @@ fn an_unsettled_file_is_never_pruned() {
 
 #[test]
 fn an_unchanged_list_under_a_new_name_is_a_new_extract_and_a_control_refusal_is_not_a_duplicate() {
-    let dir = temp();
-    config(dir.path());
+    let dir = site();
     let d = dir.path();
     let day = |stamp: &str, kids: std::ops::Range<u64>| extract(d, "919", stamp, kids);
     // Day 1: children 0-9; day 2: 0-10; day 3: the same bytes as day 1 under day 3's name.

@@ -98,12 +98,7 @@ fn scenario(dir: &Path) {
         .args(["run", "--once"])
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
 }
 
 fn report(dir: &Path, now: &str, date: &str) {
@@ -112,12 +107,7 @@ fn report(dir: &Path, now: &str, date: &str) {
         .args(["report", "--date", date])
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
 }
 
 #[test]

@@ -622,12 +622,7 @@ fn a_transient_failure_does_not_let_a_newer_extract_overtake() {
     assert!(log.contains("later files of this LA wait for it"), "{log}");
     // Day 1 is retried (within this run or the next); days 2 and 3 never overtake it.
     let out = root.run_once();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let got = final_state(root.path());
     assert_eq!(got.0, expected.0, "every day applied, none STALE");
     assert!(

@@ -214,12 +214,7 @@ fn round_trip_and_partial_files() {
         .args(["run", "--once"])
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     assert!(
         !sshd.path("remote_in").join(&name).exists(),
         "taken off the remote once safe"

@@ -452,12 +452,7 @@ fn replay_is_a_no_op_unless_forced_and_reruns_rejected_files() {
         .args(["replay", &sha[..10], "--force", "--yes", "--format", "json"])
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let replayed: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(replayed[0]["outcome"], "accepted");
     assert_eq!(replayed[0]["file"], "CPIS_EXTRACT_919_20261119T020000.csv");
