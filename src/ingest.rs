@@ -60,6 +60,14 @@ pub struct Gateway<'a> {
     pub(crate) fault: Option<Fault>,
 }
 
+/// The LA a quarantined file came from.
+fn la_of(file: &crate::store::FileRow, label: &str) -> Result<LaCode> {
+    match file.sender.as_deref().map(LaCode::parse) {
+        Some(Ok(la)) => Ok(la),
+        _ => bail!("{label} has no LA"),
+    }
+}
+
 /// When a registered file was first received (its stored acknowledgement says), so that a
 /// decision taken later does not make it look newly arrived.
 fn first_received(file: &crate::store::FileRow) -> Option<chrono::DateTime<chrono::Utc>> {
@@ -542,11 +550,7 @@ impl<'a> Gateway<'a> {
     pub fn release(&mut self, label: &str) -> Result<FileReport> {
         let _writer = write_lock(&self.layout.write_lock())?;
         let (number, file, mailbox) = self.pending(label)?;
-        let path = archive_path(&self.layout.archive(), &file.sha256);
-        let la = match file.sender.as_deref().map(LaCode::parse) {
-            Some(Ok(la)) => la,
-            _ => bail!("{label} has no LA"),
-        };
+        let la = la_of(&file, label)?;
         if let (Some(last), Some(at)) = (self.store.last_applied_extract(la)?, file.extracted_at) {
             if at <= last {
                 bail!(
@@ -557,14 +561,7 @@ impl<'a> Gateway<'a> {
                 );
             }
         }
-        let checked = check_named(
-            &path,
-            &file.name,
-            Some(&mailbox),
-            self.config,
-            self.clock,
-            Keep { rows: true },
-        )?;
+        let checked = self.recheck(&file, &mailbox, Keep { rows: true })?;
         let mut report = checked.report.clone();
         if !report.outcome.applies() {
             bail!(
@@ -579,23 +576,30 @@ impl<'a> Gateway<'a> {
             .0)
     }
 
+    /// A quarantined (archived) file checked again as it stands now.
+    fn recheck(
+        &self,
+        file: &crate::store::FileRow,
+        mailbox: &MailboxId,
+        keep: Keep,
+    ) -> Result<CheckedExtract> {
+        let path = archive_path(&self.layout.archive(), &file.sha256);
+        Ok(check_named(
+            &path,
+            &file.name,
+            Some(mailbox),
+            self.config,
+            self.clock,
+            keep,
+        )?)
+    }
+
     /// What releasing a quarantined file would do now, without doing it: the counts per
     /// outcome and the records it would close by absence.
     pub fn preview_release(&mut self, label: &str) -> Result<ReleasePreview> {
         let (_, file, mailbox) = self.pending(label)?;
-        let path = archive_path(&self.layout.archive(), &file.sha256);
-        let la = match file.sender.as_deref().map(LaCode::parse) {
-            Some(Ok(la)) => la,
-            _ => bail!("{label} has no LA"),
-        };
-        let checked = check_named(
-            &path,
-            &file.name,
-            Some(&mailbox),
-            self.config,
-            self.clock,
-            Keep { rows: true },
-        )?;
+        let la = la_of(&file, label)?;
+        let checked = self.recheck(&file, &mailbox, Keep { rows: true })?;
         let diff = self.diff(checked, la)?;
         let mut closing = Vec::new();
         for change in diff
@@ -633,15 +637,7 @@ impl<'a> Gateway<'a> {
     pub fn reject(&mut self, label: &str) -> Result<FileReport> {
         let _writer = write_lock(&self.layout.write_lock())?;
         let (number, file, mailbox) = self.pending(label)?;
-        let path = archive_path(&self.layout.archive(), &file.sha256);
-        let checked = check_named(
-            &path,
-            &file.name,
-            Some(&mailbox),
-            self.config,
-            self.clock,
-            Keep::default(),
-        )?;
+        let checked = self.recheck(&file, &mailbox, Keep::default())?;
         let mut report = checked.report;
         report.received_at = first_received(&file).unwrap_or(report.received_at);
         report.outcome = Outcome::Rejected;

@@ -238,21 +238,12 @@ fn an_idle_daemon_with_153_mailboxes_sleeps() {
         "[gateway]\nroot = \"var\"\nsettle_ms = 500\n",
     )
     .unwrap();
-    let log = dir.path().join("daemon.log");
-    let mut child = bin()
-        .current_dir(dir.path())
-        .env("RUST_LOG", "cpis_gateway=debug")
-        .arg("run")
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    wait_until(Duration::from_secs(30), || {
-        fs::read_to_string(&log)
-            .unwrap_or_default()
-            .contains("gateway running")
-    })
-    .expect("started");
+    let (mut child, log) = spawn_logged(
+        dir.path(),
+        ("RUST_LOG", "cpis_gateway=debug"),
+        &["run"],
+        "gateway running",
+    );
     std::thread::sleep(Duration::from_millis(500));
     let before = cpu_time(child.id());
     let scans_before = fs::read_to_string(&log)
@@ -281,21 +272,30 @@ fn an_idle_daemon_with_153_mailboxes_sleeps() {
 /// Starts `run --once` with a pause between finding a file and opening it; returns once it
 /// is in that pause.
 fn paused_once(root: &Root) -> (Child, PathBuf) {
-    let log = root.path().join("once.log");
+    spawn_logged(
+        root.path(),
+        ("CPIS_GATEWAY_FAULT", "pause-before-take:2000"),
+        &["run", "--once"],
+        "pausing before taking",
+    )
+}
+
+/// Starts the gateway in `dir` with one environment variable set, its log in a file;
+/// returns once the log says `ready`.
+fn spawn_logged(dir: &Path, env: (&str, &str), args: &[&str], ready: &str) -> (Child, PathBuf) {
+    let log = dir.join("gateway.log");
     let child = bin()
-        .current_dir(root.path())
-        .env("CPIS_GATEWAY_FAULT", "pause-before-take:2000")
-        .args(["run", "--once"])
+        .current_dir(dir)
+        .env(env.0, env.1)
+        .args(args)
         .stdout(Stdio::null())
         .stderr(fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
     wait_until(Duration::from_secs(30), || {
-        fs::read_to_string(&log)
-            .unwrap_or_default()
-            .contains("pausing before taking")
+        fs::read_to_string(&log).unwrap_or_default().contains(ready)
     })
-    .expect("the run reached its pause");
+    .unwrap_or_else(|| panic!("the gateway never logged {ready:?}"));
     (child, log)
 }
 
