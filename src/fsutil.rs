@@ -129,27 +129,18 @@ pub fn read_at_most(file: &mut File, limit: usize) -> io::Result<Option<Vec<u8>>
 /// Copies an opened file into the content-addressed archive while hashing it (from its
 /// start), and returns (sha256, archive path). `sync`: flush the copy to disk first (when
 /// the original is about to go).
-pub fn archive_from(archive: &Path, file: &mut File, sync: bool) -> Result<(String, PathBuf)> {
-    use sha2::Digest;
-    use std::io::{Read, Seek};
+fn archive_from(archive: &Path, file: &mut File, sync: bool) -> Result<(String, PathBuf)> {
+    use std::io::Seek;
     create_private_dir(archive)?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".incoming-")
         .tempfile_in(archive)
         .with_context(|| format!("cannot create a file in {}", archive.display()))?;
     file.rewind()?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        tmp.write_all(&buf[..n])
-            .with_context(|| format!("cannot write into {}", archive.display()))?;
-    }
-    let sha256 = hex::encode(hasher.finalize());
+    let mut reader = crate::check::HashingReader::new(&mut *file, indicatif::ProgressBar::hidden());
+    io::copy(&mut reader, &mut tmp)
+        .with_context(|| format!("cannot copy into {}", archive.display()))?;
+    let sha256 = reader.finish()?;
     let target = archive_path(archive, &sha256);
     if target.exists() {
         return Ok((sha256, target));
