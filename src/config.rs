@@ -118,7 +118,7 @@ struct RawMesh {
     ca: Option<String>,
     client_cert: Option<String>,
     client_key: Option<String>,
-    #[serde(default = "default_poll_s")]
+    #[serde(default = "default_mesh_poll_s")]
     poll_s: u64,
     #[serde(default = "default_chunk_bytes")]
     chunk_bytes: u64,
@@ -138,6 +138,10 @@ fn default_ssh_port() -> u16 {
 }
 fn default_poll_s() -> u64 {
     60
+}
+/// The service's guidance: poll a MESH mailbox no more often than every 5 minutes.
+fn default_mesh_poll_s() -> u64 {
+    300
 }
 fn default_chunk_bytes() -> u64 {
     20 * 1024 * 1024
@@ -344,6 +348,7 @@ impl Config {
                         .map_err(|e| bad(&format!("mesh.partner[{i}].mailbox"), e))?;
                     partners.push((mailbox, p.mesh_mailbox));
                 }
+                crate::core::mesh::uses_tls(&m.url).map_err(|e| bad("mesh.url", e))?;
                 if m.chunk_bytes == 0 {
                     return Err(bad("mesh.chunk_bytes", "must be more than 0".into()));
                 }

@@ -14,6 +14,7 @@ use crate::core::schedule::next_run;
 use crate::fault::Fault;
 use crate::ingest::{Gateway, Intake, Rules};
 use crate::mailbox::{Found, Settler};
+use crate::transport::mesh::{run_mesh, Mesh};
 use crate::transport::sftp::{poll_and_record, run_remote, Remote};
 use anyhow::{anyhow, Context, Result};
 use chrono::{DateTime, Utc};
@@ -342,10 +343,45 @@ impl<'a> Daemon<'a> {
         }
     }
 
+    /// `run --once` for the MESH mailbox: one receive (before the backlog) or one send
+    /// (after the flush).
+    fn mesh_once(&mut self, receive: bool) {
+        let Some(config) = self.config().mesh.clone() else {
+            return;
+        };
+        let name = self.mesh_name();
+        let layout = self.gateway.layout.clone();
+        let store = &mut self.gateway.store;
+        let outcome = Mesh::new(config).and_then(|mut mesh| {
+            let mut polled = crate::transport::mesh::Polled::default();
+            let done = if receive {
+                mesh.receive(&layout, store, &mut polled)
+            } else {
+                mesh.send(&layout, store, &mut polled)
+            };
+            if polled != crate::transport::mesh::Polled::default() {
+                tracing::info!(remote = %mesh.name(), received = polled.received, sent = polled.sent, already_had = polled.already_had, kept_aside = polled.kept_aside, reports = polled.reports, waiting = polled.waiting, "polled");
+            }
+            done.map_err(|e| e.context(mesh.name()))
+        });
+        if crate::transport::record_outcome(&name, outcome, store, 0) > 0 {
+            self.summary.failed += 1;
+        }
+    }
+
+    fn mesh_name(&self) -> String {
+        self.config()
+            .mesh
+            .as_ref()
+            .map(|m| format!("mesh:{}", m.mesh_mailbox.to_ascii_uppercase()))
+            .unwrap_or_default()
+    }
+
     /// `run --once`: poll remotes, the backlog (waiting for files still settling), a
     /// flush, then push what was written.
     pub fn run_once(&mut self) -> Result<()> {
         self.poll_remotes_once();
+        self.mesh_once(true);
         let limit = Instant::now() + self.config().settle * 4 + Duration::from_secs(2);
         loop {
             let settling = self.pass();
@@ -368,6 +404,7 @@ impl<'a> Daemon<'a> {
                 poll_and_record(&mut remote, &layout, &mut self.gateway.store, 0);
             }
         }
+        self.mesh_once(false);
         Ok(())
     }
 
@@ -404,6 +441,23 @@ impl<'a> Daemon<'a> {
                 std::thread::spawn(move || run_remote(Remote::new(c), layout, store, stop))
             })
             .collect();
+        let mesh = match self.config().mesh.clone().map(Mesh::new).transpose() {
+            Ok(mesh) => mesh.map(|mesh| {
+                let (layout, store, stop) = (
+                    self.gateway.layout.clone(),
+                    self.gateway.layout.store(),
+                    Arc::clone(&self.stop),
+                );
+                std::thread::spawn(move || run_mesh(mesh, layout, store, stop))
+            }),
+            Err(e) => {
+                self.stop.store(true, Ordering::SeqCst);
+                for handle in remotes {
+                    let _ = handle.join();
+                }
+                return Err(e.context("the MESH transport cannot start"));
+            }
+        };
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
         let mut watchdog_usec = 0;
         let watchdog = sd_notify::watchdog_enabled(false, &mut watchdog_usec)
@@ -462,7 +516,7 @@ impl<'a> Daemon<'a> {
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         tracing::info!("stopping: finishing up");
         self.flush_notifications();
-        for handle in remotes {
+        for handle in remotes.into_iter().chain(mesh) {
             let _ = handle.join();
         }
         Ok(())

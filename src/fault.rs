@@ -28,6 +28,12 @@ pub enum Fault {
     /// `fail-once:NAME`: the first attempt to process the file NAME fails as an I/O error
     /// would (the file stays in `in/` for a retry).
     FailOnce(String),
+    /// `pause-mesh-chunk:MS`: the MESH transport waits this long between the chunks of
+    /// each download and upload (MESH can then be stopped mid-transfer).
+    PauseMeshChunk(Duration),
+    /// `abort-after-mesh-post`: kill the process as soon as MESH has answered the first POST
+    /// of a message, before its message id is recorded (the answer is "lost").
+    AbortAfterMeshPost,
 }
 
 impl Fault {
@@ -44,17 +50,27 @@ impl Fault {
         let fault = match text.split_once(':') {
             None if text == "abort-after-commit" => Some(Fault::AbortAfterCommit),
             None if text == "abort-after-notify-write" => Some(Fault::AbortAfterNotifyWrite),
+            None if text == "abort-after-mesh-post" => Some(Fault::AbortAfterMeshPost),
             Some(("apply-after", n)) => n.parse().ok().map(Fault::ApplyAfter),
             Some(("pause-before-commit", n)) => ms(n).map(Fault::PauseBeforeCommit),
             Some(("pause-before-take", n)) => ms(n).map(Fault::PauseBeforeTake),
+            Some(("pause-mesh-chunk", n)) => ms(n).map(Fault::PauseMeshChunk),
             Some(("fail-once", name)) => Some(Fault::FailOnce(name.to_owned())),
             _ => None,
         };
         fault.ok_or_else(|| {
             anyhow!(
-                "{FAULT_ENV}={text:?}: expected apply-after:N, abort-after-commit, abort-after-notify-write, pause-before-commit:MS, pause-before-take:MS or fail-once:NAME"
+                "{FAULT_ENV}={text:?}: expected apply-after:N, abort-after-commit, abort-after-notify-write, abort-after-mesh-post, pause-before-commit:MS, pause-before-take:MS, pause-mesh-chunk:MS or fail-once:NAME"
             )
         })
+    }
+}
+
+/// Sleeps for an injected `pause-mesh-chunk` (between two chunks of a MESH transfer).
+pub fn pause_mesh_chunk(pause: Option<Duration>) {
+    if let Some(pause) = pause {
+        tracing::info!("pausing between MESH chunks (injected)");
+        std::thread::sleep(pause);
     }
 }
 

@@ -44,6 +44,12 @@ impl Layout {
         self.mailbox(id).join("out")
     }
 
+    /// The MESH transport's own folders: `incoming/` (downloads in progress) and `kept/`
+    /// (messages from unmapped senders).
+    pub fn mesh(&self) -> PathBuf {
+        self.root.join("mesh")
+    }
+
     /// Inbound files refused without being processed (bad names, links, ...).
     pub fn rejected(&self) -> PathBuf {
         self.root.join("rejected")

@@ -7,6 +7,7 @@ use crate::core::dq::{self, la_dq_csv, summary_csv, National, Snapshot};
 use crate::core::ids::MailboxId;
 use crate::fsutil::write_atomic;
 use crate::ingest::Gateway;
+use crate::store::Undelivered;
 use anyhow::{anyhow, Result};
 use chrono::{Duration, NaiveDate};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
@@ -21,6 +22,21 @@ pub struct Written {
 }
 
 impl Gateway<'_> {
+    /// MESH's non-delivery reports received since the last report (all, the first time).
+    fn mesh_undelivered(
+        &mut self,
+        since: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Vec<Undelivered>> {
+        let since = since.map(crate::store::ts).unwrap_or_default();
+        Ok(self
+            .store
+            .mesh_counts(chrono::Utc::now())?
+            .undelivered
+            .into_iter()
+            .filter(|u| u.reported_at >= since)
+            .collect())
+    }
+
     /// Writes the reports for `date` covering the time since the previous report.
     pub fn write_reports(&mut self, date: NaiveDate) -> Result<Written> {
         let now = self.clock.now();
@@ -45,9 +61,13 @@ impl Gateway<'_> {
         write_atomic(
             &dir,
             "index.html",
-            render(&national, &self.store.access_log_head()?)?
-                .into_string()
-                .as_bytes(),
+            render(
+                &national,
+                &self.store.access_log_head()?,
+                &self.mesh_undelivered(since)?,
+            )?
+            .into_string()
+            .as_bytes(),
         )?;
         let mut la_files = 0;
         for la in &las {
@@ -87,7 +107,11 @@ fn fmt_time(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
 }
 
 /// The page.
-pub fn render(n: &National, log_head: &crate::store::LogHead) -> Result<Markup> {
+pub fn render(
+    n: &National,
+    log_head: &crate::store::LogHead,
+    undelivered: &[Undelivered],
+) -> Result<Markup> {
     let overdue: Vec<_> = n.overdue().collect();
     let open_chart = open_records_chart(n)?;
     let codes_chart = rejections_chart(n)?;
@@ -125,6 +149,27 @@ pub fn render(n: &National, log_head: &crate::store::LogHead) -> Result<Markup> 
                                         td.name { (l.la) } td.name { (l.la.name()) }
                                         td { @if l.figures.last_extract_at.is_none() { "never sent an extract" } @else { (fmt_time(l.figures.last_extract_at)) } }
                                         td { (l.age_hours.map(|h| h.to_string()).unwrap_or_else(|| "-".into())) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                @if !undelivered.is_empty() {
+                    section id="mesh-undelivered" {
+                        h2 { "MESH messages reported undelivered (" (undelivered.len()) ")" }
+                        p { "MESH could not deliver these files from the gateway. Ask the recipient; to send one again, copy it from the party's out/sent/ back to out/." }
+                        table {
+                            thead { tr { th.name scope="col" { "File" } th.name scope="col" { "To" } th.name scope="col" { "Message" } th scope="col" { "Code" } th.name scope="col" { "Reason" } th scope="col" { "Reported" } } }
+                            tbody {
+                                @for u in undelivered {
+                                    tr {
+                                        td.name { (u.file_name.as_deref().unwrap_or("?")) }
+                                        td.name { (u.to.as_deref().unwrap_or("?")) }
+                                        td.name { (u.message_id.as_deref().unwrap_or("?")) }
+                                        td { (u.status_code.as_deref().unwrap_or("?")) }
+                                        td.name { (u.description.as_deref().unwrap_or("")) }
+                                        td { (u.reported_at) }
                                     }
                                 }
                             }

@@ -43,9 +43,23 @@ struct Status {
     last_prune: Option<PruneView>,
     local_authorities: Vec<LaStatus>,
     remotes: Vec<RemoteView>,
+    /// The gateway's MESH mailbox, when one is configured.
+    mesh: Option<MeshView>,
     /// The access log's head (entries and newest hash), to be kept elsewhere and checked
     /// later with `audit verify --expect-head`.
     access_log: crate::store::LogHead,
+}
+
+#[derive(Debug, Serialize)]
+struct MeshView {
+    mailbox: String,
+    url: String,
+    last_success: Option<String>,
+    last_error: Option<String>,
+    last_error_at: Option<String>,
+    failing: bool,
+    #[serde(flatten)]
+    counts: crate::store::MeshCounts,
 }
 
 #[derive(Debug, Serialize)]
@@ -174,7 +188,7 @@ pub fn run(args: &StatusArgs, gateway: &mut Gateway<'_>) -> Result<u8> {
         .into_values()
         .filter(|f| f.outcome == "rejected")
         .collect();
-    let remotes = gateway
+    let remotes: Vec<RemoteView> = gateway
         .store
         .transports()?
         .into_iter()
@@ -187,7 +201,31 @@ pub fn run(args: &StatusArgs, gateway: &mut Gateway<'_>) -> Result<u8> {
             transport: t,
         })
         .collect();
+    let mesh = match &gateway.config.mesh {
+        None => None,
+        Some(m) => {
+            let name = format!("mesh:{}", m.mesh_mailbox.to_ascii_uppercase());
+            let seen = remotes.iter().find(|r| r.transport.name == name);
+            let tz = gateway.config.timezone;
+            let midnight = now
+                .with_timezone(&tz)
+                .date_naive()
+                .and_hms_opt(0, 0, 0)
+                .and_then(|t| t.and_local_timezone(tz).earliest())
+                .map_or(now - Duration::hours(24), |t| t.with_timezone(&Utc));
+            Some(MeshView {
+                mailbox: m.mesh_mailbox.to_ascii_uppercase(),
+                url: m.url.clone(),
+                last_success: seen.and_then(|r| r.transport.last_success.clone()),
+                last_error: seen.and_then(|r| r.transport.last_error.clone()),
+                last_error_at: seen.and_then(|r| r.transport.last_error_at.clone()),
+                failing: seen.is_some_and(|r| r.failing),
+                counts: gateway.store.mesh_counts(midnight)?,
+            })
+        }
+    };
     let status = Status {
+        mesh,
         config: gateway.config.origin.clone(),
         root: gateway.layout.root().display().to_string(),
         daemon_pid: daemon_pid(&gateway.layout.lock()),
@@ -271,6 +309,27 @@ fn write_text(
                 ""
             }
         )?;
+    }
+    if let Some(m) = &s.mesh {
+        writeln!(
+            out,
+            "MESH mailbox {} ({}): last success {}; today {} received, {} sent; {} outbound pending; {} kept aside; {} undelivered report(s)",
+            m.mailbox,
+            m.url,
+            m.last_success.as_deref().unwrap_or("never"),
+            m.counts.received_today,
+            m.counts.sent_today,
+            m.counts.pending_outbound,
+            m.counts.kept_aside.len(),
+            m.counts.undelivered.len()
+        )?;
+        if let Some(e) = &m.last_error {
+            writeln!(
+                out,
+                "  last error {}: {e}",
+                m.last_error_at.as_deref().unwrap_or("?")
+            )?;
+        }
     }
     writeln!(out, "access log head: {}", s.access_log)?;
     let overdue = s.local_authorities.iter().filter(|l| l.overdue).count();
@@ -387,6 +446,27 @@ fn needs_attention(s: &Status, now: DateTime<Utc>) -> Vec<String> {
             r.transport.last_error_at.as_deref().unwrap_or("?"),
             r.transport.last_error.as_deref().unwrap_or("?")
         ));
+    }
+    if let Some(m) = &s.mesh {
+        for k in &m.counts.kept_aside {
+            lines.push(format!(
+                "MESH message {} ({}) from {} kept aside, not delivered: {}; find out who sent it, then map the mailbox in [[mesh.partner]] and put the file in that party's in/, or delete it",
+                k.message_id,
+                k.file_name,
+                k.from,
+                k.note.as_deref().unwrap_or("")
+            ));
+        }
+        for u in &m.counts.undelivered {
+            lines.push(format!(
+                "MESH reported {} to {} undelivered (code {}: {}) at {}; the file is in out/sent/: ask the recipient, and send it again by copying it back to out/ once they can take it",
+                u.file_name.as_deref().unwrap_or("a message"),
+                u.to.as_deref().unwrap_or("?"),
+                u.status_code.as_deref().unwrap_or("?"),
+                u.description.as_deref().unwrap_or(""),
+                u.reported_at
+            ));
+        }
     }
     lines
 }

@@ -1,6 +1,7 @@
-//! The MESH API's rules that are pure (the transport itself, over HTTP, is not built yet):
-//! the `NHSMESH` authorisation token, which workflow an outbound file goes under, and how a
-//! message is cut into chunks.
+//! The MESH API's rules that are pure (the transport, over HTTP, is `transport::mesh`):
+//! the `NHSMESH` authorisation token, which workflow an outbound file goes under, how a
+//! message is cut into chunks, which URLs may be used without TLS, which answers are worth
+//! a retry, and how an error body (JSON, or SOAP XML from a proxy) is shown to a person.
 
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
@@ -55,6 +56,70 @@ pub fn chunk_range(header: &str) -> Option<(u32, u32)> {
     (1 <= n && n <= total).then_some((n, total))
 }
 
+/// Whether a MESH URL is `https` (TLS) or plain `http` to a loopback address; anything
+/// else is refused. Returns `true` for TLS.
+pub fn uses_tls(url: &str) -> Result<bool, String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| format!("{url:?} is not a URL (expected https://host[:port])"))?;
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    if host.is_empty() {
+        return Err(format!("{url:?} names no host"));
+    }
+    match scheme.to_ascii_lowercase().as_str() {
+        "https" => Ok(true),
+        "http" if is_loopback(host) => Ok(false),
+        "http" => Err(format!(
+            "{url:?}: plain http is allowed only to a loopback address (tests); use https"
+        )),
+        other => Err(format!("{url:?}: scheme {other:?} is not http or https")),
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether an HTTP status is worth trying again after a pause (rate limit, timeout, a
+/// server or proxy error); any other refusal will be the same next time.
+pub fn retryable(status: u16) -> bool {
+    status == 408 || status == 429 || status >= 500
+}
+
+/// A short, single-line account of an error body for a log line: JSON as it is, XML or
+/// HTML (a SOAP fault from a proxy) with its tags taken out; at most 200 characters.
+pub fn excerpt(body: &str) -> String {
+    let mut text = String::with_capacity(body.len().min(400));
+    let mut in_tag = false;
+    let trimmed = body.trim_start();
+    let markup = trimmed.starts_with('<');
+    for c in body.chars() {
+        match c {
+            '<' if markup => {
+                in_tag = true;
+                text.push(' ');
+            }
+            '>' if markup && in_tag => in_tag = false,
+            _ if in_tag => {}
+            c if c.is_control() || c.is_whitespace() => text.push(' '),
+            c => text.push(c),
+        }
+    }
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let mut line = words.join(" ");
+    if line.chars().count() > 200 {
+        line = line.chars().take(199).collect::<String>() + "…";
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,5 +170,30 @@ mod tests {
         assert_eq!(chunk_range("4:3"), None);
         assert_eq!(chunk_range("0:3"), None);
         assert_eq!(chunk_range("x"), None);
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback() {
+        assert_eq!(uses_tls("https://mesh.spine2.ncrs.nhs.uk"), Ok(true));
+        assert_eq!(uses_tls("http://127.0.0.1:8700"), Ok(false));
+        assert_eq!(uses_tls("http://localhost:8700/"), Ok(false));
+        assert_eq!(uses_tls("http://[::1]:8700"), Ok(false));
+        assert!(uses_tls("http://10.0.0.1:8700").is_err());
+        assert!(uses_tls("http://127.0.0.1.example.com").is_err());
+        assert!(uses_tls("ftp://127.0.0.1").is_err());
+        assert!(uses_tls("mesh.example").is_err());
+        assert!(uses_tls("https://").is_err());
+    }
+
+    #[test]
+    fn error_bodies_read_as_one_line() {
+        let soap = "<?xml version=\"1.0\"?>\n<soap:Envelope><soap:Body><soap:Fault>\n<faultstring>Service  Unavailable</faultstring></soap:Fault></soap:Body></soap:Envelope>";
+        assert_eq!(excerpt(soap), "Service Unavailable");
+        assert_eq!(
+            excerpt("{\"errorDescription\": \"Unregistered\nrecipient\"}"),
+            "{\"errorDescription\": \"Unregistered recipient\"}"
+        );
+        assert_eq!(excerpt(&"x".repeat(500)).chars().count(), 200);
+        assert!(retryable(503) && retryable(429) && !retryable(403) && !retryable(417));
     }
 }

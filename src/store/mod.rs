@@ -7,6 +7,7 @@
 
 mod files;
 mod health;
+mod mesh;
 mod prune;
 mod records;
 mod reports;
@@ -15,6 +16,7 @@ pub use files::{
     quarantine_label, ArchivedFile, FileBrief, FileRow, Injected, QuarantineEntry, TransportStatus,
 };
 pub use health::{HealthTx, LogHead, NotifyRow, PresentationView};
+pub use mesh::{Inbound, KeptAside, MeshCounts, Outbound, Received, Report, Undelivered};
 pub use prune::{ArchiveFacts, PruneCounts};
 pub use records::RecordVersion;
 
@@ -208,6 +210,38 @@ const MIGRATIONS: &[&str] = &[
         reports  INTEGER NOT NULL,
         rejected INTEGER NOT NULL
     );
+    "#,
+    // 7: MESH messages in and out (so a crash never delivers one twice nor sends one twice
+    // blindly) and the non-delivery reports MESH sent back.
+    r#"
+    CREATE TABLE mesh_messages (
+        id           INTEGER PRIMARY KEY,
+        direction    TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+        message_id   TEXT UNIQUE,
+        local_id     TEXT UNIQUE,
+        peer         TEXT NOT NULL,
+        mailbox      TEXT,
+        file_name    TEXT NOT NULL,
+        workflow     TEXT,
+        sha256       TEXT,
+        bytes        INTEGER,
+        state        TEXT NOT NULL,
+        chunks_done  INTEGER NOT NULL DEFAULT 0,
+        chunks_total INTEGER NOT NULL DEFAULT 1,
+        note         TEXT,
+        at           TEXT NOT NULL,
+        updated_at   TEXT NOT NULL
+    );
+    CREATE INDEX mesh_messages_out ON mesh_messages (direction, mailbox, file_name, sha256);
+    CREATE TABLE mesh_reports (
+        message_id        TEXT PRIMARY KEY,
+        linked_message_id TEXT,
+        local_id          TEXT,
+        status_code       TEXT,
+        event             TEXT,
+        description       TEXT,
+        received_at       TEXT NOT NULL
+    ) WITHOUT ROWID;
     "#,
 ];
 

@@ -9,6 +9,7 @@
 //! `<name>.part`, is renamed, and the local copy moves to `out/sent/`. Host keys are always
 //! verified against `known_hosts`; key material and passwords are never logged.
 
+use super::movable;
 use crate::config::SftpRemote;
 use crate::layout::Layout;
 use crate::store::Store;
@@ -38,16 +39,6 @@ pub struct Polled {
 pub struct Remote {
     pub config: SftpRemote,
     seen: HashMap<String, (u64, u64)>,
-}
-
-/// A name the transport may move: plain, not partial or temporary, not hidden.
-fn movable(name: &str) -> bool {
-    !name.is_empty()
-        && !name.starts_with('.')
-        && !name.ends_with(".part")
-        && !name.ends_with(".tmp")
-        && !name.contains(['/', '\\'])
-        && !name.chars().any(char::is_control)
 }
 
 impl Remote {
@@ -254,18 +245,6 @@ fn download(sftp: &Sftp, remote: &Path, part: &Path, size: u64) -> Result<String
     Ok(hex::encode(hasher.finalize()))
 }
 
-/// The delay before the next try after `failures` failures in a row: doubling from the
-/// poll interval, at most 15 minutes, with ±20% jitter so remotes do not retry in step.
-pub fn backoff(poll: Duration, failures: u32, jitter_seed: u64) -> Duration {
-    let base = poll
-        .saturating_mul(1u32 << failures.min(10))
-        .min(Duration::from_secs(900));
-    let mut x = jitter_seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 31)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    let factor = 0.8 + (x % 1000) as f64 / 2500.0;
-    base.mul_f64(factor)
-}
-
 /// One poll of a remote with its outcome recorded for `status`; returns the failure count
 /// to carry into the next try (0 after a success).
 pub fn poll_and_record(
@@ -274,24 +253,12 @@ pub fn poll_and_record(
     store: &mut Store,
     failures: u32,
 ) -> u32 {
-    let now = chrono::Utc::now();
-    match remote.poll(layout, store) {
-        Ok(p) => {
-            if let Err(e) = store.transport_ok(&remote.name(), now) {
-                tracing::warn!(error = %e, "cannot record the transport's status");
-            }
-            if p.pulled + p.pushed + p.already_had > 0 {
-                tracing::info!(remote = %remote.name(), pulled = p.pulled, pushed = p.pushed, already_had = p.already_had, "polled");
-            }
-            0
+    let outcome = remote.poll(layout, store).map(|p| {
+        if p.pulled + p.pushed + p.already_had > 0 {
+            tracing::info!(remote = %remote.name(), pulled = p.pulled, pushed = p.pushed, already_had = p.already_had, "polled");
         }
-        Err(e) => {
-            let message = format!("{e:#}");
-            tracing::warn!(remote = %remote.name(), error = %message, failures = failures + 1, "remote unavailable: retrying with back-off, local processing goes on");
-            let _ = store.transport_failed(&remote.name(), now, &message);
-            failures + 1
-        }
-    }
+    });
+    super::record_outcome(&remote.name(), outcome, store, failures)
 }
 
 /// The daemon's thread for one remote: poll every `poll_s`, back off while it is down.
@@ -301,47 +268,12 @@ pub fn run_remote(
     store_path: PathBuf,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) {
-    let mut store = match Store::open(&store_path) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(remote = %remote.name(), error = %format!("{e:#}"), "the transport cannot open the store");
-            return;
-        }
-    };
-    let mut failures = 0;
-    let mut seed = 0u64;
-    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-        failures = poll_and_record(&mut remote, &layout, &mut store, failures);
-        seed += 1;
-        let wait = if failures == 0 {
-            remote.config.poll
-        } else {
-            backoff(remote.config.poll, failures, seed)
-        };
-        let until = std::time::Instant::now() + wait;
-        while std::time::Instant::now() < until && !stop.load(std::sync::atomic::Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(100).min(wait));
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_and_backoff() {
-        assert!(movable("CPIS_EXTRACT_919_20261121T020000.csv"));
-        for bad in ["", ".hidden", "x.part", "x.tmp", "a/b", "a\nb"] {
-            assert!(!movable(bad), "{bad:?}");
-        }
-        let poll = Duration::from_secs(60);
-        let b1 = backoff(poll, 1, 7);
-        assert!(
-            b1 >= Duration::from_secs(96) && b1 <= Duration::from_secs(144),
-            "{b1:?}"
-        );
-        assert!(backoff(poll, 30, 7) <= Duration::from_secs(1080));
-        assert_ne!(backoff(poll, 3, 1), backoff(poll, 3, 2), "jitter");
-    }
+    let poll = remote.config.poll;
+    super::run_polling(
+        &remote.name(),
+        poll,
+        &store_path,
+        stop,
+        |store, failures| poll_and_record(&mut remote, &layout, store, failures),
+    );
 }
