@@ -3,7 +3,9 @@
 #   - Debian packages (apt-get, as root): an OpenSSH server for the SFTP tests, SQLite's shell
 #     to dump and tamper with a store, xmllint for the XSD, systemd-analyze for the unit,
 #     Chromium for the report page, dpkg-deb for the package;
-#   - cargo-deb (crates.io) to build the Debian package.
+#   - cargo-deb (crates.io) to build the Debian package;
+#   - NHS England's mesh-sandbox and mesh-client (PyPI, pinned in tests/mesh/requirements.txt)
+#     in a venv at target/mesh-venv, the MESH tests' peer.
 # Some tests mount a tmpfs (a full disk) and hand a root to another user: run as root, as CI
 # does. `scripts/test.sh --deps-only` installs and stops (.ci/run does that before clippy,
 # which needs the OpenSSL headers too), anything else is passed to cargo test.
@@ -21,6 +23,9 @@ command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)    # ssh2 builds lib
 [ -f /usr/include/openssl/ssl.h ] || need+=(libssl-dev)
 command -v dpkg-deb >/dev/null 2>&1 || need+=(dpkg)
 command -v mount >/dev/null 2>&1 || need+=(mount)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)           # the MESH TLS test's certificates
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "scripts/test.sh: these Debian packages are missing: ${need[*]}; run as root (apt-get installs them)" >&2
@@ -32,6 +37,14 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 if ! cargo deb --version >/dev/null 2>&1; then
   cargo install --locked --quiet cargo-deb@3.8.0
+fi
+
+venv=target/mesh-venv
+if ! cmp -s tests/mesh/requirements.txt "$venv/requirements.txt" 2>/dev/null; then
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/mesh/requirements.txt
+  cp tests/mesh/requirements.txt "$venv/requirements.txt"
 fi
 
 [ "${1:-}" = "--deps-only" ] && exit 0

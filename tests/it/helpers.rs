@@ -108,3 +108,16 @@ pub fn assert_ok(out: &std::process::Output) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Asserts that `value` validates against a shipped schema.
+pub fn assert_schema(schema: &str, value: &Value) {
+    let schema: Value =
+        serde_json::from_slice(&std::fs::read(repo().join("schemas").join(schema)).unwrap())
+            .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(value)
+        .map(|e| format!("{e} at {}", e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "{errors:?} in {value}");
+}

@@ -4,6 +4,7 @@ mod daemon;
 mod gen;
 mod health;
 mod helpers;
+mod mesh;
 mod operators;
 mod package;
 mod props;

@@ -607,15 +607,3 @@ fn init_creates_every_mailbox_and_a_private_store() {
     let mode = fs::metadata(w.store()).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
 }
-
-/// Asserts that `value` validates against a shipped schema.
-fn assert_schema(schema: &str, value: &Value) {
-    let schema: Value =
-        serde_json::from_slice(&fs::read(repo().join("schemas").join(schema)).unwrap()).unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(value)
-        .map(|e| format!("{e} at {}", e.instance_path))
-        .collect();
-    assert!(errors.is_empty(), "{errors:?} in {value}");
-}
