@@ -169,8 +169,9 @@ pub struct SftpRemote {
     pub poll: Duration,
 }
 
-/// The gateway's own MESH mailbox (used by the MESH transport).
-#[derive(Debug, Clone)]
+/// The gateway's own MESH mailbox (used by the MESH transport). Its `Debug` leaves the
+/// password and shared key out.
+#[derive(Clone)]
 pub struct MeshConfig {
     pub url: String,
     pub mesh_mailbox: String,
@@ -183,6 +184,27 @@ pub struct MeshConfig {
     pub chunk_bytes: u64,
     pub partners: Vec<(MailboxId, String)>,
 }
+
+impl std::fmt::Debug for MeshConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MeshConfig")
+            .field("url", &self.url)
+            .field("mesh_mailbox", &self.mesh_mailbox)
+            .field("password", &"(secret)")
+            .field("shared_key", &"(secret)")
+            .field("ca", &self.ca)
+            .field("client_cert", &self.client_cert)
+            .field("client_key", &self.client_key)
+            .field("poll", &self.poll)
+            .field("chunk_bytes", &self.chunk_bytes)
+            .field("partners", &self.partners)
+            .finish()
+    }
+}
+
+/// MESH refuses a chunk (other than the last) under 5 MB or over 100 MB.
+const MESH_MIN_CHUNK: u64 = 5 * 1024 * 1024;
+const MESH_MAX_CHUNK: u64 = 100 * 1024 * 1024;
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -348,9 +370,14 @@ impl Config {
                         .map_err(|e| bad(&format!("mesh.partner[{i}].mailbox"), e))?;
                     partners.push((mailbox, p.mesh_mailbox));
                 }
-                crate::core::mesh::uses_tls(&m.url).map_err(|e| bad("mesh.url", e))?;
-                if m.chunk_bytes == 0 {
-                    return Err(bad("mesh.chunk_bytes", "must be more than 0".into()));
+                let tls = crate::core::mesh::uses_tls(&m.url).map_err(|e| bad("mesh.url", e))?;
+                // Plain HTTP is for a local sandbox, which takes chunks of any size.
+                let min = if tls { MESH_MIN_CHUNK } else { 1 };
+                if !(min..=MESH_MAX_CHUNK).contains(&m.chunk_bytes) {
+                    return Err(bad(
+                        "mesh.chunk_bytes",
+                        format!("must be from {min} to {MESH_MAX_CHUNK} bytes (MESH refuses chunks under 5 MiB or over 100 MiB)"),
+                    ));
                 }
                 Some(MeshConfig {
                     url: m.url,
@@ -478,5 +505,14 @@ mesh_mailbox = "X26LA919"
             error("[gateway]\nlocal_authorities = [\"999\"]").contains("gateway.local_authorities")
         );
         assert!(error("[[health_org]]\nods = \"x\"\nname = \"n\"").contains("health_org[0].ods"));
+        let mesh = "[mesh]\nmesh_mailbox = \"X\"\npassword = \"pw\"\nshared_key = \"sk\"\n";
+        let small = format!("{mesh}url = \"https://mesh.example\"\nchunk_bytes = 1000\n");
+        assert!(error(&small).contains("mesh.chunk_bytes"));
+        let far = format!("{mesh}url = \"http://mesh.example\"\n");
+        assert!(error(&far).contains("mesh.url"));
+        let ok = format!("{mesh}url = \"http://127.0.0.1:1\"\nchunk_bytes = 1000\n");
+        let c = parse(&ok).unwrap();
+        let shown = format!("{:?}", c.mesh.unwrap());
+        assert!(!shown.contains("pw") && !shown.contains("sk"), "{shown}");
     }
 }

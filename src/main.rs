@@ -53,6 +53,8 @@ enum Command {
     Archive(cli::archive::ArchiveArgs),
     /// Delete what [retention] no longer keeps (the daemon does it nightly)
     Prune(cli::prune::PruneArgs),
+    /// The gateway's MESH mailbox: check it, or poll it now
+    Mesh(cli::mesh::MeshArgs),
     /// Write the reports now
     Report(cli::report::ReportArgs),
     /// Backlog, last extract per LA, overdue LAs, quarantine, pending notifications
@@ -173,6 +175,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Replay(args) => cli::replay::run(args, &mut existing()?),
         Command::Archive(args) => cli::archive::run(args, &mut existing()?),
         Command::Prune(args) => cli::prune::run(args, &mut existing()?),
+        Command::Mesh(args) => cli::mesh::run(args, &mut existing()?),
         Command::Report(args) => cli::report::run(args, &mut existing()?),
         Command::Status(args) => cli::status::run(args, &mut existing()?),
     }

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod gen;
 pub mod ingest;
 pub mod init;
+pub mod mesh;
 pub mod prune;
 pub mod quarantine;
 pub mod query;

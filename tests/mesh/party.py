@@ -3,6 +3,7 @@ NHS England's own mesh-client package. Prints one JSON document.
 
   party.py URL MAILBOX SHARED_KEY send TO FILE WORKFLOW [MAX_CHUNK_BYTES]
   party.py URL MAILBOX SHARED_KEY inbox OUT_DIR     (retrieves, saves and acknowledges all)
+  party.py URL MAILBOX SHARED_KEY send-many TO DIR WORKFLOW [MAX_CHUNK_BYTES]  (every file in DIR)
   party.py URL MAILBOX SHARED_KEY count
   party.py URL MAILBOX SHARED_KEY report LINKED_MESSAGE_ID CODE DESCRIPTION
       (the sandbox's admin API puts a non-delivery report for the message in MAILBOX's inbox)
@@ -68,6 +69,17 @@ def main():
                 **kwargs,
             )
             print(json.dumps({"message_id": message_id}))
+        elif command == "send-many":
+            to, folder, workflow, *chunk = rest
+            kwargs = {"max_chunk_size": int(chunk[0])} if chunk else {}
+            sent = 0
+            for name in sorted(os.listdir(folder)):
+                with open(os.path.join(folder, name), "rb") as f:
+                    mesh.send_message(
+                        to, f.read(), workflow_id=workflow, file_name=name, subject="bench", **kwargs
+                    )
+                sent += 1
+            print(json.dumps({"sent": sent}))
         elif command == "inbox":
             (out_dir,) = rest
             got = []

@@ -81,6 +81,13 @@ impl Mesh {
         Ok(polled)
     }
 
+    /// The handshake now, and how many messages wait in the inbox (`mesh check`).
+    pub fn check(&mut self) -> Result<usize> {
+        self.client.handshake()?;
+        self.last_handshake = Some(Instant::now());
+        Ok(self.client.list_inbox()?.len())
+    }
+
     fn handshake_if_due(&mut self) -> Result<()> {
         if self
             .last_handshake
@@ -248,6 +255,7 @@ impl Mesh {
     /// Sends every file waiting in a mapped party's `out/`. A file MESH refuses does not
     /// hold up the others; the first error is returned at the end.
     pub fn send(&mut self, layout: &Layout, store: &mut Store, polled: &mut Polled) -> Result<()> {
+        let _one_at_a_time = poll_lock(layout)?;
         self.handshake_if_due()?;
         let mut first_error = None;
         for (mailbox, peer) in self.config.partners.clone() {
@@ -380,6 +388,12 @@ impl Mesh {
         }
         Ok(o)
     }
+}
+
+/// One MESH poll at a time per root (the daemon's thread, `run --once`, `mesh poll`): two
+/// at once could post the same `out/` file twice.
+fn poll_lock(layout: &Layout) -> Result<crate::fsutil::WriteLock> {
+    crate::fsutil::write_lock(&layout.mesh().join("poll.lock"))
 }
 
 fn subject(workflow: &str) -> &'static str {
