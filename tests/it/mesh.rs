@@ -493,6 +493,12 @@ fn a_wrong_shared_key_is_a_clear_error_and_loses_nothing() {
     )
     .unwrap();
 
+    let check = gateway(wrong.path())
+        .args(["mesh", "check"])
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(2));
+    assert!(stderr(&check).contains("403"), "{}", stderr(&check));
     let out = wrong.run_once();
     assert_ne!(out.status.code(), Some(0));
     let err = stderr(&out);
@@ -515,6 +521,13 @@ fn a_wrong_shared_key_is_a_clear_error_and_loses_nothing() {
     let config = wrong.path().join("config.toml");
     let text = fs::read_to_string(&config).unwrap();
     fs::write(&config, text.replace("NotTheKey", KEY)).unwrap();
+    let check = gateway(wrong.path())
+        .args(["mesh", "check"])
+        .output()
+        .unwrap();
+    assert_ok(&check);
+    assert!(String::from_utf8_lossy(&check.stdout)
+        .contains("mesh:X26GW001: handshake accepted; 1 message(s) waiting"));
     assert_ok(&wrong.run_once());
     assert_eq!(
         wrong.outcomes("CPIS_EXTRACT_919_20261121T020000.csv"),
