@@ -51,6 +51,8 @@ pub struct Mesh {
     config: MeshConfig,
     client: Client,
     last_handshake: Option<Instant>,
+    /// The gateway's clock, for what the store records (as every other record is dated).
+    clock: Box<dyn crate::clock::Clock>,
 }
 
 impl Mesh {
@@ -65,6 +67,7 @@ impl Mesh {
             config,
             client,
             last_handshake: None,
+            clock: crate::clock::from_env()?,
         })
     }
 
@@ -177,7 +180,7 @@ impl Mesh {
             outcome: Received::Delivered,
             note: None,
         };
-        let now = chrono::Utc::now();
+        let now = self.clock.now();
         match party {
             Some(mailbox) if crate::transport::movable(&name) && name.len() <= 200 => {
                 let inbox = layout.inbox(&mailbox);
@@ -239,7 +242,7 @@ impl Mesh {
             event: h.status_event.clone(),
             description: h.status_description.clone(),
         };
-        store.mesh_record_report(&report, chrono::Utc::now())?;
+        store.mesh_record_report(&report, self.clock.now())?;
         polled.reports += 1;
         tracing::warn!(
             remote = %self.name(),
@@ -297,7 +300,7 @@ impl Mesh {
         let (sha256, len) = hash(&mut file)?;
         let ranges = crate::core::mesh::chunks(len, self.config.chunk_bytes);
         let total = ranges.len() as u32;
-        let now = chrono::Utc::now;
+        let now = || self.clock.now();
         let sent = path.parent().unwrap_or(Path::new(".")).join("sent");
         let previous = store.mesh_outbound(&mailbox.to_string(), name, &sha256)?;
         // Sent, yet the copy in out/sent/ is there too: an operator put it back in out/ to
@@ -384,7 +387,7 @@ impl Mesh {
             o.message_id = Some(message_id);
             o.chunks_done = 1;
             o.state = "uploading".into();
-            store.mesh_outbound_progress(&o, chrono::Utc::now())?;
+            store.mesh_outbound_progress(&o, self.clock.now())?;
         }
         Ok(o)
     }
