@@ -34,8 +34,8 @@ echo
 echo "== flags returned to the hospital, notifications sent to LAs"
 ls "$work"/var/mailboxes/RWG/out/CPIS_FLAGS_* "$work"/var/mailboxes/LA*/out/CPIS_NOTIFY_* 2>/dev/null || true
 echo
-echo "== the data-quality report"
-gw report | sed 's/^/  /'
+echo "== the morning report, previewed for today so far (the nightly run writes yesterday's)"
+gw report --preview | sed 's/^/  /'
 echo
 echo "== status"
 gw status | sed -n 1,6p

@@ -308,10 +308,11 @@ impl<'a> Daemon<'a> {
         }
     }
 
-    /// The nightly report, for the local date at which it falls due.
+    /// The nightly report: for the last complete local day before it falls due.
     pub fn nightly_report(&mut self, due: DateTime<Utc>) -> Result<()> {
-        let date = due.with_timezone(&self.config().timezone).date_naive();
-        self.gateway.write_reports(date)?;
+        let date =
+            due.with_timezone(&self.config().timezone).date_naive() - chrono::Duration::days(1);
+        self.gateway.write_reports(date, false)?;
         // Retention after the report (which still sees the day's files).
         if let Err(e) = self.gateway.prune(false) {
             tracing::error!(error = %format!("{e:#}"), "retention failed; it runs again tomorrow, or now with `prune`");

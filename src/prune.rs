@@ -72,19 +72,27 @@ impl Gateway<'_> {
             }
         }
         let reports = self.layout.reports();
-        for entry in WalkDir::new(&reports)
-            .min_depth(1)
-            .max_depth(1)
-            .into_iter()
-            .flatten()
-        {
-            let day = entry.file_name().to_str().and_then(|n| n.parse().ok());
-            if let Some(day) = day.filter(|_| entry.file_type().is_dir()) {
-                if expired(Kept::Report, report_day_end(day), r.reports_days, now) {
-                    remove(entry.path(), "report", true)?;
-                    counts.reports += 1;
+        let before = counts.reports;
+        // Each day's folder, and each previewed day's (previews are not counted).
+        for (dir, counted) in [(reports.clone(), true), (reports.join("preview"), false)] {
+            for entry in WalkDir::new(&dir)
+                .min_depth(1)
+                .max_depth(1)
+                .into_iter()
+                .flatten()
+            {
+                let day = entry.file_name().to_str().and_then(|n| n.parse().ok());
+                if let Some(day) = day.filter(|_| entry.file_type().is_dir()) {
+                    if expired(Kept::Report, report_day_end(day), r.reports_days, now) {
+                        remove(entry.path(), "report", true)?;
+                        counts.reports += u64::from(counted);
+                    }
                 }
             }
+        }
+        if !dry_run && counts.reports > before && reports.join("index.html").is_file() {
+            // The history page lists only the days that are left.
+            crate::reporting::write_history(&reports)?;
         }
         if !dry_run {
             self.store.record_prune(now, counts)?;

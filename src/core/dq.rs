@@ -1,47 +1,238 @@
-//! The nightly reports' model (SPEC 5): a snapshot of figures in, the national table and
-//! per-LA data-quality lists out, with their CSV forms. Rendering the HTML is elsewhere.
+//! The morning report's model (SPEC 5): the figures of one local day as they stood at its
+//! end in, the lead's questions answered out — what needs action today (one line each, with
+//! what to do), what changed during the day and who moved most, every LA's line (needs
+//! action first), the 30-day trends — with the CSV forms. Rendering is elsewhere.
 
 use super::codes::Code;
 use super::ids::LaCode;
 use super::outbound::csv_cell;
 use super::report::Changes;
 use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
 use std::collections::BTreeMap;
 
-/// What the store says about one LA for a report.
+/// Extract files processed, by outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Outcomes {
+    pub accepted: u64,
+    pub partial: u64,
+    pub rejected: u64,
+    pub quarantined: u64,
+}
+
+impl Outcomes {
+    pub fn total(&self) -> u64 {
+        self.accepted + self.partial + self.rejected + self.quarantined
+    }
+
+    /// Counts `n` files of an outcome (duplicates and others are not counted).
+    pub fn count(&mut self, outcome: &str, n: u64) {
+        match outcome {
+            "accepted" => self.accepted += n,
+            "partial" => self.partial += n,
+            "rejected" => self.rejected += n,
+            "quarantined" => self.quarantined += n,
+            _ => {}
+        }
+    }
+}
+
+/// An LA's most recent extract file at the end of the day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LatestFile {
+    pub name: String,
+    pub outcome: String,
+    /// File error codes, then the most frequent row error codes with their counts.
+    pub codes: Vec<(String, u64)>,
+}
+
+/// A file waiting in quarantine at the end of the day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantinedFile {
+    pub id: i64,
+    pub name: String,
+    /// Says what a release would close (e.g. "would close 4 of the LA's 10 open records").
+    pub reason: String,
+}
+
+/// What the store says about one LA: state at the end of the day, changes during it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LaFigures {
     pub last_extract_at: Option<DateTime<Utc>>,
     /// Open records by plan type: CPP, LAC, UCPP.
     pub open: [u64; 3],
-    /// Reconciliation outcomes of the files applied since the previous report.
+    /// Reconciliation outcomes of the files applied during the day.
     pub changes: Changes,
+    /// Extract files processed during the day, by outcome.
+    pub files: Outcomes,
+    /// Row errors during the day, by code.
     pub rejected_by_code: BTreeMap<Code, u64>,
-    pub quarantined: u64,
+    /// Rows rejected during the day.
+    pub rows_rejected: u64,
+    pub latest_file: Option<LatestFile>,
+    pub quarantined: Vec<QuarantinedFile>,
     pub conflicts: u64,
     pub ucpp_past_edd: u64,
     pub attendances: u64,
     pub notifications: u64,
+    /// Notifications queued at the end of the day and not yet written to the outbox.
+    pub notifications_pending: u64,
 }
 
-/// Files and rejected rows on one day (for the 30-day trend).
+/// The nation on one day of the 30-day trend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Day {
     pub date: NaiveDate,
-    pub files: u64,
+    pub files: Outcomes,
     pub rows_rejected: u64,
+    /// LAs overdue at the end of the day.
+    pub overdue: u64,
 }
 
-/// Everything a report is built from.
+/// One LA on one day of its 30-day trend.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LaDay {
+    pub date: NaiveDate,
+    pub files: u64,
+    pub rows_rejected: u64,
+    /// Open CPP, LAC, UCPP at the end of the day.
+    pub open: [u64; 3],
+}
+
+/// A file MESH reported undelivered during the day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undelivered {
+    pub file: String,
+    pub to: String,
+    pub code: String,
+    pub description: String,
+}
+
+/// The access log at the end of the day, and whether its chain checked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogCheck {
+    pub entries: u64,
+    pub head: String,
+    /// `Err` says where the chain broke.
+    pub verified: Result<(), String>,
+}
+
+/// Everything a day's report is built from.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub date: NaiveDate,
+    pub timezone: Tz,
     pub generated_at: DateTime<Utc>,
-    /// The previous report's time: changes are counted since then.
-    pub since: Option<DateTime<Utc>>,
+    /// The day, as UTC instants: figures cover (`from`, `to`]; state is as at `to`.
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
     pub overdue_hours: u32,
     pub las: Vec<(LaCode, LaFigures)>,
     pub trend: Vec<Day>,
+    pub la_trends: BTreeMap<LaCode, Vec<LaDay>>,
+    pub undelivered: Vec<Undelivered>,
+    pub log: LogCheck,
+}
+
+/// What needs a person today, most urgent kind first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ActionKind {
+    AuditFailed,
+    Quarantined,
+    Rejected,
+    NeverSent,
+    Late,
+    NotificationsPending,
+    Undelivered,
+    UcppPastEdd,
+    Conflict,
+}
+
+impl ActionKind {
+    /// A word or two for an LA's status cell.
+    pub fn label(self) -> &'static str {
+        match self {
+            ActionKind::AuditFailed => "audit failed",
+            ActionKind::Quarantined => "quarantined",
+            ActionKind::Rejected => "rejected",
+            ActionKind::NeverSent => "never sent",
+            ActionKind::Late => "late",
+            ActionKind::NotificationsPending => "notifications pending",
+            ActionKind::Undelivered => "undelivered",
+            ActionKind::UcppPastEdd => "UCPP past EDD",
+            ActionKind::Conflict => "conflict",
+        }
+    }
+}
+
+/// One line of "Needs action today".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Action {
+    pub kind: ActionKind,
+    pub la: Option<LaCode>,
+    /// What is wrong.
+    pub what: String,
+    /// What to do.
+    pub todo: String,
+    /// When many LAs share the same kind, one line names them all: each LA with a detail
+    /// (hours late, codes, a count), most urgent first.
+    pub members: Vec<(LaCode, String)>,
+}
+
+impl Action {
+    /// The members as text: `330 (61 h), 202 (60 h)`.
+    pub fn members_text(&self) -> String {
+        self.members
+            .iter()
+            .map(|(la, detail)| {
+                if detail.is_empty() {
+                    la.to_string()
+                } else {
+                    format!("{la} ({detail})")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.members.is_empty() {
+            write!(f, "{}: {}", self.what, self.todo)
+        } else {
+            write!(f, "{}: {}: {}", self.what, self.members_text(), self.todo)
+        }
+    }
+}
+
+/// More LAs than this with the same kind of problem share one line.
+const GROUP_OVER: usize = 5;
+
+/// The one line for `n` LAs with the same kind of problem, and each one's detail.
+fn group_line(kind: ActionKind, n: usize, overdue_hours: u32) -> String {
+    match kind {
+        ActionKind::Rejected => format!("{n} LAs: their latest file was rejected"),
+        ActionKind::NeverSent => {
+            format!("{n} LAs have never sent an extract that could be applied")
+        }
+        ActionKind::Late => {
+            format!("{n} LAs have sent no extract for more than {overdue_hours} hours")
+        }
+        ActionKind::NotificationsPending => {
+            format!("{n} LAs have attendance notifications not yet written to their outbox")
+        }
+        ActionKind::UcppPastEdd => {
+            format!("{n} LAs have unborn-child plans still open past the expected delivery date")
+        }
+        ActionKind::Conflict => {
+            format!("{n} LAs hold records of children also open with another LA")
+        }
+        // Never grouped: each needs its own decision.
+        ActionKind::AuditFailed | ActionKind::Quarantined | ActionKind::Undelivered => {
+            String::new()
+        }
+    }
 }
 
 /// One LA's line of the national report.
@@ -49,28 +240,52 @@ pub struct Snapshot {
 pub struct LaLine {
     pub la: LaCode,
     pub figures: LaFigures,
-    /// Hours since the last extract's extraction time.
+    /// Hours from the last extract's extraction time to the end of the day.
     pub age_hours: Option<i64>,
     pub overdue: bool,
-    pub rows_rejected: u64,
+    /// The most urgent thing about this LA, if any.
+    pub needs: Option<ActionKind>,
 }
 
-/// The national report.
+impl LaLine {
+    /// New, ended, closed by absence and reopened records, and rows rejected: how much
+    /// this LA moved during the day.
+    pub fn movement(&self) -> u64 {
+        let c = &self.figures.changes;
+        c.new + c.ended + c.closed_by_absence + c.reopened + self.figures.rows_rejected
+    }
+}
+
+/// The national report of one day.
 #[derive(Debug, Clone)]
 pub struct National {
     pub date: NaiveDate,
+    pub timezone: Tz,
     pub generated_at: DateTime<Utc>,
-    pub since: Option<DateTime<Utc>>,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
     pub overdue_hours: u32,
-    /// Every configured LA, overdue ones first (never sent before late), then by code.
+    pub actions: Vec<Action>,
+    /// Every configured LA: those needing action first (most urgent first), then by code.
     pub lines: Vec<LaLine>,
+    pub changes: Changes,
+    pub files: Outcomes,
+    pub rows_rejected: u64,
     pub rejected_by_code: BTreeMap<Code, u64>,
+    /// The LAs that moved most during the day (at most 5, none that did not move).
+    pub movers: Vec<LaCode>,
     pub trend: Vec<Day>,
+    pub la_trends: BTreeMap<LaCode, Vec<LaDay>>,
+    pub log: LogCheck,
 }
 
 impl National {
     pub fn overdue(&self) -> impl Iterator<Item = &LaLine> {
         self.lines.iter().filter(|l| l.overdue)
+    }
+
+    pub fn line(&self, la: LaCode) -> Option<&LaLine> {
+        self.lines.iter().find(|l| l.la == la)
     }
 
     pub fn total_open(&self) -> u64 {
@@ -86,51 +301,279 @@ impl National {
             .iter()
             .any(|l| l.figures.last_extract_at.is_some() || l.figures.open.iter().any(|&n| n > 0))
     }
-}
 
-/// Builds the national report from a snapshot.
-pub fn build(s: Snapshot) -> National {
-    let mut rejected_by_code = BTreeMap::new();
-    let mut lines: Vec<LaLine> = s
-        .las
-        .into_iter()
-        .map(|(la, figures)| {
-            for (code, n) in &figures.rejected_by_code {
-                *rejected_by_code.entry(*code).or_insert(0) += n;
-            }
-            let age_hours = figures
-                .last_extract_at
-                .map(|t| (s.generated_at - t).num_hours());
-            LaLine {
-                la,
-                overdue: age_hours.is_none_or(|h| h > i64::from(s.overdue_hours)),
-                age_hours,
-                rows_rejected: figures.rejected_by_code.values().sum(),
-                figures,
-            }
-        })
-        .collect();
-    lines.sort_by_key(|l| (!l.overdue, l.age_hours.is_some(), l.la));
-    National {
-        date: s.date,
-        generated_at: s.generated_at,
-        since: s.since,
-        overdue_hours: s.overdue_hours,
-        lines,
-        rejected_by_code,
-        trend: s.trend,
+    /// The LAs (at most `n`) with most rows rejected during the day, with their codes.
+    pub fn most_rejected(&self, n: usize) -> Vec<&LaLine> {
+        let mut lines: Vec<&LaLine> = self
+            .lines
+            .iter()
+            .filter(|l| l.figures.rows_rejected > 0)
+            .collect();
+        lines.sort_by_key(|l| (std::cmp::Reverse(l.figures.rows_rejected), l.la));
+        lines.truncate(n);
+        lines
     }
 }
 
-/// `summary.csv`: one row per configured LA.
+fn la_label(la: LaCode) -> String {
+    format!("LA {la} {}", la.name())
+}
+
+/// A time shown in the report's time zone: `2026-11-21 02:00`.
+pub fn local(t: DateTime<Utc>, tz: Tz) -> String {
+    t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string()
+}
+
+fn codes_text(codes: &[(String, u64)]) -> String {
+    codes
+        .iter()
+        .map(|(c, n)| {
+            if *n > 1 {
+                format!("{c} ×{n}")
+            } else {
+                c.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The needs-action lines about one LA.
+fn la_actions(la: LaCode, f: &LaFigures, age: Option<i64>, s: &Snapshot) -> Vec<Action> {
+    let mut out = Vec::new();
+    // (action, its detail when grouped with others)
+    let mut add = |kind, what: String, todo: &str, detail: String| {
+        out.push(Action {
+            kind,
+            la: Some(la),
+            what,
+            todo: todo.to_owned(),
+            members: vec![(la, detail)],
+        })
+    };
+    let who = la_label(la);
+    for q in &f.quarantined {
+        add(
+            ActionKind::Quarantined,
+            format!("{who}: {} is quarantined: {}", q.name, q.reason),
+            &format!(
+                "decide it: cpis-gateway quarantine show Q{}, then release or reject it",
+                q.id
+            ),
+            String::new(),
+        );
+    }
+    if let Some(latest) = f.latest_file.as_ref().filter(|l| l.outcome == "rejected") {
+        add(
+            ActionKind::Rejected,
+            format!(
+                "{who}: its latest file {} was rejected ({})",
+                latest.name,
+                codes_text(&latest.codes)
+            ),
+            "tell the LA's data officer: the acknowledgement lists every problem",
+            codes_text(&latest.codes),
+        );
+    }
+    match (f.last_extract_at, age) {
+        (None, _) => add(
+            ActionKind::NeverSent,
+            format!("{who}: has never sent an extract that could be applied"),
+            "chase the LA: its export may not be set up, or every file was rejected",
+            String::new(),
+        ),
+        (Some(at), Some(h)) if h > i64::from(s.overdue_hours) => add(
+            ActionKind::Late,
+            format!(
+                "{who}: no extract for {h} hours (last extracted {}; {} allowed)",
+                local(at, s.timezone),
+                s.overdue_hours
+            ),
+            "chase the LA's data officer",
+            format!("{h} h"),
+        ),
+        _ => {}
+    }
+    if f.notifications_pending > 0 {
+        add(
+            ActionKind::NotificationsPending,
+            format!(
+                "{who}: {} attendance notification(s) not yet written to its outbox",
+                f.notifications_pending
+            ),
+            "check that the outbox can be written (disk, permissions) and the daemon's log",
+            f.notifications_pending.to_string(),
+        );
+    }
+    if f.ucpp_past_edd > 0 {
+        add(
+            ActionKind::UcppPastEdd,
+            format!(
+                "{who}: {} unborn-child plan(s) still open past the expected delivery date",
+                f.ucpp_past_edd
+            ),
+            "the LA should end each or give the born child a plan of its own (listed in its CPIS_DQ file)",
+            f.ucpp_past_edd.to_string(),
+        );
+    }
+    if f.conflicts > 0 {
+        add(
+            ActionKind::Conflict,
+            format!(
+                "{who}: {} record(s) of children also open with another LA",
+                f.conflicts
+            ),
+            "the LAs should agree which of them holds each plan (listed in their CPIS_DQ files)",
+            f.conflicts.to_string(),
+        );
+    }
+    out
+}
+
+/// One line per LA, or one line per kind when more than [`GROUP_OVER`] LAs share it
+/// (`actions` sorted by kind). Each LA's line carries its own detail for that purpose.
+fn group(actions: Vec<Action>, overdue_hours: u32) -> Vec<Action> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < actions.len() {
+        let kind = actions[i].kind;
+        let end = actions[i..]
+            .iter()
+            .position(|a| a.kind != kind)
+            .map_or(actions.len(), |p| i + p);
+        let run = &actions[i..end];
+        let line = group_line(kind, run.len(), overdue_hours);
+        if run.len() > GROUP_OVER && !line.is_empty() {
+            out.push(Action {
+                kind,
+                la: None,
+                what: line,
+                todo: run[0].todo.clone(),
+                members: run.iter().flat_map(|a| a.members.clone()).collect(),
+            });
+        } else {
+            out.extend(run.iter().cloned().map(|mut a| {
+                a.members.clear();
+                a
+            }));
+        }
+        i = end;
+    }
+    out
+}
+
+/// Builds the day's national report from a snapshot.
+pub fn build(s: Snapshot) -> National {
+    let mut actions = Vec::new();
+    if let Err(why) = &s.log.verified {
+        actions.push(Action {
+            kind: ActionKind::AuditFailed,
+            la: None,
+            what: format!("The access log failed its check: {why}"),
+            todo: "treat it as a security incident: keep a copy of the store, run cpis-gateway audit verify".into(),
+            members: vec![],
+        });
+    }
+    let mut lines: Vec<LaLine> = s
+        .las
+        .iter()
+        .map(|(la, figures)| {
+            let age_hours = figures.last_extract_at.map(|t| (s.to - t).num_hours());
+            let mine = la_actions(*la, figures, age_hours, &s);
+            let needs = mine.iter().map(|a| a.kind).min();
+            actions.extend(mine);
+            LaLine {
+                la: *la,
+                overdue: age_hours.is_none_or(|h| h > i64::from(s.overdue_hours)),
+                age_hours,
+                figures: figures.clone(),
+                needs,
+            }
+        })
+        .collect();
+    for u in &s.undelivered {
+        actions.push(Action {
+            kind: ActionKind::Undelivered,
+            la: None,
+            what: format!(
+                "{} to {} was not delivered by MESH (code {}: {})",
+                u.file, u.to, u.code, u.description
+            ),
+            todo: "ask the recipient; copy the file from out/sent/ back to out/ to send it again"
+                .into(),
+            members: vec![],
+        });
+    }
+    // Most urgent kind first; late LAs by hours late; then by LA.
+    actions.sort_by_key(|a| {
+        let late = match a.kind {
+            ActionKind::Late => lines
+                .iter()
+                .find(|l| Some(l.la) == a.la)
+                .and_then(|l| l.age_hours)
+                .map_or(0, |h| -h),
+            _ => 0,
+        };
+        (a.kind, late, a.la)
+    });
+    let actions = group(actions, s.overdue_hours);
+    lines.sort_by_key(|l| (l.needs.is_none(), l.needs, l.la));
+    let mut changes = Changes::default();
+    let mut files = Outcomes::default();
+    let mut rows_rejected = 0;
+    let mut rejected_by_code = BTreeMap::new();
+    for l in &lines {
+        let (c, f) = (&l.figures.changes, &l.figures);
+        changes.new += c.new;
+        changes.updated += c.updated;
+        changes.unchanged += c.unchanged;
+        changes.ended += c.ended;
+        changes.reopened += c.reopened;
+        changes.closed_by_absence += c.closed_by_absence;
+        changes.retained += c.retained;
+        files.accepted += f.files.accepted;
+        files.partial += f.files.partial;
+        files.rejected += f.files.rejected;
+        files.quarantined += f.files.quarantined;
+        rows_rejected += f.rows_rejected;
+        for (code, n) in &f.rejected_by_code {
+            *rejected_by_code.entry(*code).or_insert(0) += n;
+        }
+    }
+    let mut movers: Vec<&LaLine> = lines.iter().filter(|l| l.movement() > 0).collect();
+    movers.sort_by_key(|l| (std::cmp::Reverse(l.movement()), l.la));
+    let movers = movers.into_iter().take(5).map(|l| l.la).collect();
+    National {
+        date: s.date,
+        timezone: s.timezone,
+        generated_at: s.generated_at,
+        from: s.from,
+        to: s.to,
+        overdue_hours: s.overdue_hours,
+        actions,
+        lines,
+        changes,
+        files,
+        rows_rejected,
+        rejected_by_code,
+        movers,
+        trend: s.trend,
+        la_trends: s.la_trends,
+        log: s.log,
+    }
+}
+
+/// `summary.csv`: one row per configured LA, dated so that days can be joined.
 pub fn summary_csv(n: &National) -> Vec<u8> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let _ = w.write_record([
+        "report_date",
         "la_code",
         "la_name",
         "last_extract_at",
         "age_hours",
         "overdue",
+        "needs_action",
         "open_cpp",
         "open_lac",
         "open_ucpp",
@@ -141,12 +584,17 @@ pub fn summary_csv(n: &National) -> Vec<u8> {
         "reopened",
         "closed_by_absence",
         "retained",
+        "files_accepted",
+        "files_partial",
+        "files_rejected",
+        "files_quarantined",
         "rows_rejected",
-        "quarantined_files",
+        "quarantined_pending",
         "cross_la_conflicts",
         "ucpp_past_edd",
         "attendances",
         "notifications_sent",
+        "notifications_pending",
     ]);
     let mut lines: Vec<&LaLine> = n.lines.iter().collect();
     lines.sort_by_key(|l| l.la);
@@ -164,14 +612,20 @@ pub fn summary_csv(n: &National) -> Vec<u8> {
             c.reopened,
             c.closed_by_absence,
             c.retained,
-            l.rows_rejected,
-            f.quarantined,
+            f.files.accepted,
+            f.files.partial,
+            f.files.rejected,
+            f.files.quarantined,
+            f.rows_rejected,
+            f.quarantined.len() as u64,
             f.conflicts,
             f.ucpp_past_edd,
             f.attendances,
             f.notifications,
+            f.notifications_pending,
         ];
         let mut record = vec![
+            n.date.to_string(),
             l.la.to_string(),
             csv_cell(l.la.name()).into_owned(),
             f.last_extract_at
@@ -179,6 +633,7 @@ pub fn summary_csv(n: &National) -> Vec<u8> {
                 .unwrap_or_default(),
             l.age_hours.map(|h| h.to_string()).unwrap_or_default(),
             l.overdue.to_string(),
+            l.needs.map(ActionKind::label).unwrap_or("").to_owned(),
         ];
         record.extend(numbers.iter().map(u64::to_string));
         let _ = w.write_record(&record);
@@ -189,6 +644,12 @@ pub fn summary_csv(n: &National) -> Vec<u8> {
 /// One line of an LA's data-quality file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DqItem {
+    /// No extract applied for too long (or ever): sent so that "no file" means "all fine".
+    Overdue {
+        last_extract_at: Option<String>,
+        hours: Option<i64>,
+        allowed: u32,
+    },
     Rejected {
         file: String,
         row: u64,
@@ -211,8 +672,39 @@ pub enum DqItem {
     },
 }
 
-/// `CPIS_DQ_<la>_<date>.csv`: the LA's rejected rows, retained records, conflicts with other
-/// LAs (NHS number and the other LA's name only) and UCPPs past their expected delivery date.
+impl DqItem {
+    /// (kind, file, row, column, code, NHS number, plan type, detail)
+    pub fn cells(&self) -> [String; 8] {
+        let e = String::new;
+        match self {
+            DqItem::Overdue { last_extract_at, hours, allowed } => [
+                "overdue".into(), e(), e(), e(), e(), e(), e(),
+                match (last_extract_at, hours) {
+                    (Some(at), Some(h)) => format!("no extract applied for {h} hours (the last was extracted {at}); one is expected at least every {allowed} hours"),
+                    _ => format!("no extract of yours has been applied yet; one is expected at least every {allowed} hours"),
+                },
+            ],
+            DqItem::Rejected { file, row, column, code, message } => [
+                "rejected_row".into(), file.clone(), row.to_string(), column.clone(), code.clone(), e(), e(), message.clone(),
+            ],
+            DqItem::Retained { file, nhs, plan_type } => [
+                "retained".into(), file.clone(), e(), e(), e(), nhs.clone(), plan_type.clone(),
+                "kept open: the extract's row for it was rejected, so it was not closed by absence".into(),
+            ],
+            DqItem::Conflict { nhs, other_la } => [
+                "conflict".into(), e(), e(), e(), e(), nhs.clone(), e(), format!("also open with {other_la}"),
+            ],
+            DqItem::UcppPastEdd { nhs, expected_delivery } => [
+                "ucpp_past_edd".into(), e(), e(), e(), e(), nhs.clone(), "UCPP".into(),
+                format!("expected delivery {expected_delivery}: the born child should have a plan of its own"),
+            ],
+        }
+    }
+}
+
+/// `CPIS_DQ_<la>_<date>.csv`: the LA's overdue notice, rejected rows, retained records,
+/// conflicts with other LAs (NHS number and the other LA's name only) and UCPPs past
+/// their expected delivery date.
 pub fn la_dq_csv(items: &[DqItem]) -> Vec<u8> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let _ = w.write_record([
@@ -226,24 +718,7 @@ pub fn la_dq_csv(items: &[DqItem]) -> Vec<u8> {
         "detail",
     ]);
     for item in items {
-        let record: [String; 8] = match item {
-            DqItem::Rejected { file, row, column, code, message } => [
-                "rejected_row".into(), file.clone(), row.to_string(), column.clone(), code.clone(), String::new(), String::new(), message.clone(),
-            ],
-            DqItem::Retained { file, nhs, plan_type } => [
-                "retained".into(), file.clone(), String::new(), String::new(), String::new(), nhs.clone(), plan_type.clone(),
-                "kept open: the extract's row for it was rejected, so it was not closed by absence".into(),
-            ],
-            DqItem::Conflict { nhs, other_la } => [
-                "conflict".into(), String::new(), String::new(), String::new(), String::new(), nhs.clone(), String::new(),
-                format!("also open with {other_la}"),
-            ],
-            DqItem::UcppPastEdd { nhs, expected_delivery } => [
-                "ucpp_past_edd".into(), String::new(), String::new(), String::new(), String::new(), nhs.clone(), "UCPP".into(),
-                format!("expected delivery {expected_delivery}: the born child should have a plan of its own"),
-            ],
-        };
-        let _ = w.write_record(record.iter().map(|c| csv_cell(c).into_owned()));
+        let _ = w.write_record(item.cells().iter().map(|c| csv_cell(c).into_owned()));
     }
     w.into_inner().unwrap_or_default()
 }
@@ -256,86 +731,141 @@ mod tests {
         LaCode::parse(code).unwrap()
     }
 
+    fn snapshot(las: Vec<(LaCode, LaFigures)>) -> Snapshot {
+        Snapshot {
+            date: "2026-11-21".parse().unwrap(),
+            timezone: chrono_tz::Europe::London,
+            generated_at: "2026-11-22T02:00:00Z".parse().unwrap(),
+            from: "2026-11-21T00:00:00Z".parse().unwrap(),
+            to: "2026-11-22T00:00:00Z".parse().unwrap(),
+            overdue_hours: 36,
+            las,
+            trend: vec![],
+            la_trends: BTreeMap::new(),
+            undelivered: vec![],
+            log: LogCheck {
+                entries: 0,
+                head: "0".repeat(64),
+                verified: Ok(()),
+            },
+        }
+    }
+
     #[test]
-    fn overdue_first_and_totals() {
-        let now: DateTime<Utc> = "2026-11-22T02:00:00Z".parse().unwrap();
+    fn needs_action_most_urgent_first_with_what_to_do() {
         let fresh = LaFigures {
             last_extract_at: Some("2026-11-21T02:00:00Z".parse().unwrap()),
             open: [3, 2, 1],
             rejected_by_code: [(Code::NhsCheckDigit, 2), (Code::DateFormat, 1)].into(),
+            rows_rejected: 3,
+            ucpp_past_edd: 1,
             ..Default::default()
         };
-        let stale = LaFigures {
-            last_extract_at: Some("2026-11-20T01:00:00Z".parse().unwrap()),
+        let late = LaFigures {
+            last_extract_at: Some("2026-11-19T01:00:00Z".parse().unwrap()),
             open: [1, 0, 0],
-            rejected_by_code: [(Code::NhsCheckDigit, 1)].into(),
+            latest_file: Some(LatestFile {
+                name: "CPIS_EXTRACT_202_20261121T020000.csv".into(),
+                outcome: "rejected".into(),
+                codes: vec![("ERROR_RATE".into(), 1), ("NHS_CHECK_DIGIT".into(), 12)],
+            }),
+            quarantined: vec![QuarantinedFile {
+                id: 4,
+                name: "CPIS_EXTRACT_202_20261120T020000.csv".into(),
+                reason: "the extract would close 4 of the LA's 5 open records".into(),
+            }],
             ..Default::default()
         };
-        let n = build(Snapshot {
-            date: "2026-11-22".parse().unwrap(),
-            generated_at: now,
-            since: None,
-            overdue_hours: 36,
-            las: vec![
-                (la("919"), fresh),
-                (la("202"), stale),
-                (la("330"), LaFigures::default()),
-            ],
-            trend: vec![],
-        });
-        let order: Vec<(String, bool, Option<i64>)> = n
-            .lines
-            .iter()
-            .map(|l| (l.la.to_string(), l.overdue, l.age_hours))
-            .collect();
+        let n = build(snapshot(vec![
+            (la("919"), fresh),
+            (la("202"), late),
+            (la("330"), LaFigures::default()),
+        ]));
+        let lines: Vec<String> = n.actions.iter().map(Action::to_string).collect();
         assert_eq!(
-            order,
+            lines,
             [
-                ("330".into(), true, None),
-                ("202".into(), true, Some(49)),
-                ("919".into(), false, Some(24))
+                "LA 202 Camden: CPIS_EXTRACT_202_20261120T020000.csv is quarantined: the extract would close 4 of the LA's 5 open records: decide it: cpis-gateway quarantine show Q4, then release or reject it",
+                "LA 202 Camden: its latest file CPIS_EXTRACT_202_20261121T020000.csv was rejected (ERROR_RATE, NHS_CHECK_DIGIT ×12): tell the LA's data officer: the acknowledgement lists every problem",
+                "LA 330 Birmingham: has never sent an extract that could be applied: chase the LA: its export may not be set up, or every file was rejected",
+                "LA 202 Camden: no extract for 71 hours (last extracted 2026-11-19 01:00; 36 allowed): chase the LA's data officer",
+                "LA 919 Hertfordshire: 1 unborn-child plan(s) still open past the expected delivery date: the LA should end each or give the born child a plan of its own (listed in its CPIS_DQ file)",
             ]
         );
-        assert_eq!(n.rejected_by_code[&Code::NhsCheckDigit], 3);
+        let order: Vec<String> = n.lines.iter().map(|l| l.la.to_string()).collect();
+        assert_eq!(order, ["202", "330", "919"], "needs action first");
+        assert_eq!(n.rejected_by_code[&Code::NhsCheckDigit], 2);
+        assert_eq!(n.rows_rejected, 3);
+        assert_eq!(n.movers, [la("919")]);
         assert_eq!(n.total_open(), 7);
         let csv = String::from_utf8(summary_csv(&n)).unwrap();
-        let lines: Vec<&str> = csv.lines().collect();
-        assert_eq!(lines.len(), 4);
+        let rows: Vec<&str> = csv.lines().collect();
+        assert_eq!(rows.len(), 4);
         assert!(
-            lines[1].starts_with("202,Camden,2026-11-20T01:00:00+00:00,49,true,1,0,0,"),
+            rows[1].starts_with(
+                "2026-11-21,202,Camden,2026-11-19T01:00:00+00:00,71,true,quarantined,1,0,0,"
+            ),
             "{}",
-            lines[1]
+            rows[1]
         );
-        assert!(
-            lines[2].starts_with("330,Birmingham,,,true,0,0,0,"),
-            "{}",
-            lines[2]
-        );
+        assert!(rows[2].starts_with("2026-11-21,330,Birmingham,,,true,never sent,0,0,0,"));
     }
 
     #[test]
-    fn an_empty_snapshot_says_so() {
-        let n = build(Snapshot {
-            date: "2026-11-22".parse().unwrap(),
-            generated_at: "2026-11-22T02:00:00Z".parse().unwrap(),
-            since: None,
-            overdue_hours: 36,
-            las: vec![(la("919"), LaFigures::default())],
-            trend: vec![],
-        });
+    fn many_las_with_the_same_problem_share_one_line() {
+        let codes = ["201", "202", "203", "204", "205", "206"];
+        let n = build(snapshot(
+            codes
+                .iter()
+                .map(|c| (la(c), LaFigures::default()))
+                .collect(),
+        ));
+        assert_eq!(n.actions.len(), 1);
+        assert_eq!(
+            n.actions[0].to_string(),
+            "6 LAs have never sent an extract that could be applied: 201, 202, 203, 204, 205, 206: chase the LA: its export may not be set up, or every file was rejected"
+        );
+        let five = build(snapshot(
+            codes[..5]
+                .iter()
+                .map(|c| (la(c), LaFigures::default()))
+                .collect(),
+        ));
+        assert_eq!(five.actions.len(), 5, "five still get a line each");
+        assert!(five.actions.iter().all(|a| a.members.is_empty()));
+    }
+
+    #[test]
+    fn a_broken_log_comes_first_and_an_empty_snapshot_says_so() {
+        let mut s = snapshot(vec![(la("919"), LaFigures::default())]);
+        s.log.verified = Err("entry 7 was altered".into());
+        let n = build(s);
+        assert_eq!(n.actions[0].kind, ActionKind::AuditFailed);
+        assert!(n.actions[0].what.contains("entry 7 was altered"));
         assert!(!n.has_data());
     }
 
     #[test]
-    fn dq_rows_are_escaped() {
-        let csv = String::from_utf8(la_dq_csv(&[DqItem::Rejected {
-            file: "f.csv".into(),
-            row: 3,
-            column: "local_ref".into(),
-            code: "FIELD_TOO_LONG".into(),
-            message: "=1+1".into(),
-        }]))
+    fn dq_rows_are_escaped_and_overdue_is_said() {
+        let csv = String::from_utf8(la_dq_csv(&[
+            DqItem::Overdue {
+                last_extract_at: None,
+                hours: None,
+                allowed: 36,
+            },
+            DqItem::Rejected {
+                file: "f.csv".into(),
+                row: 3,
+                column: "local_ref".into(),
+                code: "FIELD_TOO_LONG".into(),
+                message: "=1+1".into(),
+            },
+        ]))
         .unwrap();
         assert!(csv.contains("'=1+1"), "{csv}");
+        assert!(
+            csv.contains("overdue,,,,,,,no extract of yours has been applied yet"),
+            "{csv}"
+        );
     }
 }

@@ -19,6 +19,7 @@ pub use health::{HealthTx, LogHead, NotifyRow, PresentationView};
 pub use mesh::{Inbound, KeptAside, MeshCounts, Outbound, Received, Report, Undelivered};
 pub use prune::{ArchiveFacts, PruneCounts};
 pub use records::RecordVersion;
+pub use reports::{DayWindow, FileLine, Trends};
 
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -241,6 +242,18 @@ const MIGRATIONS: &[&str] = &[
         event             TEXT,
         description       TEXT,
         received_at       TEXT NOT NULL
+    ) WITHOUT ROWID;
+    "#,
+    // 8: reports rebuilt as at the end of any day (a version's successor, found by index),
+    // and each LA's data-quality file sent once per report date.
+    r#"
+    CREATE INDEX record_versions_by_previous ON record_versions (previous);
+    CREATE TABLE dq_files (
+        la_code     INTEGER NOT NULL,
+        report_date TEXT NOT NULL,
+        file_name   TEXT NOT NULL,
+        sent_at     TEXT NOT NULL,
+        PRIMARY KEY (la_code, report_date)
     ) WITHOUT ROWID;
     "#,
 ];

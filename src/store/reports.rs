@@ -1,12 +1,17 @@
-//! The figures behind the nightly reports, read in one go.
+//! The figures behind the morning report, as they stood at the end of a day: the record
+//! history answers "what was open then" (a version is current from its `known_from` until
+//! its successor's), the file registry "what arrived during the day", so that a report for
+//! a past day, rebuilt later, says what the report written that night said.
 
-use super::{parse_ts, ts, Store};
+use super::{parse_ts, ts, LogHead, Store};
 use crate::core::codes::Code;
-use crate::core::dq::{Day, DqItem, LaFigures};
+use crate::core::dq::{
+    Day, DqItem, LaDay, LaFigures, LatestFile, LogCheck, Outcomes, QuarantinedFile,
+};
 use crate::core::ids::LaCode;
 use crate::core::nhs::NhsNumber;
 use anyhow::Result;
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{params, OptionalExtension};
 use std::collections::BTreeMap;
 
@@ -16,6 +21,53 @@ fn full(nhs: i64) -> String {
         .and_then(NhsNumber::from_value)
         .map(NhsNumber::full)
         .unwrap_or_default()
+}
+
+/// One local day as UTC instants: (`from`, `to`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DayWindow {
+    pub date: NaiveDate,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+/// One of an LA's recent files, for its page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileLine {
+    pub name: String,
+    pub processed_at: DateTime<Utc>,
+    pub outcome: String,
+    pub rows: u64,
+    pub invalid_rows: u64,
+    /// File error codes, then row error codes with counts.
+    pub codes: Vec<(String, u64)>,
+}
+
+/// The 30-day trends: the nation's days, and each LA's.
+#[derive(Debug, Clone, Default)]
+pub struct Trends {
+    pub national: Vec<Day>,
+    pub per_la: BTreeMap<LaCode, Vec<LaDay>>,
+}
+
+/// The record versions current at `?1` (the newest known by then of each record).
+const CURRENT_AT: &str = "cur AS (
+    SELECT v.* FROM record_versions v
+    WHERE v.known_from <= ?1
+      AND NOT EXISTS (SELECT 1 FROM record_versions s WHERE s.previous = v.id AND s.known_from <= ?1))";
+
+/// A file's codes: its file errors, then its row error codes by count (most first).
+const CODES: &str = "SELECT code, n FROM (
+      SELECT json_extract(e.value, '$.code') AS code, 1000000000 AS n, 0 AS k
+        FROM files f, json_each(f.report, '$.file_errors') e WHERE f.id = ?1
+      UNION ALL
+      SELECT json_extract(e.value, '$.code'), count(*), 1
+        FROM files f, json_each(f.report, '$.row_errors') e
+        WHERE f.id = ?1 AND json_extract(e.value, '$.severity') = 'error' GROUP BY 1)
+    ORDER BY k, n DESC, code LIMIT 4";
+
+fn la_of(code: i64) -> Option<LaCode> {
+    LaCode::parse(&format!("{code:03}")).ok()
 }
 
 impl Store {
@@ -45,251 +97,589 @@ impl Store {
         Ok(())
     }
 
-    /// Every LA's figures for the window (`since`, `until`].
-    pub fn la_figures(
+    /// When the first file ever arrived (the store knows nothing before).
+    pub fn first_file_at(&mut self) -> Result<Option<DateTime<Utc>>> {
+        let t: Option<String> =
+            self.conn()
+                .query_row("SELECT min(received_at) FROM files", [], |r| r.get(0))?;
+        t.as_deref().map(parse_ts).transpose()
+    }
+
+    /// A file's codes (see [`CODES`]).
+    fn file_codes(&mut self, id: i64) -> Result<Vec<(String, u64)>> {
+        let mut stmt = self.conn().prepare_cached(CODES)?;
+        let rows = stmt.query_map([id], |r| {
+            let n: i64 = r.get(1)?;
+            Ok((
+                r.get::<_, String>(0)?,
+                if n >= 1_000_000_000 { 1 } else { n as u64 },
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Every LA's figures: changes and files during (`from`, `to`], state at `to`.
+    pub fn la_figures_at(
         &mut self,
         las: &[LaCode],
-        since: Option<DateTime<Utc>>,
-        until: DateTime<Utc>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
         edd_before: NaiveDate,
     ) -> Result<BTreeMap<u16, LaFigures>> {
-        let from = since.map(ts).unwrap_or_default();
-        let to = ts(until);
+        let (from_s, to_s) = (ts(from), ts(to));
         let mut out: BTreeMap<u16, LaFigures> = las
             .iter()
             .map(|la| (la.as_u16(), LaFigures::default()))
             .collect();
-        let last = self.last_applied_extracts()?;
-        for (code, f) in out.iter_mut() {
-            f.last_extract_at = last.get(&format!("{code:03}")).copied();
-        }
-        for ((la, plan), n) in self.open_counts()? {
-            if let Some(f) = out.get_mut(&la) {
-                let i = match plan.as_str() {
-                    "CPP" => 0,
-                    "LAC" => 1,
-                    _ => 2,
+        {
+            let conn = self.conn();
+            let mut stmt = conn.prepare(
+                "SELECT CAST(sender AS INTEGER), max(extracted_at) FROM files
+                 WHERE applied AND kind = 'extract' AND processed_at <= ?1 GROUP BY 1",
+            )?;
+            for row in stmt.query_map([&to_s], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })? {
+                let (la, at) = row?;
+                if let Some(f) = out.get_mut(&(la as u16)) {
+                    f.last_extract_at = Some(parse_ts(&at)?);
+                }
+            }
+            let mut stmt = conn.prepare(&format!(
+                "WITH {CURRENT_AT} SELECT la_code, plan_type, count(*) FROM cur
+                 WHERE end_date IS NULL GROUP BY 1, 2"
+            ))?;
+            for row in stmt.query_map([&to_s], |r| {
+                Ok((
+                    r.get::<_, u16>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })? {
+                let (la, plan, n) = row?;
+                if let Some(f) = out.get_mut(&la) {
+                    f.open[plan_index(&plan)] = n as u64;
+                }
+            }
+            let mut stmt = conn.prepare(
+                "SELECT CAST(sender AS INTEGER), sum(json_extract(report, '$.changes.new')), sum(json_extract(report, '$.changes.updated')),
+                        sum(json_extract(report, '$.changes.unchanged')), sum(json_extract(report, '$.changes.ended')),
+                        sum(json_extract(report, '$.changes.reopened')), sum(json_extract(report, '$.changes.closed_by_absence')),
+                        sum(json_extract(report, '$.changes.retained'))
+                 FROM files WHERE applied AND kind = 'extract' AND processed_at > ?1 AND processed_at <= ?2 GROUP BY sender",
+            )?;
+            let rows = stmt.query_map(params![from_s, to_s], |r| {
+                let n = |i: usize| -> rusqlite::Result<u64> {
+                    Ok(r.get::<_, Option<i64>>(i)?.unwrap_or(0) as u64)
                 };
-                f.open[i] = n;
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    [n(1)?, n(2)?, n(3)?, n(4)?, n(5)?, n(6)?, n(7)?],
+                ))
+            })?;
+            for row in rows {
+                let (la, c) = row?;
+                if let Some(f) = out.get_mut(&(la as u16)) {
+                    f.changes = crate::core::report::Changes {
+                        new: c[0],
+                        updated: c[1],
+                        unchanged: c[2],
+                        ended: c[3],
+                        reopened: c[4],
+                        closed_by_absence: c[5],
+                        retained: c[6],
+                    };
+                }
+            }
+            let mut stmt = conn.prepare(
+                "SELECT CAST(sender AS INTEGER), outcome, count(*), sum(invalid_rows) FROM files
+                 WHERE kind = 'extract' AND outcome != 'duplicate' AND processed_at > ?1 AND processed_at <= ?2
+                 GROUP BY 1, 2",
+            )?;
+            for row in stmt.query_map(params![from_s, to_s], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, Option<i64>>(3)?.unwrap_or(0),
+                ))
+            })? {
+                let (la, outcome, n, invalid) = row?;
+                if let Some(f) = out.get_mut(&(la as u16)) {
+                    f.files.count(&outcome, n as u64);
+                    f.rows_rejected += invalid as u64;
+                }
+            }
+            let mut stmt = conn.prepare(
+                "SELECT CAST(f.sender AS INTEGER), json_extract(e.value, '$.code'), count(*)
+                 FROM files f, json_each(f.report, '$.row_errors') e
+                 WHERE f.kind = 'extract' AND f.outcome != 'duplicate' AND f.processed_at > ?1 AND f.processed_at <= ?2
+                   AND json_extract(e.value, '$.severity') = 'error'
+                 GROUP BY 1, 2",
+            )?;
+            for row in stmt.query_map(params![from_s, to_s], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })? {
+                let (la, code, n) = row?;
+                if let (Some(f), Some(code)) = (out.get_mut(&(la as u16)), Code::parse(&code)) {
+                    f.rejected_by_code.insert(code, n as u64);
+                }
+            }
+            let mut stmt = conn.prepare(
+                "SELECT q.id, CAST(f.sender AS INTEGER), f.name, q.reason FROM quarantine q JOIN files f ON f.id = q.file_id
+                 WHERE f.processed_at <= ?1 AND (q.decided_at IS NULL OR q.decided_at > ?1) ORDER BY q.id",
+            )?;
+            for row in stmt.query_map([&to_s], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })? {
+                let (id, la, name, reason) = row?;
+                if let Some(f) = out.get_mut(&(la as u16)) {
+                    f.quarantined.push(QuarantinedFile { id, name, reason });
+                }
+            }
+            let mut stmt = conn.prepare(&format!(
+                "WITH {CURRENT_AT}, open AS (SELECT la_code, nhs FROM cur WHERE end_date IS NULL)
+                 SELECT la_code, count(*) FROM open WHERE nhs IN
+                    (SELECT nhs FROM open GROUP BY nhs HAVING count(DISTINCT la_code) > 1)
+                 GROUP BY la_code"
+            ))?;
+            for row in
+                stmt.query_map([&to_s], |r| Ok((r.get::<_, u16>(0)?, r.get::<_, i64>(1)?)))?
+            {
+                let (la, n) = row?;
+                if let Some(f) = out.get_mut(&la) {
+                    f.conflicts = n as u64;
+                }
+            }
+            let mut stmt = conn.prepare(&format!(
+                "WITH {CURRENT_AT} SELECT la_code, count(*) FROM cur
+                 WHERE end_date IS NULL AND plan_type = 'UCPP' AND expected_delivery < ?2 GROUP BY la_code"
+            ))?;
+            for row in stmt.query_map(params![to_s, edd_before.to_string()], |r| {
+                Ok((r.get::<_, u16>(0)?, r.get::<_, i64>(1)?))
+            })? {
+                let (la, n) = row?;
+                if let Some(f) = out.get_mut(&la) {
+                    f.ucpp_past_edd = n as u64;
+                }
+            }
+            let mut stmt = conn.prepare(
+                "SELECT n.la_code, count(DISTINCT n.presentation_id), count(*) FROM notifications n
+                 JOIN notify_batches b ON b.id = n.batch_id
+                 WHERE b.created_at > ?1 AND b.created_at <= ?2 GROUP BY n.la_code",
+            )?;
+            for row in stmt.query_map(params![from_s, to_s], |r| {
+                Ok((
+                    r.get::<_, u16>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })? {
+                let (la, attendances, notifications) = row?;
+                if let Some(f) = out.get_mut(&la) {
+                    f.attendances = attendances as u64;
+                    f.notifications = notifications as u64;
+                }
+            }
+            // Queued by then (with the attendance file, or at the look-up) and not in a batch
+            // written to the outbox by then.
+            let mut stmt = conn.prepare(
+                "SELECT n.la_code, count(*) FROM notifications n
+                 JOIN presentations p ON p.id = n.presentation_id
+                 LEFT JOIN files f ON f.id = p.file_id
+                 LEFT JOIN notify_batches b ON b.id = n.batch_id
+                 WHERE coalesce(f.processed_at, p.attended_at) <= ?1
+                   AND (n.batch_id IS NULL OR b.created_at > ?1 OR NOT b.written)
+                 GROUP BY n.la_code",
+            )?;
+            for row in
+                stmt.query_map([&to_s], |r| Ok((r.get::<_, u16>(0)?, r.get::<_, i64>(1)?)))?
+            {
+                let (la, n) = row?;
+                if let Some(f) = out.get_mut(&la) {
+                    f.notifications_pending = n as u64;
+                }
             }
         }
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT CAST(sender AS INTEGER), sum(json_extract(report, '$.changes.new')), sum(json_extract(report, '$.changes.updated')),
-                    sum(json_extract(report, '$.changes.unchanged')), sum(json_extract(report, '$.changes.ended')),
-                    sum(json_extract(report, '$.changes.reopened')), sum(json_extract(report, '$.changes.closed_by_absence')),
-                    sum(json_extract(report, '$.changes.retained'))
-             FROM files WHERE applied AND kind = 'extract' AND processed_at > ?1 AND processed_at <= ?2 GROUP BY sender",
+            "SELECT id, CAST(sender AS INTEGER), name, outcome FROM files WHERE id IN
+                (SELECT max(id) FROM files WHERE kind = 'extract' AND sender IS NOT NULL
+                   AND outcome != 'duplicate' AND processed_at <= ?1 GROUP BY sender)",
         )?;
-        let rows = stmt.query_map(params![from, to], |r| {
-            let n = |i: usize| -> rusqlite::Result<u64> {
-                Ok(r.get::<_, Option<i64>>(i)?.unwrap_or(0) as u64)
-            };
-            Ok((
-                r.get::<_, i64>(0)?,
-                [n(1)?, n(2)?, n(3)?, n(4)?, n(5)?, n(6)?, n(7)?],
-            ))
-        })?;
-        for row in rows {
-            let (la, c) = row?;
+        let latest = stmt
+            .query_map([&to_s], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        drop(stmt);
+        for (id, la, name, outcome) in latest {
+            let codes = self.file_codes(id)?;
             if let Some(f) = out.get_mut(&(la as u16)) {
-                f.changes = crate::core::report::Changes {
-                    new: c[0],
-                    updated: c[1],
-                    unchanged: c[2],
-                    ended: c[3],
-                    reopened: c[4],
-                    closed_by_absence: c[5],
-                    retained: c[6],
-                };
-            }
-        }
-        let mut stmt = conn.prepare(
-            "SELECT CAST(f.sender AS INTEGER), json_extract(e.value, '$.code'), count(*)
-             FROM files f, json_each(f.report, '$.row_errors') e
-             WHERE f.kind = 'extract' AND f.outcome != 'duplicate' AND f.processed_at > ?1 AND f.processed_at <= ?2
-               AND json_extract(e.value, '$.severity') = 'error'
-             GROUP BY 1, 2",
-        )?;
-        let rows = stmt.query_map(params![from, to], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })?;
-        for row in rows {
-            let (la, code, n) = row?;
-            if let (Some(f), Some(code)) = (out.get_mut(&(la as u16)), Code::parse(&code)) {
-                f.rejected_by_code.insert(code, n as u64);
-            }
-        }
-        let mut stmt = conn.prepare(
-            "SELECT CAST(f.sender AS INTEGER), count(*) FROM quarantine q JOIN files f ON f.id = q.file_id
-             WHERE q.state = 'pending' GROUP BY 1",
-        )?;
-        for row in stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))? {
-            let (la, n) = row?;
-            if let Some(f) = out.get_mut(&(la as u16)) {
-                f.quarantined = n as u64;
-            }
-        }
-        let mut stmt = conn.prepare(
-            "SELECT la_code, count(*) FROM records WHERE open AND nhs IN
-                (SELECT nhs FROM records WHERE open GROUP BY nhs HAVING count(DISTINCT la_code) > 1)
-             GROUP BY la_code",
-        )?;
-        for row in stmt.query_map([], |r| Ok((r.get::<_, u16>(0)?, r.get::<_, i64>(1)?)))? {
-            let (la, n) = row?;
-            if let Some(f) = out.get_mut(&la) {
-                f.conflicts = n as u64;
-            }
-        }
-        let mut stmt = conn.prepare(
-            "SELECT r.la_code, count(*) FROM records r JOIN record_versions v ON v.id = r.version
-             WHERE r.open AND r.plan_type = 'UCPP' AND v.expected_delivery < ?1 GROUP BY r.la_code",
-        )?;
-        for row in stmt.query_map(params![edd_before.to_string()], |r| {
-            Ok((r.get::<_, u16>(0)?, r.get::<_, i64>(1)?))
-        })? {
-            let (la, n) = row?;
-            if let Some(f) = out.get_mut(&la) {
-                f.ucpp_past_edd = n as u64;
-            }
-        }
-        let mut stmt = conn.prepare(
-            "SELECT n.la_code, count(DISTINCT n.presentation_id), count(*) FROM notifications n
-             JOIN notify_batches b ON b.id = n.batch_id
-             WHERE b.created_at > ?1 AND b.created_at <= ?2 GROUP BY n.la_code",
-        )?;
-        for row in stmt.query_map(params![from, to], |r| {
-            Ok((
-                r.get::<_, u16>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })? {
-            let (la, attendances, notifications) = row?;
-            if let Some(f) = out.get_mut(&la) {
-                f.attendances = attendances as u64;
-                f.notifications = notifications as u64;
+                f.latest_file = Some(LatestFile {
+                    name,
+                    outcome,
+                    codes,
+                });
             }
         }
         Ok(out)
     }
 
-    /// Files received and rows rejected on each of the `days` days up to `until`.
-    pub fn trend(&mut self, until: DateTime<Utc>, days: i64) -> Result<Vec<Day>> {
-        let first = until.date_naive() - Duration::days(days - 1);
-        let mut stmt = self.conn().prepare(
-            "SELECT substr(received_at, 1, 10), count(*), sum(invalid_rows) FROM files
-             WHERE received_at >= ?1 AND received_at <= ?2 AND outcome != 'duplicate' GROUP BY 1",
-        )?;
-        let found: BTreeMap<String, (u64, u64)> = stmt
-            .query_map(params![first.to_string(), ts(until)], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    (
-                        r.get::<_, i64>(1)? as u64,
-                        r.get::<_, Option<i64>>(2)?.unwrap_or(0) as u64,
-                    ),
-                ))
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok((0..days)
-            .map(|i| {
-                let date = first + Duration::days(i);
-                let (files, rows_rejected) =
-                    found.get(&date.to_string()).copied().unwrap_or((0, 0));
-                Day {
-                    date,
-                    files,
-                    rows_rejected,
-                }
-            })
-            .collect())
-    }
-
-    /// One LA's data-quality items for the window.
-    pub fn la_dq_items(
+    /// The 30-day (or any) trends, one entry per day window: the nation's files by
+    /// outcome, rows rejected and LAs overdue; each LA's files, rows rejected and open
+    /// records by plan type at each day's end.
+    pub fn trends(
         &mut self,
-        la: LaCode,
-        since: Option<DateTime<Utc>>,
-        until: DateTime<Utc>,
-        edd_before: NaiveDate,
-    ) -> Result<Vec<DqItem>> {
-        let (from, to) = (since.map(ts).unwrap_or_default(), ts(until));
-        let code = la.as_u16();
-        let conn = self.conn();
-        let mut items = Vec::new();
-        let mut stmt = conn.prepare(
-            "SELECT f.name, json_extract(e.value, '$.row'), json_extract(e.value, '$.column'),
-                    json_extract(e.value, '$.code'), json_extract(e.value, '$.message')
-             FROM files f, json_each(f.report, '$.row_errors') e
-             WHERE f.kind = 'extract' AND f.sender = ?1 AND f.outcome != 'duplicate'
-               AND f.processed_at > ?2 AND f.processed_at <= ?3 AND json_extract(e.value, '$.severity') = 'error'
-             ORDER BY f.id, 2",
-        )?;
-        for row in stmt.query_map(params![la.to_string(), from, to], |r| {
-            Ok(DqItem::Rejected {
-                file: r.get(0)?,
-                row: r.get::<_, i64>(1)? as u64,
-                column: r.get(2)?,
-                code: r.get(3)?,
-                message: r.get(4)?,
+        las: &[LaCode],
+        days: &[DayWindow],
+        overdue_hours: u32,
+    ) -> Result<Trends> {
+        let (Some(first), Some(last)) = (days.first(), days.last()) else {
+            return Ok(Trends::default());
+        };
+        let ends: Vec<DateTime<Utc>> = days.iter().map(|d| d.to).collect();
+        // The day a moment falls in: the first whose end is at or after it.
+        let day_of = |t: DateTime<Utc>| ends.partition_point(|end| *end < t);
+        let mut national: Vec<Day> = days
+            .iter()
+            .map(|d| Day {
+                date: d.date,
+                files: Outcomes::default(),
+                rows_rejected: 0,
+                overdue: 0,
             })
-        })? {
-            items.push(row?);
-        }
+            .collect();
+        let mut per_la: BTreeMap<LaCode, Vec<LaDay>> = las
+            .iter()
+            .map(|la| {
+                (
+                    *la,
+                    days.iter()
+                        .map(|d| LaDay {
+                            date: d.date,
+                            ..LaDay::default()
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT f.name, t.nhs, t.plan_type FROM retained t JOIN files f ON f.id = t.file_id
-             WHERE t.la_code = ?1 AND f.processed_at > ?2 AND f.processed_at <= ?3 ORDER BY t.nhs",
+            "SELECT processed_at, CAST(sender AS INTEGER), outcome, invalid_rows FROM files
+             WHERE kind = 'extract' AND outcome != 'duplicate' AND processed_at > ?1 AND processed_at <= ?2",
         )?;
-        for row in stmt.query_map(params![code, from, to], |r| {
+        for row in stmt.query_map(params![ts(first.from), ts(last.to)], |r| {
             Ok((
                 r.get::<_, String>(0)?,
+                r.get::<_, Option<i64>>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })? {
+            let (at, la, outcome, invalid) = row?;
+            let i = day_of(parse_ts(&at)?);
+            let Some(day) = national.get_mut(i) else {
+                continue;
+            };
+            day.files.count(&outcome, 1);
+            day.rows_rejected += invalid as u64;
+            if let Some(d) = la
+                .and_then(la_of)
+                .and_then(|la| per_la.get_mut(&la))
+                .and_then(|v| v.get_mut(i))
+            {
+                d.files += 1;
+                d.rows_rejected += invalid as u64;
+            }
+        }
+        // Overdue at each day's end: the newest extract applied by then is too old.
+        let mut stmt = conn.prepare(
+            "SELECT CAST(sender AS INTEGER), extracted_at, processed_at FROM files
+             WHERE applied AND kind = 'extract' AND processed_at <= ?1",
+        )?;
+        // Per LA: (extracted at, processed at) of each extract applied.
+        type Applied = Vec<(DateTime<Utc>, DateTime<Utc>)>;
+        let mut applied: BTreeMap<u16, Applied> = BTreeMap::new();
+        for row in stmt.query_map([ts(last.to)], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })? {
+            let (la, extracted, processed) = row?;
+            applied
+                .entry(la as u16)
+                .or_default()
+                .push((parse_ts(&extracted)?, parse_ts(&processed)?));
+        }
+        let limit = chrono::Duration::hours(i64::from(overdue_hours));
+        for (i, day) in national.iter_mut().enumerate() {
+            let end = ends[i];
+            day.overdue = las
+                .iter()
+                .filter(|la| {
+                    let newest = applied.get(&la.as_u16()).and_then(|files| {
+                        files
+                            .iter()
+                            .filter(|(_, processed)| *processed <= end)
+                            .map(|(extracted, _)| *extracted)
+                            .max()
+                    });
+                    newest.is_none_or(|at| end - at > limit)
+                })
+                .count() as u64;
+        }
+        // Open records at each day's end: every open version is current from its
+        // known_from until its successor's.
+        let mut stmt = conn.prepare(
+            "SELECT v.la_code, v.plan_type, v.known_from,
+                    (SELECT min(s.known_from) FROM record_versions s WHERE s.previous = v.id)
+             FROM record_versions v WHERE v.end_date IS NULL AND v.known_from <= ?1",
+        )?;
+        for row in stmt.query_map([ts(last.to)], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<String>>(3)?,
+            ))
+        })? {
+            let (la, plan, known_from, known_to) = row?;
+            let Some(series) = la_of(la).and_then(|la| per_la.get_mut(&la)) else {
+                continue;
+            };
+            let start = ends.partition_point(|end| *end < parse_ts(&known_from).unwrap_or(*end));
+            let stop = match known_to {
+                Some(t) => {
+                    let t = parse_ts(&t)?;
+                    ends.partition_point(|end| *end < t)
+                }
+                None => ends.len(),
+            };
+            for d in series.iter_mut().take(stop).skip(start) {
+                d.open[plan_index(&plan)] += 1;
+            }
+        }
+        Ok(Trends { national, per_la })
+    }
+
+    /// An LA's newest `n` extract files processed by `at`.
+    pub fn la_last_files(
+        &mut self,
+        la: LaCode,
+        at: DateTime<Utc>,
+        n: u32,
+    ) -> Result<Vec<FileLine>> {
+        let mut stmt = self.conn().prepare(
+            "SELECT id, name, processed_at, outcome, rows, invalid_rows FROM files
+             WHERE kind = 'extract' AND sender = ?1 AND processed_at <= ?2 ORDER BY id DESC LIMIT ?3",
+        )?;
+        let rows = stmt
+            .query_map(params![la.to_string(), ts(at), n], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(5)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        drop(stmt);
+        let mut out = Vec::new();
+        for (id, name, processed_at, outcome, rows, invalid_rows) in rows {
+            out.push(FileLine {
+                name,
+                processed_at: parse_ts(&processed_at)?,
+                outcome,
+                rows: rows as u64,
+                invalid_rows: invalid_rows as u64,
+                codes: self.file_codes(id)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Every LA's data-quality items: rows rejected and records retained during
+    /// (`from`, `to`], conflicts and UCPPs past their date at `to`.
+    pub fn dq_items(
+        &mut self,
+        las: &[LaCode],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        edd_before: NaiveDate,
+    ) -> Result<BTreeMap<LaCode, Vec<DqItem>>> {
+        let (from_s, to_s) = (ts(from), ts(to));
+        let mut out: BTreeMap<LaCode, Vec<DqItem>> =
+            las.iter().map(|la| (*la, Vec::new())).collect();
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT CAST(f.sender AS INTEGER), f.name, json_extract(e.value, '$.row'), json_extract(e.value, '$.column'),
+                    json_extract(e.value, '$.code'), json_extract(e.value, '$.message')
+             FROM files f, json_each(f.report, '$.row_errors') e
+             WHERE f.kind = 'extract' AND f.outcome != 'duplicate'
+               AND f.processed_at > ?1 AND f.processed_at <= ?2 AND json_extract(e.value, '$.severity') = 'error'
+             ORDER BY f.id, 3",
+        )?;
+        for row in stmt.query_map(params![from_s, to_s], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                DqItem::Rejected {
+                    file: r.get(1)?,
+                    row: r.get::<_, i64>(2)? as u64,
+                    column: r.get(3)?,
+                    code: r.get(4)?,
+                    message: r.get(5)?,
+                },
+            ))
+        })? {
+            let (la, item) = row?;
+            if let Some(items) = la_of(la).and_then(|la| out.get_mut(&la)) {
+                items.push(item);
+            }
+        }
+        let mut stmt = conn.prepare(
+            "SELECT t.la_code, f.name, t.nhs, t.plan_type FROM retained t JOIN files f ON f.id = t.file_id
+             WHERE f.processed_at > ?1 AND f.processed_at <= ?2 ORDER BY t.la_code, t.nhs",
+        )?;
+        for row in stmt.query_map(params![from_s, to_s], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })? {
+            let (la, file, nhs, plan_type) = row?;
+            if let Some(items) = la_of(la).and_then(|la| out.get_mut(&la)) {
+                items.push(DqItem::Retained {
+                    file,
+                    nhs: full(nhs),
+                    plan_type,
+                });
+            }
+        }
+        let mut stmt = conn.prepare(&format!(
+            "WITH {CURRENT_AT}, open AS (SELECT DISTINCT la_code, nhs FROM cur WHERE end_date IS NULL)
+             SELECT a.la_code, a.nhs, b.la_code FROM open a JOIN open b ON a.nhs = b.nhs AND b.la_code != a.la_code
+             ORDER BY a.la_code, a.nhs, b.la_code"
+        ))?;
+        for row in stmt.query_map([&to_s], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })? {
+            let (la, nhs, other) = row?;
+            if let Some(items) = la_of(la).and_then(|la| out.get_mut(&la)) {
+                items.push(DqItem::Conflict {
+                    nhs: full(nhs),
+                    other_la: la_of(other)
+                        .map(|l| l.name().to_owned())
+                        .unwrap_or_default(),
+                });
+            }
+        }
+        let mut stmt = conn.prepare(&format!(
+            "WITH {CURRENT_AT} SELECT la_code, nhs, expected_delivery FROM cur
+             WHERE end_date IS NULL AND plan_type = 'UCPP' AND expected_delivery < ?2 ORDER BY la_code, nhs"
+        ))?;
+        for row in stmt.query_map(params![to_s, edd_before.to_string()], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
                 r.get::<_, i64>(1)?,
                 r.get::<_, String>(2)?,
             ))
         })? {
-            let (file, nhs, plan_type) = row?;
-            items.push(DqItem::Retained {
-                file,
-                nhs: full(nhs),
-                plan_type,
-            });
-        }
-        let mut stmt = conn.prepare(
-            "SELECT DISTINCT a.nhs, b.la_code FROM records a JOIN records b ON a.nhs = b.nhs AND b.la_code != a.la_code
-             WHERE a.la_code = ?1 AND a.open AND b.open ORDER BY a.nhs, b.la_code",
-        )?;
-        for row in stmt.query_map(params![code], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, u16>(1)?))
-        })? {
-            let (nhs, other) = row?;
-            let other_la = LaCode::parse(&format!("{other:03}"))
-                .map(|l| l.name().to_owned())
-                .unwrap_or_default();
-            items.push(DqItem::Conflict {
-                nhs: full(nhs),
-                other_la,
-            });
-        }
-        let mut stmt = conn.prepare(
-            "SELECT r.nhs, v.expected_delivery FROM records r JOIN record_versions v ON v.id = r.version
-             WHERE r.la_code = ?1 AND r.open AND r.plan_type = 'UCPP' AND v.expected_delivery < ?2 ORDER BY r.nhs",
-        )?;
-        for row in stmt.query_map(params![code, edd_before.to_string()], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-        })? {
-            let (nhs, edd) = row?;
-            if let Some(expected_delivery) = crate::core::date::parse_iso_date(&edd) {
+            let (la, nhs, edd) = row?;
+            if let (Some(items), Some(expected_delivery)) = (
+                la_of(la).and_then(|la| out.get_mut(&la)),
+                crate::core::date::parse_iso_date(&edd),
+            ) {
                 items.push(DqItem::UcppPastEdd {
                     nhs: full(nhs),
                     expected_delivery,
                 });
             }
         }
-        Ok(items)
+        Ok(out)
+    }
+
+    /// The data-quality file already sent to an LA for a report date, if any.
+    pub fn dq_file_sent(&mut self, la: LaCode, date: NaiveDate) -> Result<Option<String>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT file_name FROM dq_files WHERE la_code = ?1 AND report_date = ?2",
+                params![la.as_u16(), date.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Records that an LA's data-quality file for a report date went to its outbox.
+    pub fn record_dq_file(
+        &mut self,
+        la: LaCode,
+        date: NaiveDate,
+        file_name: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.conn().execute(
+            "INSERT OR IGNORE INTO dq_files (la_code, report_date, file_name, sent_at) VALUES (?1, ?2, ?3, ?4)",
+            params![la.as_u16(), date.to_string(), file_name, ts(at)],
+        )?;
+        Ok(())
+    }
+
+    /// The access log at `at` (entries and head by then) and whether the whole chain checks.
+    pub fn access_log_at(&mut self, at: DateTime<Utc>) -> Result<LogCheck> {
+        let (entries, hash): (i64, Option<String>) = self.conn().query_row(
+            "SELECT (SELECT count(*) FROM access_log WHERE at <= ?1),
+                    (SELECT hash FROM access_log WHERE at <= ?1 ORDER BY id DESC LIMIT 1)",
+            [ts(at)],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let head = LogHead {
+            entries: entries as u64,
+            hash: hash.unwrap_or_else(|| super::health::GENESIS.to_owned()),
+        };
+        let verified = match self.verify_access_log()? {
+            (_, None) => Ok(()),
+            (_, Some(id)) => Err(format!(
+                "entry {id} does not match its hash or its predecessor (cpis-gateway audit verify)"
+            )),
+        };
+        Ok(LogCheck {
+            entries: head.entries,
+            head: head.hash,
+            verified,
+        })
+    }
+}
+
+fn plan_index(plan: &str) -> usize {
+    match plan {
+        "CPP" => 0,
+        "LAC" => 1,
+        _ => 2,
     }
 }

@@ -800,11 +800,16 @@ fn the_access_log_head_catches_a_cut_or_a_rewritten_log() {
         ),
         head
     );
+    // Today so far (the clock is fixed at NOW): the head as it stands.
     gateway(site.path())
-        .args(["report", "--date", "2026-11-21"])
+        .args(["report", "--preview"])
         .assert()
         .success();
-    let page = fs::read_to_string(site.path().join("var/reports/2026-11-21/index.html")).unwrap();
+    let page = fs::read_to_string(
+        site.path()
+            .join("var/reports/preview/2026-11-22/index.html"),
+    )
+    .unwrap();
     assert!(page.contains(&head), "the report carries the head");
     // A later entry extends the head: still fine.
     site.query(1, "UTC", "2026-11-21T12:00:00Z");

@@ -515,8 +515,17 @@ fn retention_deletes_only_what_is_past_its_time() {
         .query_row("SELECT count(*) FROM record_versions", [], |r| r.get(0))
         .unwrap();
     assert_eq!(versions, 10);
+    assert!(fs::read_to_string(d.join("var/reports/index.html"))
+        .unwrap()
+        .contains("2026-11-21/index.html"));
     assert!(prune("2028-01-01T09:00:00Z", &[]).contains("1 report day(s)"));
     assert!(!d.join("var/reports/2026-11-21").exists());
+    assert!(
+        !fs::read_to_string(d.join("var/reports/index.html"))
+            .unwrap()
+            .contains("2026-11-21/index.html"),
+        "the history page lists only the days left"
+    );
 }
 
 #[test]

@@ -114,28 +114,30 @@ fn report(dir: &Path, now: &str, date: &str) {
 fn exact_figures_on_a_scripted_scenario() {
     let dir = temp();
     scenario(dir.path());
-    report(dir.path(), "2026-11-22T02:00:00Z", "2026-11-22");
+    // The nightly run at 02:00 writes the day before's report.
+    report(dir.path(), "2026-11-22T02:00:00Z", "2026-11-21");
     let summary =
-        fs::read_to_string(dir.path().join("var/reports/2026-11-22/summary.csv")).unwrap();
+        fs::read_to_string(dir.path().join("var/reports/2026-11-21/summary.csv")).unwrap();
     let lines: Vec<&str> = summary.lines().collect();
-    assert_eq!(lines[0], "la_code,la_name,last_extract_at,age_hours,overdue,open_cpp,open_lac,open_ucpp,new,updated,unchanged,ended,reopened,closed_by_absence,retained,rows_rejected,quarantined_files,cross_la_conflicts,ucpp_past_edd,attendances,notifications_sent");
-    //                      open CPP/LAC/UCPP | new upd unch end reop closed retained | rejected quar conflicts edd att notif
+    assert_eq!(lines[0], "report_date,la_code,la_name,last_extract_at,age_hours,overdue,needs_action,open_cpp,open_lac,open_ucpp,new,updated,unchanged,ended,reopened,closed_by_absence,retained,files_accepted,files_partial,files_rejected,files_quarantined,rows_rejected,quarantined_pending,cross_la_conflicts,ucpp_past_edd,attendances,notifications_sent,notifications_pending");
+    // Changes are those of the 21st only (919's first extract came on the 20th).
+    //                                 open C/L/U | new upd unch end reop closed retained | files a/p/r/q | rejected quar conflicts edd att notif pending
     assert_eq!(
         lines[1],
-        "202,Camden,2026-11-21T02:00:00+00:00,24,false,0,1,1,2,0,0,0,0,0,0,0,0,1,1,1,1"
+        "2026-11-21,202,Camden,2026-11-21T02:00:00+00:00,22,false,UCPP past EDD,0,1,1,2,0,0,0,0,0,0,1,0,0,0,0,0,1,1,1,1,0"
     );
     assert_eq!(
         lines[2],
-        "330,Birmingham,,,true,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0"
+        "2026-11-21,330,Birmingham,,,true,never sent,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0"
     );
     assert_eq!(
         lines[3],
-        "919,Hertfordshire,2026-11-21T02:00:00+00:00,24,false,4,1,0,7,0,3,1,0,1,1,1,0,1,0,1,1"
+        "2026-11-21,919,Hertfordshire,2026-11-21T02:00:00+00:00,22,false,conflict,4,1,0,1,0,3,1,0,1,1,0,1,0,0,1,0,1,0,1,1,0"
     );
 
     let dq = fs::read_to_string(
         dir.path()
-            .join("var/mailboxes/LA919/out/CPIS_DQ_919_2026-11-22.csv"),
+            .join("var/mailboxes/LA919/out/CPIS_DQ_919_2026-11-21.csv"),
     )
     .unwrap();
     let dq: Vec<&str> = dq.lines().collect();
@@ -165,7 +167,7 @@ fn exact_figures_on_a_scripted_scenario() {
     assert_eq!(dq.len(), 4);
     let camden = fs::read_to_string(
         dir.path()
-            .join("var/mailboxes/LA202/out/CPIS_DQ_202_2026-11-22.csv"),
+            .join("var/mailboxes/LA202/out/CPIS_DQ_202_2026-11-21.csv"),
     )
     .unwrap();
     assert!(
@@ -182,25 +184,36 @@ fn exact_figures_on_a_scripted_scenario() {
         )),
         "{camden}"
     );
+    // 330 never sent: it is told so (no file would mean "all fine").
+    let birmingham = fs::read_to_string(
+        dir.path()
+            .join("var/mailboxes/LA330/out/CPIS_DQ_330_2026-11-21.csv"),
+    )
+    .unwrap();
     assert!(
-        !dir.path()
-            .join("var/mailboxes/LA330/out/CPIS_DQ_330_2026-11-22.csv")
-            .exists(),
-        "nothing to say to 330"
+        birmingham.contains("overdue,,,,,,,no extract of yours has been applied yet"),
+        "{birmingham}"
     );
 
-    let html = fs::read_to_string(dir.path().join("var/reports/2026-11-22/index.html")).unwrap();
-    assert!(html.contains("never sent an extract") && html.contains("Birmingham"));
-    for external in ["<script", "src=", "href=", "@import", "url("] {
+    let html = fs::read_to_string(dir.path().join("var/reports/2026-11-21/index.html")).unwrap();
+    assert!(html.contains("has never sent an extract") && html.contains("Birmingham"));
+    for external in [
+        "<script",
+        "src=",
+        "@import",
+        "url(",
+        "href=\"http",
+        "href=\"//",
+    ] {
         assert!(!html.contains(external), "self-contained: no {external}");
     }
 
-    // The next report counts only what happened since this one.
-    report(dir.path(), "2026-11-23T02:00:00Z", "2026-11-23");
-    let next = fs::read_to_string(dir.path().join("var/reports/2026-11-23/summary.csv")).unwrap();
+    // The next day's report counts only what happened on that day.
+    report(dir.path(), "2026-11-23T02:00:00Z", "2026-11-22");
+    let next = fs::read_to_string(dir.path().join("var/reports/2026-11-22/summary.csv")).unwrap();
     assert!(
         next.contains(
-            "919,Hertfordshire,2026-11-21T02:00:00+00:00,48,true,4,1,0,0,0,0,0,0,0,0,0,0,1,0,0,0"
+            "2026-11-22,919,Hertfordshire,2026-11-21T02:00:00+00:00,46,true,late,4,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1,0,0,0,0"
         ),
         "{next}"
     );
@@ -219,35 +232,332 @@ fn a_report_with_no_data_says_so() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no gateway store at"));
     assert!(!dir.path().join("var").exists(), "nothing created");
     gateway(dir.path()).arg("init").assert().success();
-    report(dir.path(), "2026-11-22T02:00:00Z", "2026-11-22");
-    let html = fs::read_to_string(dir.path().join("var/reports/2026-11-22/index.html")).unwrap();
+    report(dir.path(), "2026-11-22T02:00:00Z", "2026-11-21");
+    let html = fs::read_to_string(dir.path().join("var/reports/2026-11-21/index.html")).unwrap();
     assert!(
         html.contains("there is nothing to report for this date"),
         "{html}"
     );
-    assert!(html.contains("Overdue local authorities (3)"));
+    assert!(html.contains("Needs action today (3)"), "{html}");
     let summary =
-        fs::read_to_string(dir.path().join("var/reports/2026-11-22/summary.csv")).unwrap();
+        fs::read_to_string(dir.path().join("var/reports/2026-11-21/summary.csv")).unwrap();
     assert_eq!(summary.lines().count(), 4);
     assert!(
         summary
             .lines()
             .skip(1)
-            .all(|l| l.contains(",,,true,0,0,0,")),
+            .all(|l| l.contains(",,,true,never sent,0,0,0,")),
         "{summary}"
     );
+    // Not in service yet (no file ever arrived): nobody is sent an "overdue" file.
+    assert!(!dir
+        .path()
+        .join("var/mailboxes/LA919/out/CPIS_DQ_919_2026-11-21.csv")
+        .exists());
     gateway(dir.path())
         .args(["report", "--date", "2026-02-30"])
         .assert()
         .code(2);
 }
 
+/// Eight days, four LAs: 919 sends daily (an unborn child long past its expected date;
+/// day 6's file would close most of its children and is quarantined); 202 sends daily and
+/// every file is rejected; 330 sends on days 1 to 3 and then stops; 942 sends the same two
+/// children daily, one of whom is also 919's. Each night at 02:00 the previous day is reported.
+fn eight_days(dir: &Path) -> Vec<String> {
+    fs::write(
+        dir.join("config.toml"),
+        "[gateway]\nroot = \"var\"\nsettle_ms = 0\nlocal_authorities = [\"919\", \"202\", \"330\", \"942\"]\n",
+    )
+    .unwrap();
+    let mut dates = Vec::new();
+    for day in 1..=8u32 {
+        let date = format!("2026-11-{:02}", 9 + day);
+        let stamp = format!("202611{:02}T020000", 9 + day);
+        let at = format!("{date}T03:00:00Z");
+        let mut h919 = format!("{HEADER}\n");
+        let children: Vec<u64> = if day == 6 {
+            vec![1, 2]
+        } else {
+            (1..=6).collect()
+        };
+        for i in children {
+            h919.push_str(&row(i, "CPP", "2026-01-01", "", "919", ""));
+        }
+        h919.push_str(&row(8, "UCPP", "2026-03-01", "", "919", "2026-08-01"));
+        ingest(
+            dir,
+            &at,
+            "LA919",
+            &format!("CPIS_EXTRACT_919_{stamp}.csv"),
+            &h919,
+        );
+        let mut h202 = format!("{HEADER}\n");
+        for i in 20..23 {
+            h202.push_str(&row(i, "CPP", "2026-13-45", "", "202", ""));
+        }
+        ingest(
+            dir,
+            &at,
+            "LA202",
+            &format!("CPIS_EXTRACT_202_{stamp}.csv"),
+            &h202,
+        );
+        if day <= 3 {
+            let h330 = format!(
+                "{HEADER}\n{}{}",
+                row(30, "LAC", "2026-02-01", "", "330", ""),
+                row(31, "CPP", "2026-02-01", "", "330", "")
+            );
+            ingest(
+                dir,
+                &at,
+                "LA330",
+                &format!("CPIS_EXTRACT_330_{stamp}.csv"),
+                &h330,
+            );
+        }
+        let h942 = format!(
+            "{HEADER}\n{}{}",
+            row(1, "LAC", "2026-04-01", "", "942", ""),
+            row(41, "CPP", "2026-04-01", "", "942", "")
+        );
+        ingest(
+            dir,
+            &at,
+            "LA942",
+            &format!("CPIS_EXTRACT_942_{stamp}.csv"),
+            &h942,
+        );
+        report(dir, &format!("2026-11-{:02}T02:00:00Z", 10 + day), &date);
+        dates.push(date);
+    }
+    dates
+}
+
+/// The text of each item of the page's needs-action list.
+fn needs_action(html: &str) -> Vec<String> {
+    let list = html
+        .split("<ol class=\"actions\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</ol>").next())
+        .unwrap_or("");
+    list.split("<li")
+        .skip(1)
+        .map(|item| {
+            let mut text = String::new();
+            let mut tag = false;
+            for c in item.split_once('>').map_or("", |(_, rest)| rest).chars() {
+                match c {
+                    '<' => tag = true,
+                    '>' => tag = false,
+                    c if !tag => text.push(c),
+                    _ => {}
+                }
+            }
+            text.replace("&amp;", "&")
+                .replace("&#39;", "'")
+                .replace("&quot;", "\"")
+        })
+        .collect()
+}
+
+/// Every `href` of every page under `reports` points at a file that exists.
+fn assert_links_resolve(reports: &Path) -> usize {
+    let mut checked = 0;
+    for entry in walkdir::WalkDir::new(reports).into_iter().flatten() {
+        if entry.path().extension().is_none_or(|e| e != "html") {
+            continue;
+        }
+        let html = fs::read_to_string(entry.path()).unwrap();
+        for link in html.split("href=\"").skip(1) {
+            let target = link.split('"').next().unwrap();
+            let path = entry.path().parent().unwrap().join(target);
+            assert!(
+                path.is_file(),
+                "{} links to {target}, which does not exist",
+                entry.path().display()
+            );
+            checked += 1;
+        }
+    }
+    checked
+}
+
+fn without_generated(html: &str) -> String {
+    html.split(" Generated ")
+        .enumerate()
+        .map(|(i, part)| {
+            if i == 0 {
+                part.to_owned()
+            } else {
+                part.split_once('.')
+                    .map_or(String::new(), |(_, rest)| rest.to_owned())
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn eight_days_of_four_las_needs_action_pages_links_and_honest_dates() {
+    let dir = temp();
+    let d = dir.path();
+    let dates = eight_days(d);
+    let reports = d.join("var/reports");
+    let day8 = fs::read_to_string(reports.join("2026-11-17/index.html")).unwrap();
+    assert_eq!(
+        needs_action(&day8),
+        [
+            "LA 919 Hertfordshire: CPIS_EXTRACT_919_20261115T020000.csv is quarantined: the extract would close 4 of the LA's 7 open records by absence (57.1%, more than the 20% allowed) — decide it: cpis-gateway quarantine show Q1, then release or reject it".to_owned(),
+            "LA 202 Camden: its latest file CPIS_EXTRACT_202_20261117T020000.csv was rejected (ERROR_RATE, DATE_FORMAT ×3) — tell the LA's data officer: the acknowledgement lists every problem".to_owned(),
+            "LA 202 Camden: has never sent an extract that could be applied — chase the LA: its export may not be set up, or every file was rejected".to_owned(),
+            "LA 330 Birmingham: no extract for 142 hours (last extracted 2026-11-12 02:00; 36 allowed) — chase the LA's data officer".to_owned(),
+            "LA 919 Hertfordshire: 1 unborn-child plan(s) still open past the expected delivery date — the LA should end each or give the born child a plan of its own (listed in its CPIS_DQ file)".to_owned(),
+            "LA 919 Hertfordshire: 1 record(s) of children also open with another LA — the LAs should agree which of them holds each plan (listed in their CPIS_DQ files)".to_owned(),
+            "LA 942 Cumberland: 1 record(s) of children also open with another LA — the LAs should agree which of them holds each plan (listed in their CPIS_DQ files)".to_owned(),
+        ]
+    );
+    assert!(day8.contains("audit verify passed"));
+    // The LA table: needs action first.
+    let table = day8
+        .split("id=\"local-authorities\"")
+        .nth(1)
+        .and_then(|t| t.split("id=\"charts\"").next())
+        .unwrap();
+    let order: Vec<&str> = table
+        .split("<td class=\"name\"><a href=\"la/")
+        .skip(1)
+        .map(|s| &s[..3])
+        .collect();
+    assert_eq!(order, ["919", "202", "330", "942"]);
+
+    // 919's page: figures as at the end of the 17th, and its 30-day trend.
+    let la919 = fs::read_to_string(reports.join("2026-11-17/la/919.html")).unwrap();
+    for (id, value) in [
+        ("status", "quarantined"),
+        ("last-extract", "2026-11-17 02:00"),
+        ("open", "6 / 0 / 1"),
+        ("files", "1 / 0 / 0 / 0"),
+        ("rows-rejected", "0"),
+    ] {
+        assert!(
+            la919.contains(&format!("id=\"{id}\">{value}<")),
+            "919 page: {id} = {value}"
+        );
+    }
+    assert_eq!(la919.matches("<svg").count(), 5, "five sparklines");
+    assert!(
+        la919.contains("<td class=\"name\">quarantined</td>"),
+        "day 6's file in the last 10"
+    );
+    assert!(la919.contains("ucpp_past_edd"), "its DQ items");
+    assert!(!la919.contains(&nhs(8)), "NHS numbers masked on the page");
+    let trend_rows = la919.split("<table id=\"days\">").nth(1).unwrap();
+    assert!(
+        trend_rows.contains(
+            "<td class=\"name\">2026-11-17</td><td>1</td><td>0</td><td>6</td><td>0</td><td>1</td>"
+        ),
+        "the last day's figures in the table"
+    );
+    assert!(
+        trend_rows.contains(
+            "<td class=\"name\">2026-11-09</td><td>0</td><td>0</td><td>0</td><td>0</td><td>0</td>"
+        ),
+        "before the first file: nothing"
+    );
+
+    // Every link of every page resolves; the history lists every day.
+    assert!(assert_links_resolve(&reports) > 8 * 5 * 4);
+    let index = fs::read_to_string(reports.join("index.html")).unwrap();
+    for date in &dates {
+        assert!(
+            index.contains(&format!("href=\"{date}/index.html\"")),
+            "{date}"
+        );
+    }
+    assert!(day8.contains("href=\"../2026-11-16/index.html\""));
+    let day7 = fs::read_to_string(reports.join("2026-11-16/index.html")).unwrap();
+    assert!(
+        day7.contains("href=\"../2026-11-17/index.html\""),
+        "the day before links forward"
+    );
+
+    // Overdue 330 was told so on the 17th; each LA got one DQ file per day at most.
+    let dq330 =
+        fs::read_to_string(d.join("var/mailboxes/LA330/out/CPIS_DQ_330_2026-11-17.csv")).unwrap();
+    assert!(
+        dq330.contains("overdue,,,,,,,no extract applied for 142 hours"),
+        "{dq330}"
+    );
+    assert!(
+        !d.join("var/mailboxes/LA330/out/CPIS_DQ_330_2026-11-12.csv")
+            .exists(),
+        "fine on the 12th"
+    );
+
+    // A past day rebuilt later says what the night's report said, and sends nothing again.
+    let night = |date: &str, file: &str| fs::read_to_string(reports.join(date).join(file)).unwrap();
+    let (summary14, page14, la14) = (
+        night("2026-11-14", "summary.csv"),
+        night("2026-11-14", "index.html"),
+        night("2026-11-14", "la/919.html"),
+    );
+    let out = gateway(d)
+        .env("CPIS_GATEWAY_NOW", "2026-11-20T09:00:00Z")
+        .args(["report", "--date", "2026-11-14"])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 data-quality file(s) sent"));
+    assert_eq!(night("2026-11-14", "summary.csv"), summary14);
+    assert_eq!(
+        without_generated(&night("2026-11-14", "index.html")),
+        without_generated(&page14)
+    );
+    assert_ne!(
+        night("2026-11-14", "index.html"),
+        page14,
+        "only the generated time differs"
+    );
+    assert_eq!(night("2026-11-14", "la/919.html"), la14);
+
+    // A future day is refused; so is today unless previewed, which sends nothing.
+    let at = |now: &str, args: &[&str]| {
+        gateway(d)
+            .env("CPIS_GATEWAY_NOW", now)
+            .arg("report")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let future = at("2026-11-18T09:00:00Z", &["--date", "2026-11-19"]);
+    assert_eq!(future.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&future.stderr).contains("2026-11-19 is in the future"));
+    let today = at("2026-11-18T09:00:00Z", &["--date", "2026-11-18"]);
+    assert_eq!(today.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&today.stderr).contains("is not over yet"));
+    let outboxes = || {
+        walkdir::WalkDir::new(d.join("var/mailboxes"))
+            .into_iter()
+            .flatten()
+            .count()
+    };
+    let before = outboxes();
+    let preview = at("2026-11-18T09:00:00Z", &["--preview"]);
+    assert_ok(&preview);
+    assert!(reports.join("preview/2026-11-18/index.html").is_file());
+    assert_eq!(outboxes(), before, "a preview sends nothing");
+    assert!(
+        !reports.join("2026-11-18").exists(),
+        "nor takes the day's place"
+    );
+}
+
 #[test]
 fn the_page_renders_in_a_real_browser() {
     let dir = temp();
-    scenario(dir.path());
-    report(dir.path(), "2026-11-22T02:00:00Z", "2026-11-22");
-    let page = dir.path().join("var/reports/2026-11-22/index.html");
+    eight_days(dir.path());
+    let page = dir.path().join("var/reports/2026-11-17/index.html");
     let url = format!("file://{}", page.display());
     let profile = temp();
     let chromium = |extra: &[&str]| {
@@ -273,16 +583,28 @@ fn the_page_renders_in_a_real_browser() {
     let dom = chromium(&["--dump-dom"]);
     assert!(dom.status.success());
     let dom = String::from_utf8_lossy(&dom.stdout);
-    assert!(
-        dom.contains("<table") && dom.contains("id=\"local-authorities\""),
-        "tables rendered"
-    );
+    for id in [
+        "needs-action",
+        "changes",
+        "local-authorities",
+        "charts",
+        "trend",
+        "rejections",
+        "days",
+    ] {
+        assert!(dom.contains(&format!("id=\"{id}\"")), "{id} rendered");
+    }
     assert_eq!(dom.matches("<svg").count(), 3, "three charts rendered");
+    assert_eq!(
+        dom.matches("<li class=").count(),
+        7,
+        "seven needs-action lines"
+    );
     assert!(dom.contains("Hertfordshire") && dom.contains("Camden"));
     // Keep a screenshot as a test artifact.
     let artifacts = repo().join("target/test-artifacts");
     fs::create_dir_all(&artifacts).unwrap();
-    let shot = artifacts.join("national-report.png");
+    let shot = artifacts.join("morning-report.png");
     let _ = fs::remove_file(&shot);
     let out = chromium(&[
         "--window-size=1300,2000",
