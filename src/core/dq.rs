@@ -324,7 +324,8 @@ pub fn local(t: DateTime<Utc>, tz: Tz) -> String {
     t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string()
 }
 
-fn codes_text(codes: &[(String, u64)]) -> String {
+/// `ERROR_RATE, DATE_FORMAT ×3`: codes with their counts when more than one.
+pub fn codes_text(codes: &[(String, u64)]) -> String {
     codes
         .iter()
         .map(|(c, n)| {

@@ -5,27 +5,13 @@
 use super::charts::sparkline;
 use super::history::Nav;
 use super::page::{kind_class, status_text, CSS};
-use crate::core::dq::{local, DqItem, LaDay, LaLine, National};
+use crate::core::dq::{codes_text, local, DqItem, LaDay, LaLine, National};
 use crate::core::nhs::NhsNumber;
 use crate::store::FileLine;
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 fn masked(nhs: &str) -> String {
     NhsNumber::parse(nhs).map_or_else(|_| nhs.to_owned(), |n| n.to_string())
-}
-
-fn codes(codes: &[(String, u64)]) -> String {
-    codes
-        .iter()
-        .map(|(c, n)| {
-            if *n > 1 {
-                format!("{c} ×{n}")
-            } else {
-                c.clone()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 pub fn render(n: &National, l: &LaLine, files: &[FileLine], items: &[DqItem], nav: &Nav) -> Markup {
@@ -127,7 +113,7 @@ pub fn render(n: &National, l: &LaLine, files: &[FileLine], items: &[DqItem], na
                             @if files.is_empty() { tr { td.name colspan="6" { "No extract received yet." } } }
                             @for file in files { tr {
                                 td.name { (file.name) } td { (local(file.processed_at, tz)) } td.name { (file.outcome) }
-                                td { (file.rows) } td { (file.invalid_rows) } td.name { (codes(&file.codes)) }
+                                td { (file.rows) } td { (file.invalid_rows) } td.name { (codes_text(&file.codes)) }
                             } }
                         }
                     }

@@ -287,6 +287,11 @@ impl Site {
         Site { dir }
     }
 
+    /// With the default (production) chunk size.
+    fn standard(sandbox: &Sandbox) -> Site {
+        Site::new(sandbox, KEY, 20 * 1024 * 1024)
+    }
+
     fn path(&self) -> &Path {
         self.dir.path()
     }
@@ -341,6 +346,13 @@ impl Site {
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `mailbox` sends 919's sample extract to the gateway; its path and MESH message id.
+fn send_sample(sandbox: &Sandbox, mailbox: &str) -> (PathBuf, String) {
+    let extract = samples().join("CPIS_EXTRACT_919_20261121T020000.csv");
+    let id = sandbox.send(mailbox, &extract, None);
+    (extract, id)
 }
 
 /// A generated extract of `rows` rows for `la`, written into `dir`.
@@ -411,9 +423,8 @@ fn las_send_a_small_and_a_chunked_extract_and_receive_their_acks_by_mesh() {
 #[test]
 fn attendance_by_mesh_returns_flags_and_notifies_the_la_by_mesh() {
     let sandbox = Sandbox::start();
-    let site = Site::new(&sandbox, KEY, 20 * 1024 * 1024);
-    let extract = samples().join("CPIS_EXTRACT_919_20261121T020000.csv");
-    sandbox.send(LA919, &extract, None);
+    let site = Site::standard(&sandbox);
+    send_sample(&sandbox, LA919);
     assert_ok(&site.run_once());
     let got = temp();
     assert_eq!(sandbox.collect(LA919, got.path()).len(), 1, "the ack");
@@ -452,9 +463,8 @@ fn attendance_by_mesh_returns_flags_and_notifies_the_la_by_mesh() {
 #[test]
 fn a_message_from_an_unmapped_mailbox_is_kept_aside_acknowledged_and_shown() {
     let sandbox = Sandbox::start();
-    let site = Site::new(&sandbox, KEY, 20 * 1024 * 1024);
-    let extract = samples().join("CPIS_EXTRACT_919_20261121T020000.csv");
-    let id = sandbox.send(STRANGER, &extract, None);
+    let site = Site::standard(&sandbox);
+    let (extract, id) = send_sample(&sandbox, STRANGER);
     let out = site.run_once();
     assert_ok(&out);
     assert_eq!(sandbox.count(GATEWAY), 0, "acknowledged");
@@ -483,8 +493,7 @@ fn a_message_from_an_unmapped_mailbox_is_kept_aside_acknowledged_and_shown() {
 fn a_wrong_shared_key_is_a_clear_error_and_loses_nothing() {
     let sandbox = Sandbox::start();
     let wrong = Site::new(&sandbox, "NotTheKey", 20 * 1024 * 1024);
-    let extract = samples().join("CPIS_EXTRACT_919_20261121T020000.csv");
-    sandbox.send(LA919, &extract, None);
+    send_sample(&sandbox, LA919);
     // Something for the LA is waiting in out/ too.
     let out_dir = wrong.mailbox("LA919", "out");
     fs::write(
@@ -635,9 +644,8 @@ fn mesh_stopped_mid_download_and_mid_send_loses_nothing_and_delivers_once() {
 #[test]
 fn a_first_post_whose_answer_is_lost_is_found_by_its_local_id_not_sent_twice() {
     let sandbox = Sandbox::start();
-    let site = Site::new(&sandbox, KEY, 20 * 1024 * 1024);
-    let extract = samples().join("CPIS_EXTRACT_919_20261121T020000.csv");
-    sandbox.send(LA919, &extract, None);
+    let site = Site::standard(&sandbox);
+    send_sample(&sandbox, LA919);
     // MESH accepts the ack, and the gateway dies before it records the answer.
     let crashed = gateway(site.path())
         .env("CPIS_GATEWAY_FAULT", "abort-after-mesh-post")
@@ -677,9 +685,8 @@ fn log_has_at(dir: &Path, text: &str, n: usize) -> impl FnMut() -> bool {
 #[test]
 fn an_undelivered_report_is_recorded_against_the_message_and_shown() {
     let sandbox = Sandbox::start();
-    let site = Site::new(&sandbox, KEY, 20 * 1024 * 1024);
-    let extract = samples().join("CPIS_EXTRACT_919_20261121T020000.csv");
-    sandbox.send(LA919, &extract, None);
+    let site = Site::standard(&sandbox);
+    send_sample(&sandbox, LA919);
     assert_ok(&site.run_once());
     let got = temp();
     let ack = sandbox.collect(LA919, got.path());
@@ -740,9 +747,8 @@ fn an_undelivered_report_is_recorded_against_the_message_and_shown() {
 #[test]
 fn tls_with_a_client_certificate_and_a_refusal_without_one() {
     let sandbox = Sandbox::with_tls(Some(Pki::new()));
-    let site = Site::new(&sandbox, KEY, 20 * 1024 * 1024);
-    let extract = samples().join("CPIS_EXTRACT_919_20261121T020000.csv");
-    sandbox.send(LA919, &extract, None);
+    let site = Site::standard(&sandbox);
+    send_sample(&sandbox, LA919);
 
     // Without the client certificate the server refuses the connection; nothing is lost.
     let config = site.path().join("config.toml");
