@@ -404,7 +404,7 @@ impl Config {
                 return Err(bad(key, "must be at least 1 (days)".into()));
             }
         }
-        Ok(Config {
+        let config = Config {
             retention: r,
             origin: origin.to_owned(),
             root: resolve(&g.root),
@@ -421,7 +421,26 @@ impl Config {
             health_orgs,
             sftp,
             mesh,
-        })
+        };
+        // Each transport's mailboxes are parties (else what they bring in is never read).
+        // A party may have both SFTP and MESH (SPEC 8's example): they take turns on its
+        // out/ (`Layout::out_lock`).
+        let sftp_mailboxes = config
+            .sftp
+            .iter()
+            .map(|s| ("sftp.mailbox".to_owned(), &s.mailbox));
+        let mesh_mailboxes = config
+            .mesh
+            .iter()
+            .flat_map(|m| &m.partners)
+            .enumerate()
+            .map(|(i, (mailbox, _))| (format!("mesh.partner[{i}].mailbox"), mailbox));
+        for (key, mailbox) in sftp_mailboxes.chain(mesh_mailboxes) {
+            if !config.is_party(mailbox) {
+                return Err(bad(&key, format!("{mailbox} is not a configured party (gateway.local_authorities or [[health_org]])")));
+            }
+        }
+        Ok(config)
     }
 
     /// Whether a mailbox belongs to a configured party.
@@ -513,6 +532,15 @@ mesh_mailbox = "X26LA919"
         let ok = format!("{mesh}url = \"http://127.0.0.1:1\"\nchunk_bytes = 1000\n");
         let c = parse(&ok).unwrap();
         let shown = format!("{:?}", c.mesh.unwrap());
+        let partner = |mailbox: &str| {
+            format!("{ok}[[mesh.partner]]\nmailbox = \"{mailbox}\"\nmesh_mailbox = \"X1\"\n")
+        };
+        assert!(error(&format!(
+            "[gateway]\nlocal_authorities = [\"919\"]\n{}",
+            partner("LA202")
+        ))
+        .contains("LA202 is not a configured party"));
+
         assert!(!shown.contains("pw") && !shown.contains("sk"), "{shown}");
     }
 }

@@ -308,11 +308,15 @@ impl<'a> Daemon<'a> {
         }
     }
 
-    /// The nightly report: for the last complete local day before it falls due.
+    /// The nightly report: for the last complete local day before it falls due, and any
+    /// of the six days before it that has none (the daemon was down at report time, or the
+    /// report failed).
     pub fn nightly_report(&mut self, due: DateTime<Utc>) -> Result<()> {
         let date =
             due.with_timezone(&self.config().timezone).date_naive() - chrono::Duration::days(1);
-        self.gateway.write_reports(date, false)?;
+        for day in self.gateway.unreported_days(date)? {
+            self.gateway.write_reports(day, false)?;
+        }
         // Retention after the report (which still sees the day's files).
         if let Err(e) = self.gateway.prune(false) {
             tracing::error!(error = %format!("{e:#}"), "retention failed; it runs again tomorrow, or now with `prune`");
@@ -482,6 +486,22 @@ impl<'a> Daemon<'a> {
             next_report = %next_report.to_rfc3339(),
             "gateway running"
         );
+        // Days whose report was missed while the daemon was down (the last week's).
+        let yesterday = self.gateway.today() - chrono::Duration::days(1);
+        match self.gateway.unreported_days(yesterday) {
+            Ok(days) => {
+                for day in days {
+                    if let Err(e) =
+                        with_watchdog(watchdog, || self.gateway.write_reports(day, false))
+                    {
+                        tracing::error!(date = %day, error = %format!("{e:#}"), "a missed report could not be written: run `report --date`");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "cannot tell which reports were missed")
+            }
+        }
         while !self.stop.load(Ordering::SeqCst) {
             let retry = self.retry_due().is_some_and(|at| Instant::now() >= at);
             if look || retry || last_look.elapsed() >= SAFETY_RESCAN {
@@ -499,8 +519,11 @@ impl<'a> Daemon<'a> {
             }
             let now = self.gateway.clock.now();
             if now >= next_report {
-                if let Err(e) = self.nightly_report(next_report) {
-                    tracing::error!(error = %format!("{e:#}"), "the nightly report failed; it runs again tomorrow, or now with `report`");
+                let due = next_report;
+                // The report can take a while on a big store: keep the watchdog fed.
+                let done = with_watchdog(watchdog, || self.nightly_report(due));
+                if let Err(e) = done {
+                    tracing::error!(error = %format!("{e:#}"), "the nightly report failed; the next night's run writes it too, or now with `report --date`");
                 }
                 next_report = next_run(now, config.report_time, config.timezone);
             }
@@ -522,6 +545,29 @@ impl<'a> Daemon<'a> {
         }
         Ok(())
     }
+}
+
+/// Runs `work` while another thread pings systemd's watchdog every `every` (if enabled).
+fn with_watchdog<T>(every: Option<Duration>, work: impl FnOnce() -> T) -> T {
+    let Some(every) = every else {
+        return work();
+    };
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut last = Instant::now();
+            while !done.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(200).min(every));
+                if last.elapsed() >= every {
+                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                    last = Instant::now();
+                }
+            }
+        });
+        let result = work();
+        done.store(true, Ordering::SeqCst);
+        result
+    })
 }
 
 /// Reads a control file; a problem with it refuses the data file.

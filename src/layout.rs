@@ -50,6 +50,12 @@ impl Layout {
         self.root.join("mesh")
     }
 
+    /// Held by a transport while it sends a party's `out/` (SFTP and MESH may both serve
+    /// one party: they take turns, so no file goes twice).
+    pub fn out_lock(&self, id: &MailboxId) -> PathBuf {
+        self.root.join("locks").join(format!("out-{id}.lock"))
+    }
+
     /// Inbound files refused without being processed (bad names, links, ...).
     pub fn rejected(&self) -> PathBuf {
         self.root.join("rejected")

@@ -175,7 +175,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Replay(args) => cli::replay::run(args, &mut existing()?),
         Command::Archive(args) => cli::archive::run(args, &mut existing()?),
         Command::Prune(args) => cli::prune::run(args, &mut existing()?),
-        Command::Mesh(args) => cli::mesh::run(args, &mut existing()?),
+        Command::Mesh(args) => cli::mesh::run(args, &config, existing),
         Command::Report(args) => cli::report::run(args, &mut existing()?),
         Command::Status(args) => cli::status::run(args, &mut existing()?),
     }

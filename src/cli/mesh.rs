@@ -3,6 +3,7 @@
 //! the MESH mailbox, and for the MESH benchmark.
 
 use super::exit;
+use crate::config::Config;
 use crate::ingest::Gateway;
 use crate::transport::mesh::{Mesh, Polled};
 use anyhow::{anyhow, Result};
@@ -25,14 +26,19 @@ pub enum MeshCommand {
     Poll,
 }
 
-pub fn run(args: &MeshArgs, gateway: &mut Gateway<'_>) -> Result<u8> {
-    let config = gateway.config.mesh.clone().ok_or_else(|| {
+/// `check` needs no store (it can run before `init`); `poll` opens the existing one.
+pub fn run<'c>(
+    args: &MeshArgs,
+    config: &Config,
+    gateway: impl FnOnce() -> Result<Gateway<'c>>,
+) -> Result<u8> {
+    let mesh_config = config.mesh.clone().ok_or_else(|| {
         anyhow!(
             "no [mesh] in the configuration {}: there is no MESH mailbox",
-            gateway.config.origin
+            config.origin
         )
     })?;
-    let mut mesh = Mesh::new(config)?;
+    let mut mesh = Mesh::new(mesh_config)?;
     let mut out = std::io::stdout().lock();
     match args.command {
         MeshCommand::Check => {
@@ -44,12 +50,12 @@ pub fn run(args: &MeshArgs, gateway: &mut Gateway<'_>) -> Result<u8> {
             )?;
         }
         MeshCommand::Poll => {
+            let mut gateway = gateway()?;
             let layout = gateway.layout.clone();
             let started = std::time::Instant::now();
             let mut p = Polled::default();
-            let outcome = mesh
-                .receive(&layout, &mut gateway.store, &mut p)
-                .and_then(|()| mesh.send(&layout, &mut gateway.store, &mut p));
+            let received = mesh.receive(&layout, &mut gateway.store, &mut p);
+            let outcome = received.and(mesh.send(&layout, &mut gateway.store, &mut p));
             crate::transport::record_outcome(
                 &mesh.name(),
                 outcome.as_ref().map(|_| ()).map_err(|e| anyhow!("{e:#}")),

@@ -5,6 +5,7 @@
 //! (SPEC 7.1, `schemas/status.schema.json`) always has everything.
 
 use super::{exit, Format};
+use crate::core::dq::is_overdue;
 use crate::core::ids::MailboxId;
 use crate::core::plan::PlanType;
 use crate::ingest::Gateway;
@@ -94,11 +95,6 @@ struct RemoteView {
     transport: TransportStatus,
     /// The last attempt failed (no success since the last error).
     failing: bool,
-}
-
-/// Whether an LA is overdue: no extract, or the last one older than `hours`.
-pub fn is_overdue(last: Option<DateTime<Utc>>, now: DateTime<Utc>, hours: u32) -> bool {
-    last.is_none_or(|at| now - at > Duration::hours(i64::from(hours)))
 }
 
 /// Files waiting in the `in/` folders (not `.part`, `.tmp` or hidden).
@@ -207,12 +203,14 @@ pub fn run(args: &StatusArgs, gateway: &mut Gateway<'_>) -> Result<u8> {
             let name = format!("mesh:{}", m.mesh_mailbox.to_ascii_uppercase());
             let seen = remotes.iter().find(|r| r.transport.name == name);
             let tz = gateway.config.timezone;
-            let midnight = now
-                .with_timezone(&tz)
-                .date_naive()
-                .and_hms_opt(0, 0, 0)
-                .and_then(|t| t.and_local_timezone(tz).earliest())
-                .map_or(now - Duration::hours(24), |t| t.with_timezone(&Utc));
+            let midnight =
+                crate::reporting::day_window(now.with_timezone(&tz).date_naive(), tz).from;
+            let mut counts = gateway.store.mesh_counts(midnight)?;
+            // A kept-aside message is dealt with once its file has left mesh/kept/.
+            let kept = gateway.layout.mesh().join("kept");
+            counts
+                .kept_aside
+                .retain(|k| kept.join(&k.message_id).exists());
             Some(MeshView {
                 mailbox: m.mesh_mailbox.to_ascii_uppercase(),
                 url: m.url.clone(),
@@ -220,7 +218,7 @@ pub fn run(args: &StatusArgs, gateway: &mut Gateway<'_>) -> Result<u8> {
                 last_error: seen.and_then(|r| r.transport.last_error.clone()),
                 last_error_at: seen.and_then(|r| r.transport.last_error_at.clone()),
                 failing: seen.is_some_and(|r| r.failing),
-                counts: gateway.store.mesh_counts(midnight)?,
+                counts,
             })
         }
     };
@@ -323,10 +321,10 @@ fn write_text(
             m.counts.kept_aside.len(),
             m.counts.undelivered.len()
         )?;
-        if let Some(e) = &m.last_error {
+        if let Some(e) = m.last_error.as_ref().filter(|_| m.failing) {
             writeln!(
                 out,
-                "  last error {}: {e}",
+                "  failing: last error {}: {e}",
                 m.last_error_at.as_deref().unwrap_or("?")
             )?;
         }
@@ -441,7 +439,7 @@ fn needs_attention(s: &Status, now: DateTime<Utc>) -> Vec<String> {
     }
     for r in s.remotes.iter().filter(|r| r.failing) {
         lines.push(format!(
-            "remote {} failing since {}: {}",
+            "remote {} failing (last error at {}): {}",
             r.transport.name,
             r.transport.last_error_at.as_deref().unwrap_or("?"),
             r.transport.last_error.as_deref().unwrap_or("?")
@@ -457,7 +455,14 @@ fn needs_attention(s: &Status, now: DateTime<Utc>) -> Vec<String> {
                 k.note.as_deref().unwrap_or("")
             ));
         }
-        for u in &m.counts.undelivered {
+        // Non-delivery reports of the last 7 days (the JSON has the 50 newest).
+        let week_ago = crate::store::ts(now - Duration::days(7));
+        for u in m
+            .counts
+            .undelivered
+            .iter()
+            .filter(|u| u.reported_at >= week_ago)
+        {
             lines.push(format!(
                 "MESH reported {} to {} undelivered (code {}: {}) at {}; the file is in out/sent/: ask the recipient, and send it again by copying it back to out/ once they can take it",
                 u.file_name.as_deref().unwrap_or("a message"),

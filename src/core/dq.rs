@@ -319,6 +319,13 @@ fn la_label(la: LaCode) -> String {
     format!("LA {la} {}", la.name())
 }
 
+/// Overdue at `at`: no extract applied, or the newest one's extraction time more than
+/// `hours` before `at` (exactly: 36 h 1 min is overdue). `status`, the report's lines and
+/// its 30-day chart all use this.
+pub fn is_overdue(last_extract_at: Option<DateTime<Utc>>, at: DateTime<Utc>, hours: u32) -> bool {
+    last_extract_at.is_none_or(|t| at - t > chrono::Duration::hours(i64::from(hours)))
+}
+
 /// A time shown in the report's time zone: `2026-11-21 02:00`.
 pub fn local(t: DateTime<Utc>, tz: Tz) -> String {
     t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string()
@@ -383,7 +390,7 @@ fn la_actions(la: LaCode, f: &LaFigures, age: Option<i64>, s: &Snapshot) -> Vec<
             "chase the LA: its export may not be set up, or every file was rejected",
             String::new(),
         ),
-        (Some(at), Some(h)) if h > i64::from(s.overdue_hours) => add(
+        (Some(at), Some(h)) if is_overdue(Some(at), s.to, s.overdue_hours) => add(
             ActionKind::Late,
             format!(
                 "{who}: no extract for {h} hours (last extracted {}; {} allowed)",
@@ -485,7 +492,7 @@ pub fn build(s: Snapshot) -> National {
             actions.extend(mine);
             LaLine {
                 la: *la,
-                overdue: age_hours.is_none_or(|h| h > i64::from(s.overdue_hours)),
+                overdue: is_overdue(figures.last_extract_at, s.to, s.overdue_hours),
                 age_hours,
                 figures: figures.clone(),
                 needs,
@@ -651,6 +658,17 @@ pub enum DqItem {
         hours: Option<i64>,
         allowed: u32,
     },
+    /// A file rejected whole (a file error: nothing of it was applied).
+    RejectedFile {
+        file: String,
+        code: String,
+        message: String,
+    },
+    /// A file held for the gateway's operators (nothing of it applied yet).
+    Quarantined {
+        file: String,
+        reason: String,
+    },
     Rejected {
         file: String,
         row: u64,
@@ -685,6 +703,13 @@ impl DqItem {
                     _ => format!("no extract of yours has been applied yet; one is expected at least every {allowed} hours"),
                 },
             ],
+            DqItem::RejectedFile { file, code, message } => [
+                "rejected_file".into(), file.clone(), e(), e(), code.clone(), e(), e(), message.clone(),
+            ],
+            DqItem::Quarantined { file, reason } => [
+                "quarantined".into(), file.clone(), e(), e(), "QUARANTINED".into(), e(), e(),
+                format!("{reason}; nothing of it is applied until the gateway's operators decide (they may call you)"),
+            ],
             DqItem::Rejected { file, row, column, code, message } => [
                 "rejected_row".into(), file.clone(), row.to_string(), column.clone(), code.clone(), e(), e(), message.clone(),
             ],
@@ -703,7 +728,8 @@ impl DqItem {
     }
 }
 
-/// `CPIS_DQ_<la>_<date>.csv`: the LA's overdue notice, rejected rows, retained records,
+/// `CPIS_DQ_<la>_<date>.csv`: the LA's overdue notice, files rejected whole or quarantined,
+/// rejected rows, retained records,
 /// conflicts with other LAs (NHS number and the other LA's name only) and UCPPs past
 /// their expected delivery date.
 pub fn la_dq_csv(items: &[DqItem]) -> Vec<u8> {

@@ -1,6 +1,7 @@
 //! The report history: links between days (each page's `<nav id="days">`, mended on the
-//! previous day's pages when a new day is written, so every link points at a file that
-//! exists) and `reports/index.html`, every day's report newest first.
+//! neighbouring days' pages when a day is written and on the oldest day left after
+//! retention, so every link points at a file that exists) and `reports/index.html`, every
+//! day's report newest first.
 
 use crate::core::ids::LaCode;
 use crate::fsutil::write_atomic;
@@ -103,14 +104,14 @@ fn relink(path: &Path, nav: &Markup) -> Result<()> {
     Ok(())
 }
 
-/// After `date`'s report is written: the previous day's pages gain their "next" link.
-pub fn link_previous(reports: &Path, date: NaiveDate) -> Result<()> {
-    let prev = date - Duration::days(1);
-    let dir = reports.join(prev.to_string());
+/// Rewrites the day links of `date`'s pages (national and every LA's) to the days that
+/// exist now.
+pub fn relink_day(reports: &Path, date: NaiveDate) -> Result<()> {
+    let dir = reports.join(date.to_string());
     if !dir.join("index.html").is_file() {
         return Ok(());
     }
-    let nav = Nav::for_day(reports, prev, false);
+    let nav = Nav::for_day(reports, date, false);
     relink(&dir.join("index.html"), &nav.html(None))?;
     if let Ok(entries) = fs::read_dir(dir.join("la")) {
         for entry in entries.flatten() {
@@ -126,12 +127,30 @@ pub fn link_previous(reports: &Path, date: NaiveDate) -> Result<()> {
     Ok(())
 }
 
-/// `reports/index.html`: every day's report, newest first, with how many LAs needed action.
-pub fn write_index(reports: &Path) -> Result<()> {
-    let mut days: Vec<(NaiveDate, usize)> = fs::read_dir(reports)?
+/// After `date`'s report is written: the days either side link to it.
+pub fn link_neighbours(reports: &Path, date: NaiveDate) -> Result<()> {
+    relink_day(reports, date - Duration::days(1))?;
+    relink_day(reports, date + Duration::days(1))
+}
+
+/// The days with a report, oldest first.
+pub fn days(reports: &Path) -> Vec<NaiveDate> {
+    let mut days: Vec<NaiveDate> = fs::read_dir(reports)
+        .into_iter()
+        .flatten()
         .flatten()
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
         .filter(|d: &NaiveDate| day_page(reports, *d))
+        .collect();
+    days.sort();
+    days
+}
+
+/// `reports/index.html`: every day's report, newest first, with how many LAs needed action.
+pub fn write_index(reports: &Path) -> Result<()> {
+    let days: Vec<(NaiveDate, usize)> = days(reports)
+        .into_iter()
+        .rev()
         .map(|d| {
             (
                 d,
@@ -139,7 +158,6 @@ pub fn write_index(reports: &Path) -> Result<()> {
             )
         })
         .collect();
-    days.sort_by_key(|d| std::cmp::Reverse(d.0));
     let page = html! {
         (DOCTYPE)
         html lang="en" {

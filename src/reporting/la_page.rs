@@ -123,7 +123,7 @@ pub fn render(n: &National, l: &LaLine, files: &[FileLine], items: &[DqItem], na
                     @if items.is_empty() {
                         p.ok { "None: no data-quality file for this LA today." }
                     } @else {
-                        p { "Sent to the LA as " a href={ "../dq/" (super::dq_name(l.la, n.date)) } { (super::dq_name(l.la, n.date)) } " (with full NHS numbers)." }
+                        p { "The LA's data-quality file for the day: " a href={ "../dq/" (super::dq_name(l.la, n.date)) } { (super::dq_name(l.la, n.date)) } " (with full NHS numbers; sent once per day)." }
                         table id="dq-items" {
                             thead { tr { th.name scope="col" { "Kind" } th.name scope="col" { "File" } th scope="col" { "Row" } th.name scope="col" { "Column" } th.name scope="col" { "Code" } th.name scope="col" { "NHS number" } th.name scope="col" { "Plan" } th.name scope="col" { "Detail" } } }
                             tbody { @for item in items {

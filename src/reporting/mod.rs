@@ -67,6 +67,22 @@ impl Gateway<'_> {
             .date_naive()
     }
 
+    /// The days of the week up to `last` with no report yet, oldest first: none before the
+    /// gateway's first file (there was nothing to report).
+    pub fn unreported_days(&mut self, last: NaiveDate) -> Result<Vec<NaiveDate>> {
+        let Some(first) = self.store.first_file_at()? else {
+            return Ok(Vec::new());
+        };
+        let first = first.with_timezone(&self.config.timezone).date_naive();
+        let from = (last - Duration::days(6)).max(first);
+        let done = self.store.reported_days(from)?;
+        Ok(from
+            .iter_days()
+            .take_while(|d| *d <= last)
+            .filter(|d| !done.contains(d))
+            .collect())
+    }
+
     /// Why a report for `date` cannot be written (a future day; today, unless previewed),
     /// or `Ok`. A past day is rebuilt from the store's history, whenever it was.
     pub fn check_report_date(&mut self, date: NaiveDate, preview: bool) -> Result<()> {
@@ -145,18 +161,26 @@ impl Gateway<'_> {
             .first_file_at()?
             .is_some_and(|first| first <= window.to);
         let mut la_files = 0;
-        for (la, items) in &items {
-            if items.is_empty() {
-                continue;
-            }
-            let name = dq_name(*la, date);
-            let csv = la_dq_csv(items);
-            write_atomic(&dir.join("dq"), &name, &csv)?;
-            // Not before the gateway was in service (its first file): "overdue" meant nothing.
-            if !preview && in_service && self.store.dq_file_sent(*la, date)?.is_none() {
-                write_atomic(&self.layout.outbox(&MailboxId::La(*la)), &name, &csv)?;
-                self.store.record_dq_file(*la, date, &name, now)?;
-                la_files += 1;
+        {
+            // One writer decides whether a file was sent (a nightly and a manual run at once).
+            let _one_writer = if preview {
+                None
+            } else {
+                Some(crate::fsutil::write_lock(&self.layout.write_lock())?)
+            };
+            for (la, items) in &items {
+                if items.is_empty() {
+                    continue;
+                }
+                let name = dq_name(*la, date);
+                let csv = la_dq_csv(items);
+                write_atomic(&dir.join("dq"), &name, &csv)?;
+                // Not before the gateway was in service (its first file): "overdue" meant nothing.
+                if !preview && in_service && self.store.dq_file_sent(*la, date)?.is_none() {
+                    write_atomic(&self.layout.outbox(&MailboxId::La(*la)), &name, &csv)?;
+                    self.store.record_dq_file(*la, date, &name, now)?;
+                    la_files += 1;
+                }
             }
         }
         let nav = history::Nav::for_day(&reports, date, preview);
@@ -185,7 +209,7 @@ impl Gateway<'_> {
                 .as_bytes(),
         )?;
         if !preview {
-            history::link_previous(&reports, date)?;
+            history::link_neighbours(&reports, date)?;
             history::write_index(&reports)?;
             self.store.record_report(date, now, Some(window.from))?;
         }
@@ -198,10 +222,8 @@ impl Gateway<'_> {
         let (from, to) = (crate::store::ts(w.from), crate::store::ts(w.to));
         Ok(self
             .store
-            .mesh_counts(w.from)?
-            .undelivered
+            .mesh_undelivered(&from, &to, u32::MAX)?
             .into_iter()
-            .filter(|u| u.reported_at > from && u.reported_at <= to)
             .map(|u| dq::Undelivered {
                 file: u.file_name.unwrap_or_else(|| "a message".into()),
                 to: u.to.unwrap_or_else(|| "?".into()),
@@ -212,8 +234,12 @@ impl Gateway<'_> {
     }
 }
 
-/// Rewrites `reports/index.html` from the day folders there (after retention).
+/// After retention: the oldest day left no longer links back, and `reports/index.html`
+/// lists the days left.
 pub fn write_history(reports: &std::path::Path) -> Result<()> {
+    if let Some(oldest) = history::days(reports).first() {
+        history::relink_day(reports, *oldest)?;
+    }
     history::write_index(reports)
 }
 

@@ -254,11 +254,16 @@ impl Store {
 
     /// Walks the access log; the id of the first entry whose hash or link does not match.
     pub fn verify_access_log(&mut self) -> Result<(u64, Option<i64>)> {
+        self.verify_access_log_upto(i64::MAX)
+    }
+
+    /// [`Store::verify_access_log`] over the entries up to id `last` only.
+    pub fn verify_access_log_upto(&mut self, last: i64) -> Result<(u64, Option<i64>)> {
         let mut stmt = self.conn().prepare(
             "SELECT id, at, nhs, org_ods, user_name, user_role, setting, silent, result, prev_hash, hash
-             FROM access_log ORDER BY id",
+             FROM access_log WHERE id <= ?1 ORDER BY id",
         )?;
-        let mut rows = stmt.query([])?;
+        let mut rows = stmt.query([last])?;
         let mut prev = GENESIS.to_owned();
         let mut n = 0;
         while let Some(r) = rows.next()? {

@@ -289,16 +289,36 @@ impl Store {
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        let mut stmt = conn.prepare(
+        drop(stmt);
+        let undelivered = self.mesh_undelivered("", "~", 50)?;
+        Ok(MeshCounts {
+            received_today,
+            sent_today,
+            pending_outbound,
+            kept_aside,
+            undelivered,
+        })
+    }
+
+    /// Non-delivery reports received in (`from`, `to`] (timestamps as the store writes
+    /// them), newest first, at most `limit`, with the outbound message each names.
+    pub fn mesh_undelivered(
+        &mut self,
+        from: &str,
+        to: &str,
+        limit: u32,
+    ) -> Result<Vec<Undelivered>> {
+        let mut stmt = self.conn().prepare(
             "SELECT coalesce(m.message_id, r.linked_message_id), m.file_name, m.peer, r.status_code, r.description,
                     r.received_at
              FROM mesh_reports r
              LEFT JOIN mesh_messages m ON m.direction = 'out'
                   AND (m.message_id = r.linked_message_id OR m.local_id = r.local_id)
-             ORDER BY r.received_at DESC LIMIT 50",
+             WHERE r.received_at > ?1 AND r.received_at <= ?2
+             ORDER BY r.received_at DESC LIMIT ?3",
         )?;
         let undelivered = stmt
-            .query_map([], |r| {
+            .query_map(params![from, to, limit], |r| {
                 Ok(Undelivered {
                     message_id: r.get(0)?,
                     file_name: r.get(1)?,
@@ -309,12 +329,6 @@ impl Store {
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(MeshCounts {
-            received_today,
-            sent_today,
-            pending_outbound,
-            kept_aside,
-            undelivered,
-        })
+        Ok(undelivered)
     }
 }

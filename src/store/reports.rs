@@ -97,6 +97,20 @@ impl Store {
         Ok(())
     }
 
+    /// The report dates written (not previews) from `from` on.
+    pub fn reported_days(
+        &mut self,
+        from: NaiveDate,
+    ) -> Result<std::collections::BTreeSet<NaiveDate>> {
+        let mut stmt = self
+            .conn()
+            .prepare("SELECT DISTINCT report_date FROM reports WHERE report_date >= ?1")?;
+        let days = stmt
+            .query_map([from.to_string()], |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(days.iter().filter_map(|d| d.parse().ok()).collect())
+    }
+
     /// When the first file ever arrived (the store knows nothing before).
     pub fn first_file_at(&mut self) -> Result<Option<DateTime<Utc>>> {
         let t: Option<String> =
@@ -428,7 +442,6 @@ impl Store {
                 .or_default()
                 .push((parse_ts(&extracted)?, parse_ts(&processed)?));
         }
-        let limit = chrono::Duration::hours(i64::from(overdue_hours));
         for (i, day) in national.iter_mut().enumerate() {
             let end = ends[i];
             day.overdue = las
@@ -441,7 +454,7 @@ impl Store {
                             .map(|(extracted, _)| *extracted)
                             .max()
                     });
-                    newest.is_none_or(|at| end - at > limit)
+                    crate::core::dq::is_overdue(newest, end, overdue_hours)
                 })
                 .count() as u64;
         }
@@ -517,8 +530,8 @@ impl Store {
         Ok(out)
     }
 
-    /// Every LA's data-quality items: rows rejected and records retained during
-    /// (`from`, `to`], conflicts and UCPPs past their date at `to`.
+    /// Every LA's data-quality items: files rejected whole or quarantined, rows rejected and
+    /// records retained during (`from`, `to`]; conflicts and UCPPs past their date at `to`.
     pub fn dq_items(
         &mut self,
         las: &[LaCode],
@@ -530,6 +543,45 @@ impl Store {
         let mut out: BTreeMap<LaCode, Vec<DqItem>> =
             las.iter().map(|la| (*la, Vec::new())).collect();
         let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT CAST(f.sender AS INTEGER), f.name, json_extract(e.value, '$.code'), json_extract(e.value, '$.message')
+             FROM files f, json_each(f.report, '$.file_errors') e
+             WHERE f.kind = 'extract' AND f.outcome = 'rejected' AND f.processed_at > ?1 AND f.processed_at <= ?2
+             ORDER BY f.id",
+        )?;
+        for row in stmt.query_map(params![from_s, to_s], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                DqItem::RejectedFile {
+                    file: r.get(1)?,
+                    code: r.get(2)?,
+                    message: r.get(3)?,
+                },
+            ))
+        })? {
+            let (la, item) = row?;
+            if let Some(items) = la_of(la).and_then(|la| out.get_mut(&la)) {
+                items.push(item);
+            }
+        }
+        let mut stmt = conn.prepare(
+            "SELECT CAST(f.sender AS INTEGER), f.name, q.reason FROM quarantine q JOIN files f ON f.id = q.file_id
+             WHERE f.processed_at > ?1 AND f.processed_at <= ?2 ORDER BY q.id",
+        )?;
+        for row in stmt.query_map(params![from_s, to_s], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                DqItem::Quarantined {
+                    file: r.get(1)?,
+                    reason: r.get(2)?,
+                },
+            ))
+        })? {
+            let (la, item) = row?;
+            if let Some(items) = la_of(la).and_then(|la| out.get_mut(&la)) {
+                items.push(item);
+            }
+        }
         let mut stmt = conn.prepare(
             "SELECT CAST(f.sender AS INTEGER), f.name, json_extract(e.value, '$.row'), json_extract(e.value, '$.column'),
                     json_extract(e.value, '$.code'), json_extract(e.value, '$.message')
@@ -650,19 +702,21 @@ impl Store {
         Ok(())
     }
 
-    /// The access log at `at` (entries and head by then) and whether the whole chain checks.
+    /// The access log at `at`: entries and head by then, and whether their chain checks.
     pub fn access_log_at(&mut self, at: DateTime<Utc>) -> Result<LogCheck> {
-        let (entries, hash): (i64, Option<String>) = self.conn().query_row(
+        let (entries, hash, last): (i64, Option<String>, Option<i64>) = self.conn().query_row(
             "SELECT (SELECT count(*) FROM access_log WHERE at <= ?1),
-                    (SELECT hash FROM access_log WHERE at <= ?1 ORDER BY id DESC LIMIT 1)",
+                    (SELECT hash FROM access_log WHERE at <= ?1 ORDER BY id DESC LIMIT 1),
+                    (SELECT max(id) FROM access_log WHERE at <= ?1)",
             [ts(at)],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
         let head = LogHead {
             entries: entries as u64,
             hash: hash.unwrap_or_else(|| super::health::GENESIS.to_owned()),
         };
-        let verified = match self.verify_access_log()? {
+        // The chain as it stood then, so that a rebuilt report says what that night's did.
+        let verified = match self.verify_access_log_upto(last.unwrap_or(0))? {
             (_, None) => Ok(()),
             (_, Some(id)) => Err(format!(
                 "entry {id} does not match its hash or its predecessor (cpis-gateway audit verify)"

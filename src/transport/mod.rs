@@ -24,11 +24,12 @@ pub fn movable(name: &str) -> bool {
 }
 
 /// The delay before the next try after `failures` failures in a row: doubling from the
-/// poll interval, at most 15 minutes, with ±20% jitter so remotes do not retry in step.
+/// poll interval up to 15 minutes (or the poll interval, if longer), with ±20% jitter so
+/// remotes do not retry in step.
 pub fn backoff(poll: Duration, failures: u32, jitter_seed: u64) -> Duration {
     let base = poll
         .saturating_mul(1u32 << failures.min(10))
-        .min(Duration::from_secs(900));
+        .min(Duration::from_secs(900).max(poll));
     let mut x = jitter_seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
     x = (x ^ (x >> 31)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     let factor = 0.8 + (x % 1000) as f64 / 2500.0;
@@ -105,6 +106,11 @@ mod tests {
             "{b1:?}"
         );
         assert!(backoff(poll, 30, 7) <= Duration::from_secs(1080));
+        let hourly = Duration::from_secs(3600);
+        assert!(
+            backoff(hourly, 1, 7) >= hourly.mul_f64(0.8),
+            "never sooner than the poll, less jitter"
+        );
         assert_ne!(backoff(poll, 3, 1), backoff(poll, 3, 2), "jitter");
     }
 }

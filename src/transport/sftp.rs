@@ -175,6 +175,7 @@ impl Remote {
     }
 
     fn push(&mut self, sftp: &Sftp, layout: &Layout, polled: &mut Polled) -> Result<()> {
+        let _turn = crate::fsutil::write_lock(&layout.out_lock(&self.config.mailbox))?;
         let out = layout.outbox(&self.config.mailbox);
         let Ok(entries) = fs::read_dir(&out) else {
             return Ok(());

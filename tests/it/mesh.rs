@@ -811,3 +811,44 @@ fn plain_http_to_another_host_is_refused() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("plain http is allowed only to a loopback address"));
 }
+
+#[test]
+fn a_message_that_cannot_be_taken_waits_in_mesh_and_holds_up_nothing_else() {
+    let sandbox = Sandbox::start();
+    let site = Site::standard(&sandbox);
+    let files = temp();
+    send_sample(&sandbox, LA919);
+    let other = extract_file(files.path(), "202", 5, "20261121T021500");
+    sandbox.send(LA202, &other, None);
+    // LA919's in/ cannot be written: a plain file where the folder should be.
+    let inbox = site.mailbox("LA919", "in");
+    fs::remove_dir_all(&inbox).unwrap();
+    fs::write(&inbox, "not a folder").unwrap();
+
+    let out = site.run_once();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("message not taken: it stays in MESH"),
+        "{}",
+        stderr(&out)
+    );
+    let name = other.file_name().unwrap().to_str().unwrap();
+    assert_eq!(
+        site.outcomes(name),
+        ["accepted"],
+        "the other LA's file went on"
+    );
+    let got = temp();
+    let acks = sandbox.collect(LA202, got.path());
+    assert_eq!(acks.len(), 1, "and its ack was sent: {acks:?}");
+    assert_eq!(sandbox.count(GATEWAY), 1, "LA919's message waits in MESH");
+
+    fs::remove_file(&inbox).unwrap();
+    fs::create_dir_all(&inbox).unwrap();
+    assert_ok(&site.run_once());
+    assert_eq!(
+        site.outcomes("CPIS_EXTRACT_919_20261121T020000.csv"),
+        ["accepted"]
+    );
+    assert_eq!(sandbox.count(GATEWAY), 0);
+}

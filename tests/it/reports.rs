@@ -495,6 +495,20 @@ fn eight_days_of_four_las_needs_action_pages_links_and_honest_dates() {
         "fine on the 12th"
     );
 
+    // Files rejected whole and quarantined are in the LA's file too.
+    let dq202 =
+        fs::read_to_string(d.join("var/mailboxes/LA202/out/CPIS_DQ_202_2026-11-17.csv")).unwrap();
+    assert!(
+        dq202.contains("rejected_file,CPIS_EXTRACT_202_20261117T020000.csv,,,ERROR_RATE,,,"),
+        "{dq202}"
+    );
+    let dq919 =
+        fs::read_to_string(d.join("var/mailboxes/LA919/out/CPIS_DQ_919_2026-11-15.csv")).unwrap();
+    assert!(
+        dq919.contains("quarantined,CPIS_EXTRACT_919_20261115T020000.csv,,,QUARANTINED,,,\"the extract would close 4"),
+        "{dq919}"
+    );
+
     // A past day rebuilt later says what the night's report said, and sends nothing again.
     let night = |date: &str, file: &str| fs::read_to_string(reports.join(date).join(file)).unwrap();
     let (summary14, page14, la14) = (
@@ -617,4 +631,40 @@ fn the_page_renders_in_a_real_browser() {
             .unwrap_or(false),
         "a screenshot of the page"
     );
+}
+
+#[test]
+fn a_daemon_that_was_down_at_report_time_writes_the_missed_days_when_it_starts() {
+    let root = crate::daemon::Root::new(100);
+    let d = root.path();
+    let mut text = format!("{HEADER}\n");
+    text.push_str(&row(1, "CPP", "2026-01-01", "", "919", ""));
+    // The first file arrives on the 20th; the daemon starts on the 22nd.
+    ingest(
+        d,
+        "2026-11-20T03:00:00Z",
+        "LA919",
+        "CPIS_EXTRACT_919_20261120T020000.csv",
+        &text,
+    );
+    let daemon = root.start();
+    let reports = d.join("var/reports");
+    let written = crate::daemon::wait_until(std::time::Duration::from_secs(20), || {
+        ["2026-11-20", "2026-11-21"]
+            .iter()
+            .all(|day| reports.join(day).join("index.html").is_file())
+    });
+    assert!(
+        written.is_some(),
+        "{}",
+        fs::read_to_string(&daemon.log).unwrap()
+    );
+    assert!(
+        !reports.join("2026-11-19").exists(),
+        "nothing before the first file"
+    );
+    assert!(!reports.join("2026-11-22").exists(), "today is not over");
+    let late =
+        fs::read_to_string(d.join("var/mailboxes/LA330/out/CPIS_DQ_330_2026-11-21.csv")).unwrap();
+    assert!(late.contains("overdue,"), "{late}");
 }

@@ -77,11 +77,13 @@ impl Mesh {
     }
 
     /// One poll: handshake when due, receive everything waiting, send every `out/` file.
+    /// A receive that fails does not stop the send (acknowledgements still go out); the
+    /// first error is returned.
     pub fn poll(&mut self, layout: &Layout, store: &mut Store) -> Result<Polled> {
         let mut polled = Polled::default();
-        self.receive(layout, store, &mut polled)?;
-        self.send(layout, store, &mut polled)?;
-        Ok(polled)
+        let received = self.receive(layout, store, &mut polled);
+        let sent = self.send(layout, store, &mut polled);
+        received.and(sent).map(|()| polled)
     }
 
     /// The handshake now, and how many messages wait in the inbox (`mesh check`).
@@ -102,26 +104,39 @@ impl Mesh {
         Ok(())
     }
 
-    /// Takes in everything in the MESH inbox.
+    /// Takes in everything in the MESH inbox. A message that cannot be taken stays in MESH
+    /// and does not hold up the others, unless MESH itself is unwell (then this stops); the
+    /// first error is returned at the end.
     pub fn receive(
         &mut self,
         layout: &Layout,
         store: &mut Store,
         polled: &mut Polled,
     ) -> Result<()> {
+        let _one_at_a_time = poll_lock(layout)?;
         self.handshake_if_due()?;
+        let mut first_error: Option<anyhow::Error> = None;
         loop {
             let ids = self.client.list_inbox()?;
             let before = *polled;
             for id in &ids {
-                self.receive_one(id, layout, store, polled)
-                    .with_context(|| format!("message {id}"))?;
+                if let Err(e) = self.receive_one(id, layout, store, polled) {
+                    let unwell = e
+                        .downcast_ref::<CallError>()
+                        .is_some_and(CallError::retryable);
+                    let e = e.context(format!("message {id}"));
+                    tracing::warn!(remote = %self.name(), message_id = %id, error = %format!("{e:#}"), "message not taken: it stays in MESH and is tried again");
+                    if unwell {
+                        return Err(first_error.unwrap_or(e));
+                    }
+                    first_error.get_or_insert(e);
+                }
             }
             let moved = polled.received + polled.already_had + polled.kept_aside + polled.reports
                 > before.received + before.already_had + before.kept_aside + before.reports;
             // A full page may hide more: list again at once (unless nothing moved).
             if ids.len() < PAGE || !moved {
-                return Ok(());
+                return first_error.map_or(Ok(()), Err);
             }
         }
     }
@@ -261,7 +276,8 @@ impl Mesh {
         let _one_at_a_time = poll_lock(layout)?;
         self.handshake_if_due()?;
         let mut first_error = None;
-        for (mailbox, peer) in self.config.partners.clone() {
+        'partners: for (mailbox, peer) in self.config.partners.clone() {
+            let _turn = crate::fsutil::write_lock(&layout.out_lock(&mailbox))?;
             let out = layout.outbox(&mailbox);
             for (name, path) in outbox_files(&out) {
                 let Some(workflow) = crate::core::mesh::workflow(&name) else {
@@ -278,7 +294,7 @@ impl Mesh {
                         first_error.get_or_insert(e);
                         if in_doubt {
                             // MESH is unwell: stop, back off.
-                            break;
+                            break 'partners;
                         }
                     }
                 }
