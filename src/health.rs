@@ -217,7 +217,7 @@ impl Gateway<'_> {
             }
         }
         let mut counts = AttendanceCounts::default();
-        let mut tx = self.store.health_tx()?;
+        let mut tx = self.store.health_tx(self.clock.now())?;
         let id = tx.register_file(&report, settled)?;
         let mut lookups = Vec::new();
         let mut not_flagged_rows = Vec::new();
@@ -333,7 +333,7 @@ impl Gateway<'_> {
 
     /// `query`: one look-up as a health professional would make at registration.
     pub fn query(&mut self, a: &Attendance) -> Result<Lookup> {
-        let mut tx = self.store.health_tx()?;
+        let mut tx = self.store.health_tx(self.clock.now())?;
         let found = look_up(&mut tx, a, None)?;
         tx.commit()?;
         Ok(found)

@@ -333,7 +333,7 @@ fn write_text(
     let overdue = s.local_authorities.iter().filter(|l| l.overdue).count();
     writeln!(
         out,
-        "local authorities: {} configured, {} sent in time, {overdue} overdue{}",
+        "local authorities: {} configured, {} sent in time, {overdue} overdue or never sent{}",
         s.local_authorities.len(),
         s.local_authorities.len() - overdue,
         if all { "" } else { " (--all lists them)" }

@@ -176,7 +176,17 @@ pub struct Action {
     pub todo: String,
     /// When many LAs share the same kind, one line names them all: each LA with a detail
     /// (hours late, codes, a count), most urgent first.
-    pub members: Vec<(LaCode, String)>,
+    pub members: Vec<Member>,
+}
+
+/// One LA on a shared line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub la: LaCode,
+    /// Hours late, codes, a count ... (may be empty).
+    pub detail: String,
+    /// The line this LA would have had on its own (its page shows it).
+    pub what: String,
 }
 
 impl Action {
@@ -184,11 +194,11 @@ impl Action {
     pub fn members_text(&self) -> String {
         self.members
             .iter()
-            .map(|(la, detail)| {
-                if detail.is_empty() {
-                    la.to_string()
+            .map(|m| {
+                if m.detail.is_empty() {
+                    m.la.to_string()
                 } else {
-                    format!("{la} ({detail})")
+                    format!("{} ({})", m.la, m.detail)
                 }
             })
             .collect::<Vec<_>>()
@@ -354,9 +364,9 @@ fn la_actions(la: LaCode, f: &LaFigures, age: Option<i64>, s: &Snapshot) -> Vec<
         out.push(Action {
             kind,
             la: Some(la),
-            what,
+            what: what.clone(),
             todo: todo.to_owned(),
-            members: vec![(la, detail)],
+            members: vec![Member { la, detail, what }],
         })
     };
     let who = la_label(la);

@@ -28,7 +28,7 @@ pub fn render(n: &National, l: &LaLine, files: &[FileLine], items: &[DqItem], na
         ("Open LAC", days.iter().map(|d| d.open[1]).collect()),
         ("Open UCPP", days.iter().map(|d| d.open[2]).collect()),
     ];
-    // Its own lines, and the shared lines that name it (with its detail).
+    // Its own lines, and its own wording of the shared lines that name it.
     let actions: Vec<(String, &str, String)> = n
         .actions
         .iter()
@@ -36,13 +36,8 @@ pub fn render(n: &National, l: &LaLine, files: &[FileLine], items: &[DqItem], na
             if a.la == Some(l.la) {
                 return Some((a.what.clone(), a.todo.as_str(), kind_class(a.kind)));
             }
-            let (_, detail) = a.members.iter().find(|(la, _)| *la == l.la)?;
-            let what = if detail.is_empty() {
-                a.what.clone()
-            } else {
-                format!("{} ({detail})", a.what)
-            };
-            Some((what, a.todo.as_str(), kind_class(a.kind)))
+            let m = a.members.iter().find(|m| m.la == l.la)?;
+            Some((m.what.clone(), a.todo.as_str(), kind_class(a.kind)))
         })
         .collect();
     html! {
@@ -57,7 +52,7 @@ pub fn render(n: &National, l: &LaLine, files: &[FileLine], items: &[DqItem], na
                 header {
                     (nav.html(Some(l.la)))
                     h1 { "LA " (l.la) " " (l.la.name()) ": " (n.date.format("%A %-d %B %Y")) }
-                    p.meta { "As at the end of the day (" (tz.name()) "). Status: " strong id="status" { (status_text(l)) } }
+                    p.meta { "As at " (local(n.to, tz)) " (" (tz.name()) "); changes from " (local(n.from, tz)) ". Status: " strong id="status" { (status_text(l)) } }
                 }
                 section id="needs-action" {
                     h2 { "Needs action (" (actions.len()) ")" }
@@ -106,7 +101,7 @@ pub fn render(n: &National, l: &LaLine, files: &[FileLine], items: &[DqItem], na
                     }
                 }
                 section id="files-list" {
-                    h2 { "Last " (files.len()) " extract files" }
+                    h2 { "Its last extract files (" (files.len()) ", at most 10)" }
                     table id="last-files" {
                         thead { tr { th.name scope="col" { "File" } th scope="col" { "Processed" } th.name scope="col" { "Outcome" } th scope="col" { "Rows" } th scope="col" { "Invalid" } th.name scope="col" { "Codes" } } }
                         tbody {
@@ -123,7 +118,10 @@ pub fn render(n: &National, l: &LaLine, files: &[FileLine], items: &[DqItem], na
                     @if items.is_empty() {
                         p.ok { "None: no data-quality file for this LA today." }
                     } @else {
-                        p { "The LA's data-quality file for the day: " a href={ "../dq/" (super::dq_name(l.la, n.date)) } { (super::dq_name(l.la, n.date)) } " (with full NHS numbers; sent once per day)." }
+                        p {
+                            "The LA's data-quality file for the day: " a href={ "../dq/" (super::dq_name(l.la, n.date)) } { (super::dq_name(l.la, n.date)) }
+                            @if nav.preview { " (with full NHS numbers; a preview: not sent)." } @else { " (with full NHS numbers; sent to the LA once for this day)." }
+                        }
                         table id="dq-items" {
                             thead { tr { th.name scope="col" { "Kind" } th.name scope="col" { "File" } th scope="col" { "Row" } th.name scope="col" { "Column" } th.name scope="col" { "Code" } th.name scope="col" { "NHS number" } th.name scope="col" { "Plan" } th.name scope="col" { "Detail" } } }
                             tbody { @for item in items {

@@ -120,7 +120,14 @@ impl Gateway<'_> {
                 d
             })
             .collect();
-        let trends = self.store.trends(&las, &days, self.config.overdue_hours)?;
+        let mut trends = self.store.trends(&las, &days, self.config.overdue_hours)?;
+        // Before the gateway's first file nobody could be late.
+        let first_file = self.store.first_file_at()?;
+        for day in &mut trends.national {
+            if first_file.is_none_or(|first| day_window(day.date, tz).to < first) {
+                day.overdue = 0;
+            }
+        }
         let national = dq::build(Snapshot {
             date,
             timezone: tz,
@@ -156,10 +163,7 @@ impl Gateway<'_> {
                 },
             );
         }
-        let in_service = self
-            .store
-            .first_file_at()?
-            .is_some_and(|first| first <= window.to);
+        let in_service = first_file.is_some_and(|first| first <= window.to);
         let mut la_files = 0;
         {
             // One writer decides whether a file was sent (a nightly and a manual run at once).
@@ -172,11 +176,14 @@ impl Gateway<'_> {
                 if items.is_empty() {
                     continue;
                 }
+                // Not before the gateway was in service (its first file): "overdue" meant nothing.
+                if !in_service {
+                    continue;
+                }
                 let name = dq_name(*la, date);
                 let csv = la_dq_csv(items);
                 write_atomic(&dir.join("dq"), &name, &csv)?;
-                // Not before the gateway was in service (its first file): "overdue" meant nothing.
-                if !preview && in_service && self.store.dq_file_sent(*la, date)?.is_none() {
+                if !preview && self.store.dq_file_sent(*la, date)?.is_none() {
                     write_atomic(&self.layout.outbox(&MailboxId::La(*la)), &name, &csv)?;
                     self.store.record_dq_file(*la, date, &name, now)?;
                     la_files += 1;
@@ -190,7 +197,10 @@ impl Gateway<'_> {
                 &national,
                 line,
                 &files,
-                items.get(&line.la).map(Vec::as_slice).unwrap_or(&[]),
+                match items.get(&line.la) {
+                    Some(items) if in_service => items,
+                    _ => &[],
+                },
                 &nav,
             );
             write_atomic(
@@ -200,7 +210,7 @@ impl Gateway<'_> {
             )?;
         }
         write_atomic(&dir, "summary.csv", &summary_csv(&national))?;
-        let has_dq = |la: LaCode| items.get(&la).is_some_and(|i| !i.is_empty());
+        let has_dq = |la: LaCode| in_service && items.get(&la).is_some_and(|i| !i.is_empty());
         write_atomic(
             &dir,
             "index.html",

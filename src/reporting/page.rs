@@ -100,7 +100,11 @@ pub fn render(n: &National, nav: &Nav, has_dq: &dyn Fn(LaCode) -> bool) -> Resul
     let overdue_chart = charts::overdue(&n.trend)?;
     let worst = n.most_rejected(15);
     let codes = charts::top_codes(&worst);
-    let codes_chart = charts::codes_by_la(&worst)?;
+    let codes_chart = if worst.is_empty() {
+        None
+    } else {
+        Some(charts::codes_by_la(&worst)?)
+    };
     let half = n.lines.len().div_ceil(2);
     let needing = n.lines.iter().filter(|l| l.needs.is_some()).count();
     let tz = n.timezone;
@@ -136,10 +140,10 @@ pub fn render(n: &National, nav: &Nav, has_dq: &dyn Fn(LaCode) -> bool) -> Resul
                                     }
                                     @if !a.members.is_empty() {
                                         ": "
-                                        @for (i, (la, detail)) in a.members.iter().enumerate() {
+                                        @for (i, m) in a.members.iter().enumerate() {
                                             @if i > 0 { ", " }
-                                            a href={ "la/" (la) ".html" } title=(la.name()) { (la) }
-                                            @if !detail.is_empty() { " (" (detail) ")" }
+                                            a href={ "la/" (m.la) ".html" } title=(m.la.name()) { (m.la) }
+                                            @if !m.detail.is_empty() { " (" (m.detail) ")" }
                                         }
                                     }
                                     span.todo { " — " (a.todo) }
@@ -170,6 +174,7 @@ pub fn render(n: &National, nav: &Nav, has_dq: &dyn Fn(LaCode) -> bool) -> Resul
                             td { (n.rows_rejected) } td { (n.total_open()) }
                         } }
                     }
+                    p.meta { "New counts every record the gateway had not held before, including those that arrive already ended; open records are as at the end of the day." }
                     p id="movers" {
                         @if n.movers.is_empty() { "No LA's records moved during the day." } @else {
                             "Moved most (new + ended + closed + reopened + rows rejected): "
@@ -185,7 +190,9 @@ pub fn render(n: &National, nav: &Nav, has_dq: &dyn Fn(LaCode) -> bool) -> Resul
                 }
                 section id="local-authorities" {
                     h2 { "Local authorities (" (n.lines.len()) ", " (needing) " needing action)" }
-                    p.meta { "Needs action first, then by code. Times are local (" (tz.name()) "). Each code opens the LA's page: 30-day trends, its last files, its data-quality items." }
+                    p.meta { "Most urgent first (in the order of the list above), then by code. Times are local (" (tz.name()) "). "
+                        "Open C/L/U: open CPP / LAC / UCPP records. +/−/×/↺: new / ended / closed by absence / reopened during the day. "
+                        "Each code opens the LA's page: 30-day trends, its last files, its data-quality items." }
                     div.cols {
                         (la_table(n, &n.lines[..half], has_dq))
                         (la_table(n, &n.lines[half..], has_dq))
@@ -211,26 +218,29 @@ pub fn render(n: &National, nav: &Nav, has_dq: &dyn Fn(LaCode) -> bool) -> Resul
                             td { (d.files.quarantined) } td { (d.rows_rejected) } td { (d.overdue) }
                         } } }
                     }
-                    figure role="img" aria-label="Stacked bar chart of row errors by code for the LAs with most rows rejected; the figures are in the table below" {
-                        (PreEscaped(codes_chart))
-                        figcaption { "Row errors during the day by code, for the " (worst.len()) " LA(s) with most rows rejected (at most 15)." }
-                    }
-                    table id="rejections" {
-                        thead { tr {
-                            th.name scope="col" { "LA" }
-                            @for c in &codes { th scope="col" { (c) } }
-                            th scope="col" { "other" } th scope="col" { "Rows rejected" }
-                        } }
-                        tbody {
-                            @if worst.is_empty() { tr { td.name colspan=(codes.len() + 3) { "No rows rejected." } } }
-                            @for l in &worst {
-                                tr {
-                                    td.name { a href={ "la/" (l.la) ".html" } { (l.la) " " (l.la.name()) } }
-                                    @for v in charts::by_codes(l, &codes) { td { (v) } }
-                                    td { (l.figures.rows_rejected) }
+                    @if let Some(chart) = codes_chart {
+                        figure role="img" aria-label="Stacked bar chart of row errors by code for the LAs with most rows rejected; the figures are in the table below" {
+                            (PreEscaped(chart))
+                            figcaption { "Row errors during the day by code, for the " (worst.len()) " LA(s) with most rows rejected (at most 15)." }
+                        }
+                        table id="rejections" {
+                            thead { tr {
+                                th.name scope="col" { "LA" }
+                                @for c in &codes { th scope="col" { (c) } }
+                                th scope="col" { "other" } th scope="col" { "Rows rejected" }
+                            } }
+                            tbody {
+                                @for l in &worst {
+                                    tr {
+                                        td.name { a href={ "la/" (l.la) ".html" } { (l.la) " " (l.la.name()) } }
+                                        @for v in charts::by_codes(l, &codes) { td { (v) } }
+                                        td { (l.figures.rows_rejected) }
+                                    }
                                 }
                             }
                         }
+                    } @else {
+                        p id="rejections" { "No rows were rejected during the day." }
                     }
                 }
             }

@@ -91,11 +91,13 @@ pub struct HealthTx<'c> {
     last_id: i64,
     /// Not-found look-ups per (day, organisation), written at commit.
     not_found: std::collections::HashMap<(String, String), i64>,
+    /// When its access-log entries are written (the gateway's clock; not in the hash).
+    written_at: String,
 }
 
 impl Store {
-    /// Starts the transaction for one attendance file or query.
-    pub fn health_tx(&mut self) -> Result<HealthTx<'_>> {
+    /// Starts the transaction for one attendance file or query, written at `now`.
+    pub fn health_tx(&mut self, now: DateTime<Utc>) -> Result<HealthTx<'_>> {
         let tx = self.conn().transaction()?;
         let (last_id, last_hash) = tx
             .query_row(
@@ -110,6 +112,7 @@ impl Store {
             last_hash,
             last_id,
             not_found: Default::default(),
+            written_at: ts(now),
         })
     }
 
@@ -449,9 +452,9 @@ impl HealthTx<'_> {
         self.tx
             .prepare_cached(
                 "INSERT INTO access_log (id, at, nhs, org_ods, user_name, user_role, setting, silent,
-                    result, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                    result, prev_hash, hash, written_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )?
-            .execute(params![next_id, at, nhs, org, user, role, setting, silent, result, self.last_hash, hash])?;
+            .execute(params![next_id, at, nhs, org, user, role, setting, silent, result, self.last_hash, hash, self.written_at])?;
         self.last_hash = hash;
         self.last_id = next_id;
         Ok(())

@@ -256,6 +256,12 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (la_code, report_date)
     ) WITHOUT ROWID;
     "#,
+    // 9: when each access-log entry was written (its `at` is when the look-up happened,
+    // which can be earlier), so a day's report knows the log's head at the day's end.
+    // Not part of the entry's hash; adding a column is not an update.
+    r#"
+    ALTER TABLE access_log ADD COLUMN written_at TEXT;
+    "#,
 ];
 
 /// How long a command waits for another one's write to finish before giving up.

@@ -704,10 +704,13 @@ impl Store {
 
     /// The access log at `at`: entries and head by then, and whether their chain checks.
     pub fn access_log_at(&mut self, at: DateTime<Utc>) -> Result<LogCheck> {
+        // The entries written by then (entries from before migration 9: by their `at`) are a
+        // prefix of the chain; its head is the last of them.
         let (entries, hash, last): (i64, Option<String>, Option<i64>) = self.conn().query_row(
-            "SELECT (SELECT count(*) FROM access_log WHERE at <= ?1),
-                    (SELECT hash FROM access_log WHERE at <= ?1 ORDER BY id DESC LIMIT 1),
-                    (SELECT max(id) FROM access_log WHERE at <= ?1)",
+            "WITH head AS (SELECT max(id) AS id FROM access_log WHERE coalesce(written_at, at) <= ?1)
+             SELECT (SELECT count(*) FROM access_log WHERE id <= (SELECT id FROM head)),
+                    (SELECT hash FROM access_log WHERE id = (SELECT id FROM head)),
+                    (SELECT id FROM head)",
             [ts(at)],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;

@@ -811,6 +811,19 @@ fn the_access_log_head_catches_a_cut_or_a_rewritten_log() {
     )
     .unwrap();
     assert!(page.contains(&head), "the report carries the head");
+    // The day before: the look-ups happened then (`at`), but were written today, so that
+    // day's report knew none of them; its head checks out against the log.
+    gateway(site.path())
+        .args(["report", "--date", "2026-11-21"])
+        .assert()
+        .success();
+    let before = fs::read_to_string(site.path().join("var/reports/2026-11-21/index.html")).unwrap();
+    let genesis = format!("0:{}", "0".repeat(64));
+    assert!(
+        before.contains(&genesis),
+        "nothing written by the end of the 21st"
+    );
+    assert_eq!(site.audit(&["--expect-head", &genesis]).0, 0);
     // A later entry extends the head: still fine.
     site.query(1, "UTC", "2026-11-21T12:00:00Z");
     assert_eq!(site.audit(&["--expect-head", &head]).0, 0);
