@@ -543,135 +543,106 @@ impl Store {
         let mut out: BTreeMap<LaCode, Vec<DqItem>> =
             las.iter().map(|la| (*la, Vec::new())).collect();
         let conn = self.conn();
-        let mut stmt = conn.prepare(
+        let window = params![from_s, to_s];
+        each_la(
+            conn,
+            &mut out,
             "SELECT CAST(f.sender AS INTEGER), f.name, json_extract(e.value, '$.code'), json_extract(e.value, '$.message')
              FROM files f, json_each(f.report, '$.file_errors') e
              WHERE f.kind = 'extract' AND f.outcome = 'rejected' AND f.processed_at > ?1 AND f.processed_at <= ?2
              ORDER BY f.id",
-        )?;
-        for row in stmt.query_map(params![from_s, to_s], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                DqItem::RejectedFile {
+            window,
+            |r| {
+                Ok(Some(DqItem::RejectedFile {
                     file: r.get(1)?,
                     code: r.get(2)?,
                     message: r.get(3)?,
-                },
-            ))
-        })? {
-            let (la, item) = row?;
-            if let Some(items) = la_of(la).and_then(|la| out.get_mut(&la)) {
-                items.push(item);
-            }
-        }
-        let mut stmt = conn.prepare(
+                }))
+            },
+        )?;
+        each_la(
+            conn,
+            &mut out,
             "SELECT CAST(f.sender AS INTEGER), f.name, q.reason FROM quarantine q JOIN files f ON f.id = q.file_id
              WHERE f.processed_at > ?1 AND f.processed_at <= ?2 ORDER BY q.id",
-        )?;
-        for row in stmt.query_map(params![from_s, to_s], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                DqItem::Quarantined {
+            window,
+            |r| {
+                Ok(Some(DqItem::Quarantined {
                     file: r.get(1)?,
                     reason: r.get(2)?,
-                },
-            ))
-        })? {
-            let (la, item) = row?;
-            if let Some(items) = la_of(la).and_then(|la| out.get_mut(&la)) {
-                items.push(item);
-            }
-        }
-        let mut stmt = conn.prepare(
+                }))
+            },
+        )?;
+        each_la(
+            conn,
+            &mut out,
             "SELECT CAST(f.sender AS INTEGER), f.name, json_extract(e.value, '$.row'), json_extract(e.value, '$.column'),
                     json_extract(e.value, '$.code'), json_extract(e.value, '$.message')
              FROM files f, json_each(f.report, '$.row_errors') e
              WHERE f.kind = 'extract' AND f.outcome != 'duplicate'
                AND f.processed_at > ?1 AND f.processed_at <= ?2 AND json_extract(e.value, '$.severity') = 'error'
              ORDER BY f.id, 3",
-        )?;
-        for row in stmt.query_map(params![from_s, to_s], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                DqItem::Rejected {
+            window,
+            |r| {
+                Ok(Some(DqItem::Rejected {
                     file: r.get(1)?,
                     row: r.get::<_, i64>(2)? as u64,
                     column: r.get(3)?,
                     code: r.get(4)?,
                     message: r.get(5)?,
-                },
-            ))
-        })? {
-            let (la, item) = row?;
-            if let Some(items) = la_of(la).and_then(|la| out.get_mut(&la)) {
-                items.push(item);
-            }
-        }
-        let mut stmt = conn.prepare(
+                }))
+            },
+        )?;
+        each_la(
+            conn,
+            &mut out,
             "SELECT t.la_code, f.name, t.nhs, t.plan_type FROM retained t JOIN files f ON f.id = t.file_id
              WHERE f.processed_at > ?1 AND f.processed_at <= ?2 ORDER BY t.la_code, t.nhs",
+            window,
+            |r| {
+                Ok(Some(DqItem::Retained {
+                    file: r.get(1)?,
+                    nhs: full(r.get(2)?),
+                    plan_type: r.get(3)?,
+                }))
+            },
         )?;
-        for row in stmt.query_map(params![from_s, to_s], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, String>(3)?,
-            ))
-        })? {
-            let (la, file, nhs, plan_type) = row?;
-            if let Some(items) = la_of(la).and_then(|la| out.get_mut(&la)) {
-                items.push(DqItem::Retained {
-                    file,
-                    nhs: full(nhs),
-                    plan_type,
-                });
-            }
-        }
-        let mut stmt = conn.prepare(&format!(
-            "WITH {CURRENT_AT}, open AS (SELECT DISTINCT la_code, nhs FROM cur WHERE end_date IS NULL)
-             SELECT a.la_code, a.nhs, b.la_code FROM open a JOIN open b ON a.nhs = b.nhs AND b.la_code != a.la_code
-             ORDER BY a.la_code, a.nhs, b.la_code"
-        ))?;
-        for row in stmt.query_map([&to_s], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })? {
-            let (la, nhs, other) = row?;
-            if let Some(items) = la_of(la).and_then(|la| out.get_mut(&la)) {
-                items.push(DqItem::Conflict {
-                    nhs: full(nhs),
-                    other_la: la_of(other)
+        each_la(
+            conn,
+            &mut out,
+            &format!(
+                "WITH {CURRENT_AT}, open AS (SELECT DISTINCT la_code, nhs FROM cur WHERE end_date IS NULL)
+                 SELECT a.la_code, a.nhs, b.la_code FROM open a JOIN open b ON a.nhs = b.nhs AND b.la_code != a.la_code
+                 ORDER BY a.la_code, a.nhs, b.la_code"
+            ),
+            [&to_s],
+            |r| {
+                Ok(Some(DqItem::Conflict {
+                    nhs: full(r.get(1)?),
+                    other_la: la_of(r.get(2)?)
                         .map(|l| l.name().to_owned())
                         .unwrap_or_default(),
-                });
-            }
-        }
-        let mut stmt = conn.prepare(&format!(
-            "WITH {CURRENT_AT} SELECT la_code, nhs, expected_delivery FROM cur
-             WHERE end_date IS NULL AND plan_type = 'UCPP' AND expected_delivery < ?2 ORDER BY la_code, nhs"
-        ))?;
-        for row in stmt.query_map(params![to_s, edd_before.to_string()], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, String>(2)?,
-            ))
-        })? {
-            let (la, nhs, edd) = row?;
-            if let (Some(items), Some(expected_delivery)) = (
-                la_of(la).and_then(|la| out.get_mut(&la)),
-                crate::core::date::parse_iso_date(&edd),
-            ) {
-                items.push(DqItem::UcppPastEdd {
-                    nhs: full(nhs),
-                    expected_delivery,
-                });
-            }
-        }
+                }))
+            },
+        )?;
+        each_la(
+            conn,
+            &mut out,
+            &format!(
+                "WITH {CURRENT_AT} SELECT la_code, nhs, expected_delivery FROM cur
+                 WHERE end_date IS NULL AND plan_type = 'UCPP' AND expected_delivery < ?2 ORDER BY la_code, nhs"
+            ),
+            params![to_s, edd_before.to_string()],
+            |r| {
+                let (nhs, edd): (i64, String) = (r.get(1)?, r.get(2)?);
+                Ok(crate::core::date::parse_iso_date(&edd).map(|expected_delivery| {
+                    DqItem::UcppPastEdd {
+                        nhs: full(nhs),
+                        expected_delivery,
+                    }
+                }))
+            },
+        )?;
         Ok(out)
     }
 
@@ -731,6 +702,25 @@ impl Store {
             verified,
         })
     }
+}
+
+/// Runs `sql` (its first column an LA code) and files each row's item under its LA.
+fn each_la(
+    conn: &rusqlite::Connection,
+    out: &mut BTreeMap<LaCode, Vec<DqItem>>,
+    sql: &str,
+    params: impl rusqlite::Params,
+    item: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<Option<DqItem>>,
+) -> Result<()> {
+    let mut stmt = conn.prepare(sql)?;
+    let mut rows = stmt.query(params)?;
+    while let Some(r) = rows.next()? {
+        let la = la_of(r.get(0)?);
+        if let (Some(items), Some(item)) = (la.and_then(|la| out.get_mut(&la)), item(r)?) {
+            items.push(item);
+        }
+    }
+    Ok(())
 }
 
 fn plan_index(plan: &str) -> usize {
