@@ -568,15 +568,19 @@ fn mesh_stopped_mid_download_and_mid_send_loses_nothing_and_delivers_once() {
 
     // The daemon pauses 1.5 s between chunks; MESH is stopped during a pause of the download.
     let log = site.path().join("daemon.log");
-    let mut daemon = Command::new(assert_cmd::cargo::cargo_bin("cpis-gateway"))
-        .current_dir(site.path())
-        .env("CPIS_GATEWAY_NOW", NOW)
-        .env("CPIS_GATEWAY_FAULT", "pause-mesh-chunk:1500")
-        .arg("run")
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    // Killed when dropped, should an assertion fail first.
+    let mut daemon = crate::daemon::Daemon {
+        child: Command::new(assert_cmd::cargo::cargo_bin("cpis-gateway"))
+            .current_dir(site.path())
+            .env("CPIS_GATEWAY_NOW", NOW)
+            .env("CPIS_GATEWAY_FAULT", "pause-mesh-chunk:1500")
+            .arg("run")
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+        log: log.clone(),
+    };
     let pausing = "pausing between MESH chunks";
     assert!(wait_until(Duration::from_secs(30), log_has_at(site.path(), pausing, 1)).is_some());
     sandbox.down();
@@ -607,9 +611,9 @@ fn mesh_stopped_mid_download_and_mid_send_loses_nothing_and_delivers_once() {
         fs::read_to_string(site.path().join("daemon.log")).unwrap()
     );
     let _ = Command::new("kill")
-        .args(["-TERM", &daemon.id().to_string()])
+        .args(["-TERM", &daemon.child.id().to_string()])
         .status();
-    let _ = daemon.wait();
+    let _ = daemon.child.wait();
 
     let daemon_log = fs::read_to_string(site.path().join("daemon.log")).unwrap();
     assert!(daemon_log.contains("no answer from MESH"), "{daemon_log}");
