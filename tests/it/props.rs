@@ -95,3 +95,26 @@ proptest! {
 fn la_codes_of_the_strategy_parse() {
     assert!(LaCode::parse(&local_authorities()[0].code.to_string()).is_ok());
 }
+
+// The MESH rules read what a server (or anything between) sends: none may panic, and the
+// chunks of a message always cover it exactly once.
+proptest! {
+    #[test]
+    fn mesh_rules_take_any_input(text in "\\PC{0,300}", len in 0u64..10_000_000, size in 0u64..5_000_000) {
+        use cpis_gateway::core::mesh::{chunk_range, chunks, excerpt, uses_tls, workflow};
+        let _ = uses_tls(&text);
+        let _ = workflow(&text);
+        if let Some((n, total)) = chunk_range(&text) {
+            prop_assert!(1 <= n && n <= total);
+        }
+        prop_assert!(excerpt(&text).chars().count() <= 200);
+        prop_assert!(!excerpt(&text).contains('\n'));
+        let parts = chunks(len, size);
+        prop_assert!(!parts.is_empty());
+        prop_assert_eq!(parts[0].start, 0);
+        prop_assert_eq!(parts.last().unwrap().end, len);
+        for pair in parts.windows(2) {
+            prop_assert_eq!(pair[0].end, pair[1].start);
+        }
+    }
+}
