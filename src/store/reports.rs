@@ -145,185 +145,162 @@ impl Store {
             .iter()
             .map(|la| (la.as_u16(), LaFigures::default()))
             .collect();
-        {
-            let conn = self.conn();
-            let mut stmt = conn.prepare(
-                "SELECT CAST(sender AS INTEGER), max(extracted_at) FROM files
-                 WHERE applied AND kind = 'extract' AND processed_at <= ?1 GROUP BY 1",
-            )?;
-            for row in stmt.query_map([&to_s], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-            })? {
-                let (la, at) = row?;
-                if let Some(f) = out.get_mut(&(la as u16)) {
-                    f.last_extract_at = Some(parse_ts(&at)?);
-                }
-            }
-            let mut stmt = conn.prepare(&format!(
+        let conn = self.conn();
+        let window = params![from_s, to_s];
+        let at_end = [&to_s];
+        each_figure(
+            conn,
+            &mut out,
+            "SELECT CAST(sender AS INTEGER), max(extracted_at) FROM files
+             WHERE applied AND kind = 'extract' AND processed_at <= ?1 GROUP BY 1",
+            at_end,
+            |f, r| {
+                f.last_extract_at = Some(parse_ts(&r.get::<_, String>(1)?)?);
+                Ok(())
+            },
+        )?;
+        each_figure(
+            conn,
+            &mut out,
+            &format!(
                 "WITH {CURRENT_AT} SELECT la_code, plan_type, count(*) FROM cur
                  WHERE end_date IS NULL GROUP BY 1, 2"
-            ))?;
-            for row in stmt.query_map([&to_s], |r| {
-                Ok((
-                    r.get::<_, u16>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
-                ))
-            })? {
-                let (la, plan, n) = row?;
-                if let Some(f) = out.get_mut(&la) {
-                    f.open[plan_index(&plan)] = n as u64;
-                }
-            }
-            let mut stmt = conn.prepare(
-                "SELECT CAST(sender AS INTEGER), sum(json_extract(report, '$.changes.new')), sum(json_extract(report, '$.changes.updated')),
-                        sum(json_extract(report, '$.changes.unchanged')), sum(json_extract(report, '$.changes.ended')),
-                        sum(json_extract(report, '$.changes.reopened')), sum(json_extract(report, '$.changes.closed_by_absence')),
-                        sum(json_extract(report, '$.changes.retained'))
-                 FROM files WHERE applied AND kind = 'extract' AND processed_at > ?1 AND processed_at <= ?2 GROUP BY sender",
-            )?;
-            let rows = stmt.query_map(params![from_s, to_s], |r| {
+            ),
+            at_end,
+            |f, r| {
+                f.open[plan_index(&r.get::<_, String>(1)?)] = r.get::<_, i64>(2)? as u64;
+                Ok(())
+            },
+        )?;
+        each_figure(
+            conn,
+            &mut out,
+            "SELECT CAST(sender AS INTEGER), sum(json_extract(report, '$.changes.new')), sum(json_extract(report, '$.changes.updated')),
+                    sum(json_extract(report, '$.changes.unchanged')), sum(json_extract(report, '$.changes.ended')),
+                    sum(json_extract(report, '$.changes.reopened')), sum(json_extract(report, '$.changes.closed_by_absence')),
+                    sum(json_extract(report, '$.changes.retained'))
+             FROM files WHERE applied AND kind = 'extract' AND processed_at > ?1 AND processed_at <= ?2 GROUP BY sender",
+            window,
+            |f, r| {
                 let n = |i: usize| -> rusqlite::Result<u64> {
                     Ok(r.get::<_, Option<i64>>(i)?.unwrap_or(0) as u64)
                 };
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    [n(1)?, n(2)?, n(3)?, n(4)?, n(5)?, n(6)?, n(7)?],
-                ))
-            })?;
-            for row in rows {
-                let (la, c) = row?;
-                if let Some(f) = out.get_mut(&(la as u16)) {
-                    f.changes = crate::core::report::Changes {
-                        new: c[0],
-                        updated: c[1],
-                        unchanged: c[2],
-                        ended: c[3],
-                        reopened: c[4],
-                        closed_by_absence: c[5],
-                        retained: c[6],
-                    };
+                f.changes = crate::core::report::Changes {
+                    new: n(1)?,
+                    updated: n(2)?,
+                    unchanged: n(3)?,
+                    ended: n(4)?,
+                    reopened: n(5)?,
+                    closed_by_absence: n(6)?,
+                    retained: n(7)?,
+                };
+                Ok(())
+            },
+        )?;
+        each_figure(
+            conn,
+            &mut out,
+            "SELECT CAST(sender AS INTEGER), outcome, count(*), sum(invalid_rows) FROM files
+             WHERE kind = 'extract' AND outcome != 'duplicate' AND processed_at > ?1 AND processed_at <= ?2
+             GROUP BY 1, 2",
+            window,
+            |f, r| {
+                f.files
+                    .count(&r.get::<_, String>(1)?, r.get::<_, i64>(2)? as u64);
+                f.rows_rejected += r.get::<_, Option<i64>>(3)?.unwrap_or(0) as u64;
+                Ok(())
+            },
+        )?;
+        each_figure(
+            conn,
+            &mut out,
+            "SELECT CAST(f.sender AS INTEGER), json_extract(e.value, '$.code'), count(*)
+             FROM files f, json_each(f.report, '$.row_errors') e
+             WHERE f.kind = 'extract' AND f.outcome != 'duplicate' AND f.processed_at > ?1 AND f.processed_at <= ?2
+               AND json_extract(e.value, '$.severity') = 'error'
+             GROUP BY 1, 2",
+            window,
+            |f, r| {
+                if let Some(code) = Code::parse(&r.get::<_, String>(1)?) {
+                    f.rejected_by_code.insert(code, r.get::<_, i64>(2)? as u64);
                 }
-            }
-            let mut stmt = conn.prepare(
-                "SELECT CAST(sender AS INTEGER), outcome, count(*), sum(invalid_rows) FROM files
-                 WHERE kind = 'extract' AND outcome != 'duplicate' AND processed_at > ?1 AND processed_at <= ?2
-                 GROUP BY 1, 2",
-            )?;
-            for row in stmt.query_map(params![from_s, to_s], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, Option<i64>>(3)?.unwrap_or(0),
-                ))
-            })? {
-                let (la, outcome, n, invalid) = row?;
-                if let Some(f) = out.get_mut(&(la as u16)) {
-                    f.files.count(&outcome, n as u64);
-                    f.rows_rejected += invalid as u64;
-                }
-            }
-            let mut stmt = conn.prepare(
-                "SELECT CAST(f.sender AS INTEGER), json_extract(e.value, '$.code'), count(*)
-                 FROM files f, json_each(f.report, '$.row_errors') e
-                 WHERE f.kind = 'extract' AND f.outcome != 'duplicate' AND f.processed_at > ?1 AND f.processed_at <= ?2
-                   AND json_extract(e.value, '$.severity') = 'error'
-                 GROUP BY 1, 2",
-            )?;
-            for row in stmt.query_map(params![from_s, to_s], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
-                ))
-            })? {
-                let (la, code, n) = row?;
-                if let (Some(f), Some(code)) = (out.get_mut(&(la as u16)), Code::parse(&code)) {
-                    f.rejected_by_code.insert(code, n as u64);
-                }
-            }
-            let mut stmt = conn.prepare(
-                "SELECT q.id, CAST(f.sender AS INTEGER), f.name, q.reason FROM quarantine q JOIN files f ON f.id = q.file_id
-                 WHERE f.processed_at <= ?1 AND (q.decided_at IS NULL OR q.decided_at > ?1) ORDER BY q.id",
-            )?;
-            for row in stmt.query_map([&to_s], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                ))
-            })? {
-                let (id, la, name, reason) = row?;
-                if let Some(f) = out.get_mut(&(la as u16)) {
-                    f.quarantined.push(QuarantinedFile { id, name, reason });
-                }
-            }
-            let mut stmt = conn.prepare(&format!(
+                Ok(())
+            },
+        )?;
+        each_figure(
+            conn,
+            &mut out,
+            "SELECT CAST(f.sender AS INTEGER), q.id, f.name, q.reason FROM quarantine q JOIN files f ON f.id = q.file_id
+             WHERE f.processed_at <= ?1 AND (q.decided_at IS NULL OR q.decided_at > ?1) ORDER BY q.id",
+            at_end,
+            |f, r| {
+                f.quarantined.push(QuarantinedFile {
+                    id: r.get(1)?,
+                    name: r.get(2)?,
+                    reason: r.get(3)?,
+                });
+                Ok(())
+            },
+        )?;
+        each_figure(
+            conn,
+            &mut out,
+            &format!(
                 "WITH {CURRENT_AT}, open AS (SELECT la_code, nhs FROM cur WHERE end_date IS NULL)
                  SELECT la_code, count(*) FROM open WHERE nhs IN
                     (SELECT nhs FROM open GROUP BY nhs HAVING count(DISTINCT la_code) > 1)
                  GROUP BY la_code"
-            ))?;
-            for row in
-                stmt.query_map([&to_s], |r| Ok((r.get::<_, u16>(0)?, r.get::<_, i64>(1)?)))?
-            {
-                let (la, n) = row?;
-                if let Some(f) = out.get_mut(&la) {
-                    f.conflicts = n as u64;
-                }
-            }
-            let mut stmt = conn.prepare(&format!(
+            ),
+            at_end,
+            |f, r| {
+                f.conflicts = r.get::<_, i64>(1)? as u64;
+                Ok(())
+            },
+        )?;
+        each_figure(
+            conn,
+            &mut out,
+            &format!(
                 "WITH {CURRENT_AT} SELECT la_code, count(*) FROM cur
                  WHERE end_date IS NULL AND plan_type = 'UCPP' AND expected_delivery < ?2 GROUP BY la_code"
-            ))?;
-            for row in stmt.query_map(params![to_s, edd_before.to_string()], |r| {
-                Ok((r.get::<_, u16>(0)?, r.get::<_, i64>(1)?))
-            })? {
-                let (la, n) = row?;
-                if let Some(f) = out.get_mut(&la) {
-                    f.ucpp_past_edd = n as u64;
-                }
-            }
-            let mut stmt = conn.prepare(
-                "SELECT n.la_code, count(DISTINCT n.presentation_id), count(*) FROM notifications n
-                 JOIN notify_batches b ON b.id = n.batch_id
-                 WHERE b.created_at > ?1 AND b.created_at <= ?2 GROUP BY n.la_code",
-            )?;
-            for row in stmt.query_map(params![from_s, to_s], |r| {
-                Ok((
-                    r.get::<_, u16>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                ))
-            })? {
-                let (la, attendances, notifications) = row?;
-                if let Some(f) = out.get_mut(&la) {
-                    f.attendances = attendances as u64;
-                    f.notifications = notifications as u64;
-                }
-            }
-            // Queued by then (with the attendance file, or at the look-up) and not in a batch
-            // written to the outbox by then.
-            let mut stmt = conn.prepare(
-                "SELECT n.la_code, count(*) FROM notifications n
-                 JOIN presentations p ON p.id = n.presentation_id
-                 LEFT JOIN files f ON f.id = p.file_id
-                 LEFT JOIN notify_batches b ON b.id = n.batch_id
-                 WHERE coalesce(f.processed_at, p.attended_at) <= ?1
-                   AND (n.batch_id IS NULL OR b.created_at > ?1 OR NOT b.written)
-                 GROUP BY n.la_code",
-            )?;
-            for row in
-                stmt.query_map([&to_s], |r| Ok((r.get::<_, u16>(0)?, r.get::<_, i64>(1)?)))?
-            {
-                let (la, n) = row?;
-                if let Some(f) = out.get_mut(&la) {
-                    f.notifications_pending = n as u64;
-                }
-            }
-        }
+            ),
+            params![to_s, edd_before.to_string()],
+            |f, r| {
+                f.ucpp_past_edd = r.get::<_, i64>(1)? as u64;
+                Ok(())
+            },
+        )?;
+        each_figure(
+            conn,
+            &mut out,
+            "SELECT n.la_code, count(DISTINCT n.presentation_id), count(*) FROM notifications n
+             JOIN notify_batches b ON b.id = n.batch_id
+             WHERE b.created_at > ?1 AND b.created_at <= ?2 GROUP BY n.la_code",
+            window,
+            |f, r| {
+                f.attendances = r.get::<_, i64>(1)? as u64;
+                f.notifications = r.get::<_, i64>(2)? as u64;
+                Ok(())
+            },
+        )?;
+        // Queued by then (with the attendance file, or at the look-up) and not in a batch
+        // written to the outbox by then.
+        each_figure(
+            conn,
+            &mut out,
+            "SELECT n.la_code, count(*) FROM notifications n
+             JOIN presentations p ON p.id = n.presentation_id
+             LEFT JOIN files f ON f.id = p.file_id
+             LEFT JOIN notify_batches b ON b.id = n.batch_id
+             WHERE coalesce(f.processed_at, p.attended_at) <= ?1
+               AND (n.batch_id IS NULL OR b.created_at > ?1 OR NOT b.written)
+             GROUP BY n.la_code",
+            at_end,
+            |f, r| {
+                f.notifications_pending = r.get::<_, i64>(1)? as u64;
+                Ok(())
+            },
+        )?;
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT id, CAST(sender AS INTEGER), name, outcome FROM files WHERE id IN
@@ -702,6 +679,24 @@ impl Store {
             verified,
         })
     }
+}
+
+/// Runs `sql` (its first column an LA code) and applies each row to that LA's figures.
+fn each_figure(
+    conn: &rusqlite::Connection,
+    out: &mut BTreeMap<u16, LaFigures>,
+    sql: &str,
+    params: impl rusqlite::Params,
+    apply: impl Fn(&mut LaFigures, &rusqlite::Row<'_>) -> Result<()>,
+) -> Result<()> {
+    let mut stmt = conn.prepare(sql)?;
+    let mut rows = stmt.query(params)?;
+    while let Some(r) = rows.next()? {
+        if let Some(f) = out.get_mut(&(r.get::<_, i64>(0)? as u16)) {
+            apply(f, r)?;
+        }
+    }
+    Ok(())
 }
 
 /// Runs `sql` (its first column an LA code) and files each row's item under its LA.
