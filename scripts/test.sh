@@ -2,7 +2,7 @@
 # The tests, on a machine that has only Rust: installs what they need, then runs them.
 #   - Debian packages (apt-get, as root): an OpenSSH server for the SFTP tests, SQLite's shell
 #     to dump and tamper with a store, xmllint for the XSD, systemd-analyze for the unit,
-#     Chromium for the report page, dpkg-deb for the package;
+#     Chromium for the report page, dpkg-deb for the package, PostgreSQL for `store copy`;
 #   - cargo-deb (crates.io) to build the Debian package;
 #   - NHS England's mesh-sandbox and mesh-client (PyPI, pinned in tests/mesh/requirements.txt)
 #     in a venv at target/mesh-venv, the MESH tests' peer.
@@ -26,6 +26,7 @@ command -v mount >/dev/null 2>&1 || need+=(mount)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)           # the MESH TLS test's certificates
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)   # store copy's target
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "scripts/test.sh: these Debian packages are missing: ${need[*]}; run as root (apt-get installs them)" >&2

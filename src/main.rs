@@ -59,6 +59,8 @@ enum Command {
     Report(cli::report::ReportArgs),
     /// Backlog, last extract per LA, overdue LAs, quarantine, pending notifications
     Status(cli::status::StatusArgs),
+    /// The store itself: copy it into PostgreSQL
+    Store(cli::store::StoreArgs),
 }
 
 /// The exit statuses each command can end with, shown under its --help.
@@ -178,6 +180,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Mesh(args) => cli::mesh::run(args, &config, existing),
         Command::Report(args) => cli::report::run(args, &mut existing()?),
         Command::Status(args) => cli::status::run(args, &mut existing()?),
+        Command::Store(args) => cli::store::run(args, &mut existing()?),
     }
 }
 

@@ -13,6 +13,7 @@ pub mod replay;
 pub mod report;
 pub mod run;
 pub mod status;
+pub mod store;
 pub mod validate;
 
 use crate::core::render::file_report_text;

@@ -8,6 +8,7 @@
 mod files;
 mod health;
 mod mesh;
+pub mod pg;
 mod prune;
 mod records;
 mod reports;

@@ -7,6 +7,7 @@ mod helpers;
 mod mesh;
 mod operators;
 mod package;
+mod pgstore;
 mod props;
 mod reports;
 mod robustness;

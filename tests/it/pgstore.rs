@@ -1,0 +1,249 @@
+//! `store copy` into a real PostgreSQL server (Debian's `postgresql`), started by each test
+//! in a temporary folder on a free 127.0.0.1 port and stopped after it: a store built from
+//! the samples is copied and verified, a second copy is refused, PostgreSQL's triggers keep
+//! the history append-only, and a store whose access log was tampered with is not copied.
+
+use crate::daemon::Root;
+use crate::helpers::*;
+use std::fs;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Command;
+
+struct Postgres {
+    dir: tempfile::TempDir,
+    port: u16,
+    bin: PathBuf,
+}
+
+impl Postgres {
+    fn start() -> Postgres {
+        let bin = fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL is needed for this test: apt-get install postgresql (scripts/test.sh does)")
+            .flatten()
+            .map(|e| e.path().join("bin"))
+            .filter(|b| b.join("initdb").is_file())
+            .max()
+            .expect("no initdb under /usr/lib/postgresql/*/bin");
+        let dir = temp();
+        // The server refuses to run as root: its folder belongs to the postgres user.
+        let chown = Command::new("chown")
+            .args(["-R", "postgres"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(chown.success());
+        let as_postgres = |program: &str, args: &[&str]| {
+            let out = Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(bin.join(program))
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{program}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let data = dir.path().join("data");
+        as_postgres(
+            "initdb",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+            ],
+        );
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        as_postgres(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-o",
+                &format!(
+                    "-p {port} -k {} -h 127.0.0.1 -c fsync=off",
+                    dir.path().display()
+                ),
+                "-l",
+                dir.path().join("log").to_str().unwrap(),
+                "-w",
+                "start",
+            ],
+        );
+        Postgres { dir, port, bin }
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// One value from a query.
+    fn query(&self, sql: &str) -> String {
+        let out = Command::new(self.bin.join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args(["-tA", "-c", sql])
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .args(["-D", self.dir.path().join("data").to_str().unwrap()])
+            .args(["-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+/// A root with the samples processed and one look-up in the access log.
+fn sample_store() -> Root {
+    let root = Root::new(100);
+    for f in fs::read_dir(samples()).unwrap().flatten() {
+        let name = f.file_name().to_string_lossy().into_owned();
+        if let Some(la) = name.strip_prefix("CPIS_EXTRACT_").and_then(|r| r.get(..3)) {
+            fs::copy(f.path(), root.inbox(&format!("LA{la}")).join(&name)).unwrap();
+        }
+    }
+    assert_ok(&root.run_once());
+    let query = gateway(root.path())
+        .args([
+            "query",
+            "9990000018",
+            "--org",
+            "RWG",
+            "--user",
+            "Dr A",
+            "--role",
+            "Doctor",
+            "--setting",
+            "ED",
+        ])
+        .output()
+        .unwrap();
+    assert_ok(&query);
+    root
+}
+
+fn sqlite_count(root: &Root, table: &str) -> String {
+    let out = Command::new("sqlite3")
+        .arg(root.path().join("var/store/cpis.sqlite"))
+        .arg(format!("SELECT count(*) FROM {table}"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn store_copy_moves_a_store_into_postgres_verified_once() {
+    let pg = Postgres::start();
+    let root = sample_store();
+    let out = gateway(root.path())
+        .args(["store", "copy", "--to", &pg.url()])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("copied and verified: 16 tables"),
+        "{stdout}"
+    );
+    for table in [
+        "files",
+        "record_versions",
+        "records",
+        "access_log",
+        "notifications",
+    ] {
+        let n = sqlite_count(&root, table);
+        assert_ne!(n, "0", "{table} has rows to copy");
+        assert_eq!(
+            pg.query(&format!("SELECT count(*) FROM {table}")),
+            n,
+            "{table}"
+        );
+    }
+    assert_eq!(pg.query("SELECT version FROM schema_version"), "9");
+    // The same history, hash chain and all.
+    let chain = "SELECT string_agg(hash, ',' ORDER BY id) FROM access_log";
+    let sqlite_chain = Command::new("sqlite3")
+        .arg(root.path().join("var/store/cpis.sqlite"))
+        .arg("SELECT group_concat(hash, ',') FROM (SELECT hash FROM access_log ORDER BY id)")
+        .output()
+        .unwrap();
+    assert_eq!(
+        pg.query(chain),
+        String::from_utf8_lossy(&sqlite_chain.stdout).trim()
+    );
+    // PostgreSQL keeps the history and the log append-only too.
+    assert!(pg
+        .query("UPDATE record_versions SET change = 'x'")
+        .contains("record history is append-only"));
+    assert!(pg
+        .query("DELETE FROM access_log")
+        .contains("the access log is append-only"));
+    // New rows get new ids after the copied ones.
+    assert_eq!(
+        pg.query(
+            "SELECT nextval(pg_get_serial_sequence('files', 'id')) > (SELECT max(id) FROM files)"
+        ),
+        "t"
+    );
+    // A second copy is refused: the target is not empty.
+    let again = gateway(root.path())
+        .args(["store", "copy", "--to", &pg.url()])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("the target database is not empty"));
+}
+
+#[test]
+fn a_store_whose_access_log_was_altered_is_not_copied() {
+    let pg = Postgres::start();
+    let root = sample_store();
+    let tamper = Command::new("sqlite3")
+        .arg(root.path().join("var/store/cpis.sqlite"))
+        .arg("DROP TRIGGER access_log_no_update; UPDATE access_log SET user_name = 'someone else' WHERE id = 1;")
+        .status()
+        .unwrap();
+    assert!(tamper.success());
+    let out = gateway(root.path())
+        .args(["store", "copy", "--to", &pg.url()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the access log does not verify (entry 1)"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        pg.query("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"),
+        "0",
+        "nothing was created"
+    );
+}
