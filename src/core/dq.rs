@@ -412,38 +412,30 @@ fn la_actions(la: LaCode, f: &LaFigures, age: Option<i64>, s: &Snapshot) -> Vec<
         ),
         _ => {}
     }
-    if f.notifications_pending > 0 {
-        add(
+    // Counts that need someone when they are not zero.
+    for (kind, n, what, todo) in [
+        (
             ActionKind::NotificationsPending,
-            format!(
-                "{who}: {} attendance notification(s) not yet written to its outbox",
-                f.notifications_pending
-            ),
+            f.notifications_pending,
+            "attendance notification(s) not yet written to its outbox",
             "check that the outbox can be written (disk, permissions) and the daemon's log",
-            f.notifications_pending.to_string(),
-        );
-    }
-    if f.ucpp_past_edd > 0 {
-        add(
+        ),
+        (
             ActionKind::UcppPastEdd,
-            format!(
-                "{who}: {} unborn-child plan(s) still open past the expected delivery date",
-                f.ucpp_past_edd
-            ),
+            f.ucpp_past_edd,
+            "unborn-child plan(s) still open past the expected delivery date",
             "the LA should end each or give the born child a plan of its own (listed in its CPIS_DQ file)",
-            f.ucpp_past_edd.to_string(),
-        );
-    }
-    if f.conflicts > 0 {
-        add(
+        ),
+        (
             ActionKind::Conflict,
-            format!(
-                "{who}: {} record(s) of children also open with another LA",
-                f.conflicts
-            ),
+            f.conflicts,
+            "record(s) of children also open with another LA",
             "the LAs should agree which of them holds each plan (listed in their CPIS_DQ files)",
-            f.conflicts.to_string(),
-        );
+        ),
+    ] {
+        if n > 0 {
+            add(kind, format!("{who}: {n} {what}"), todo, n.to_string());
+        }
     }
     out
 }

@@ -28,6 +28,24 @@ fn chart_error<E: std::fmt::Display>(e: E) -> anyhow::Error {
     anyhow!("cannot draw a chart: {e}")
 }
 
+/// Draws a chart's legend (every chart here has one, boxed, at `position`).
+fn legend<'a, X, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    position: SeriesLabelPosition,
+) -> Result<()>
+where
+    X: Ranged,
+    Y: Ranged,
+{
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(chart_error)
+}
+
 /// A line of a chart over days: its label, colour, and value on a day.
 type Series<'a> = (&'a str, RGBColor, fn(&Day) -> u64);
 
@@ -75,13 +93,7 @@ fn day_lines(title: &str, trend: &[Day], series: &[Series<'_>]) -> Result<String
                     PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
                 });
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(chart_error)?;
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
         root.present().map_err(chart_error)?;
     }
     Ok(svg)
@@ -201,13 +213,7 @@ pub fn codes_by_la(lines: &[&LaLine]) -> Result<String> {
                     Rectangle::new([(x, y - 5), (x + 10, y + 5)], colour.filled())
                 });
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(chart_error)?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         root.present().map_err(chart_error)?;
     }
     Ok(svg)

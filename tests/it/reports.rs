@@ -483,8 +483,11 @@ fn eight_days_of_four_las_needs_action_pages_links_and_honest_dates() {
     );
 
     // Overdue 330 was told so on the 17th; each LA got one DQ file per day at most.
-    let dq330 =
-        fs::read_to_string(d.join("var/mailboxes/LA330/out/CPIS_DQ_330_2026-11-17.csv")).unwrap();
+    let dq_file = |la: &str, date: &str| {
+        fs::read_to_string(d.join(format!("var/mailboxes/LA{la}/out/CPIS_DQ_{la}_{date}.csv")))
+            .unwrap()
+    };
+    let dq330 = dq_file("330", "2026-11-17");
     assert!(
         dq330.contains("overdue,,,,,,,no extract applied for 142 hours"),
         "{dq330}"
@@ -496,14 +499,12 @@ fn eight_days_of_four_las_needs_action_pages_links_and_honest_dates() {
     );
 
     // Files rejected whole and quarantined are in the LA's file too.
-    let dq202 =
-        fs::read_to_string(d.join("var/mailboxes/LA202/out/CPIS_DQ_202_2026-11-17.csv")).unwrap();
+    let dq202 = dq_file("202", "2026-11-17");
     assert!(
         dq202.contains("rejected_file,CPIS_EXTRACT_202_20261117T020000.csv,,,ERROR_RATE,,,"),
         "{dq202}"
     );
-    let dq919 =
-        fs::read_to_string(d.join("var/mailboxes/LA919/out/CPIS_DQ_919_2026-11-15.csv")).unwrap();
+    let dq919 = dq_file("919", "2026-11-15");
     assert!(
         dq919.contains("quarantined,CPIS_EXTRACT_919_20261115T020000.csv,,,QUARANTINED,,,\"the extract would close 4"),
         "{dq919}"
