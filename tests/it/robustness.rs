@@ -399,22 +399,7 @@ fn control_files_are_not_followed_and_not_read_whole() {
         "<DTSControl><From_DTS>LA919</From_DTS><From_DTS>LA202</From_DTS></DTSControl>",
     )
     .unwrap();
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "ulimit -v 600000; exec {} run --once",
-            assert_cmd::cargo::cargo_bin("cpis-gateway").display()
-        ))
-        .current_dir(root.path())
-        .env("CPIS_GATEWAY_NOW", NOW)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    with_memory_limit(root.path(), 600_000, "run --once");
     for (file, says) in [
         (&name, "symbolic link"),
         (&big, "larger than"),
@@ -474,22 +459,10 @@ fn an_endless_line_is_refused_with_flat_memory() {
         .unwrap()
         .set_len(bytes.len() as u64 + (300 << 20))
         .unwrap();
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "ulimit -v 400000; exec {} validate --format json {}",
-            assert_cmd::cargo::cargo_bin("cpis-gateway").display(),
-            path.display()
-        ))
-        .current_dir(dir.path())
-        .env("CPIS_GATEWAY_NOW", NOW)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = with_memory_limit(
+        dir.path(),
+        400_000,
+        &format!("validate --format json {}", path.display()),
     );
     let reports: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(file_codes(&reports[0]), ["FIELD_TOO_LONG"]);
@@ -960,4 +933,26 @@ fn concurrent_ingests_and_queries_campaign() {
         );
     }
     eprintln!("campaign: {rounds} round(s), {ingests} concurrent ingests ({stale} STALE), {queries} queries, none failed");
+}
+
+/// Runs the gateway with `args` in `dir` under `ulimit -v <kib>` (a runaway allocation
+/// fails instead of taking the machine); it must exit 1 (something refused).
+fn with_memory_limit(dir: &std::path::Path, kib: u64, args: &str) -> std::process::Output {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -v {kib}; exec {} {args}",
+            assert_cmd::cargo::cargo_bin("cpis-gateway").display()
+        ))
+        .current_dir(dir)
+        .env("CPIS_GATEWAY_NOW", NOW)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
