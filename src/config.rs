@@ -24,7 +24,20 @@ struct RawConfig {
     mesh: Option<RawMesh>,
     #[serde(default)]
     retention: RawRetention,
+    #[serde(default)]
+    store: RawStore,
 }
+
+/// `[store]`: where the store is. No `url`: SQLite under the root.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    url: Option<String>,
+}
+
+/// The environment variable that gives the store's URL instead of `[store] url` (so that
+/// its password need not be written in config.toml).
+pub const STORE_URL_ENV: &str = "CPIS_GATEWAY_STORE_URL";
 
 /// `[retention]`: how many days each kind of file is kept (record history and the access
 /// log are never pruned).
@@ -227,11 +240,33 @@ pub struct Config {
     pub sftp: Vec<SftpRemote>,
     pub mesh: Option<MeshConfig>,
     pub retention: Retention,
+    /// `[store] url` (or [`STORE_URL_ENV`]): a PostgreSQL store shared by every node.
+    pub store_url: Option<String>,
 }
 
 impl Config {
-    /// Loads `path`, or `./config.toml` if it exists, or the defaults.
+    /// Where the store is: PostgreSQL at `store_url`, else `store.db` under the root.
+    pub fn store_location(&self) -> crate::store::Location {
+        match &self.store_url {
+            Some(url) => crate::store::Location::Postgres(url.clone()),
+            None => crate::store::Location::Sqlite(crate::layout::Layout::new(&self.root).store()),
+        }
+    }
+
+    /// Loads `path`, or `./config.toml` if it exists, or the defaults; then the store URL
+    /// from the environment, if set there.
     pub fn load(path: Option<&Path>) -> Result<Config> {
+        let mut config = Config::load_file(path)?;
+        if let Some(url) = std::env::var(STORE_URL_ENV)
+            .ok()
+            .filter(|u| !u.trim().is_empty())
+        {
+            config.store_url = Some(check_store_url(&url, STORE_URL_ENV, "the environment")?);
+        }
+        Ok(config)
+    }
+
+    fn load_file(path: Option<&Path>) -> Result<Config> {
         let (path, must_exist) = match path {
             Some(p) => (p.to_path_buf(), true),
             None => (PathBuf::from("config.toml"), false),
@@ -404,7 +439,13 @@ impl Config {
                 return Err(bad(key, "must be at least 1 (days)".into()));
             }
         }
+        let store_url = raw
+            .store
+            .url
+            .map(|url| check_store_url(&url, "store.url", origin))
+            .transpose()?;
         let config = Config {
+            store_url,
             retention: r,
             origin: origin.to_owned(),
             root: resolve(&g.root),
@@ -449,6 +490,19 @@ impl Config {
             MailboxId::La(la) => self.local_authorities.contains(la),
             MailboxId::Health(ods) => self.health_orgs.iter().any(|h| &h.ods == ods),
         }
+    }
+}
+
+/// A store URL must be PostgreSQL's (the password is never repeated in the error).
+fn check_store_url(url: &str, key: &str, origin: &str) -> Result<String> {
+    let url = url.trim();
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(url.to_owned())
+    } else {
+        anyhow::bail!(
+            "{origin}: {key}: {:?} is not a PostgreSQL URL (postgres://user:password@host:port/database); leave it out for the SQLite store under the root",
+            crate::store::redact(url)
+        )
     }
 }
 

@@ -440,7 +440,7 @@ impl<'a> Daemon<'a> {
             .map(|c| {
                 let (layout, store, stop) = (
                     self.gateway.layout.clone(),
-                    self.gateway.layout.store(),
+                    self.config().store_location(),
                     Arc::clone(&self.stop),
                 );
                 std::thread::spawn(move || run_remote(Remote::new(c), layout, store, stop))
@@ -450,7 +450,7 @@ impl<'a> Daemon<'a> {
             Ok(mesh) => mesh.map(|mesh| {
                 let (layout, store, stop) = (
                     self.gateway.layout.clone(),
-                    self.gateway.layout.store(),
+                    self.config().store_location(),
                     Arc::clone(&self.stop),
                 );
                 std::thread::spawn(move || run_mesh(mesh, layout, store, stop))

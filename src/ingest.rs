@@ -113,7 +113,7 @@ impl<'a> Gateway<'a> {
     pub fn open(config: &'a Config, clock: &'a dyn Clock) -> Result<Gateway<'a>> {
         let layout = Layout::new(&config.root);
         crate::fsutil::create_private_dir(layout.root())?;
-        let store = Store::open(&layout.store())?;
+        let store = Store::open_at(&config.store_location())?;
         let fault = Fault::from_env()?;
         Ok(Gateway {
             config,
@@ -128,7 +128,7 @@ impl<'a> Gateway<'a> {
     /// decides must not leave a new empty store wherever it happens to run.
     pub fn open_existing(config: &'a Config, clock: &'a dyn Clock) -> Result<Gateway<'a>> {
         let store = Layout::new(&config.root).store();
-        if !store.exists() {
+        if config.store_url.is_none() && !store.exists() {
             bail!(
                 "no gateway store at {} (configuration: {}; root: {}): run this where the gateway's config.toml is, give it with --config, or create a new store with `cpis-gateway init`",
                 store.display(),

@@ -55,7 +55,7 @@ pub fn run(args: &RunArgs, config: &Config, clock: &dyn Clock) -> Result<u8> {
         "acknowledgements: {}/<mailbox>/out/\narchive: {}\nstore: {}",
         layout.root().join("mailboxes").display(),
         layout.archive().display(),
-        layout.store().display()
+        config.store_location()
     )?;
     Ok(if s.all_accepted() {
         exit::OK

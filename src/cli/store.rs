@@ -39,36 +39,9 @@ pub fn run(args: &StoreArgs, gateway: &mut Gateway<'_>) -> Result<u8> {
                 out,
                 "copied and verified: {} tables, {total} rows, into {}",
                 copied.tables.len(),
-                redact(to)
+                crate::store::redact(to)
             )?;
         }
     }
     Ok(exit::OK)
-}
-
-/// The URL without its password.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let user = &url[scheme + 3..at];
-            let user = user.split(':').next().unwrap_or("");
-            format!("{}{user}{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn passwords_are_not_printed() {
-        assert_eq!(
-            super::redact("postgres://cpis:secret@127.0.0.1:5432/cpis"),
-            "postgres://cpis@127.0.0.1:5432/cpis"
-        );
-        assert_eq!(
-            super::redact("postgres://127.0.0.1/x"),
-            "postgres://127.0.0.1/x"
-        );
-    }
 }

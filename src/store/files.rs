@@ -1,6 +1,7 @@
 //! The file registry (every inbound file by sha256, mailbox, name, extraction time, outcome,
 //! counts and its acknowledgement) and the quarantine.
 
+use super::db::{args, Row, Sql, Tx};
 use super::{parse_ts, ts, Store};
 use crate::core::codes::Code;
 use crate::core::ids::LaCode;
@@ -8,7 +9,6 @@ use crate::core::reconcile::Diff;
 use crate::core::report::{DuplicateOf, FileReport, Outcome};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
-use rusqlite::{params, OptionalExtension, Row, Transaction};
 use serde::Serialize;
 
 /// A registered file.
@@ -44,7 +44,7 @@ pub struct QuarantineEntry {
 const FILE_COLUMNS: &str =
     "id, sha256, mailbox, name, sender, extracted_at, processed_at, outcome, applied, report";
 
-fn file_row(r: &Row<'_>) -> rusqlite::Result<(FileRow, Option<String>, String)> {
+fn file_row(r: &Row) -> Result<(FileRow, Option<String>, String)> {
     Ok((
         FileRow {
             id: r.get(0)?,
@@ -95,14 +95,16 @@ impl Store {
         mailbox: &str,
         name: &str,
     ) -> Result<Option<DuplicateOf>> {
-        self.conn()
-            .prepare_cached(
+        self.db()
+            .row(
                 "SELECT id, name, outcome, processed_at, response_code FROM files
                  WHERE sha256 = ?1 AND mailbox = ?2 AND name = ?3 AND outcome != 'duplicate'
-                   AND dedup
+                   AND dedup = 1
                  ORDER BY id DESC LIMIT 1",
-            )?
-            .query_row(params![sha256, mailbox, name], |r| {
+                args![sha256, mailbox, name],
+            )
+            .context("cannot look up earlier files")?
+            .map(|r| {
                 Ok(DuplicateOf {
                     file_id: r.get(0)?,
                     file: r.get(1)?,
@@ -111,18 +113,18 @@ impl Store {
                     response_code: r.get(4)?,
                 })
             })
-            .optional()
-            .context("cannot look up earlier files")
+            .transpose()
     }
 
     /// The extraction time of the newest applied extract of an LA.
     pub fn last_applied_extract(&mut self, la: LaCode) -> Result<Option<DateTime<Utc>>> {
         let text: Option<String> = self
-            .conn()
-            .prepare_cached(
+            .db()
+            .value(
                 "SELECT max(extracted_at) FROM files WHERE applied = 1 AND sender = ?1",
+                args![la.to_string()],
             )?
-            .query_row(params![la.to_string()], |r| r.get(0))?;
+            .flatten();
         text.as_deref().map(parse_ts).transpose()
     }
 
@@ -134,36 +136,29 @@ impl Store {
         mailbox: &str,
         name: &str,
     ) -> Result<Option<(i64, String)>> {
-        Ok(self
-            .conn()
-            .prepare_cached(
+        self.db()
+            .row(
                 "SELECT id, report FROM files
-                 WHERE sha256 = ?1 AND mailbox = ?2 AND name = ?3 AND NOT settled
+                 WHERE sha256 = ?1 AND mailbox = ?2 AND name = ?3 AND settled = 0
                  ORDER BY id DESC LIMIT 1",
+                args![sha256, mailbox, name],
             )?
-            .query_row(params![sha256, mailbox, name], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?)
+            .map(|r| Ok((r.get(0)?, r.get(1)?)))
+            .transpose()
     }
 
     /// The flag response stored with an attendance file.
     pub fn file_response(&mut self, id: i64) -> Result<Option<String>> {
         Ok(self
-            .conn()
-            .query_row(
-                "SELECT response FROM files WHERE id = ?1",
-                params![id],
-                |r| r.get(0),
-            )
-            .optional()?
+            .db()
+            .value("SELECT response FROM files WHERE id = ?1", args![id])?
             .flatten())
     }
 
     /// Records that a file's inbound copy has left `in/`.
     pub fn mark_settled(&mut self, id: i64) -> Result<()> {
-        self.conn()
-            .execute("UPDATE files SET settled = 1 WHERE id = ?1", params![id])?;
+        self.db()
+            .execute("UPDATE files SET settled = 1 WHERE id = ?1", args![id])?;
         Ok(())
     }
 
@@ -171,36 +166,32 @@ impl Store {
     pub fn last_applied_extracts(
         &mut self,
     ) -> Result<std::collections::BTreeMap<String, DateTime<Utc>>> {
-        let mut stmt = self.conn().prepare_cached(
-            "SELECT sender, max(extracted_at) FROM files WHERE applied = 1 AND sender IS NOT NULL GROUP BY sender",
-        )?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        rows.into_iter()
-            .map(|(la, at)| Ok((la, parse_ts(&at)?)))
+        self.db()
+            .rows(
+                "SELECT sender, max(extracted_at) FROM files WHERE applied = 1 AND sender IS NOT NULL GROUP BY sender",
+                args![],
+            )?
+            .iter()
+            .map(|r| Ok((r.get(0)?, parse_ts(&r.get::<String>(1)?)?)))
             .collect()
     }
 
     /// Every registered processing of a file with this sha256 (oldest first).
     pub fn files_by_sha(&mut self, sha256: &str) -> Result<Vec<FileRow>> {
         let sql = format!("SELECT {FILE_COLUMNS} FROM files WHERE sha256 = ?1 ORDER BY id");
-        let rows = self
-            .conn()
-            .prepare(&sql)?
-            .query_map(params![sha256], file_row)?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        rows.into_iter().map(finish_row).collect()
+        self.db()
+            .rows(&sql, args![sha256])?
+            .iter()
+            .map(|r| finish_row(file_row(r)?))
+            .collect()
     }
 
     pub fn file(&mut self, id: i64) -> Result<Option<FileRow>> {
         let sql = format!("SELECT {FILE_COLUMNS} FROM files WHERE id = ?1");
-        let row = self
-            .conn()
-            .prepare(&sql)?
-            .query_row(params![id], file_row)
-            .optional()?;
-        row.map(finish_row).transpose()
+        self.db()
+            .row(&sql, args![id])?
+            .map(|r| finish_row(file_row(&r)?))
+            .transpose()
     }
 
     /// Quarantine entries, pending only or all.
@@ -211,10 +202,10 @@ impl Store {
              FROM quarantine q JOIN files f ON f.id = q.file_id {} ORDER BY q.id",
             if pending_only { "WHERE q.state = 'pending'" } else { "" }
         );
-        let entries = self
-            .conn()
-            .prepare(&sql)?
-            .query_map([], |r| {
+        self.db()
+            .rows(&sql, args![])?
+            .iter()
+            .map(|r| {
                 let number: i64 = r.get(0)?;
                 Ok(QuarantineEntry {
                     id: quarantine_label(number),
@@ -227,16 +218,15 @@ impl Store {
                     state: r.get(6)?,
                     quarantined_at: r.get(7)?,
                 })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(entries)
+            })
+            .collect()
     }
 
     /// Registers a file that changes no record (rejected, duplicate).
     /// `settled`: the inbound file is already where it stays (see `mark_settled`).
     pub fn register(&mut self, report: &FileReport, settled: bool) -> Result<i64> {
-        let tx = self.conn().transaction()?;
-        let id = insert_file(&tx, report, false, settled)?;
+        let mut tx = self.db().transaction()?;
+        let id = insert_file(&mut tx, report, false, settled)?;
         tx.commit()?;
         Ok(id)
     }
@@ -248,14 +238,14 @@ impl Store {
         reason: &str,
         settled: bool,
     ) -> Result<i64> {
-        let tx = self.conn().transaction()?;
-        let id = insert_file(&tx, report, false, settled)?;
-        tx.execute(
-            "INSERT INTO quarantine (file_id, reason) VALUES (?1, ?2)",
-            params![id, reason],
+        let mut tx = self.db().transaction()?;
+        let id = insert_file(&mut tx, report, false, settled)?;
+        let number = tx.insert(
+            "INSERT INTO quarantine (file_id, reason) VALUES (?1, ?2) RETURNING id",
+            args![id, reason],
         )?;
-        report.quarantine_id = Some(quarantine_label(tx.last_insert_rowid()));
-        update_report(&tx, id, report, false)?;
+        report.quarantine_id = Some(quarantine_label(number));
+        update_report(&mut tx, id, report, false)?;
         tx.commit()?;
         Ok(id)
     }
@@ -274,16 +264,23 @@ impl Store {
         let changes = &diff.changes;
         // A big file dirties more pages than the usual cache holds; spilling them to the
         // WAL mid-transaction costs more than the memory (about 128 bytes a change).
-        let big = changes.len() > 50_000;
+        let big = changes.len() > 50_000 && !self.db().is_pg();
         if big {
             let kib = (changes.len() / 8).min(512 * 1024) as i64;
-            self.conn().pragma_update(None, "cache_size", -kib)?;
+            self.conn()?.pragma_update(None, "cache_size", -kib)?;
         }
         let result = (|| {
-            let tx = self.conn().transaction()?;
-            let id = insert_file(&tx, report, true, settled)?;
-            super::records::write_changes(&tx, la, id, changes, known_from, injected.fail_after)?;
-            insert_retained(&tx, id, la, diff)?;
+            let mut tx = self.db().transaction()?;
+            let id = insert_file(&mut tx, report, true, settled)?;
+            super::records::write_changes(
+                &mut tx,
+                la,
+                id,
+                changes,
+                known_from,
+                injected.fail_after,
+            )?;
+            insert_retained(&mut tx, id, la, diff)?;
             if let Some(pause) = injected.pause_before_commit {
                 std::thread::sleep(pause);
             }
@@ -291,7 +288,7 @@ impl Store {
             Ok(id)
         })();
         if big {
-            self.conn()
+            self.conn()?
                 .pragma_update(None, "cache_size", super::CACHE_KIB)?;
         }
         result
@@ -307,11 +304,11 @@ impl Store {
         diff: &Diff,
         known_from: DateTime<Utc>,
     ) -> Result<()> {
-        let tx = self.conn().transaction()?;
-        decide(&tx, number, "released", known_from)?;
-        update_report(&tx, file_id, report, true)?;
-        super::records::write_changes(&tx, la, file_id, &diff.changes, known_from, None)?;
-        insert_retained(&tx, file_id, la, diff)?;
+        let mut tx = self.db().transaction()?;
+        decide(&mut tx, number, "released", known_from)?;
+        update_report(&mut tx, file_id, report, true)?;
+        super::records::write_changes(&mut tx, la, file_id, &diff.changes, known_from, None)?;
+        insert_retained(&mut tx, file_id, la, diff)?;
         tx.commit()?;
         Ok(())
     }
@@ -324,18 +321,18 @@ impl Store {
         report: &FileReport,
         at: DateTime<Utc>,
     ) -> Result<()> {
-        let tx = self.conn().transaction()?;
-        decide(&tx, number, "rejected", at)?;
-        update_report(&tx, file_id, report, false)?;
+        let mut tx = self.db().transaction()?;
+        decide(&mut tx, number, "rejected", at)?;
+        update_report(&mut tx, file_id, report, false)?;
         tx.commit()?;
         Ok(())
     }
 }
 
-fn decide(tx: &Transaction<'_>, number: i64, state: &str, at: DateTime<Utc>) -> Result<()> {
+fn decide(tx: &mut Tx<'_>, number: i64, state: &str, at: DateTime<Utc>) -> Result<()> {
     let n = tx.execute(
         "UPDATE quarantine SET state = ?2, decided_at = ?3 WHERE id = ?1 AND state = 'pending'",
-        params![number, state, ts(at)],
+        args![number, state, ts(at)],
     )?;
     if n != 1 {
         anyhow::bail!("{} is not pending", quarantine_label(number));
@@ -344,50 +341,49 @@ fn decide(tx: &Transaction<'_>, number: i64, state: &str, at: DateTime<Utc>) -> 
 }
 
 pub(super) fn insert_file(
-    tx: &Transaction<'_>,
+    tx: &mut Tx<'_>,
     report: &FileReport,
     applied: bool,
     settled: bool,
 ) -> Result<i64> {
-    tx.prepare_cached(
+    let kind = serde_json::to_value(report.kind)?;
+    tx.insert(
         "INSERT INTO files (sha256, mailbox, name, kind, sender, extracted_at, received_at,
             processed_at, outcome, response_code, applied, rows, valid_rows, invalid_rows, report,
             settled, dedup)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-    )?
-    .execute(params![
-        report.sha256,
-        report.mailbox.as_deref().unwrap_or(""),
-        report.file,
-        serde_json::to_value(report.kind)?
-            .as_str()
-            .unwrap_or("extract"),
-        report.sender,
-        report.extracted_at.map(ts),
-        ts(report.received_at),
-        ts(report.processed_at),
-        report.outcome.as_str(),
-        report.response_code,
-        applied,
-        report.rows as i64,
-        report.valid_rows as i64,
-        report.invalid_rows as i64,
-        serde_json::to_string(report)?,
-        settled,
-        !report.refused_outside
-            && !report
-                .file_errors
-                .iter()
-                .any(|p| matches!(p.code, Code::FileName | Code::NotAuthorised)),
-    ])?;
-    Ok(tx.last_insert_rowid())
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+         RETURNING id",
+        args![
+            report.sha256,
+            report.mailbox.as_deref().unwrap_or(""),
+            report.file,
+            kind.as_str().unwrap_or("extract"),
+            report.sender,
+            report.extracted_at.map(ts),
+            ts(report.received_at),
+            ts(report.processed_at),
+            report.outcome.as_str(),
+            report.response_code,
+            applied,
+            report.rows as i64,
+            report.valid_rows as i64,
+            report.invalid_rows as i64,
+            serde_json::to_string(report)?,
+            settled,
+            !report.refused_outside
+                && !report
+                    .file_errors
+                    .iter()
+                    .any(|p| matches!(p.code, Code::FileName | Code::NotAuthorised)),
+        ],
+    )
 }
 
-fn update_report(tx: &Transaction<'_>, id: i64, report: &FileReport, applied: bool) -> Result<()> {
+fn update_report(tx: &mut Tx<'_>, id: i64, report: &FileReport, applied: bool) -> Result<()> {
     tx.execute(
         "UPDATE files SET outcome = ?2, response_code = ?3, applied = ?4, processed_at = ?5,
             report = ?6 WHERE id = ?1",
-        params![
+        args![
             id,
             report.outcome.as_str(),
             report.response_code,
@@ -407,17 +403,17 @@ impl Outcome {
 }
 
 /// Records which open records a file kept only because a rejected row named them.
-fn insert_retained(tx: &Transaction<'_>, file_id: i64, la: LaCode, diff: &Diff) -> Result<()> {
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO retained (file_id, la_code, nhs, plan_type) VALUES (?1, ?2, ?3, ?4)",
-    )?;
+fn insert_retained(tx: &mut Tx<'_>, file_id: i64, la: LaCode, diff: &Diff) -> Result<()> {
     for key in &diff.retained {
-        stmt.execute(params![
-            file_id,
-            la.as_u16(),
-            key.nhs.value() as i64,
-            key.plan_type.as_str()
-        ])?;
+        tx.execute(
+            "INSERT INTO retained (file_id, la_code, nhs, plan_type) VALUES (?1, ?2, ?3, ?4)",
+            args![
+                file_id,
+                la.as_u16(),
+                key.nhs.value() as i64,
+                key.plan_type.as_str()
+            ],
+        )?;
     }
     Ok(())
 }
@@ -434,38 +430,42 @@ pub struct TransportStatus {
 impl Store {
     /// Records a remote transport's successful poll.
     pub fn transport_ok(&mut self, name: &str, at: DateTime<Utc>) -> Result<()> {
-        self.conn().execute(
+        self.db().execute(
             "INSERT INTO transports (name, last_success) VALUES (?1, ?2)
-             ON CONFLICT (name) DO UPDATE SET last_success = ?2",
-            params![name, ts(at)],
+             ON CONFLICT (name) DO UPDATE SET last_success = excluded.last_success",
+            args![name, ts(at)],
         )?;
         Ok(())
     }
 
     /// Records a remote transport's failure (never a secret: the message is the error's).
     pub fn transport_failed(&mut self, name: &str, at: DateTime<Utc>, error: &str) -> Result<()> {
-        self.conn().execute(
+        self.db().execute(
             "INSERT INTO transports (name, last_error, last_error_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (name) DO UPDATE SET last_error = ?2, last_error_at = ?3",
-            params![name, error, ts(at)],
+             ON CONFLICT (name) DO UPDATE SET last_error = excluded.last_error,
+                 last_error_at = excluded.last_error_at",
+            args![name, error, ts(at)],
         )?;
         Ok(())
     }
 
     /// Every transport's last success and last error.
     pub fn transports(&mut self) -> Result<Vec<TransportStatus>> {
-        let mut stmt = self.conn().prepare(
-            "SELECT name, last_success, last_error, last_error_at FROM transports ORDER BY name",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(TransportStatus {
-                name: r.get(0)?,
-                last_success: r.get(1)?,
-                last_error: r.get(2)?,
-                last_error_at: r.get(3)?,
+        self.db()
+            .rows(
+                "SELECT name, last_success, last_error, last_error_at FROM transports ORDER BY name",
+                args![],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(TransportStatus {
+                    name: r.get(0)?,
+                    last_success: r.get(1)?,
+                    last_error: r.get(2)?,
+                    last_error_at: r.get(3)?,
+                })
             })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+            .collect()
     }
 }
 
@@ -486,7 +486,7 @@ const BRIEF: &str = "SELECT name, mailbox, sender, processed_at, outcome,
                   FROM json_each(files.report, '$.file_errors') e), '')
      FROM files";
 
-fn brief(r: &Row<'_>) -> rusqlite::Result<FileBrief> {
+fn brief(r: &Row) -> Result<FileBrief> {
     Ok(FileBrief {
         file: r.get(0)?,
         mailbox: r.get(1)?,
@@ -502,12 +502,11 @@ impl Store {
     pub fn rejected_since(&mut self, since: DateTime<Utc>) -> Result<Vec<FileBrief>> {
         let sql =
             format!("{BRIEF} WHERE outcome = 'rejected' AND processed_at >= ?1 ORDER BY id DESC");
-        let rows = self
-            .conn()
-            .prepare(&sql)?
-            .query_map(params![ts(since)], brief)?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(rows)
+        self.db()
+            .rows(&sql, args![ts(since)])?
+            .iter()
+            .map(brief)
+            .collect()
     }
 
     /// Each LA's most recent extract file (any outcome), by LA code.
@@ -517,10 +516,11 @@ impl Store {
                  AND sender IS NOT NULL GROUP BY sender)"
         );
         let rows: Vec<FileBrief> = self
-            .conn()
-            .prepare(&sql)?
-            .query_map([], brief)?
-            .collect::<rusqlite::Result<_>>()?;
+            .db()
+            .rows(&sql, args![])?
+            .iter()
+            .map(brief)
+            .collect::<Result<_>>()?;
         Ok(rows
             .into_iter()
             .filter_map(|b| Some((b.sender.clone()?, b)))
@@ -543,29 +543,32 @@ pub struct ArchivedFile {
 impl Store {
     /// Files whose sha256 starts with `prefix` or whose name is `prefix`: (sha256, name).
     pub fn find_files(&mut self, prefix: &str) -> Result<Vec<(String, String)>> {
-        let rows = self
-            .conn()
-            .prepare(
+        self.db()
+            .rows(
                 "SELECT DISTINCT sha256, name FROM files
-                 WHERE substr(sha256, 1, length(?1)) = lower(?1) OR name = ?1 ORDER BY name",
+                 WHERE substr(sha256, 1, length(CAST(?1 AS TEXT))) = lower(CAST(?1 AS TEXT))
+                    OR name = CAST(?1 AS TEXT)
+                 ORDER BY name",
+                args![prefix],
             )?
-            .query_map(params![prefix], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(rows)
+            .iter()
+            .map(|r| Ok((r.get(0)?, r.get(1)?)))
+            .collect()
     }
 
     /// Every extract processed (the latest processing of each sha256 per mailbox), newest
     /// first; only `mailbox`'s with `Some`.
     pub fn archived(&mut self, mailbox: Option<&str>) -> Result<Vec<ArchivedFile>> {
-        let rows = self
-            .conn()
-            .prepare(
+        self.db()
+            .rows(
                 "SELECT sha256, name, mailbox, extracted_at, processed_at, outcome, applied FROM files
                  WHERE id IN (SELECT max(id) FROM files WHERE kind = 'extract' GROUP BY sha256, mailbox)
-                   AND (?1 IS NULL OR mailbox = ?1)
+                   AND (CAST(?1 AS TEXT) IS NULL OR mailbox = CAST(?1 AS TEXT))
                  ORDER BY id DESC",
+                args![mailbox],
             )?
-            .query_map(params![mailbox], |r| {
+            .iter()
+            .map(|r| {
                 Ok(ArchivedFile {
                     sha256: r.get(0)?,
                     file: r.get(1)?,
@@ -575,8 +578,7 @@ impl Store {
                     outcome: r.get(5)?,
                     applied: r.get(6)?,
                 })
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(rows)
+            })
+            .collect()
     }
 }

@@ -1,6 +1,7 @@
 //! The health side's tables: presentations (flagged children only), the notification
 //! outbox and its batches, the hash-chained access log and the not-found counts.
 
+use super::db::{args, Sql, Tx};
 use super::{ts, Store};
 use crate::core::attendance::Attendance;
 use crate::core::ids::LaCode;
@@ -10,7 +11,6 @@ use crate::core::plan::PlanType;
 use crate::core::report::FileReport;
 use anyhow::{anyhow, Result};
 use chrono::{DateTime, Duration, Utc};
-use rusqlite::{params, OptionalExtension, Transaction};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -86,7 +86,7 @@ impl std::fmt::Display for LogHead {
 
 /// Health-side writes of one file (or one query), in one transaction.
 pub struct HealthTx<'c> {
-    tx: Transaction<'c>,
+    tx: Tx<'c>,
     last_hash: String,
     last_id: i64,
     /// Not-found look-ups per (day, organisation), written at commit.
@@ -98,14 +98,14 @@ pub struct HealthTx<'c> {
 impl Store {
     /// Starts the transaction for one attendance file or query, written at `now`.
     pub fn health_tx(&mut self, now: DateTime<Utc>) -> Result<HealthTx<'_>> {
-        let tx = self.conn().transaction()?;
+        let mut tx = self.db().transaction()?;
         let (last_id, last_hash) = tx
-            .query_row(
+            .row(
                 "SELECT id, hash FROM access_log ORDER BY id DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?
+                args![],
+            )?
+            .map(|r| Ok::<_, anyhow::Error>((r.get(0)?, r.get(1)?)))
+            .transpose()?
             .unwrap_or_else(|| (0, GENESIS.to_owned()));
         Ok(HealthTx {
             tx,
@@ -119,40 +119,45 @@ impl Store {
     /// Every NHS number that has a record (open or closed), to skip look-ups that would
     /// find nothing.
     pub fn known_nhs(&mut self) -> Result<rustc_hash::FxHashSet<i64>> {
-        let mut stmt = self.conn().prepare("SELECT DISTINCT nhs FROM records")?;
-        let set = stmt
-            .query_map([], |r| r.get::<_, i64>(0))?
-            .collect::<rusqlite::Result<_>>()?;
+        let mut set = rustc_hash::FxHashSet::default();
+        self.db()
+            .each_row("SELECT DISTINCT nhs FROM records", args![], &mut |r| {
+                set.insert(r.get(0)?);
+                Ok(())
+            })?;
         Ok(set)
     }
 
     /// Notifications queued and not yet written to a file.
     pub fn pending_notifications(&mut self) -> Result<u64> {
-        let n: i64 = self.conn().query_row(
-            "SELECT count(*) FROM notifications WHERE batch_id IS NULL",
-            [],
-            |r| r.get(0),
-        )?;
-        Ok(n as u64)
+        self.db()
+            .one(
+                "SELECT count(*) FROM notifications WHERE batch_id IS NULL",
+                args![],
+            )?
+            .get(0)
     }
 
     /// Batches whose file is not known to be written yet: (id, LA, file name).
     pub fn unwritten_batches(&mut self) -> Result<Vec<(i64, u16, String)>> {
-        let mut stmt = self.conn().prepare(
-            "SELECT id, la_code, file_name FROM notify_batches WHERE NOT written ORDER BY id",
-        )?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.db()
+            .rows(
+                "SELECT id, la_code, file_name FROM notify_batches WHERE written = 0 ORDER BY id",
+                args![],
+            )?
+            .iter()
+            .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .collect()
     }
 
     /// Puts every pending notification of each LA into a new batch named for it; returns
     /// the new batches (id, LA, file name). The name is recorded before any file exists.
     pub fn open_batches(&mut self, now: DateTime<Utc>) -> Result<Vec<(i64, u16, String)>> {
-        let tx = self.conn().transaction()?;
-        let las: Vec<u16> = tx
-            .prepare("SELECT DISTINCT la_code FROM notifications WHERE batch_id IS NULL ORDER BY la_code")?
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
+        let mut tx = self.db().transaction()?;
+        let las: Vec<u16> = tx.column(
+            "SELECT DISTINCT la_code FROM notifications WHERE batch_id IS NULL ORDER BY la_code",
+            args![],
+        )?;
         let mut out = Vec::new();
         for la in las {
             let mut at = now;
@@ -161,24 +166,25 @@ impl Store {
                     "CPIS_NOTIFY_{la:03}_{}.csv",
                     crate::core::date::format_compact_utc(at)
                 );
-                let taken: bool = tx.query_row(
-                    "SELECT EXISTS (SELECT 1 FROM notify_batches WHERE file_name = ?1)",
-                    params![name],
-                    |r| r.get(0),
-                )?;
+                let taken = tx
+                    .row(
+                        "SELECT 1 FROM notify_batches WHERE file_name = ?1",
+                        args![name],
+                    )?
+                    .is_some();
                 if !taken {
                     break name;
                 }
                 at += Duration::seconds(1);
             };
-            tx.execute(
-                "INSERT INTO notify_batches (la_code, file_name, created_at) VALUES (?1, ?2, ?3)",
-                params![la, name, ts(now)],
+            let id = tx.insert(
+                "INSERT INTO notify_batches (la_code, file_name, created_at) VALUES (?1, ?2, ?3)
+                 RETURNING id",
+                args![la, name, ts(now)],
             )?;
-            let id = tx.last_insert_rowid();
             tx.execute(
                 "UPDATE notifications SET batch_id = ?1 WHERE la_code = ?2 AND batch_id IS NULL",
-                params![id, la],
+                args![id, la],
             )?;
             out.push((id, la, name));
         }
@@ -188,15 +194,15 @@ impl Store {
 
     /// The rows of a batch, in the order they were queued.
     pub fn batch_rows(&mut self, batch: i64) -> Result<Vec<NotifyRow>> {
-        let mut stmt = self.conn().prepare(
+        let rows = self.db().rows(
             "SELECT p.nhs, n.local_ref, n.plan_type, p.attended_at, p.org_ods, p.org_name, p.setting,
                     p.user_name, p.user_role
              FROM notifications n JOIN presentations p ON p.id = n.presentation_id
              WHERE n.batch_id = ?1 ORDER BY n.id",
+            args![batch],
         )?;
-        let mut rows = stmt.query(params![batch])?;
         let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
+        for r in rows {
             let nhs: i64 = r.get(0)?;
             out.push(NotifyRow {
                 nhs: u64::try_from(nhs)
@@ -217,9 +223,9 @@ impl Store {
     }
 
     pub fn mark_batch_written(&mut self, batch: i64) -> Result<()> {
-        self.conn().execute(
+        self.db().execute(
             "UPDATE notify_batches SET written = 1 WHERE id = ?1",
-            params![batch],
+            args![batch],
         )?;
         Ok(())
     }
@@ -228,15 +234,16 @@ impl Store {
     /// genesis hash when empty). Written down elsewhere (the nightly report, a ticket), it
     /// lets `audit verify --expect-head` tell a log that was cut or rewritten.
     pub fn access_log_head(&mut self) -> Result<LogHead> {
-        let (entries, hash): (i64, Option<String>) = self.conn().query_row(
+        let r = self.db().one(
             "SELECT (SELECT count(*) FROM access_log),
                     (SELECT hash FROM access_log ORDER BY id DESC LIMIT 1)",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            args![],
         )?;
         Ok(LogHead {
-            entries: entries as u64,
-            hash: hash.unwrap_or_else(|| GENESIS.to_owned()),
+            entries: r.get(0)?,
+            hash: r
+                .get::<Option<String>>(1)?
+                .unwrap_or_else(|| GENESIS.to_owned()),
         })
     }
 
@@ -245,14 +252,10 @@ impl Store {
         if n == 0 {
             return Ok(Some(GENESIS.to_owned()));
         }
-        Ok(self
-            .conn()
-            .query_row(
-                "SELECT hash FROM access_log ORDER BY id LIMIT 1 OFFSET ?1",
-                params![(n - 1) as i64],
-                |r| r.get(0),
-            )
-            .optional()?)
+        self.db().value(
+            "SELECT hash FROM access_log ORDER BY id LIMIT 1 OFFSET ?1",
+            args![(n - 1) as i64],
+        )
     }
 
     /// Walks the access log; the id of the first entry whose hash or link does not match.
@@ -262,124 +265,124 @@ impl Store {
 
     /// [`Store::verify_access_log`] over the entries up to id `last` only.
     pub fn verify_access_log_upto(&mut self, last: i64) -> Result<(u64, Option<i64>)> {
-        let mut stmt = self.conn().prepare(
-            "SELECT id, at, nhs, org_ods, user_name, user_role, setting, silent, result, prev_hash, hash
-             FROM access_log WHERE id <= ?1 ORDER BY id",
-        )?;
-        let mut rows = stmt.query([last])?;
         let mut prev = GENESIS.to_owned();
         let mut n = 0;
-        while let Some(r) = rows.next()? {
-            n += 1;
-            let id: i64 = r.get(0)?;
-            let text = |i: usize| -> rusqlite::Result<String> {
-                Ok(match r.get_ref(i)? {
-                    rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
-                        String::from_utf8_lossy(t).into_owned()
-                    }
-                    other => format!("{other:?}"),
-                })
-            };
-            let expected = entry_hash(
-                &prev,
-                id,
-                &text(1)?,
-                r.get(2)?,
-                &text(3)?,
-                &text(4)?,
-                &text(5)?,
-                &text(6)?,
-                r.get(7)?,
-                &text(8)?,
-            );
-            let (stored_prev, stored) = (text(9)?, text(10)?);
-            if stored_prev != prev || stored != expected {
-                return Ok((n, Some(id)));
-            }
-            prev = stored;
-        }
-        Ok((n, None))
+        let mut broken = None;
+        self.db().each_row(
+            "SELECT id, at, nhs, org_ods, user_name, user_role, setting, silent, result, prev_hash, hash
+             FROM access_log WHERE id <= ?1 ORDER BY id",
+            args![last],
+            &mut |r| {
+                if broken.is_some() {
+                    return Ok(());
+                }
+                n += 1;
+                let id: i64 = r.get(0)?;
+                // A value of the wrong type (tampering) is hashed as its text, never an error.
+                let text = |i: usize| r.text(i).unwrap_or_default();
+                let expected = entry_hash(
+                    &prev,
+                    id,
+                    &text(1),
+                    r.get::<i64>(2).unwrap_or(-1),
+                    &text(3),
+                    &text(4),
+                    &text(5),
+                    &text(6),
+                    r.get::<bool>(7).unwrap_or(false),
+                    &text(8),
+                );
+                let stored = text(10);
+                if text(9) != prev || stored != expected {
+                    broken = Some(id);
+                }
+                prev = stored;
+                Ok(())
+            },
+        )?;
+        Ok((n, broken))
     }
 }
 
 impl HealthTx<'_> {
     /// Every record of a child (all LAs) with its current fields.
-    pub fn child_records(&self, nhs: NhsNumber) -> Result<Vec<ChildRecord>> {
-        let mut stmt = self.tx.prepare_cached(
+    pub fn child_records(&mut self, nhs: NhsNumber) -> Result<Vec<ChildRecord>> {
+        let mut out = Vec::new();
+        self.tx.each_row(
             "SELECT r.la_code, r.plan_type, v.start_date, v.end_date, v.edt_phone, v.office_phone,
                     v.local_ref, v.expected_delivery
              FROM records r JOIN record_versions v ON v.id = r.version WHERE r.nhs = ?1",
+            args![nhs.value() as i64],
+            &mut |r| {
+                let la: u16 = r.get(0)?;
+                let plan: String = r.get(1)?;
+                out.push(ChildRecord {
+                    la: LaCode::parse(&format!("{la:03}"))
+                        .map_err(|e| anyhow!("bad LA in the store: {e}"))?,
+                    plan_type: PlanType::parse(&plan)
+                        .ok_or_else(|| anyhow!("bad plan type in the store"))?,
+                    fields: super::records::fields(r, 2)?,
+                });
+                Ok(())
+            },
         )?;
-        let mut rows = stmt.query(params![nhs.value() as i64])?;
-        let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
-            let la: u16 = r.get(0)?;
-            let plan: String = r.get(1)?;
-            out.push(ChildRecord {
-                la: LaCode::parse(&format!("{la:03}"))
-                    .map_err(|e| anyhow!("bad LA in the store: {e}"))?,
-                plan_type: PlanType::parse(&plan)
-                    .ok_or_else(|| anyhow!("bad plan type in the store"))?,
-                fields: super::records::fields(r, 2)?,
-            });
-        }
         Ok(out)
     }
 
     /// The child's last `limit` presentations at unscheduled care up to `until` (never one
     /// after the moment asked about, even if it was recorded first), newest first.
     pub fn recent_presentations(
-        &self,
+        &mut self,
         nhs: NhsNumber,
         limit: usize,
         until: DateTime<Utc>,
     ) -> Result<Vec<PresentationView>> {
-        let mut stmt = self.tx.prepare_cached(
-            "SELECT attended_at, org_ods, org_name, setting FROM presentations
-             WHERE nhs = ?1 AND unscheduled AND attended_at <= ?3
-             ORDER BY attended_at DESC, id DESC LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![nhs.value() as i64, limit as i64, ts(until)], |r| {
-            Ok(PresentationView {
-                attended_at: r.get(0)?,
-                org_ods: r.get(1)?,
-                org_name: r.get(2)?,
-                setting: r.get(3)?,
+        self.tx
+            .rows(
+                "SELECT attended_at, org_ods, org_name, setting FROM presentations
+                 WHERE nhs = ?1 AND unscheduled = 1 AND attended_at <= ?3
+                 ORDER BY attended_at DESC, id DESC LIMIT ?2",
+                args![nhs.value() as i64, limit as i64, ts(until)],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(PresentationView {
+                    attended_at: r.get(0)?,
+                    org_ods: r.get(1)?,
+                    org_name: r.get(2)?,
+                    setting: r.get(3)?,
+                })
             })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+            .collect()
     }
 
     /// Whether the same user at the same organisation saw this child in the 24 hours up to
     /// this attendance (SPEC 4.3: repeat views notify once).
-    pub fn seen_within_a_day(&self, a: &Attendance) -> Result<bool> {
+    pub fn seen_within_a_day(&mut self, a: &Attendance) -> Result<bool> {
         let since = ts(a.attended_at - Duration::hours(24));
         Ok(self
             .tx
-            .prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM presentations WHERE nhs = ?1 AND org_ods = ?2
-                    AND user_name = ?3 AND attended_at >= ?4 AND attended_at <= ?5)",
-            )?
-            .query_row(
-                params![
+            .row(
+                "SELECT 1 FROM presentations WHERE nhs = ?1 AND org_ods = ?2
+                    AND user_name = ?3 AND attended_at >= ?4 AND attended_at <= ?5 LIMIT 1",
+                args![
                     a.nhs.value() as i64,
                     a.org_ods,
                     a.user_name,
                     since,
                     ts(a.attended_at)
                 ],
-                |r| r.get(0),
-            )?)
+            )?
+            .is_some())
     }
 
     /// Stores a flagged child's attendance as a presentation.
-    pub fn add_presentation(&self, a: &Attendance, file_id: Option<i64>) -> Result<i64> {
-        self.tx
-            .prepare_cached(
-                "INSERT INTO presentations (nhs, attended_at, org_ods, org_name, setting, unscheduled,
-                    user_name, user_role, file_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )?
-            .execute(params![
+    pub fn add_presentation(&mut self, a: &Attendance, file_id: Option<i64>) -> Result<i64> {
+        self.tx.insert(
+            "INSERT INTO presentations (nhs, attended_at, org_ods, org_name, setting, unscheduled,
+                user_name, user_role, file_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             RETURNING id",
+            args![
                 a.nhs.value() as i64,
                 ts(a.attended_at),
                 a.org_ods,
@@ -389,23 +392,22 @@ impl HealthTx<'_> {
                 a.user_name,
                 a.user_role,
                 file_id
-            ])?;
-        Ok(self.tx.last_insert_rowid())
+            ],
+        )
     }
 
     /// Queues a notification to an LA about one of its records.
     pub fn queue_notification(
-        &self,
+        &mut self,
         la: LaCode,
         presentation: i64,
         plan: PlanType,
         local_ref: Option<&str>,
     ) -> Result<()> {
-        self.tx
-            .prepare_cached(
-                "INSERT INTO notifications (la_code, presentation_id, plan_type, local_ref) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![la.as_u16(), presentation, plan.as_str(), local_ref])?;
+        self.tx.execute(
+            "INSERT INTO notifications (la_code, presentation_id, plan_type, local_ref) VALUES (?1, ?2, ?3, ?4)",
+            args![la.as_u16(), presentation, plan.as_str(), local_ref],
+        )?;
         Ok(())
     }
 
@@ -422,11 +424,10 @@ impl HealthTx<'_> {
         silent: bool,
         result: &str,
     ) -> Result<()> {
-        let next_id: i64 =
-            self.tx
-                .query_row("SELECT coalesce(max(id), 0) + 1 FROM access_log", [], |r| {
-                    r.get(0)
-                })?;
+        let next_id: i64 = self
+            .tx
+            .one("SELECT coalesce(max(id), 0) + 1 FROM access_log", args![])?
+            .get(0)?;
         let at = ts(at);
         let clean = |s: &str| s.replace('\u{1f}', " ");
         let (org, user, role, setting, result) = (
@@ -449,12 +450,11 @@ impl HealthTx<'_> {
             silent,
             &result,
         );
-        self.tx
-            .prepare_cached(
-                "INSERT INTO access_log (id, at, nhs, org_ods, user_name, user_role, setting, silent,
-                    result, prev_hash, hash, written_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            )?
-            .execute(params![next_id, at, nhs, org, user, role, setting, silent, result, self.last_hash, hash, self.written_at])?;
+        self.tx.execute(
+            "INSERT INTO access_log (id, at, nhs, org_ods, user_name, user_role, setting, silent,
+                result, prev_hash, hash, written_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            args![next_id, at, nhs, org, user, role, setting, silent, result, self.last_hash, hash, self.written_at],
+        )?;
         self.last_hash = hash;
         self.last_id = next_id;
         Ok(())
@@ -474,30 +474,28 @@ impl HealthTx<'_> {
     }
 
     /// Registers the attendance file itself (its report is finished later).
-    pub fn register_file(&self, report: &FileReport, settled: bool) -> Result<i64> {
-        super::files::insert_file(&self.tx, report, false, settled)
+    pub fn register_file(&mut self, report: &FileReport, settled: bool) -> Result<i64> {
+        super::files::insert_file(&mut self.tx, report, false, settled)
     }
 
     /// Stores the file's final report and flag response.
-    pub fn finish_file(&self, id: i64, report: &FileReport, response: &str) -> Result<()> {
+    pub fn finish_file(&mut self, id: i64, report: &FileReport, response: &str) -> Result<()> {
         self.tx.execute(
             "UPDATE files SET outcome = ?2, response_code = ?3, report = ?4, response = ?5, processed_at = ?6 WHERE id = ?1",
-            params![id, report.outcome.as_str(), report.response_code, serde_json::to_string(report)?, response, ts(report.processed_at)],
+            args![id, report.outcome.as_str(), report.response_code, serde_json::to_string(report)?, response, ts(report.processed_at)],
         )?;
         Ok(())
     }
 
-    pub fn commit(self) -> Result<()> {
-        {
-            let mut stmt = self.tx.prepare_cached(
+    pub fn commit(mut self) -> Result<()> {
+        for ((day, org), n) in &self.not_found {
+            self.tx.execute(
                 "INSERT INTO lookup_counts (day, org_ods, not_found) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (day, org_ods) DO UPDATE SET not_found = not_found + ?3",
+                 ON CONFLICT (day, org_ods) DO UPDATE
+                 SET not_found = lookup_counts.not_found + excluded.not_found",
+                args![day, org, n],
             )?;
-            for ((day, org), n) in &self.not_found {
-                stmt.execute(params![day, org, n])?;
-            }
         }
-        self.tx.commit()?;
-        Ok(())
+        self.tx.commit()
     }
 }

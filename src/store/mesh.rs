@@ -3,10 +3,10 @@
 //! (so a crash never makes the gateway post a message twice blindly), and the non-delivery
 //! reports MESH returns.
 
+use super::db::{args, Row, Sql};
 use super::{ts, Store};
 use anyhow::Result;
 use chrono::{DateTime, Utc};
-use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
 /// What became of a message received.
@@ -105,23 +105,19 @@ pub struct MeshCounts {
 impl Store {
     /// Whether a message has been received before (and what became of it).
     pub fn mesh_received(&mut self, message_id: &str) -> Result<Option<String>> {
-        Ok(self
-            .conn()
-            .query_row(
-                "SELECT state FROM mesh_messages WHERE direction = 'in' AND message_id = ?1",
-                [message_id],
-                |r| r.get(0),
-            )
-            .optional()?)
+        self.db().value(
+            "SELECT state FROM mesh_messages WHERE direction = 'in' AND message_id = ?1",
+            args![message_id],
+        )
     }
 
     /// Records a message received (once: a second record of the same id is ignored).
     pub fn mesh_record_inbound(&mut self, m: &Inbound<'_>, at: DateTime<Utc>) -> Result<()> {
-        self.conn().execute(
-            "INSERT OR IGNORE INTO mesh_messages (direction, message_id, peer, mailbox,
+        self.db().execute(
+            "INSERT INTO mesh_messages (direction, message_id, peer, mailbox,
                  file_name, workflow, sha256, bytes, state, note, at, updated_at)
-             VALUES ('in', ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
-            params![
+             VALUES ('in', ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10) ON CONFLICT DO NOTHING",
+            args![
                 m.message_id,
                 m.peer,
                 m.mailbox,
@@ -139,11 +135,11 @@ impl Store {
 
     /// Records a report (once).
     pub fn mesh_record_report(&mut self, r: &Report, at: DateTime<Utc>) -> Result<()> {
-        self.conn().execute(
-            "INSERT OR IGNORE INTO mesh_reports (message_id, linked_message_id, local_id,
+        self.db().execute(
+            "INSERT INTO mesh_reports (message_id, linked_message_id, local_id,
                  status_code, event, description, received_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+            args![
                 r.message_id,
                 r.linked_message_id,
                 r.local_id,
@@ -164,27 +160,26 @@ impl Store {
         file_name: &str,
         sha256: &str,
     ) -> Result<Option<Outbound>> {
-        Ok(self
-            .conn()
-            .query_row(
+        self.db()
+            .row(
                 "SELECT id, local_id, message_id, state, chunks_done, chunks_total
                  FROM mesh_messages
                  WHERE direction = 'out' AND mailbox = ?1 AND file_name = ?2 AND sha256 = ?3
                    AND state IN ('posting', 'uploading', 'sent')
                  ORDER BY id DESC LIMIT 1",
-                params![mailbox, file_name, sha256],
-                |r| {
-                    Ok(Outbound {
-                        id: r.get(0)?,
-                        local_id: r.get(1)?,
-                        message_id: r.get(2)?,
-                        state: r.get(3)?,
-                        chunks_done: r.get(4)?,
-                        chunks_total: r.get(5)?,
-                    })
-                },
-            )
-            .optional()?)
+                args![mailbox, file_name, sha256],
+            )?
+            .map(|r| {
+                Ok(Outbound {
+                    id: r.get(0)?,
+                    local_id: r.get(1)?,
+                    message_id: r.get(2)?,
+                    state: r.get(3)?,
+                    chunks_done: r.get(4)?,
+                    chunks_total: r.get(5)?,
+                })
+            })
+            .transpose()
     }
 
     /// Records that a message is about to be posted (state `posting`), with a local id
@@ -201,14 +196,12 @@ impl Store {
         chunks_total: u32,
         at: DateTime<Utc>,
     ) -> Result<Outbound> {
-        let tx = self
-            .conn()
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        tx.execute(
+        let mut tx = self.db().transaction()?;
+        let id = tx.insert(
             "INSERT INTO mesh_messages (direction, peer, mailbox, file_name, workflow, sha256,
                  bytes, state, chunks_total, at, updated_at)
-             VALUES ('out', ?1, ?2, ?3, ?4, ?5, ?6, 'posting', ?7, ?8, ?8)",
-            params![
+             VALUES ('out', ?1, ?2, ?3, ?4, ?5, ?6, 'posting', ?7, ?8, ?8) RETURNING id",
+            args![
                 peer,
                 mailbox,
                 file_name,
@@ -219,11 +212,10 @@ impl Store {
                 ts(at)
             ],
         )?;
-        let id = tx.last_insert_rowid();
         let local_id = format!("CPISGW-{id}-{}", &sha256[..8.min(sha256.len())]);
         tx.execute(
             "UPDATE mesh_messages SET local_id = ?1 WHERE id = ?2",
-            params![local_id, id],
+            args![local_id, id],
         )?;
         tx.commit()?;
         Ok(Outbound {
@@ -238,19 +230,19 @@ impl Store {
 
     /// Records how far an upload got: MESH's id, chunks done, and `sent` once all are.
     pub fn mesh_outbound_progress(&mut self, o: &Outbound, at: DateTime<Utc>) -> Result<()> {
-        self.conn().execute(
+        self.db().execute(
             "UPDATE mesh_messages SET message_id = ?1, chunks_done = ?2, state = ?3,
                  updated_at = ?4 WHERE id = ?5",
-            params![o.message_id, o.chunks_done, o.state, ts(at), o.id],
+            args![o.message_id, o.chunks_done, o.state, ts(at), o.id],
         )?;
         Ok(())
     }
 
     /// Records that MESH refused a send outright (nothing was created; it is tried again).
     pub fn mesh_outbound_refused(&mut self, id: i64, why: &str, at: DateTime<Utc>) -> Result<()> {
-        self.conn().execute(
+        self.db().execute(
             "UPDATE mesh_messages SET state = 'refused', note = ?1, updated_at = ?2 WHERE id = ?3",
-            params![why, ts(at), id],
+            args![why, ts(at), id],
         )?;
         Ok(())
     }
@@ -258,28 +250,25 @@ impl Store {
     /// Traffic since `since` (the start of today), what is pending, kept aside, undelivered.
     pub fn mesh_counts(&mut self, since: DateTime<Utc>) -> Result<MeshCounts> {
         let since = ts(since);
-        let conn = self.conn();
-        let count = |sql: &str| -> Result<u64> {
-            Ok(conn.query_row(sql, [&since], |r| r.get::<_, i64>(0))? as u64)
-        };
-        let received_today =
-            count("SELECT count(*) FROM mesh_messages WHERE direction = 'in' AND at >= ?1")?;
-        let sent_today = count(
-            "SELECT count(*) FROM mesh_messages WHERE direction = 'out' AND state = 'sent'
-               AND updated_at >= ?1",
+        let db = self.db();
+        let counts = db.one(
+            "SELECT (SELECT count(*) FROM mesh_messages WHERE direction = 'in' AND at >= ?1),
+                    (SELECT count(*) FROM mesh_messages WHERE direction = 'out' AND state = 'sent'
+                       AND updated_at >= ?1),
+                    (SELECT count(*) FROM mesh_messages WHERE direction = 'out'
+                       AND state IN ('posting', 'uploading'))",
+            args![since],
         )?;
-        let pending_outbound = conn.query_row(
-            "SELECT count(*) FROM mesh_messages WHERE direction = 'out'
-               AND state IN ('posting', 'uploading')",
-            [],
-            |r| r.get::<_, i64>(0),
-        )? as u64;
-        let mut stmt = conn.prepare(
-            "SELECT message_id, peer, file_name, at, note FROM mesh_messages
-             WHERE direction = 'in' AND state = 'kept_aside' ORDER BY at DESC LIMIT 50",
-        )?;
-        let kept_aside = stmt
-            .query_map([], |r| {
+        let (received_today, sent_today, pending_outbound) =
+            (counts.get(0)?, counts.get(1)?, counts.get(2)?);
+        let kept_aside = db
+            .rows(
+                "SELECT message_id, peer, file_name, at, note FROM mesh_messages
+                 WHERE direction = 'in' AND state = 'kept_aside' ORDER BY at DESC LIMIT 50",
+                args![],
+            )?
+            .iter()
+            .map(|r| {
                 Ok(KeptAside {
                     message_id: r.get(0)?,
                     from: r.get(1)?,
@@ -287,9 +276,8 @@ impl Store {
                     at: r.get(3)?,
                     note: r.get(4)?,
                 })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        drop(stmt);
+            })
+            .collect::<Result<Vec<_>>>()?;
         let undelivered = self.mesh_undelivered("", "~", 50)?;
         Ok(MeshCounts {
             received_today,
@@ -308,27 +296,30 @@ impl Store {
         to: &str,
         limit: u32,
     ) -> Result<Vec<Undelivered>> {
-        let mut stmt = self.conn().prepare(
-            "SELECT coalesce(m.message_id, r.linked_message_id), m.file_name, m.peer, r.status_code, r.description,
-                    r.received_at
-             FROM mesh_reports r
-             LEFT JOIN mesh_messages m ON m.direction = 'out'
-                  AND (m.message_id = r.linked_message_id OR m.local_id = r.local_id)
-             WHERE r.received_at > ?1 AND r.received_at <= ?2
-             ORDER BY r.received_at DESC LIMIT ?3",
-        )?;
-        let undelivered = stmt
-            .query_map(params![from, to, limit], |r| {
-                Ok(Undelivered {
-                    message_id: r.get(0)?,
-                    file_name: r.get(1)?,
-                    to: r.get(2)?,
-                    status_code: r.get(3)?,
-                    description: r.get(4)?,
-                    reported_at: r.get(5)?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(undelivered)
+        self.db()
+            .rows(
+                "SELECT coalesce(m.message_id, r.linked_message_id), m.file_name, m.peer, r.status_code, r.description,
+                        r.received_at
+                 FROM mesh_reports r
+                 LEFT JOIN mesh_messages m ON m.direction = 'out'
+                      AND (m.message_id = r.linked_message_id OR m.local_id = r.local_id)
+                 WHERE r.received_at > ?1 AND r.received_at <= ?2
+                 ORDER BY r.received_at DESC LIMIT ?3",
+                args![from, to, limit],
+            )?
+            .iter()
+            .map(undelivered)
+            .collect()
     }
+}
+
+fn undelivered(r: &Row) -> Result<Undelivered> {
+    Ok(Undelivered {
+        message_id: r.get(0)?,
+        file_name: r.get(1)?,
+        to: r.get(2)?,
+        status_code: r.get(3)?,
+        description: r.get(4)?,
+        reported_at: r.get(5)?,
+    })
 }

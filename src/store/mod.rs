@@ -5,6 +5,7 @@
 //! `synchronous = NORMAL` in WAL mode keeps every committed transaction across a crash of the
 //! process (not across a power cut, which would lose the last commits but never corrupt).
 
+pub(crate) mod db;
 mod files;
 mod health;
 mod mesh;
@@ -22,8 +23,9 @@ pub use prune::{ArchiveFacts, PruneCounts};
 pub use records::RecordVersion;
 pub use reports::{DayWindow, FileLine, Trends};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, SecondsFormat, Utc};
+use db::Db;
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 
@@ -311,10 +313,56 @@ pub fn hint(e: &anyhow::Error) -> Option<String> {
 /// The page cache, in KiB (negative: SQLite's unit for KiB).
 pub(crate) const CACHE_KIB: i64 = -16384;
 
+/// Where the store is: an SQLite file under the root (the default) or a PostgreSQL
+/// database (`[store] url`), shared by every node of a cluster.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Location {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl std::fmt::Display for Location {
+    /// The file, or the URL without its password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Sqlite(path) => write!(f, "{}", path.display()),
+            Location::Postgres(url) => f.write_str(&redact(url)),
+        }
+    }
+}
+
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+/// A PostgreSQL connection string without its password: `postgres://user@host/db`, or
+/// `host=… user=…` with `password=…` left out.
+pub fn redact(url: &str) -> String {
+    if !url.contains("://") {
+        return url
+            .split_whitespace()
+            .filter(|kv| !kv.starts_with("password="))
+            .collect::<Vec<_>>()
+            .join(" ");
+    }
+    let url = url.split("?").next().unwrap_or(url);
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let user = &url[scheme + 3..at];
+            let user = user.split(':').next().unwrap_or("");
+            format!("{}{user}{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// The store, open.
 pub struct Store {
-    conn: Connection,
+    db: Db,
     path: PathBuf,
+    location: Location,
 }
 
 /// RFC 3339 with milliseconds in UTC: sorts as text in time order.
@@ -364,31 +412,70 @@ impl Store {
         conn.pragma_update(None, "wal_autocheckpoint", 8192)?;
         let _ = OPENED.set(path.to_path_buf());
         let mut store = Store {
-            conn,
+            db: Db::Sqlite(conn),
             path: path.to_path_buf(),
+            location: Location::Sqlite(path.to_path_buf()),
         };
         store.migrate()?;
         Ok(store)
     }
 
+    /// Opens the store wherever it is (and migrates it).
+    pub fn open_at(location: &Location) -> Result<Store> {
+        match location {
+            Location::Sqlite(path) => Store::open(path),
+            Location::Postgres(url) => {
+                let client = postgres::Client::connect(url, postgres::NoTls).map_err(|e| {
+                    anyhow!(
+                        "cannot connect to the PostgreSQL store {}: {e}",
+                        redact(url)
+                    )
+                })?;
+                let mut store = Store {
+                    db: Db::Pg(Box::new(db::Pg::new(client))),
+                    path: PathBuf::from(redact(url)),
+                    location: location.clone(),
+                };
+                pg::migrate(&mut store.db).with_context(|| {
+                    format!("cannot prepare the PostgreSQL store {}", redact(url))
+                })?;
+                Ok(store)
+            }
+        }
+    }
+
+    /// Where this store is.
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// `sqlite` or `postgres`, for `status`.
+    pub fn backend(&self) -> &'static str {
+        match self.location {
+            Location::Sqlite(_) => "sqlite",
+            Location::Postgres(_) => "postgres",
+        }
+    }
+
     /// Brings the schema up to date. The version is read inside the write transaction, so
     /// two commands opening a brand-new store at once never both run a migration.
     fn migrate(&mut self) -> Result<()> {
-        let version: i64 = self
-            .conn
+        let path = self.path.clone();
+        let conn = self.conn()?;
+        let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(|e| explain(e, &self.path))
-            .with_context(|| format!("cannot read the store {}", self.path.display()))?;
+            .map_err(|e| explain(e, &path))
+            .with_context(|| format!("cannot read the store {}", path.display()))?;
         if usize::try_from(version).unwrap_or(usize::MAX) == MIGRATIONS.len() {
             return Ok(());
         }
-        let tx = self.conn.transaction()?;
+        let tx = conn.transaction()?;
         let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
         let version = usize::try_from(version).unwrap_or(usize::MAX);
         if version > MIGRATIONS.len() {
             bail!(
                 "the store {} has schema version {version}, newer than this gateway knows ({}): upgrade the gateway",
-                self.path.display(),
+                path.display(),
                 MIGRATIONS.len()
             );
         }
@@ -405,7 +492,40 @@ impl Store {
         &self.path
     }
 
-    pub(crate) fn conn(&mut self) -> &mut Connection {
-        &mut self.conn
+    /// The connection, whichever the backend.
+    pub(crate) fn db(&mut self) -> &mut Db {
+        &mut self.db
+    }
+
+    /// The SQLite connection, for what only SQLite has (pragmas, its catalogue).
+    pub(crate) fn conn(&mut self) -> Result<&mut Connection> {
+        let location = self.location.to_string();
+        self.db
+            .sqlite()
+            .ok_or_else(|| anyhow!("{location} is not an SQLite store"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_not_printed() {
+        for (url, shown) in [
+            (
+                "postgres://cpis:secret@127.0.0.1:5432/cpis",
+                "postgres://cpis@127.0.0.1:5432/cpis",
+            ),
+            ("postgres://127.0.0.1/x", "postgres://127.0.0.1/x"),
+            (
+                "postgres://cpis@127.0.0.1/x?password=secret",
+                "postgres://cpis@127.0.0.1/x",
+            ),
+            (
+                "host=127.0.0.1 user=cpis password=secret dbname=x",
+                "host=127.0.0.1 user=cpis dbname=x",
+            ),
+        ] {
+            assert_eq!(super::redact(url), shown);
+        }
     }
 }

@@ -1,16 +1,17 @@
-//! The store's schema in PostgreSQL's dialect, and `store copy`: an existing SQLite store
-//! moved into an empty PostgreSQL database, verified, in one transaction.
+//! The store's schema in PostgreSQL's dialect, its migrations there, and `store copy`: an
+//! existing SQLite store moved into an empty PostgreSQL database, verified, in one
+//! transaction.
 //!
 //! The PostgreSQL migrations are the SQLite ones, numbered alike, translated by
-//! [`pg_dialect`] (one source of truth): integers are `BIGINT` (ids are identities), the
-//! append-only triggers call one function that refuses, `WITHOUT ROWID` goes. Timestamps
-//! stay text in the same format, so the queries compare them the same way.
-//!
-//! This is the first part of the central store (issue 14): the gateway itself still runs
-//! on SQLite only.
+//! [`pg_dialect`] (one source of truth): integers are `BIGINT` (ids are identities), text
+//! compares byte by byte (`COLLATE "C"`, as SQLite does: timestamps and names sort the
+//! same on both), the append-only triggers call one function that refuses, `WITHOUT ROWID`
+//! goes. Timestamps stay text in the same format, so the queries compare them the same way.
+//! The version applied is kept in `schema_version`.
 
-use super::{Store, MIGRATIONS};
-use anyhow::{anyhow, bail, Context, Result};
+use super::db::{args, Db, Sql, Tx};
+use super::{Location, Store, MIGRATIONS};
+use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use std::io::Write;
 
@@ -61,6 +62,7 @@ pub fn pg_dialect(sqlite: &str) -> String {
         rest = &rest[end..];
     }
     out.push_str(rest);
+    let out = collate_c(&out);
     out.replace(") WITHOUT ROWID;", ");")
         // A flag is a BIGINT, not a boolean, in PostgreSQL.
         .replace("WHERE NOT settled", "WHERE settled = 0")
@@ -71,27 +73,73 @@ pub fn pg_dialect(sqlite: &str) -> String {
         .replace("INTEGER", "BIGINT")
 }
 
+/// Every `TEXT` column type made `TEXT COLLATE "C"`.
+fn collate_c(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 256);
+    let mut rest = sql;
+    while let Some(i) = rest.find("TEXT") {
+        let before = rest[..i].chars().next_back();
+        let after = rest[i + 4..].chars().next();
+        out.push_str(&rest[..i + 4]);
+        if before.is_some_and(char::is_whitespace)
+            && after.is_some_and(|c| c.is_whitespace() || matches!(c, ',' | ';' | ')'))
+        {
+            out.push_str(" COLLATE \"C\"");
+        }
+        rest = &rest[i + 4..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Brings a PostgreSQL store's schema up to date, under the write lock (so two nodes
+/// starting at once never both migrate). A database holding other tables is refused.
+pub(super) fn migrate(db: &mut Db) -> Result<()> {
+    let mut tx = db.transaction()?;
+    let ours: bool = tx
+        .value("SELECT to_regclass('schema_version') IS NOT NULL", args![])?
+        .unwrap_or(false);
+    let version = if ours {
+        tx.value::<i64>("SELECT max(version) FROM schema_version", args![])?
+            .unwrap_or(0)
+    } else {
+        let tables: i64 = tx
+            .value(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()",
+                args![],
+            )?
+            .unwrap_or(0);
+        if tables > 0 {
+            bail!("the database holds {tables} table(s) but no gateway schema: give the gateway a database of its own");
+        }
+        tx.batch(REFUSE)?;
+        tx.batch("CREATE TABLE schema_version (version BIGINT NOT NULL)")?;
+        tx.execute("INSERT INTO schema_version (version) VALUES (0)", args![])?;
+        0
+    };
+    let version = usize::try_from(version).unwrap_or(usize::MAX);
+    if version > MIGRATIONS.len() {
+        bail!(
+            "the store has schema version {version}, newer than this gateway knows ({}): upgrade the gateway",
+            MIGRATIONS.len()
+        );
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        tx.batch(&pg_dialect(sql))
+            .with_context(|| format!("PostgreSQL migration {}", i + 1))?;
+        tx.execute(
+            "UPDATE schema_version SET version = ?1",
+            args![(i + 1) as i64],
+        )?;
+    }
+    tx.commit()
+}
+
 /// What `store copy` moved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Copied {
     /// Per table: rows, and the sha256 both sides agree on.
     pub tables: Vec<(String, u64, String)>,
-}
-
-/// A value as COPY's text format writes it (and as both sides are digested).
-fn text_value(v: rusqlite::types::ValueRef<'_>) -> Result<Option<String>> {
-    use rusqlite::types::ValueRef;
-    Ok(match v {
-        ValueRef::Null => None,
-        ValueRef::Integer(i) => Some(i.to_string()),
-        ValueRef::Text(t) => Some(
-            std::str::from_utf8(t)
-                .context("a text value is not UTF-8")?
-                .to_owned(),
-        ),
-        ValueRef::Real(r) => Some(r.to_string()),
-        ValueRef::Blob(_) => bail!("a blob value: the store has none"),
-    })
 }
 
 /// COPY text format: `\N` for NULL; backslash, tab, newline and carriage return escaped.
@@ -145,12 +193,15 @@ impl Store {
     /// The columns of a table, in order, and its ordering for the digest (primary key,
     /// else every column).
     fn columns(&mut self, table: &str) -> Result<(Vec<String>, Vec<String>)> {
-        let mut stmt = self.conn().prepare(&format!(
-            "SELECT name, pk FROM pragma_table_info('{table}')"
-        ))?;
-        let cols: Vec<(String, i64)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?;
+        let cols: Vec<(String, i64)> = self
+            .db()
+            .rows(
+                &format!("SELECT name, pk FROM pragma_table_info('{table}')"),
+                args![],
+            )?
+            .iter()
+            .map(|r| Ok((r.get(0)?, r.get(1)?)))
+            .collect::<Result<_>>()?;
         let mut pk: Vec<(i64, String)> = cols
             .iter()
             .filter(|(_, k)| *k > 0)
@@ -166,50 +217,38 @@ impl Store {
         Ok((names, order))
     }
 
-    /// Copies this store into the empty PostgreSQL database at `url` (see the module).
+    /// Copies this (SQLite) store into the PostgreSQL database at `url`, which must be
+    /// empty or hold only an empty gateway schema (see the module).
     pub fn copy_to_postgres(&mut self, url: &str) -> Result<Copied> {
+        self.conn()?;
         if let (_, Some(id)) = self.verify_access_log()? {
             bail!(
                 "the access log does not verify (entry {id}): it is not copied; run `audit verify`"
             );
         }
-        let mut tables: Vec<String> = {
-            let mut stmt = self.conn().prepare(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
-            )?;
-            let names = stmt
-                .query_map([], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
-            names
-        };
+        let mut tables: Vec<String> = self.db().column(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+            args![],
+        )?;
         tables.sort();
         let mut expected: Vec<String> = TABLES.iter().map(|t| t.to_string()).collect();
         expected.sort();
         if tables != expected {
             bail!("the store's tables ({}) are not the ones this gateway copies ({}): upgrade the gateway, or open the store with it first", tables.join(", "), expected.join(", "));
         }
-        let mut client = postgres::Client::connect(url, postgres::NoTls)
-            .map_err(|e| anyhow!("cannot connect to PostgreSQL: {e}"))?;
-        let taken: i64 = client
-            .query_one(
-                "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()",
-                &[],
-            )?
-            .get(0);
-        if taken > 0 {
-            bail!("the target database is not empty ({taken} table(s) in its schema): `store copy` only fills an empty one");
+        let mut target = Store::open_at(&Location::Postgres(url.to_owned()))?;
+        let mut outer = target.db().transaction()?;
+        for table in TABLES {
+            if outer
+                .row(&format!("SELECT 1 FROM {table} LIMIT 1"), args![])?
+                .is_some()
+            {
+                bail!("the target database is not empty ({table} has rows): `store copy` only fills an empty one");
+            }
         }
-        let mut tx = client.transaction()?;
-        tx.batch_execute(REFUSE)?;
-        tx.batch_execute("CREATE TABLE schema_version (version BIGINT NOT NULL)")?;
-        for (i, sql) in MIGRATIONS.iter().enumerate() {
-            tx.batch_execute(&pg_dialect(sql))
-                .with_context(|| format!("PostgreSQL migration {}", i + 1))?;
-        }
-        tx.execute(
-            "INSERT INTO schema_version (version) VALUES ($1)",
-            &[&(MIGRATIONS.len() as i64)],
-        )?;
+        let Tx::Pg(tx, _) = &mut outer else {
+            bail!("the target is not PostgreSQL");
+        };
         let mut copied = Vec::new();
         for table in TABLES {
             let (cols, order) = self.columns(table)?;
@@ -219,26 +258,30 @@ impl Store {
                 let mut writer = tx
                     .copy_in(&format!("COPY {table} ({list}) FROM STDIN"))
                     .with_context(|| format!("cannot start copying {table}"))?;
-                let mut stmt = self.conn().prepare(&format!(
-                    "SELECT {list} FROM {table} ORDER BY {}",
-                    order.join(", ")
-                ))?;
-                let mut cursor = stmt.query([])?;
                 let mut line = Vec::new();
-                while let Some(r) = cursor.next()? {
-                    let row: Vec<Option<String>> = (0..cols.len())
-                        .map(|i| text_value(r.get_ref(i)?))
-                        .collect::<Result<_>>()?;
-                    digests.push(row_digest(&row));
-                    line.clear();
-                    for (i, v) in row.iter().enumerate() {
-                        if i > 0 {
-                            line.push(b'\t');
+                let mut failed = None;
+                self.db().each_row(
+                    &format!("SELECT {list} FROM {table} ORDER BY {}", order.join(", ")),
+                    args![],
+                    &mut |r| {
+                        let row: Vec<Option<String>> = (0..r.len()).map(|i| r.text(i)).collect();
+                        digests.push(row_digest(&row));
+                        line.clear();
+                        for (i, v) in row.iter().enumerate() {
+                            if i > 0 {
+                                line.push(b'\t');
+                            }
+                            copy_field(&mut line, v);
                         }
-                        copy_field(&mut line, v);
-                    }
-                    line.push(b'\n');
-                    writer.write_all(&line)?;
+                        line.push(b'\n');
+                        if let Err(e) = writer.write_all(&line) {
+                            failed = Some(e);
+                        }
+                        Ok(())
+                    },
+                )?;
+                if let Some(e) = failed {
+                    return Err(e).with_context(|| format!("copying {table} failed"));
                 }
                 writer
                     .finish()
@@ -269,7 +312,7 @@ impl Store {
             }
             copied.push((table.to_string(), rows, sent));
         }
-        tx.commit()?;
+        outer.commit()?;
         Ok(Copied { tables: copied })
     }
 }

@@ -1,10 +1,10 @@
 //! What retention needs from the store: which archived files may go (never one whose inbound
 //! file is not settled, nor one waiting in quarantine), and what each run deleted.
 
+use super::db::{args, Sql};
 use super::{parse_ts, ts, Store};
 use anyhow::Result;
 use chrono::{DateTime, Utc};
-use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -29,28 +29,21 @@ pub struct PruneCounts {
 impl Store {
     /// Every sha256 the registry knows, with what retention must know of it.
     pub fn archive_facts(&mut self) -> Result<HashMap<String, ArchiveFacts>> {
-        let mut stmt = self.conn().prepare(
-            "SELECT f.sha256, max(f.processed_at),
-                    max(NOT f.settled OR EXISTS (SELECT 1 FROM quarantine q
-                        WHERE q.file_id = f.id AND q.state = 'pending'))
-             FROM files f GROUP BY f.sha256",
-        )?;
-        let rows = stmt
-            .query_map([], |r| {
+        self.db()
+            .rows(
+                "SELECT f.sha256, max(f.processed_at),
+                        max(CASE WHEN f.settled = 0 OR EXISTS (SELECT 1 FROM quarantine q
+                            WHERE q.file_id = f.id AND q.state = 'pending') THEN 1 ELSE 0 END)
+                 FROM files f GROUP BY f.sha256",
+                args![],
+            )?
+            .iter()
+            .map(|r| {
                 Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, bool>(2)?,
-                ))
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        rows.into_iter()
-            .map(|(sha, at, keep)| {
-                Ok((
-                    sha,
+                    r.get(0)?,
                     ArchiveFacts {
-                        last_processed: parse_ts(&at)?,
-                        keep,
+                        last_processed: parse_ts(&r.get::<String>(1)?)?,
+                        keep: r.get(2)?,
                     },
                 ))
             })
@@ -59,9 +52,9 @@ impl Store {
 
     /// Records what a retention run deleted.
     pub fn record_prune(&mut self, at: DateTime<Utc>, c: PruneCounts) -> Result<()> {
-        self.conn().execute(
+        self.db().execute(
             "INSERT INTO prunes (at, archive, sent, reports, rejected) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
+            args![
                 ts(at),
                 c.archive as i64,
                 c.sent as i64,
@@ -74,23 +67,22 @@ impl Store {
 
     /// The last retention run: when, and what it deleted.
     pub fn last_prune(&mut self) -> Result<Option<(String, PruneCounts)>> {
-        Ok(self
-            .conn()
-            .query_row(
+        self.db()
+            .row(
                 "SELECT at, archive, sent, reports, rejected FROM prunes ORDER BY id DESC LIMIT 1",
-                [],
-                |r| {
-                    Ok((
-                        r.get(0)?,
-                        PruneCounts {
-                            archive: r.get::<_, i64>(1)? as u64,
-                            sent: r.get::<_, i64>(2)? as u64,
-                            reports: r.get::<_, i64>(3)? as u64,
-                            rejected: r.get::<_, i64>(4)? as u64,
-                        },
-                    ))
-                },
-            )
-            .optional()?)
+                args![],
+            )?
+            .map(|r| {
+                Ok((
+                    r.get(0)?,
+                    PruneCounts {
+                        archive: r.get(1)?,
+                        sent: r.get(2)?,
+                        reports: r.get(3)?,
+                        rejected: r.get(4)?,
+                    },
+                ))
+            })
+            .transpose()
     }
 }

@@ -1,5 +1,6 @@
 //! Records: current versions per LA, writing a file's changes, and the point-in-time view.
 
+use super::db::{args, Row, Sql, Tx};
 use super::{parse_ts, ts, Store};
 use crate::core::date::parse_iso_date;
 use crate::core::ids::LaCode;
@@ -10,7 +11,6 @@ use crate::core::reconcile::{Change, Next, RecordFields, StoredRecord};
 use crate::core::validate::RowKey;
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Row, Transaction};
 use std::collections::BTreeMap;
 
 /// One version of one record, with when the store knew it.
@@ -60,7 +60,7 @@ impl DateText {
 const FIELDS: &str = "start_date, end_date, edt_phone, office_phone, local_ref, expected_delivery";
 
 /// Reads the six field columns starting at `at`.
-pub(super) fn fields(r: &Row<'_>, at: usize) -> Result<RecordFields> {
+pub(super) fn fields(r: &Row, at: usize) -> Result<RecordFields> {
     let date = |i: usize| -> Result<Option<chrono::NaiveDate>> {
         let text: Option<String> = r.get(at + i)?;
         text.map(|t| parse_iso_date(&t).ok_or_else(|| anyhow!("bad date {t:?} in the store")))
@@ -98,21 +98,22 @@ fn la(code: u16) -> Result<LaCode> {
 impl Store {
     /// The current version of every record of an LA, open or closed.
     pub fn current_records(&mut self, la: LaCode) -> Result<Vec<StoredRecord>> {
-        let mut stmt = self.conn().prepare_cached(
-            "SELECT version, nhs, plan_type, open, fingerprint FROM records WHERE la_code = ?1",
-        )?;
-        let mut rows = stmt.query(params![la.as_u16()])?;
         let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
-            let nhs: i64 = r.get(1)?;
-            let plan: String = r.get(2)?;
-            out.push(StoredRecord {
-                version: r.get(0)?,
-                key: key(nhs, &plan)?,
-                open: r.get(3)?,
-                fingerprint: r.get::<_, i64>(4)? as u64,
-            });
-        }
+        self.db().each_row(
+            "SELECT version, nhs, plan_type, open, fingerprint FROM records WHERE la_code = ?1",
+            args![la.as_u16()],
+            &mut |r| {
+                let nhs: i64 = r.get(1)?;
+                let plan: String = r.get(2)?;
+                out.push(StoredRecord {
+                    version: r.get(0)?,
+                    key: key(nhs, &plan)?,
+                    open: r.get(3)?,
+                    fingerprint: r.get::<i64>(4)? as u64,
+                });
+                Ok(())
+            },
+        )?;
         Ok(out)
     }
 
@@ -121,9 +122,7 @@ impl Store {
             "SELECT id, la_code, nhs, plan_type, {FIELDS}, change, file_id, known_from, previous
              FROM record_versions WHERE id = ?1"
         );
-        let mut stmt = self.conn().prepare_cached(&sql)?;
-        let mut rows = stmt.query(params![id])?;
-        let Some(r) = rows.next()? else {
+        let Some(r) = self.db().row(&sql, args![id])? else {
             return Ok(None);
         };
         let nhs: i64 = r.get(2)?;
@@ -132,10 +131,10 @@ impl Store {
             id: r.get(0)?,
             la: la(r.get(1)?)?,
             key: key(nhs, &plan)?,
-            fields: fields(r, 4)?,
+            fields: fields(&r, 4)?,
             change: r.get(10)?,
             file_id: r.get(11)?,
-            known_from: parse_ts(&r.get::<_, String>(12)?)?,
+            known_from: parse_ts(&r.get::<String>(12)?)?,
             known_to: None,
             previous: r.get(13)?,
         }))
@@ -143,13 +142,10 @@ impl Store {
 
     /// The current version ids of every record (all LAs) for an NHS number.
     fn current_versions(&mut self, nhs: NhsNumber) -> Result<Vec<i64>> {
-        let mut stmt = self
-            .conn()
-            .prepare_cached("SELECT version FROM records WHERE nhs = ?1")?;
-        let ids = stmt
-            .query_map(params![nhs.value() as i64], |r| r.get(0))?
-            .collect::<rusqlite::Result<Vec<i64>>>()?;
-        Ok(ids)
+        self.db().column(
+            "SELECT version FROM records WHERE nhs = ?1",
+            args![nhs.value() as i64],
+        )
     }
 
     /// Every version of every record for an NHS number, all LAs, oldest first: the history.
@@ -186,42 +182,37 @@ impl Store {
 
     /// Open records (no end date) per LA and plan type.
     pub fn open_counts(&mut self) -> Result<BTreeMap<(u16, String), u64>> {
-        let mut stmt = self.conn().prepare_cached(
-            "SELECT la_code, plan_type, count(*) FROM records WHERE open GROUP BY la_code, plan_type",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(((r.get(0)?, r.get(1)?), r.get::<_, i64>(2)? as u64))
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.db()
+            .rows(
+                "SELECT la_code, plan_type, count(*) FROM records WHERE open = 1
+                 GROUP BY la_code, plan_type",
+                args![],
+            )?
+            .iter()
+            .map(|r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))
+            .collect()
     }
 }
 
 /// Writes a file's changes: a new version for each, and the current record moved to it.
 pub(super) fn write_changes(
-    store_tx: &Transaction<'_>,
+    tx: &mut Tx<'_>,
     la: LaCode,
     file_id: i64,
     changes: &[Change],
     known_from: DateTime<Utc>,
     fail_after: Option<u64>,
 ) -> Result<()> {
-    let tx = store_tx;
     let now = ts(known_from);
-    let mut read_fields = tx.prepare_cached(&format!(
-        "SELECT {FIELDS} FROM record_versions WHERE id = ?1"
-    ))?;
-    let mut insert_version = tx.prepare_cached(&format!(
+    let read_fields = format!("SELECT {FIELDS} FROM record_versions WHERE id = ?1");
+    let insert_version = format!(
         "INSERT INTO record_versions (la_code, nhs, plan_type, {FIELDS}, change, file_id, known_from, previous)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
-    ))?;
-    let mut insert_record = tx.prepare_cached(
-        "INSERT INTO records (la_code, nhs, plan_type, version, open, fingerprint)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
-    let mut update_record = tx.prepare_cached(
-        "UPDATE records SET version = ?4, open = ?5, fingerprint = ?6
-         WHERE la_code = ?1 AND nhs = ?2 AND plan_type = ?3 AND version = ?7",
-    )?;
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) RETURNING id"
+    );
+    let insert_record = "INSERT INTO records (la_code, nhs, plan_type, version, open, fingerprint)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+    let update_record = "UPDATE records SET version = ?4, open = ?5, fingerprint = ?6
+         WHERE la_code = ?1 AND nhs = ?2 AND plan_type = ?3 AND version = ?7";
     for (written, c) in changes.iter().enumerate() {
         if fail_after.is_some_and(|n| written as u64 >= n) {
             bail!("injected failure after {written} record writes (CPIS_GATEWAY_FAULT)");
@@ -230,11 +221,10 @@ pub(super) fn write_changes(
         let f = match (&c.next, c.previous) {
             (Next::Fields(f), _) => f,
             (Next::EndOn(day), Some(previous)) => {
-                let mut rows = read_fields.query(params![previous])?;
-                let r = rows.next()?.ok_or_else(|| {
+                let r = tx.row(&read_fields, args![previous])?.ok_or_else(|| {
                     anyhow!("record version {previous} is missing from the history")
                 })?;
-                let mut f = fields(r, 0)?;
+                let mut f = fields(&r, 0)?;
                 f.end = Some((*day).max(f.start));
                 closed = f;
                 &closed
@@ -247,41 +237,40 @@ pub(super) fn write_changes(
             f.end.map(DateText::new),
             f.expected_delivery.map(DateText::new),
         );
-        insert_version
-            .execute(params![
-                la.as_u16(),
-                nhs,
-                plan,
-                start.as_str(),
-                end.as_ref().map(DateText::as_str),
-                f.edt_phone.as_str(),
-                f.office_phone.as_str(),
-                f.local_ref,
-                edd.as_ref().map(DateText::as_str),
-                c.kind.as_str(),
-                file_id,
-                now,
-                c.previous,
-            ])
-            .context("cannot write a record version")?;
-        let version = tx.last_insert_rowid();
-        let (open, print) = (f.is_open(), f.fingerprint() as i64);
-        match c.previous {
-            None => {
-                insert_record
-                    .execute(params![la.as_u16(), nhs, plan, version, open, print])
-                    .context("cannot write a record")?;
-            }
-            Some(previous) => {
-                let n = update_record.execute(params![
+        let version = tx
+            .insert(
+                &insert_version,
+                args![
                     la.as_u16(),
                     nhs,
                     plan,
-                    version,
-                    open,
-                    print,
-                    previous
-                ])?;
+                    start.as_str(),
+                    end.as_ref().map(DateText::as_str),
+                    f.edt_phone.as_str(),
+                    f.office_phone.as_str(),
+                    f.local_ref,
+                    edd.as_ref().map(DateText::as_str),
+                    c.kind.as_str(),
+                    file_id,
+                    now,
+                    c.previous,
+                ],
+            )
+            .context("cannot write a record version")?;
+        let (open, print) = (f.is_open(), f.fingerprint() as i64);
+        match c.previous {
+            None => {
+                tx.execute(
+                    insert_record,
+                    args![la.as_u16(), nhs, plan, version, open, print],
+                )
+                .context("cannot write a record")?;
+            }
+            Some(previous) => {
+                let n = tx.execute(
+                    update_record,
+                    args![la.as_u16(), nhs, plan, version, open, print, previous],
+                )?;
                 if n != 1 {
                     bail!("a record changed under this file: nothing was applied, run it again");
                 }

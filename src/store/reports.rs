@@ -3,6 +3,7 @@
 //! its successor's), the file registry "what arrived during the day", so that a report for
 //! a past day, rebuilt later, says what the report written that night said.
 
+use super::db::{args, Db, Param, Row, Sql};
 use super::{parse_ts, ts, LogHead, Store};
 use crate::core::codes::Code;
 use crate::core::dq::{
@@ -12,7 +13,6 @@ use crate::core::ids::LaCode;
 use crate::core::nhs::NhsNumber;
 use anyhow::Result;
 use chrono::{DateTime, NaiveDate, Utc};
-use rusqlite::{params, OptionalExtension};
 use std::collections::BTreeMap;
 
 fn full(nhs: i64) -> String {
@@ -63,7 +63,7 @@ const CODES: &str = "SELECT code, n FROM (
       UNION ALL
       SELECT json_extract(e.value, '$.code'), count(*), 1
         FROM files f, json_each(f.report, '$.row_errors') e
-        WHERE f.id = ?1 AND json_extract(e.value, '$.severity') = 'error' GROUP BY 1)
+        WHERE f.id = ?1 AND json_extract(e.value, '$.severity') = 'error' GROUP BY 1) AS c
     ORDER BY k, n DESC, code LIMIT 4";
 
 fn la_of(code: i64) -> Option<LaCode> {
@@ -73,14 +73,10 @@ fn la_of(code: i64) -> Option<LaCode> {
 impl Store {
     /// When the previous report was written.
     pub fn last_report_at(&mut self) -> Result<Option<DateTime<Utc>>> {
-        let t: Option<String> = self
-            .conn()
-            .query_row(
-                "SELECT generated_at FROM reports ORDER BY id DESC LIMIT 1",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let t: Option<String> = self.db().value(
+            "SELECT generated_at FROM reports ORDER BY id DESC LIMIT 1",
+            args![],
+        )?;
         t.as_deref().map(parse_ts).transpose()
     }
 
@@ -90,9 +86,9 @@ impl Store {
         at: DateTime<Utc>,
         since: Option<DateTime<Utc>>,
     ) -> Result<()> {
-        self.conn().execute(
+        self.db().execute(
             "INSERT INTO reports (report_date, generated_at, covers_from) VALUES (?1, ?2, ?3)",
-            params![date.to_string(), ts(at), since.map(ts)],
+            args![date.to_string(), ts(at), since.map(ts)],
         )?;
         Ok(())
     }
@@ -102,34 +98,35 @@ impl Store {
         &mut self,
         from: NaiveDate,
     ) -> Result<std::collections::BTreeSet<NaiveDate>> {
-        let mut stmt = self
-            .conn()
-            .prepare("SELECT DISTINCT report_date FROM reports WHERE report_date >= ?1")?;
-        let days = stmt
-            .query_map([from.to_string()], |r| r.get::<_, String>(0))?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let days: Vec<String> = self.db().column(
+            "SELECT DISTINCT report_date FROM reports WHERE report_date >= ?1",
+            args![from.to_string()],
+        )?;
         Ok(days.iter().filter_map(|d| d.parse().ok()).collect())
     }
 
     /// When the first file ever arrived (the store knows nothing before).
     pub fn first_file_at(&mut self) -> Result<Option<DateTime<Utc>>> {
-        let t: Option<String> =
-            self.conn()
-                .query_row("SELECT min(received_at) FROM files", [], |r| r.get(0))?;
+        let t: Option<String> = self
+            .db()
+            .value("SELECT min(received_at) FROM files", args![])?
+            .flatten();
         t.as_deref().map(parse_ts).transpose()
     }
 
     /// A file's codes (see [`CODES`]).
     fn file_codes(&mut self, id: i64) -> Result<Vec<(String, u64)>> {
-        let mut stmt = self.conn().prepare_cached(CODES)?;
-        let rows = stmt.query_map([id], |r| {
-            let n: i64 = r.get(1)?;
-            Ok((
-                r.get::<_, String>(0)?,
-                if n >= 1_000_000_000 { 1 } else { n as u64 },
-            ))
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.db()
+            .rows(CODES, args![id])?
+            .iter()
+            .map(|r| {
+                let n: i64 = r.get(1)?;
+                Ok((
+                    r.get::<String>(0)?,
+                    if n >= 1_000_000_000 { 1 } else { n as u64 },
+                ))
+            })
+            .collect()
     }
 
     /// Every LA's figures: changes and files during (`from`, `to`], state at `to`.
@@ -145,17 +142,17 @@ impl Store {
             .iter()
             .map(|la| (la.as_u16(), LaFigures::default()))
             .collect();
-        let conn = self.conn();
-        let window = params![from_s, to_s];
-        let at_end = [&to_s];
+        let conn = self.db();
+        let window = args![from_s, to_s];
+        let at_end = args![to_s];
         each_figure(
             conn,
             &mut out,
             "SELECT CAST(sender AS INTEGER), max(extracted_at) FROM files
-             WHERE applied AND kind = 'extract' AND processed_at <= ?1 GROUP BY 1",
+             WHERE applied = 1 AND kind = 'extract' AND processed_at <= ?1 GROUP BY 1",
             at_end,
             |f, r| {
-                f.last_extract_at = Some(parse_ts(&r.get::<_, String>(1)?)?);
+                f.last_extract_at = Some(parse_ts(&r.get::<String>(1)?)?);
                 Ok(())
             },
         )?;
@@ -168,23 +165,24 @@ impl Store {
             ),
             at_end,
             |f, r| {
-                f.open[plan_index(&r.get::<_, String>(1)?)] = r.get::<_, i64>(2)? as u64;
+                f.open[plan_index(&r.get::<String>(1)?)] = r.get(2)?;
                 Ok(())
             },
         )?;
         each_figure(
             conn,
             &mut out,
-            "SELECT CAST(sender AS INTEGER), sum(json_extract(report, '$.changes.new')), sum(json_extract(report, '$.changes.updated')),
-                    sum(json_extract(report, '$.changes.unchanged')), sum(json_extract(report, '$.changes.ended')),
-                    sum(json_extract(report, '$.changes.reopened')), sum(json_extract(report, '$.changes.closed_by_absence')),
-                    sum(json_extract(report, '$.changes.retained'))
-             FROM files WHERE applied AND kind = 'extract' AND processed_at > ?1 AND processed_at <= ?2 GROUP BY sender",
+            &format!(
+                "SELECT CAST(sender AS INTEGER), {}
+                 FROM files WHERE applied = 1 AND kind = 'extract' AND processed_at > ?1 AND processed_at <= ?2
+                 GROUP BY sender",
+                ["new", "updated", "unchanged", "ended", "reopened", "closed_by_absence", "retained"]
+                    .map(|c| format!("CAST(sum(CAST(json_extract(report, '$.changes.{c}') AS INTEGER)) AS BIGINT)"))
+                    .join(", ")
+            ),
             window,
             |f, r| {
-                let n = |i: usize| -> rusqlite::Result<u64> {
-                    Ok(r.get::<_, Option<i64>>(i)?.unwrap_or(0) as u64)
-                };
+                let n = |i: usize| -> Result<u64> { Ok(r.get::<Option<u64>>(i)?.unwrap_or(0)) };
                 f.changes = crate::core::report::Changes {
                     new: n(1)?,
                     updated: n(2)?,
@@ -200,14 +198,13 @@ impl Store {
         each_figure(
             conn,
             &mut out,
-            "SELECT CAST(sender AS INTEGER), outcome, count(*), sum(invalid_rows) FROM files
+            "SELECT CAST(sender AS INTEGER), outcome, count(*), CAST(sum(invalid_rows) AS BIGINT) FROM files
              WHERE kind = 'extract' AND outcome != 'duplicate' AND processed_at > ?1 AND processed_at <= ?2
              GROUP BY 1, 2",
             window,
             |f, r| {
-                f.files
-                    .count(&r.get::<_, String>(1)?, r.get::<_, i64>(2)? as u64);
-                f.rows_rejected += r.get::<_, Option<i64>>(3)?.unwrap_or(0) as u64;
+                f.files.count(&r.get::<String>(1)?, r.get(2)?);
+                f.rows_rejected += r.get::<Option<u64>>(3)?.unwrap_or(0);
                 Ok(())
             },
         )?;
@@ -221,8 +218,8 @@ impl Store {
              GROUP BY 1, 2",
             window,
             |f, r| {
-                if let Some(code) = Code::parse(&r.get::<_, String>(1)?) {
-                    f.rejected_by_code.insert(code, r.get::<_, i64>(2)? as u64);
+                if let Some(code) = Code::parse(&r.get::<String>(1)?) {
+                    f.rejected_by_code.insert(code, r.get(2)?);
                 }
                 Ok(())
             },
@@ -253,7 +250,7 @@ impl Store {
             ),
             at_end,
             |f, r| {
-                f.conflicts = r.get::<_, i64>(1)? as u64;
+                f.conflicts = r.get(1)?;
                 Ok(())
             },
         )?;
@@ -264,9 +261,9 @@ impl Store {
                 "WITH {CURRENT_AT} SELECT la_code, count(*) FROM cur
                  WHERE end_date IS NULL AND plan_type = 'UCPP' AND expected_delivery < ?2 GROUP BY la_code"
             ),
-            params![to_s, edd_before.to_string()],
+            args![to_s, edd_before.to_string()],
             |f, r| {
-                f.ucpp_past_edd = r.get::<_, i64>(1)? as u64;
+                f.ucpp_past_edd = r.get(1)?;
                 Ok(())
             },
         )?;
@@ -278,8 +275,8 @@ impl Store {
              WHERE b.created_at > ?1 AND b.created_at <= ?2 GROUP BY n.la_code",
             window,
             |f, r| {
-                f.attendances = r.get::<_, i64>(1)? as u64;
-                f.notifications = r.get::<_, i64>(2)? as u64;
+                f.attendances = r.get(1)?;
+                f.notifications = r.get(2)?;
                 Ok(())
             },
         )?;
@@ -293,31 +290,27 @@ impl Store {
              LEFT JOIN files f ON f.id = p.file_id
              LEFT JOIN notify_batches b ON b.id = n.batch_id
              WHERE coalesce(f.processed_at, p.attended_at) <= ?1
-               AND (n.batch_id IS NULL OR b.created_at > ?1 OR NOT b.written)
+               AND (n.batch_id IS NULL OR b.created_at > ?1 OR b.written = 0)
              GROUP BY n.la_code",
             at_end,
             |f, r| {
-                f.notifications_pending = r.get::<_, i64>(1)? as u64;
+                f.notifications_pending = r.get(1)?;
                 Ok(())
             },
         )?;
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT id, CAST(sender AS INTEGER), name, outcome FROM files WHERE id IN
-                (SELECT max(id) FROM files WHERE kind = 'extract' AND sender IS NOT NULL
-                   AND outcome != 'duplicate' AND processed_at <= ?1 GROUP BY sender)",
-        )?;
-        let latest = stmt
-            .query_map([&to_s], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                ))
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        drop(stmt);
+        let latest = self
+            .db()
+            .rows(
+                "SELECT id, CAST(sender AS INTEGER), name, outcome FROM files WHERE id IN
+                    (SELECT max(id) FROM files WHERE kind = 'extract' AND sender IS NOT NULL
+                       AND outcome != 'duplicate' AND processed_at <= ?1 GROUP BY sender)",
+                args![to_s],
+            )?
+            .iter()
+            .map(|r| -> Result<(i64, i64, String, String)> {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .collect::<Result<Vec<_>>>()?;
         for (id, la, name, outcome) in latest {
             let codes = self.file_codes(id)?;
             if let Some(f) = out.get_mut(&(la as u16)) {
@@ -369,20 +362,14 @@ impl Store {
                 )
             })
             .collect();
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
+        let conn = self.db();
+        for r in conn.rows(
             "SELECT processed_at, CAST(sender AS INTEGER), outcome, invalid_rows FROM files
              WHERE kind = 'extract' AND outcome != 'duplicate' AND processed_at > ?1 AND processed_at <= ?2",
-        )?;
-        for row in stmt.query_map(params![ts(first.from), ts(last.to)], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, Option<i64>>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, i64>(3)?,
-            ))
-        })? {
-            let (at, la, outcome, invalid) = row?;
+            args![ts(first.from), ts(last.to)],
+        )? {
+            let (at, la, outcome, invalid): (String, Option<i64>, String, i64) =
+                (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
             let i = day_of(parse_ts(&at)?);
             let Some(day) = national.get_mut(i) else {
                 continue;
@@ -399,21 +386,16 @@ impl Store {
             }
         }
         // Overdue at each day's end: the newest extract applied by then is too old.
-        let mut stmt = conn.prepare(
-            "SELECT CAST(sender AS INTEGER), extracted_at, processed_at FROM files
-             WHERE applied AND kind = 'extract' AND processed_at <= ?1",
-        )?;
         // Per LA: (extracted at, processed at) of each extract applied.
         type Applied = Vec<(DateTime<Utc>, DateTime<Utc>)>;
         let mut applied: BTreeMap<u16, Applied> = BTreeMap::new();
-        for row in stmt.query_map([ts(last.to)], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-            ))
-        })? {
-            let (la, extracted, processed) = row?;
+        for r in conn.rows(
+            "SELECT CAST(sender AS INTEGER), extracted_at, processed_at FROM files
+             WHERE applied = 1 AND kind = 'extract' AND processed_at <= ?1",
+            args![ts(last.to)],
+        )? {
+            let (la, extracted, processed): (i64, String, String) =
+                (r.get(0)?, r.get(1)?, r.get(2)?);
             applied
                 .entry(la as u16)
                 .or_default()
@@ -437,35 +419,32 @@ impl Store {
         }
         // Open records at each day's end: every open version is current from its
         // known_from until its successor's.
-        let mut stmt = conn.prepare(
+        conn.each_row(
             "SELECT v.la_code, v.plan_type, v.known_from,
                     (SELECT min(s.known_from) FROM record_versions s WHERE s.previous = v.id)
              FROM record_versions v WHERE v.end_date IS NULL AND v.known_from <= ?1",
-        )?;
-        for row in stmt.query_map([ts(last.to)], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, Option<String>>(3)?,
-            ))
-        })? {
-            let (la, plan, known_from, known_to) = row?;
-            let Some(series) = la_of(la).and_then(|la| per_la.get_mut(&la)) else {
-                continue;
-            };
-            let start = ends.partition_point(|end| *end < parse_ts(&known_from).unwrap_or(*end));
-            let stop = match known_to {
-                Some(t) => {
-                    let t = parse_ts(&t)?;
-                    ends.partition_point(|end| *end < t)
+            args![ts(last.to)],
+            &mut |r| {
+                let (la, plan, known_from, known_to): (i64, String, String, Option<String>) =
+                    (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+                let Some(series) = la_of(la).and_then(|la| per_la.get_mut(&la)) else {
+                    return Ok(());
+                };
+                let start =
+                    ends.partition_point(|end| *end < parse_ts(&known_from).unwrap_or(*end));
+                let stop = match known_to {
+                    Some(t) => {
+                        let t = parse_ts(&t)?;
+                        ends.partition_point(|end| *end < t)
+                    }
+                    None => ends.len(),
+                };
+                for d in series.iter_mut().take(stop).skip(start) {
+                    d.open[plan_index(&plan)] += 1;
                 }
-                None => ends.len(),
-            };
-            for d in series.iter_mut().take(stop).skip(start) {
-                d.open[plan_index(&plan)] += 1;
-            }
-        }
+                Ok(())
+            },
+        )?;
         Ok(Trends { national, per_la })
     }
 
@@ -476,32 +455,20 @@ impl Store {
         at: DateTime<Utc>,
         n: u32,
     ) -> Result<Vec<FileLine>> {
-        let mut stmt = self.conn().prepare(
+        let rows = self.db().rows(
             "SELECT id, name, processed_at, outcome, rows, invalid_rows FROM files
              WHERE kind = 'extract' AND sender = ?1 AND processed_at <= ?2 ORDER BY id DESC LIMIT ?3",
+            args![la.to_string(), ts(at), n],
         )?;
-        let rows = stmt
-            .query_map(params![la.to_string(), ts(at), n], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, i64>(4)?,
-                    r.get::<_, i64>(5)?,
-                ))
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        drop(stmt);
         let mut out = Vec::new();
-        for (id, name, processed_at, outcome, rows, invalid_rows) in rows {
+        for r in rows {
             out.push(FileLine {
-                name,
-                processed_at: parse_ts(&processed_at)?,
-                outcome,
-                rows: rows as u64,
-                invalid_rows: invalid_rows as u64,
-                codes: self.file_codes(id)?,
+                name: r.get(1)?,
+                processed_at: parse_ts(&r.get::<String>(2)?)?,
+                outcome: r.get(3)?,
+                rows: r.get(4)?,
+                invalid_rows: r.get(5)?,
+                codes: self.file_codes(r.get(0)?)?,
             });
         }
         Ok(out)
@@ -519,8 +486,8 @@ impl Store {
         let (from_s, to_s) = (ts(from), ts(to));
         let mut out: BTreeMap<LaCode, Vec<DqItem>> =
             las.iter().map(|la| (*la, Vec::new())).collect();
-        let conn = self.conn();
-        let window = params![from_s, to_s];
+        let conn = self.db();
+        let window = args![from_s, to_s];
         each_la(
             conn,
             &mut out,
@@ -553,7 +520,7 @@ impl Store {
         each_la(
             conn,
             &mut out,
-            "SELECT CAST(f.sender AS INTEGER), f.name, json_extract(e.value, '$.row'), json_extract(e.value, '$.column'),
+            "SELECT CAST(f.sender AS INTEGER), f.name, CAST(json_extract(e.value, '$.row') AS INTEGER), json_extract(e.value, '$.column'),
                     json_extract(e.value, '$.code'), json_extract(e.value, '$.message')
              FROM files f, json_each(f.report, '$.row_errors') e
              WHERE f.kind = 'extract' AND f.outcome != 'duplicate'
@@ -563,7 +530,7 @@ impl Store {
             |r| {
                 Ok(Some(DqItem::Rejected {
                     file: r.get(1)?,
-                    row: r.get::<_, i64>(2)? as u64,
+                    row: r.get(2)?,
                     column: r.get(3)?,
                     code: r.get(4)?,
                     message: r.get(5)?,
@@ -592,7 +559,7 @@ impl Store {
                  SELECT a.la_code, a.nhs, b.la_code FROM open a JOIN open b ON a.nhs = b.nhs AND b.la_code != a.la_code
                  ORDER BY a.la_code, a.nhs, b.la_code"
             ),
-            [&to_s],
+            args![to_s],
             |r| {
                 Ok(Some(DqItem::Conflict {
                     nhs: full(r.get(1)?),
@@ -609,7 +576,7 @@ impl Store {
                 "WITH {CURRENT_AT} SELECT la_code, nhs, expected_delivery FROM cur
                  WHERE end_date IS NULL AND plan_type = 'UCPP' AND expected_delivery < ?2 ORDER BY la_code, nhs"
             ),
-            params![to_s, edd_before.to_string()],
+            args![to_s, edd_before.to_string()],
             |r| {
                 let (nhs, edd): (i64, String) = (r.get(1)?, r.get(2)?);
                 Ok(crate::core::date::parse_iso_date(&edd).map(|expected_delivery| {
@@ -625,14 +592,10 @@ impl Store {
 
     /// The data-quality file already sent to an LA for a report date, if any.
     pub fn dq_file_sent(&mut self, la: LaCode, date: NaiveDate) -> Result<Option<String>> {
-        Ok(self
-            .conn()
-            .query_row(
-                "SELECT file_name FROM dq_files WHERE la_code = ?1 AND report_date = ?2",
-                params![la.as_u16(), date.to_string()],
-                |r| r.get(0),
-            )
-            .optional()?)
+        self.db().value(
+            "SELECT file_name FROM dq_files WHERE la_code = ?1 AND report_date = ?2",
+            args![la.as_u16(), date.to_string()],
+        )
     }
 
     /// Records that an LA's data-quality file for a report date went to its outbox.
@@ -643,9 +606,10 @@ impl Store {
         file_name: &str,
         at: DateTime<Utc>,
     ) -> Result<()> {
-        self.conn().execute(
-            "INSERT OR IGNORE INTO dq_files (la_code, report_date, file_name, sent_at) VALUES (?1, ?2, ?3, ?4)",
-            params![la.as_u16(), date.to_string(), file_name, ts(at)],
+        self.db().execute(
+            "INSERT INTO dq_files (la_code, report_date, file_name, sent_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT DO NOTHING",
+            args![la.as_u16(), date.to_string(), file_name, ts(at)],
         )?;
         Ok(())
     }
@@ -654,14 +618,15 @@ impl Store {
     pub fn access_log_at(&mut self, at: DateTime<Utc>) -> Result<LogCheck> {
         // The entries written by then (entries from before migration 9: by their `at`) are a
         // prefix of the chain; its head is the last of them.
-        let (entries, hash, last): (i64, Option<String>, Option<i64>) = self.conn().query_row(
+        let r = self.db().one(
             "WITH head AS (SELECT max(id) AS id FROM access_log WHERE coalesce(written_at, at) <= ?1)
              SELECT (SELECT count(*) FROM access_log WHERE id <= (SELECT id FROM head)),
                     (SELECT hash FROM access_log WHERE id = (SELECT id FROM head)),
                     (SELECT id FROM head)",
-            [ts(at)],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            args![ts(at)],
         )?;
+        let (entries, hash, last): (i64, Option<String>, Option<i64>) =
+            (r.get(0)?, r.get(1)?, r.get(2)?);
         let head = LogHead {
             entries: entries as u64,
             hash: hash.unwrap_or_else(|| super::health::GENESIS.to_owned()),
@@ -683,39 +648,35 @@ impl Store {
 
 /// Runs `sql` (its first column an LA code) and applies each row to that LA's figures.
 fn each_figure(
-    conn: &rusqlite::Connection,
+    db: &mut Db,
     out: &mut BTreeMap<u16, LaFigures>,
     sql: &str,
-    params: impl rusqlite::Params,
-    apply: impl Fn(&mut LaFigures, &rusqlite::Row<'_>) -> Result<()>,
+    args: &[&dyn Param],
+    apply: impl Fn(&mut LaFigures, &Row) -> Result<()>,
 ) -> Result<()> {
-    let mut stmt = conn.prepare(sql)?;
-    let mut rows = stmt.query(params)?;
-    while let Some(r) = rows.next()? {
-        if let Some(f) = out.get_mut(&(r.get::<_, i64>(0)? as u16)) {
+    db.each_row(sql, args, &mut |r| {
+        if let Some(f) = out.get_mut(&(r.get::<i64>(0)? as u16)) {
             apply(f, r)?;
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Runs `sql` (its first column an LA code) and files each row's item under its LA.
 fn each_la(
-    conn: &rusqlite::Connection,
+    db: &mut Db,
     out: &mut BTreeMap<LaCode, Vec<DqItem>>,
     sql: &str,
-    params: impl rusqlite::Params,
-    item: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<Option<DqItem>>,
+    args: &[&dyn Param],
+    item: impl Fn(&Row) -> Result<Option<DqItem>>,
 ) -> Result<()> {
-    let mut stmt = conn.prepare(sql)?;
-    let mut rows = stmt.query(params)?;
-    while let Some(r) = rows.next()? {
+    db.each_row(sql, args, &mut |r| {
         let la = la_of(r.get(0)?);
         if let (Some(items), Some(item)) = (la.and_then(|la| out.get_mut(&la)), item(r)?) {
             items.push(item);
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 fn plan_index(plan: &str) -> usize {

@@ -8,7 +8,6 @@ pub mod sftp;
 
 use crate::store::Store;
 use anyhow::Result;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -61,11 +60,11 @@ pub fn record_outcome(name: &str, outcome: Result<()>, store: &mut Store, failur
 pub fn run_polling(
     name: &str,
     every: Duration,
-    store_path: &Path,
+    store: &crate::store::Location,
     stop: Arc<AtomicBool>,
     mut poll: impl FnMut(&mut Store, u32) -> u32,
 ) {
-    let mut store = match Store::open(store_path) {
+    let mut store = match Store::open_at(store) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(remote = %name, error = %format!("{e:#}"), "the transport cannot open the store");

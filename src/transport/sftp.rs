@@ -266,15 +266,11 @@ pub fn poll_and_record(
 pub fn run_remote(
     mut remote: Remote,
     layout: Layout,
-    store_path: PathBuf,
+    store: crate::store::Location,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) {
     let poll = remote.config.poll;
-    super::run_polling(
-        &remote.name(),
-        poll,
-        &store_path,
-        stop,
-        |store, failures| poll_and_record(&mut remote, &layout, store, failures),
-    );
+    super::run_polling(&remote.name(), poll, &store, stop, |store, failures| {
+        poll_and_record(&mut remote, &layout, store, failures)
+    });
 }

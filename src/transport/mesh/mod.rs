@@ -498,11 +498,11 @@ pub fn poll_and_record(mesh: &mut Mesh, layout: &Layout, store: &mut Store, fail
 pub fn run_mesh(
     mut mesh: Mesh,
     layout: Layout,
-    store_path: PathBuf,
+    store: crate::store::Location,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) {
     let poll = mesh.config.poll;
-    crate::transport::run_polling(&mesh.name(), poll, &store_path, stop, |store, failures| {
+    crate::transport::run_polling(&mesh.name(), poll, &store, stop, |store, failures| {
         poll_and_record(&mut mesh, &layout, store, failures)
     });
 }

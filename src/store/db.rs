@@ -1,0 +1,632 @@
+//! One connection to the store, SQLite or PostgreSQL, and the few calls the store's
+//! statements need: run, read rows, insert returning an id, a write transaction.
+//!
+//! Every statement is written once, in the SQL both engines understand, with `?N`
+//! parameters (sent to PostgreSQL as `$N`). Where the two really differ (JSON inside the
+//! stored reports, string aggregation) the caller asks [`Db::is_pg`] and the two texts sit
+//! side by side. Values cross as [`Value`]: integers, text, reals and NULL, which is all the
+//! schema holds (flags are integers 0/1 on both, timestamps RFC 3339 text).
+//!
+//! A write transaction holds the store's write lock from its first statement, as SQLite's
+//! `BEGIN IMMEDIATE` does: on PostgreSQL a transaction-scoped advisory lock, so two gateway
+//! nodes write one at a time exactly as two processes do on one SQLite file. Reads take
+//! no lock on either.
+
+use anyhow::{anyhow, bail, Context, Result};
+use std::collections::HashMap;
+
+/// A value bound to, or read from, a statement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+}
+
+/// Something that can be bound as a parameter.
+pub trait Param {
+    fn value(&self) -> Value;
+}
+
+macro_rules! int_param {
+    ($($t:ty),*) => {$(
+        impl Param for $t {
+            fn value(&self) -> Value {
+                Value::Int(*self as i64)
+            }
+        }
+    )*};
+}
+int_param!(i64, i32, u32, u16, u8, usize, u64);
+
+impl Param for bool {
+    fn value(&self) -> Value {
+        Value::Int(i64::from(*self))
+    }
+}
+
+impl Param for f64 {
+    fn value(&self) -> Value {
+        Value::Real(*self)
+    }
+}
+
+impl Param for str {
+    fn value(&self) -> Value {
+        Value::Text(self.to_owned())
+    }
+}
+
+impl Param for String {
+    fn value(&self) -> Value {
+        Value::Text(self.clone())
+    }
+}
+
+impl<T: Param + ?Sized> Param for &T {
+    fn value(&self) -> Value {
+        (**self).value()
+    }
+}
+
+impl<T: Param> Param for Option<T> {
+    fn value(&self) -> Value {
+        self.as_ref().map_or(Value::Null, Param::value)
+    }
+}
+
+/// The parameters of a statement: `args![a, b]`.
+macro_rules! args {
+    ($($x:expr),* $(,)?) => {
+        &[$(&$x as &dyn $crate::store::db::Param),*] as &[&dyn $crate::store::db::Param]
+    };
+}
+pub(crate) use args;
+
+/// A value read from a row, converted to what the caller asked for.
+pub trait FromValue: Sized {
+    fn from_value(v: &Value) -> Result<Self>;
+}
+
+impl FromValue for i64 {
+    fn from_value(v: &Value) -> Result<Self> {
+        match v {
+            Value::Int(i) => Ok(*i),
+            other => bail!("expected an integer, found {other:?}"),
+        }
+    }
+}
+
+macro_rules! narrow {
+    ($($t:ty),*) => {$(
+        impl FromValue for $t {
+            fn from_value(v: &Value) -> Result<Self> {
+                let i = i64::from_value(v)?;
+                <$t>::try_from(i).map_err(|_| anyhow!("{i} is out of range for {}", stringify!($t)))
+            }
+        }
+    )*};
+}
+narrow!(u16, u32, u64);
+
+impl FromValue for bool {
+    fn from_value(v: &Value) -> Result<Self> {
+        Ok(i64::from_value(v)? != 0)
+    }
+}
+
+impl FromValue for String {
+    fn from_value(v: &Value) -> Result<Self> {
+        match v {
+            Value::Text(s) => Ok(s.clone()),
+            other => bail!("expected text, found {other:?}"),
+        }
+    }
+}
+
+impl<T: FromValue> FromValue for Option<T> {
+    fn from_value(v: &Value) -> Result<Self> {
+        match v {
+            Value::Null => Ok(None),
+            v => T::from_value(v).map(Some),
+        }
+    }
+}
+
+/// One row read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row(Vec<Value>);
+
+impl Row {
+    pub fn get<T: FromValue>(&self, i: usize) -> Result<T> {
+        let v = self
+            .0
+            .get(i)
+            .ok_or_else(|| anyhow!("the statement has no column {i}"))?;
+        T::from_value(v).with_context(|| format!("column {i}"))
+    }
+
+    /// The value as text whatever its type (NULL as `None`), for digests and copies.
+    pub fn text(&self, i: usize) -> Option<String> {
+        match self.0.get(i)? {
+            Value::Null => None,
+            Value::Int(n) => Some(n.to_string()),
+            Value::Real(r) => Some(r.to_string()),
+            Value::Text(s) => Some(s.clone()),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match self {
+            Value::Null => ValueRef::Null,
+            Value::Int(i) => ValueRef::Integer(*i),
+            Value::Real(r) => ValueRef::Real(*r),
+            Value::Text(s) => ValueRef::Text(s.as_bytes()),
+        }))
+    }
+}
+
+impl postgres::types::ToSql for Value {
+    fn to_sql(
+        &self,
+        ty: &postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> std::result::Result<postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>>
+    {
+        use postgres::types::Type;
+        match self {
+            Value::Null => Ok(postgres::types::IsNull::Yes),
+            Value::Int(i) => match *ty {
+                Type::INT8 => i.to_sql(ty, out),
+                Type::INT4 => i32::try_from(*i)?.to_sql(ty, out),
+                Type::INT2 => i16::try_from(*i)?.to_sql(ty, out),
+                Type::BOOL => (*i != 0).to_sql(ty, out),
+                Type::FLOAT8 => (*i as f64).to_sql(ty, out),
+                _ => i.to_string().as_str().to_sql(ty, out),
+            },
+            Value::Real(r) => r.to_sql(ty, out),
+            Value::Text(s) => s.as_str().to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &postgres::types::Type) -> bool {
+        true
+    }
+
+    postgres::types::to_sql_checked!();
+}
+
+fn sqlite_row(r: &rusqlite::Row<'_>, n: usize) -> Result<Row> {
+    use rusqlite::types::ValueRef;
+    (0..n)
+        .map(|i| {
+            Ok(match r.get_ref(i)? {
+                ValueRef::Null => Value::Null,
+                ValueRef::Integer(i) => Value::Int(i),
+                ValueRef::Real(r) => Value::Real(r),
+                ValueRef::Text(t) | ValueRef::Blob(t) => {
+                    Value::Text(String::from_utf8_lossy(t).into_owned())
+                }
+            })
+        })
+        .collect::<Result<_>>()
+        .map(Row)
+}
+
+fn pg_row(r: &postgres::Row) -> Result<Row> {
+    use postgres::types::Type;
+    r.columns()
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let v = match *c.type_() {
+                Type::INT8 => r.try_get::<_, Option<i64>>(i)?.map(Value::Int),
+                Type::INT4 => r.try_get::<_, Option<i32>>(i)?.map(|v| Value::Int(v.into())),
+                Type::INT2 => r.try_get::<_, Option<i16>>(i)?.map(|v| Value::Int(v.into())),
+                Type::BOOL => r.try_get::<_, Option<bool>>(i)?.map(|v| Value::Int(v.into())),
+                Type::FLOAT8 => r.try_get::<_, Option<f64>>(i)?.map(Value::Real),
+                Type::FLOAT4 => r
+                    .try_get::<_, Option<f32>>(i)?
+                    .map(|v| Value::Real(v.into())),
+                Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => {
+                    r.try_get::<_, Option<String>>(i)?.map(Value::Text)
+                }
+                ref other => bail!(
+                    "column {} is of type {other}, which the store does not read (cast it to BIGINT or TEXT)",
+                    c.name()
+                ),
+            };
+            Ok(v.unwrap_or(Value::Null))
+        })
+        .collect::<Result<_>>()
+        .map(Row)
+}
+
+/// A statement in PostgreSQL's dialect: `?N` → `$N` (no literal of ours holds a `?`), and
+/// SQLite's JSON functions over the stored reports in PostgreSQL's (see [`pg_json`]).
+pub fn pg_sql(sql: &str) -> String {
+    pg_json(&sql.replace('?', "$"))
+}
+
+/// SQLite's `json_extract(x, '$.a.b')` → `(x::jsonb #>> '{a,b}')` (text: a number is
+/// asked for with `CAST(… AS INTEGER)`, which both read alike), `json_each(x, '$.a')` →
+/// `jsonb_array_elements(x::jsonb #> '{a}')` (whose rows also have a `value` column), and
+/// `group_concat` → `string_agg`.
+pub fn pg_json(sql: &str) -> String {
+    let sql = rewrite_calls(sql, "json_extract(", |x, path| {
+        format!("({x}::jsonb #>> '{{{path}}}')")
+    });
+    let sql = rewrite_calls(&sql, "json_each(", |x, path| {
+        format!("jsonb_array_elements({x}::jsonb #> '{{{path}}}')")
+    });
+    sql.replace("group_concat(", "string_agg(")
+}
+
+/// Rewrites each `name(x, '$.a.b')` with `to(x, "a,b")`.
+fn rewrite_calls(sql: &str, name: &str, to: impl Fn(&str, &str) -> String) -> String {
+    let mut out = String::with_capacity(sql.len() + 64);
+    let mut rest = sql;
+    while let Some(start) = rest.find(name) {
+        out.push_str(&rest[..start]);
+        let args = &rest[start + name.len()..];
+        let mut depth = 0usize;
+        let mut end = None;
+        let mut comma = None;
+        for (i, c) in args.char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' if depth == 0 => {
+                    end = Some(i);
+                    break;
+                }
+                ')' => depth -= 1,
+                ',' if depth == 0 => comma = Some(i),
+                _ => {}
+            }
+        }
+        let (Some(end), Some(comma)) = (end, comma) else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let x = args[..comma].trim();
+        let path = args[comma + 1..end]
+            .trim()
+            .trim_matches('\'')
+            .trim_start_matches('$')
+            .trim_start_matches('.')
+            .replace('.', ",");
+        out.push_str(&to(x, &path));
+        rest = &args[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The advisory lock every PostgreSQL write transaction takes (the store's write lock).
+const WRITE_LOCK: i64 = 0x4350_4953_5752; // "CPISWR"
+
+/// A PostgreSQL connection with its prepared statements.
+pub struct Pg {
+    pub(crate) client: postgres::Client,
+    statements: HashMap<String, postgres::Statement>,
+}
+
+impl Pg {
+    pub fn new(client: postgres::Client) -> Pg {
+        Pg {
+            client,
+            statements: HashMap::new(),
+        }
+    }
+}
+
+fn prepared<'a>(
+    statements: &'a mut HashMap<String, postgres::Statement>,
+    client: &mut impl postgres::GenericClient,
+    sql: &str,
+) -> Result<&'a postgres::Statement> {
+    if !statements.contains_key(sql) {
+        let stmt = client
+            .prepare(&pg_sql(sql))
+            .with_context(|| format!("PostgreSQL refused the statement: {}", one_line(sql)))?;
+        statements.insert(sql.to_owned(), stmt);
+    }
+    Ok(&statements[sql])
+}
+
+fn one_line(sql: &str) -> String {
+    sql.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn pg_each(
+    statements: &mut HashMap<String, postgres::Statement>,
+    client: &mut impl postgres::GenericClient,
+    sql: &str,
+    args: &[&dyn Param],
+    f: &mut dyn FnMut(&Row) -> Result<()>,
+) -> Result<()> {
+    use postgres::fallible_iterator::FallibleIterator;
+    let stmt = prepared(statements, client, sql)?.clone();
+    let values: Vec<Value> = args.iter().map(|a| a.value()).collect();
+    let mut rows = client
+        .query_raw(&stmt, values.iter())
+        .with_context(|| format!("PostgreSQL: {}", one_line(sql)))?;
+    while let Some(r) = rows.next()? {
+        f(&pg_row(&r)?)?;
+    }
+    Ok(())
+}
+
+fn pg_execute(
+    statements: &mut HashMap<String, postgres::Statement>,
+    client: &mut impl postgres::GenericClient,
+    sql: &str,
+    args: &[&dyn Param],
+) -> Result<u64> {
+    let stmt = prepared(statements, client, sql)?.clone();
+    let values: Vec<Value> = args.iter().map(|a| a.value()).collect();
+    let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = values
+        .iter()
+        .map(|v| v as &(dyn postgres::types::ToSql + Sync))
+        .collect();
+    client
+        .execute(&stmt, &refs)
+        .with_context(|| format!("PostgreSQL: {}", one_line(sql)))
+}
+
+fn sqlite_each(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    args: &[&dyn Param],
+    f: &mut dyn FnMut(&Row) -> Result<()>,
+) -> Result<()> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let n = stmt.column_count();
+    let values: Vec<Value> = args.iter().map(|a| a.value()).collect();
+    let mut rows = stmt.query(rusqlite::params_from_iter(values.iter()))?;
+    while let Some(r) = rows.next()? {
+        f(&sqlite_row(r, n)?)?;
+    }
+    Ok(())
+}
+
+fn sqlite_execute(conn: &rusqlite::Connection, sql: &str, args: &[&dyn Param]) -> Result<u64> {
+    let values: Vec<Value> = args.iter().map(|a| a.value()).collect();
+    Ok(conn
+        .prepare_cached(sql)?
+        .execute(rusqlite::params_from_iter(values.iter()))? as u64)
+}
+
+/// Statements, on a connection or inside a transaction.
+pub trait Sql {
+    /// Runs `f` on each row, as they come.
+    fn each_row(
+        &mut self,
+        sql: &str,
+        args: &[&dyn Param],
+        f: &mut dyn FnMut(&Row) -> Result<()>,
+    ) -> Result<()>;
+
+    /// Runs a statement that returns no rows; how many rows it changed.
+    fn execute(&mut self, sql: &str, args: &[&dyn Param]) -> Result<u64>;
+
+    /// Whether this is PostgreSQL (for the few statements written twice).
+    fn is_pg(&self) -> bool;
+
+    /// Every row.
+    fn rows(&mut self, sql: &str, args: &[&dyn Param]) -> Result<Vec<Row>> {
+        let mut out = Vec::new();
+        self.each_row(sql, args, &mut |r| {
+            out.push(r.clone());
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// The first row, if any.
+    fn row(&mut self, sql: &str, args: &[&dyn Param]) -> Result<Option<Row>> {
+        Ok(self.rows(sql, args)?.into_iter().next())
+    }
+
+    /// The first row, which must exist.
+    fn one(&mut self, sql: &str, args: &[&dyn Param]) -> Result<Row> {
+        self.row(sql, args)?
+            .ok_or_else(|| anyhow!("no row from: {}", one_line(sql)))
+    }
+
+    /// The first column of every row.
+    fn column<T: FromValue>(&mut self, sql: &str, args: &[&dyn Param]) -> Result<Vec<T>> {
+        let mut out = Vec::new();
+        self.each_row(sql, args, &mut |r| {
+            out.push(r.get(0)?);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// The first column of the first row, if there is a row.
+    fn value<T: FromValue>(&mut self, sql: &str, args: &[&dyn Param]) -> Result<Option<T>> {
+        self.row(sql, args)?.map(|r| r.get(0)).transpose()
+    }
+
+    /// An `INSERT … RETURNING id`: the id.
+    fn insert(&mut self, sql: &str, args: &[&dyn Param]) -> Result<i64> {
+        self.one(sql, args)?.get(0)
+    }
+}
+
+/// The store's connection.
+pub enum Db {
+    Sqlite(rusqlite::Connection),
+    Pg(Box<Pg>),
+}
+
+impl Db {
+    /// Starts a write transaction (holding the store's write lock until it ends).
+    pub fn transaction(&mut self) -> Result<Tx<'_>> {
+        Ok(match self {
+            Db::Sqlite(conn) => Tx::Sqlite(conn.transaction()?),
+            Db::Pg(pg) => {
+                let Pg { client, statements } = &mut **pg;
+                let mut tx = client.transaction()?;
+                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
+                Tx::Pg(tx, statements)
+            }
+        })
+    }
+
+    /// The SQLite connection (SQLite-only settings); `None` on PostgreSQL.
+    pub fn sqlite(&mut self) -> Option<&mut rusqlite::Connection> {
+        match self {
+            Db::Sqlite(conn) => Some(conn),
+            Db::Pg(_) => None,
+        }
+    }
+}
+
+impl Sql for Db {
+    fn each_row(
+        &mut self,
+        sql: &str,
+        args: &[&dyn Param],
+        f: &mut dyn FnMut(&Row) -> Result<()>,
+    ) -> Result<()> {
+        match self {
+            Db::Sqlite(conn) => sqlite_each(conn, sql, args, f),
+            Db::Pg(pg) => pg_each(&mut pg.statements, &mut pg.client, sql, args, f),
+        }
+    }
+
+    fn execute(&mut self, sql: &str, args: &[&dyn Param]) -> Result<u64> {
+        match self {
+            Db::Sqlite(conn) => sqlite_execute(conn, sql, args),
+            Db::Pg(pg) => pg_execute(&mut pg.statements, &mut pg.client, sql, args),
+        }
+    }
+
+    fn is_pg(&self) -> bool {
+        matches!(self, Db::Pg(_))
+    }
+}
+
+/// A write transaction: rolled back when dropped without [`Tx::commit`].
+pub enum Tx<'a> {
+    Sqlite(rusqlite::Transaction<'a>),
+    Pg(
+        postgres::Transaction<'a>,
+        &'a mut HashMap<String, postgres::Statement>,
+    ),
+}
+
+impl Tx<'_> {
+    /// Runs several statements (a migration) with no parameters.
+    pub fn batch(&mut self, sql: &str) -> Result<()> {
+        match self {
+            Tx::Sqlite(tx) => tx.execute_batch(sql)?,
+            Tx::Pg(tx, _) => tx.batch_execute(sql)?,
+        }
+        Ok(())
+    }
+
+    pub fn commit(self) -> Result<()> {
+        match self {
+            Tx::Sqlite(tx) => tx.commit()?,
+            Tx::Pg(tx, _) => tx.commit()?,
+        }
+        Ok(())
+    }
+}
+
+impl Sql for Tx<'_> {
+    fn each_row(
+        &mut self,
+        sql: &str,
+        args: &[&dyn Param],
+        f: &mut dyn FnMut(&Row) -> Result<()>,
+    ) -> Result<()> {
+        match self {
+            Tx::Sqlite(tx) => sqlite_each(tx, sql, args, f),
+            Tx::Pg(tx, statements) => pg_each(statements, tx, sql, args, f),
+        }
+    }
+
+    fn execute(&mut self, sql: &str, args: &[&dyn Param]) -> Result<u64> {
+        match self {
+            Tx::Sqlite(tx) => sqlite_execute(tx, sql, args),
+            Tx::Pg(tx, statements) => pg_execute(statements, tx, sql, args),
+        }
+    }
+
+    fn is_pg(&self) -> bool {
+        matches!(self, Tx::Pg(..))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_and_rows_round_trip_on_sqlite() {
+        let mut db = Db::Sqlite(rusqlite::Connection::open_in_memory().unwrap());
+        db.execute(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, b INTEGER)",
+            args![],
+        )
+        .unwrap();
+        let none: Option<&str> = None;
+        let id = db
+            .insert(
+                "INSERT INTO t (a, b) VALUES (?1, ?2) RETURNING id",
+                args!["x", true],
+            )
+            .unwrap();
+        db.insert(
+            "INSERT INTO t (a, b) VALUES (?1, ?2) RETURNING id",
+            args![none, 7u32],
+        )
+        .unwrap();
+        let rows = db.rows("SELECT a, b FROM t ORDER BY id", args![]).unwrap();
+        assert_eq!(id, 1);
+        assert_eq!(rows[0].get::<String>(0).unwrap(), "x");
+        assert!(rows[0].get::<bool>(1).unwrap());
+        assert_eq!(rows[1].get::<Option<String>>(0).unwrap(), None);
+        assert_eq!(rows[1].get::<u32>(1).unwrap(), 7);
+        assert!(rows[1].get::<String>(1).is_err(), "an integer is not text");
+        assert!(rows[0].get::<i64>(5).is_err(), "no such column");
+    }
+
+    #[test]
+    fn sqlite_json_becomes_postgres_json() {
+        assert_eq!(
+            pg_sql(
+                "SELECT group_concat(json_extract(e.value, '$.code'), ','), \
+                 sum(CAST(json_extract(report, '$.changes.new') AS INTEGER)) \
+                 FROM files f, json_each(f.report, '$.row_errors') e WHERE f.id = ?1"
+            ),
+            "SELECT string_agg((e.value::jsonb #>> '{code}'), ','), \
+             sum(CAST((report::jsonb #>> '{changes,new}') AS INTEGER)) \
+             FROM files f, jsonb_array_elements(f.report::jsonb #> '{row_errors}') e WHERE f.id = $1"
+        );
+        assert_eq!(
+            pg_json("SELECT json_extract(broken"),
+            "SELECT json_extract(broken"
+        );
+    }
+
+    #[test]
+    fn placeholders_are_numbered_for_postgres() {
+        assert_eq!(
+            pg_sql("SELECT a FROM t WHERE b = ?1 AND c = ?12"),
+            "SELECT a FROM t WHERE b = $1 AND c = $12"
+        );
+    }
+}
