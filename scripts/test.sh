@@ -26,7 +26,8 @@ command -v mount >/dev/null 2>&1 || need+=(mount)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)           # the MESH TLS test's certificates
-ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)   # store copy's target
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)   # the PostgreSQL store's tests
+command -v setsid >/dev/null 2>&1 || need+=(util-linux)         # the shared test server's watchdog
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "scripts/test.sh: these Debian packages are missing: ${need[*]}; run as root (apt-get installs them)" >&2
@@ -50,3 +51,9 @@ fi
 
 [ "${1:-}" = "--deps-only" ] && exit 0
 cargo test --locked "$@"
+# The store, ingest, health, report, daemon and operator tests again, on PostgreSQL: one
+# list of tests, so no behaviour of the store is tested on one backend alone.
+if [ $# -eq 0 ]; then
+  CPIS_TEST_STORE=postgres cargo test --locked --test it -- \
+    store:: health:: reports:: daemon:: operators:: --skip pgstore::
+fi

@@ -1,6 +1,7 @@
 //! The daemon (`run`, `run --once`) against real folders: completeness rules, control
 //! files, refusals, one daemon per root, signals, and crash safety under `kill -9`.
 
+use crate::backend;
 use crate::helpers::*;
 use serde_json::Value;
 use std::fs;
@@ -60,7 +61,9 @@ impl Root {
             "daemon-{}.log",
             Instant::now().elapsed().as_nanos()
         ));
-        let child = Command::new(assert_cmd::cargo::cargo_bin("cpis-gateway"))
+        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("cpis-gateway"));
+        crate::backend::with_store(&mut cmd, self.path());
+        let child = cmd
             .current_dir(self.path())
             .env("CPIS_GATEWAY_NOW", NOW)
             .arg("run")
@@ -200,11 +203,11 @@ fn a_slowly_written_file_is_taken_once_and_whole() {
     assert_eq!(ack["rows"], 400, "the whole file: {ack}");
     assert_eq!(ack["outcome"], "accepted");
     std::thread::sleep(Duration::from_millis(1500));
-    let conn = rusqlite::Connection::open(root.path().join("var/store/cpis.sqlite")).unwrap();
-    let n: i64 = conn
-        .query_row("SELECT count(*) FROM files", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(n, 1, "taken once");
+    assert_eq!(
+        backend::count(root.path(), "SELECT count(*) FROM files"),
+        1,
+        "taken once"
+    );
 }
 
 #[test]
@@ -337,44 +340,43 @@ fn a_file_committed_just_before_a_crash_is_finished_not_redone() {
     assert_eq!(ack["outcome"], "accepted");
     assert_eq!(ack["changes"]["new"], 30);
     assert!(!inbox.join(&name).exists(), "archived");
-    let conn = rusqlite::Connection::open(root.path().join("var/store/cpis.sqlite")).unwrap();
-    let versions: i64 = conn
-        .query_row("SELECT count(*) FROM record_versions", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(versions, 30, "applied once");
+    assert_eq!(
+        backend::count(root.path(), "SELECT count(*) FROM record_versions"),
+        30,
+        "applied once"
+    );
 }
 
 /// How many files the registry holds (0 before the store exists), read without creating it.
 pub(crate) fn processed(root: &Path) -> usize {
-    let path = root.join("var/store/cpis.sqlite");
-    let Ok(conn) =
-        rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-    else {
+    if !backend::postgres() && !backend::sqlite_path(root).exists() {
         return 0;
-    };
-    conn.query_row("SELECT count(*) FROM files", [], |r| r.get::<_, i64>(0))
-        .map_or(0, |n| n as usize)
+    }
+    // Before the gateway made its tables, the query fails: nothing processed yet.
+    backend::sql(root, "SELECT count(*) FROM files")
+        .first()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Every file's (name, outcome, changes) in the registry, and the records and history.
 pub(crate) fn final_state(root: &Path) -> (Vec<(String, String, String)>, String) {
-    let conn = rusqlite::Connection::open(root.join("var/store/cpis.sqlite")).unwrap();
-    let mut stmt = conn
-        .prepare(
-            "SELECT name, outcome, json_extract(report, '$.changes') FROM files ORDER BY name, id",
-        )
-        .unwrap();
-    let files = stmt
-        .query_map([], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get::<_, Option<String>>(2)?.unwrap_or_default(),
-            ))
-        })
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
+    let changes = if backend::postgres() {
+        "report::jsonb ->> 'changes'"
+    } else {
+        "json_extract(report, '$.changes')"
+    };
+    let files = backend::sql(
+        root,
+        &format!("SELECT name, outcome, {changes} FROM files ORDER BY name, id"),
+    )
+    .iter()
+    .map(|r| {
+        let mut f = r.splitn(3, '|').map(str::to_owned);
+        let mut next = || f.next().unwrap_or_default();
+        (next(), next(), next())
+    })
+    .collect();
     let mut dump = String::new();
     for sql in [
         "SELECT la_code, nhs, plan_type, open, fingerprint FROM records ORDER BY 1, 2, 3",
@@ -384,13 +386,8 @@ pub(crate) fn final_state(root: &Path) -> (Vec<(String, String, String)>, String
         "SELECT id, at, nhs, user_name, result, hash FROM access_log ORDER BY id",
         "SELECT count(*) FROM notifications WHERE batch_id IS NULL",
     ] {
-        let mut stmt = conn.prepare(sql).unwrap();
-        let n = stmt.column_count();
-        let rows = stmt
-            .query_map([], |r| Ok((0..n).map(|i| format!("{:?}", r.get_ref(i).unwrap())).collect::<Vec<_>>().join("|")))
-            .unwrap();
-        for row in rows {
-            dump.push_str(&row.unwrap());
+        for row in backend::sql(root, sql) {
+            dump.push_str(&row);
             dump.push('\n');
         }
     }
@@ -513,7 +510,9 @@ fn kill_9_at_random_moments_loses_and_doubles_nothing() {
     };
     let mut interrupted = 0;
     for _ in 0..kills {
-        let mut child = Command::new(assert_cmd::cargo::cargo_bin("cpis-gateway"))
+        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("cpis-gateway"));
+        backend::with_store(&mut cmd, crashed.path());
+        let mut child = cmd
             .current_dir(crashed.path())
             .env("CPIS_GATEWAY_NOW", NOW)
             .args(["run", "--once"])

@@ -22,6 +22,9 @@ pub fn gateway(dir: &Path) -> Command {
     cmd.current_dir(dir)
         .env("CPIS_GATEWAY_NOW", NOW)
         .env_remove("RUST_LOG");
+    if let Some(url) = crate::backend::store_url(dir) {
+        cmd.env("CPIS_GATEWAY_STORE_URL", url);
+    }
     cmd
 }
 

@@ -97,7 +97,10 @@ fn commands_that_only_look_create_nothing_and_say_where_they_looked() {
         let out = gateway(dir.path()).args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("no gateway store at"), "{args:?}: {err}");
+        assert!(
+            err.contains("no gateway store at") || err.contains("no gateway root at"),
+            "{args:?}: {err}"
+        );
         assert!(err.contains("config.toml"), "{args:?}: {err}");
         assert!(
             !dir.path().join("var").exists(),
@@ -264,6 +267,7 @@ fn a_closed_pipe_ends_every_command_quietly() {
         vec!["validate", "--format", "json"],
     ] {
         let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("cpis-gateway"));
+        crate::backend::with_store(&mut cmd, d);
         cmd.current_dir(d)
             .env("CPIS_GATEWAY_NOW", NOW)
             .args(&args)
@@ -510,11 +514,10 @@ fn retention_deletes_only_what_is_past_its_time() {
     .unwrap();
     assert_eq!(status["last_prune"]["deleted"]["archive"], 1);
     // Record history is never pruned; a report past 400 days is.
-    let conn = rusqlite::Connection::open(d.join("var/store/cpis.sqlite")).unwrap();
-    let versions: i64 = conn
-        .query_row("SELECT count(*) FROM record_versions", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(versions, 10);
+    assert_eq!(
+        crate::backend::count(d, "SELECT count(*) FROM record_versions"),
+        10
+    );
     assert!(fs::read_to_string(d.join("var/reports/index.html"))
         .unwrap()
         .contains("2026-11-21/index.html"));

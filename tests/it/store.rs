@@ -1,9 +1,10 @@
 //! Store and reconciliation: `ingest`, acknowledgements, history, quarantine, replay, status,
 //! run through the real binary against a real SQLite file.
 
+use crate::backend;
 use crate::helpers::*;
 use cpis_gateway::core::nhs::NhsNumber;
-use cpis_gateway::store::Store;
+use cpis_gateway::store::{Location, Store};
 use serde_json::Value;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -104,23 +105,18 @@ impl Work {
 
     /// Every row of every table, as text: equal dumps mean an unchanged store.
     fn dump(&self) -> String {
-        let conn = rusqlite::Connection::open(self.store()).unwrap();
         let mut out = String::new();
         for table in ["files", "record_versions", "records", "quarantine"] {
-            let mut stmt = conn
-                .prepare(&format!("SELECT * FROM {table} ORDER BY 1"))
-                .unwrap();
-            let n = stmt.column_count();
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok((0..n)
-                        .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
-                        .collect::<Vec<_>>()
-                        .join("|"))
-                })
-                .unwrap();
-            for r in rows {
-                out.push_str(&format!("{table}: {}\n", r.unwrap()));
+            let order = if table == "records" {
+                "la_code, nhs, plan_type"
+            } else {
+                "id"
+            };
+            for r in backend::sql(
+                self.path(),
+                &format!("SELECT * FROM {table} ORDER BY {order}"),
+            ) {
+                out.push_str(&format!("{table}: {r}\n"));
             }
         }
         out
@@ -260,14 +256,13 @@ fn a_child_may_be_open_in_two_las_and_las_send_only_their_own() {
     );
     assert_eq!(w.ingest("LA919", &herts).0, 0);
     assert_eq!(w.ingest("LA202", &camden).0, 0);
-    let conn = rusqlite::Connection::open(w.store()).unwrap();
-    let open: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM records WHERE nhs = ?1 AND open",
-            [nhs(1).parse::<i64>().unwrap()],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let open = backend::count(
+        w.path(),
+        &format!(
+            "SELECT count(*) FROM records WHERE nhs = {} AND open = 1",
+            nhs(1)
+        ),
+    );
     assert_eq!(open, 2);
 
     // Camden's extract sent through Hertfordshire's mailbox changes nothing.
@@ -539,7 +534,10 @@ fn history_answers_what_was_known_at_any_moment() {
     assert_eq!(w.ingest_at("2026-11-20T03:00:00Z", "LA919", &d2, &[]).0, 0);
     assert_eq!(w.ingest_at("2026-11-21T03:00:00Z", "LA919", &d3, &[]).0, 0);
 
-    let mut store = Store::open(&w.store()).unwrap();
+    let mut store = match backend::store_url(w.path()) {
+        Some(url) => Store::open_at(&Location::Postgres(url)).unwrap(),
+        None => Store::open(&w.store()).unwrap(),
+    };
     let n = NhsNumber::parse(&nhs(child)).unwrap();
     let mut at = |t: &str| {
         let v = store.records_at(n, t.parse().unwrap()).unwrap();
@@ -578,11 +576,20 @@ fn history_answers_what_was_known_at_any_moment() {
     assert_eq!(history.len(), 3, "append-only: every version kept");
     assert!(history[..2].iter().all(|v| v.known_to.is_some()) && history[2].known_to.is_none());
     // And the history cannot be rewritten, even by hand.
-    let conn = rusqlite::Connection::open(w.store()).unwrap();
-    assert!(conn.execute("DELETE FROM record_versions", []).is_err());
-    assert!(conn
-        .execute("UPDATE record_versions SET edt_phone = '0'", [])
-        .is_err());
+    for statement in [
+        "DELETE FROM record_versions",
+        "UPDATE record_versions SET edt_phone = '0'",
+    ] {
+        let said = backend::try_sql(w.path(), statement);
+        assert!(
+            said.contains("record history is append-only"),
+            "{statement}: {said}"
+        );
+    }
+    assert_eq!(
+        backend::count(w.path(), "SELECT count(*) FROM record_versions"),
+        3
+    );
 }
 
 #[test]
@@ -604,6 +611,15 @@ fn init_creates_every_mailbox_and_a_private_store() {
             "{mailbox}: only configured parties"
         );
     }
-    let mode = fs::metadata(w.store()).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o600);
+    if backend::postgres() {
+        // The store is the database: nothing of it is written under the root.
+        assert!(!w.store().exists());
+        assert_eq!(
+            backend::count(w.path(), "SELECT max(version) FROM schema_version"),
+            9
+        );
+    } else {
+        let mode = fs::metadata(w.store()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
 }
