@@ -31,6 +31,8 @@ pub struct StatusArgs {
 struct Status {
     config: String,
     root: String,
+    /// Where the store is: `sqlite` (a file under the root) or `postgres` (shared).
+    store: StoreView,
     /// The pid of the daemon holding the root's lock, if one runs.
     daemon_pid: Option<u32>,
     backlog: u64,
@@ -49,6 +51,13 @@ struct Status {
     /// The access log's head (entries and newest hash), to be kept elsewhere and checked
     /// later with `audit verify --expect-head`.
     access_log: crate::store::LogHead,
+}
+
+#[derive(Debug, Serialize)]
+struct StoreView {
+    backend: &'static str,
+    /// The SQLite file, or the PostgreSQL URL without its password.
+    location: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -226,6 +235,10 @@ pub fn run(args: &StatusArgs, gateway: &mut Gateway<'_>) -> Result<u8> {
         mesh,
         config: gateway.config.origin.clone(),
         root: gateway.layout.root().display().to_string(),
+        store: StoreView {
+            backend: gateway.store.backend(),
+            location: gateway.store.location().to_string(),
+        },
         daemon_pid: daemon_pid(&gateway.layout.lock()),
         backlog: backlog(gateway),
         pending_notifications: gateway.store.pending_notifications()?,
@@ -330,6 +343,7 @@ fn write_text(
         }
     }
     writeln!(out, "access log head: {}", s.access_log)?;
+    writeln!(out, "store: {} {}", s.store.backend, s.store.location)?;
     let overdue = s.local_authorities.iter().filter(|l| l.overdue).count();
     writeln!(
         out,

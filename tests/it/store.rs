@@ -352,6 +352,12 @@ fn quarantine_then_release_and_quarantine_then_reject() {
     assert_eq!(status["quarantine"][0]["id"], id.as_str());
     assert_schema("status.schema.json", &status);
     assert_schema("file-report.schema.json", &q);
+    let (backend, location) = match backend::store_url(w.path()) {
+        Some(url) => ("postgres", url),
+        None => ("sqlite", w.store().display().to_string()),
+    };
+    assert_eq!(status["store"]["backend"], backend);
+    assert_eq!(status["store"]["location"], location.as_str());
 
     // Released later in the day: processed then, but received when it arrived.
     let out = gateway(w.path())
