@@ -4,6 +4,7 @@
 //! `cargo run --release --example ingest_bench -- ROOT DIR...` ingests every extract in each
 //! DIR (in name order), one DIR after another, and prints per-DIR time, rows and rows/s.
 //! Files are moved into the archive as the daemon moves them out of `in/`: give it copies.
+//! With `CPIS_GATEWAY_STORE_URL` set, the store is that PostgreSQL database.
 
 use cpis_gateway::clock::SystemClock;
 use cpis_gateway::config::Config;
@@ -20,10 +21,17 @@ fn main() -> anyhow::Result<()> {
             .ok_or_else(|| anyhow::anyhow!("usage: ingest_bench ROOT DIR..."))?,
     );
     let root = std::path::absolute(&root)?;
-    let text = format!(
+    let mut text = format!(
         "[gateway]\nroot = {:?}\nmax_file_bytes = 4294967296\n[[health_org]]\nods = \"RWG\"\nname = \"West Herts\"\n",
         root.display().to_string()
     );
+    // The PostgreSQL store, when given (bench/store.sh).
+    if let Some(url) = std::env::var(cpis_gateway::config::STORE_URL_ENV)
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
+        text.push_str(&format!("[store]\nurl = {url:?}\n"));
+    }
     let config = Config::parse(&text, &root, "bench")?;
     let clock = SystemClock;
     let mut gateway = Gateway::open(&config, &clock)?;

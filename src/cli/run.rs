@@ -24,6 +24,11 @@ pub struct RunArgs {
 pub fn run(args: &RunArgs, config: &Config, clock: &dyn Clock) -> Result<u8> {
     let layout = Layout::new(&config.root);
     let _lock = lock_root(&layout.lock())?;
+    let _store_lock = config
+        .store_url
+        .as_deref()
+        .map(crate::store::pg::lock_daemon)
+        .transpose()?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(&stop))?;

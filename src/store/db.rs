@@ -24,16 +24,25 @@ pub enum Value {
     Text(String),
 }
 
+/// A parameter as bound: borrowed, so binding text copies nothing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Arg<'a> {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(&'a str),
+}
+
 /// Something that can be bound as a parameter.
 pub trait Param {
-    fn value(&self) -> Value;
+    fn value(&self) -> Arg<'_>;
 }
 
 macro_rules! int_param {
     ($($t:ty),*) => {$(
         impl Param for $t {
-            fn value(&self) -> Value {
-                Value::Int(*self as i64)
+            fn value(&self) -> Arg<'_> {
+                Arg::Int(*self as i64)
             }
         }
     )*};
@@ -41,38 +50,38 @@ macro_rules! int_param {
 int_param!(i64, i32, u32, u16, u8, usize, u64);
 
 impl Param for bool {
-    fn value(&self) -> Value {
-        Value::Int(i64::from(*self))
+    fn value(&self) -> Arg<'_> {
+        Arg::Int(i64::from(*self))
     }
 }
 
 impl Param for f64 {
-    fn value(&self) -> Value {
-        Value::Real(*self)
+    fn value(&self) -> Arg<'_> {
+        Arg::Real(*self)
     }
 }
 
 impl Param for str {
-    fn value(&self) -> Value {
-        Value::Text(self.to_owned())
+    fn value(&self) -> Arg<'_> {
+        Arg::Text(self)
     }
 }
 
 impl Param for String {
-    fn value(&self) -> Value {
-        Value::Text(self.clone())
+    fn value(&self) -> Arg<'_> {
+        Arg::Text(self)
     }
 }
 
 impl<T: Param + ?Sized> Param for &T {
-    fn value(&self) -> Value {
+    fn value(&self) -> Arg<'_> {
         (**self).value()
     }
 }
 
 impl<T: Param> Param for Option<T> {
-    fn value(&self) -> Value {
-        self.as_ref().map_or(Value::Null, Param::value)
+    fn value(&self) -> Arg<'_> {
+        self.as_ref().map_or(Arg::Null, Param::value)
     }
 }
 
@@ -162,19 +171,19 @@ impl Row {
     }
 }
 
-impl rusqlite::ToSql for Value {
+impl rusqlite::ToSql for Arg<'_> {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
         use rusqlite::types::{ToSqlOutput, ValueRef};
-        Ok(ToSqlOutput::Borrowed(match self {
-            Value::Null => ValueRef::Null,
-            Value::Int(i) => ValueRef::Integer(*i),
-            Value::Real(r) => ValueRef::Real(*r),
-            Value::Text(s) => ValueRef::Text(s.as_bytes()),
+        Ok(ToSqlOutput::Borrowed(match *self {
+            Arg::Null => ValueRef::Null,
+            Arg::Int(i) => ValueRef::Integer(i),
+            Arg::Real(r) => ValueRef::Real(r),
+            Arg::Text(s) => ValueRef::Text(s.as_bytes()),
         }))
     }
 }
 
-impl postgres::types::ToSql for Value {
+impl postgres::types::ToSql for Arg<'_> {
     fn to_sql(
         &self,
         ty: &postgres::types::Type,
@@ -183,8 +192,8 @@ impl postgres::types::ToSql for Value {
     {
         use postgres::types::Type;
         match self {
-            Value::Null => Ok(postgres::types::IsNull::Yes),
-            Value::Int(i) => match *ty {
+            Arg::Null => Ok(postgres::types::IsNull::Yes),
+            Arg::Int(i) => match *ty {
                 Type::INT8 => i.to_sql(ty, out),
                 Type::INT4 => i32::try_from(*i)?.to_sql(ty, out),
                 Type::INT2 => i16::try_from(*i)?.to_sql(ty, out),
@@ -192,8 +201,8 @@ impl postgres::types::ToSql for Value {
                 Type::FLOAT8 => (*i as f64).to_sql(ty, out),
                 _ => i.to_string().as_str().to_sql(ty, out),
             },
-            Value::Real(r) => r.to_sql(ty, out),
-            Value::Text(s) => s.as_str().to_sql(ty, out),
+            Arg::Real(r) => r.to_sql(ty, out),
+            Arg::Text(s) => s.to_sql(ty, out),
         }
     }
 
@@ -355,7 +364,7 @@ fn pg_each(
 ) -> Result<()> {
     use postgres::fallible_iterator::FallibleIterator;
     let stmt = prepared(statements, client, sql)?.clone();
-    let values: Vec<Value> = args.iter().map(|a| a.value()).collect();
+    let values: Vec<Arg<'_>> = args.iter().map(|a| a.value()).collect();
     let mut rows = client
         .query_raw(&stmt, values.iter())
         .with_context(|| format!("PostgreSQL: {}", one_line(sql)))?;
@@ -372,7 +381,7 @@ fn pg_execute(
     args: &[&dyn Param],
 ) -> Result<u64> {
     let stmt = prepared(statements, client, sql)?.clone();
-    let values: Vec<Value> = args.iter().map(|a| a.value()).collect();
+    let values: Vec<Arg<'_>> = args.iter().map(|a| a.value()).collect();
     let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = values
         .iter()
         .map(|v| v as &(dyn postgres::types::ToSql + Sync))
@@ -390,7 +399,7 @@ fn sqlite_each(
 ) -> Result<()> {
     let mut stmt = conn.prepare_cached(sql)?;
     let n = stmt.column_count();
-    let values: Vec<Value> = args.iter().map(|a| a.value()).collect();
+    let values: Vec<Arg<'_>> = args.iter().map(|a| a.value()).collect();
     let mut rows = stmt.query(rusqlite::params_from_iter(values.iter()))?;
     while let Some(r) = rows.next()? {
         f(&sqlite_row(r, n)?)?;
@@ -399,7 +408,7 @@ fn sqlite_each(
 }
 
 fn sqlite_execute(conn: &rusqlite::Connection, sql: &str, args: &[&dyn Param]) -> Result<u64> {
-    let values: Vec<Value> = args.iter().map(|a| a.value()).collect();
+    let values: Vec<Arg<'_>> = args.iter().map(|a| a.value()).collect();
     Ok(conn
         .prepare_cached(sql)?
         .execute(rusqlite::params_from_iter(values.iter()))? as u64)
