@@ -79,6 +79,12 @@ impl<T: Param + ?Sized> Param for &T {
     }
 }
 
+impl Param for Arg<'_> {
+    fn value(&self) -> Arg<'_> {
+        *self
+    }
+}
+
 impl<T: Param> Param for Option<T> {
     fn value(&self) -> Arg<'_> {
         self.as_ref().map_or(Arg::Null, Param::value)
@@ -211,6 +217,27 @@ impl postgres::types::ToSql for Arg<'_> {
     }
 
     postgres::types::to_sql_checked!();
+}
+
+/// A value in `COPY`'s text format: `\N` for NULL; backslash, tab, newline and carriage
+/// return escaped.
+pub fn copy_text(out: &mut Vec<u8>, v: &Arg<'_>) {
+    match *v {
+        Arg::Null => out.extend_from_slice(b"\\N"),
+        Arg::Int(i) => out.extend_from_slice(i.to_string().as_bytes()),
+        Arg::Real(r) => out.extend_from_slice(r.to_string().as_bytes()),
+        Arg::Text(s) => {
+            for b in s.bytes() {
+                match b {
+                    b'\\' => out.extend_from_slice(b"\\\\"),
+                    b'\t' => out.extend_from_slice(b"\\t"),
+                    b'\n' => out.extend_from_slice(b"\\n"),
+                    b'\r' => out.extend_from_slice(b"\\r"),
+                    b => out.push(b),
+                }
+            }
+        }
+    }
 }
 
 fn sqlite_row(r: &rusqlite::Row<'_>, n: usize) -> Result<Row> {
@@ -536,6 +563,84 @@ pub enum Tx<'a> {
 }
 
 impl Tx<'_> {
+    /// `n` fresh ids for `table`'s `id` column (none is handed out twice: the write lock
+    /// is held, and on PostgreSQL they come from the column's sequence).
+    pub fn allocate_ids(&mut self, table: &str, n: usize) -> Result<Vec<i64>> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        // The last of `n` ids taken at once (no one else takes any meanwhile: the write
+        // lock is held, and every insert of a bulk-written table goes through here).
+        let last: i64 = if self.is_pg() {
+            self.value(
+                &format!(
+                    "SELECT setval(pg_get_serial_sequence('{table}', 'id'),
+                         nextval(pg_get_serial_sequence('{table}', 'id')) + CAST(?1 AS BIGINT) - 1)"
+                ),
+                args![n as i64],
+            )?
+            .unwrap_or(0)
+        } else {
+            self.value::<i64>(
+                &format!("SELECT coalesce(max(id), 0) FROM {table}"),
+                args![],
+            )?
+            .unwrap_or(0)
+                + n as i64
+        };
+        Ok((last - n as i64 + 1..=last).collect())
+    }
+
+    /// Inserts many rows into `table` (`columns` in order): on SQLite one prepared
+    /// statement run for each, on PostgreSQL one `COPY` (a round trip for them all).
+    pub fn insert_rows<'r>(
+        &mut self,
+        table: &str,
+        columns: &[&str],
+        rows: impl Iterator<Item = Vec<Arg<'r>>>,
+    ) -> Result<u64> {
+        let mut rows = rows.peekable();
+        if rows.peek().is_none() {
+            return Ok(0);
+        }
+        let list = columns.join(", ");
+        match self {
+            Tx::Sqlite(tx) => {
+                let marks: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
+                let mut stmt = tx.prepare_cached(&format!(
+                    "INSERT INTO {table} ({list}) VALUES ({})",
+                    marks.join(", ")
+                ))?;
+                let mut n = 0;
+                for row in rows {
+                    n += stmt.execute(rusqlite::params_from_iter(row.iter()))? as u64;
+                }
+                Ok(n)
+            }
+            Tx::Pg(tx, _) => {
+                use std::io::Write;
+                let mut writer = tx
+                    .copy_in(&format!("COPY {table} ({list}) FROM STDIN"))
+                    .with_context(|| format!("cannot start copying into {table}"))?;
+                let mut line = Vec::with_capacity(256);
+                for row in rows {
+                    line.clear();
+                    for (i, v) in row.iter().enumerate() {
+                        if i > 0 {
+                            line.push(b'\t');
+                        }
+                        copy_text(&mut line, v);
+                    }
+                    line.push(b'\n');
+                    writer.write_all(&line)?;
+                }
+                Ok(writer
+                    .finish()
+                    .with_context(|| format!("copying into {table} failed"))?)
+            }
+        }
+    }
+
     /// Runs several statements (a migration) with no parameters.
     pub fn batch(&mut self, sql: &str) -> Result<()> {
         match self {

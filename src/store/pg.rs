@@ -9,7 +9,7 @@
 //! goes. Timestamps stay text in the same format, so the queries compare them the same way.
 //! The version applied is kept in `schema_version`.
 
-use super::db::{args, Db, Sql, Tx};
+use super::db::{args, copy_text, Arg, Db, Sql, Tx};
 use super::{Location, Store, MIGRATIONS};
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
@@ -181,25 +181,9 @@ pub struct Copied {
     pub tables: Vec<(String, u64, String)>,
 }
 
-/// COPY text format: `\N` for NULL; backslash, tab, newline and carriage return escaped.
+/// A value in COPY's text format (see [`copy_text`]).
 fn copy_field(out: &mut Vec<u8>, v: &Option<String>) {
-    match v {
-        None => out.extend_from_slice(b"\\N"),
-        Some(s) => {
-            for c in s.chars() {
-                match c {
-                    '\\' => out.extend_from_slice(b"\\\\"),
-                    '\t' => out.extend_from_slice(b"\\t"),
-                    '\n' => out.extend_from_slice(b"\\n"),
-                    '\r' => out.extend_from_slice(b"\\r"),
-                    c => {
-                        let mut buf = [0u8; 4];
-                        out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-                    }
-                }
-            }
-        }
-    }
+    copy_text(out, &v.as_deref().map_or(Arg::Null, Arg::Text));
 }
 
 /// One row's sha256 (fields separated, NULL told apart from text).

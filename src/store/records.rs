@@ -1,6 +1,6 @@
 //! Records: current versions per LA, writing a file's changes, and the point-in-time view.
 
-use super::db::{args, Row, Sql, Tx};
+use super::db::{args, Arg, Param, Row, Sql, Tx};
 use super::{parse_ts, ts, Store};
 use crate::core::date::parse_iso_date;
 use crate::core::ids::LaCode;
@@ -194,7 +194,18 @@ impl Store {
     }
 }
 
+/// One version to write, with its dates as text.
+struct NewVersion<'c> {
+    change: &'c Change,
+    fields: std::borrow::Cow<'c, RecordFields>,
+    start: DateText,
+    end: Option<DateText>,
+    edd: Option<DateText>,
+}
+
 /// Writes a file's changes: a new version for each, and the current record moved to it.
+/// In phases, so that each backend writes them in bulk: the fields of records being closed,
+/// ids for the new versions, the versions, the new records, the records moved on.
 pub(super) fn write_changes(
     tx: &mut Tx<'_>,
     la: LaCode,
@@ -204,78 +215,186 @@ pub(super) fn write_changes(
     fail_after: Option<u64>,
 ) -> Result<()> {
     let now = ts(known_from);
-    let read_fields = format!("SELECT {FIELDS} FROM record_versions WHERE id = ?1");
-    let insert_version = format!(
-        "INSERT INTO record_versions (la_code, nhs, plan_type, {FIELDS}, change, file_id, known_from, previous)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) RETURNING id"
-    );
-    let insert_record = "INSERT INTO records (la_code, nhs, plan_type, version, open, fingerprint)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
-    let update_record = "UPDATE records SET version = ?4, open = ?5, fingerprint = ?6
-         WHERE la_code = ?1 AND nhs = ?2 AND plan_type = ?3 AND version = ?7";
-    for (written, c) in changes.iter().enumerate() {
-        if fail_after.is_some_and(|n| written as u64 >= n) {
-            bail!("injected failure after {written} record writes (CPIS_GATEWAY_FAULT)");
-        }
-        let closed;
-        let f = match (&c.next, c.previous) {
-            (Next::Fields(f), _) => f,
+    let failing = fail_after.filter(|n| (*n as usize) < changes.len());
+    let changes = &changes[..failing.map_or(changes.len(), |n| n as usize)];
+    // The current fields of the records being closed, read in batches.
+    let closing: Vec<i64> = changes
+        .iter()
+        .filter(|c| matches!(c.next, Next::EndOn(_)))
+        .filter_map(|c| c.previous)
+        .collect();
+    let mut current = std::collections::HashMap::with_capacity(closing.len());
+    for ids in closing.chunks(500) {
+        let marks: Vec<String> = (1..=ids.len()).map(|i| format!("?{i}")).collect();
+        let params: Vec<&dyn Param> = ids.iter().map(|id| id as &dyn Param).collect();
+        tx.each_row(
+            &format!(
+                "SELECT id, {FIELDS} FROM record_versions WHERE id IN ({})",
+                marks.join(", ")
+            ),
+            &params,
+            &mut |r| {
+                current.insert(r.get::<i64>(0)?, fields(r, 1)?);
+                Ok(())
+            },
+        )?;
+    }
+    let mut versions = Vec::with_capacity(changes.len());
+    for c in changes {
+        let fields = match (&c.next, c.previous) {
+            (Next::Fields(f), _) => std::borrow::Cow::Borrowed(f),
             (Next::EndOn(day), Some(previous)) => {
-                let r = tx.row(&read_fields, args![previous])?.ok_or_else(|| {
+                let mut f = current.get(&previous).cloned().ok_or_else(|| {
                     anyhow!("record version {previous} is missing from the history")
                 })?;
-                let mut f = fields(&r, 0)?;
                 f.end = Some((*day).max(f.start));
-                closed = f;
-                &closed
+                std::borrow::Cow::Owned(f)
             }
             (Next::EndOn(_), None) => bail!("a closure without a record to close"),
         };
-        let (nhs, plan) = (c.key.nhs.value() as i64, c.key.plan_type.as_str());
-        let (start, end, edd) = (
-            DateText::new(f.start),
-            f.end.map(DateText::new),
-            f.expected_delivery.map(DateText::new),
-        );
-        let version = tx
-            .insert(
-                &insert_version,
-                args![
-                    la.as_u16(),
-                    nhs,
-                    plan,
-                    start.as_str(),
-                    end.as_ref().map(DateText::as_str),
-                    f.edt_phone.as_str(),
-                    f.office_phone.as_str(),
-                    f.local_ref,
-                    edd.as_ref().map(DateText::as_str),
-                    c.kind.as_str(),
-                    file_id,
-                    now,
-                    c.previous,
-                ],
-            )
-            .context("cannot write a record version")?;
-        let (open, print) = (f.is_open(), f.fingerprint() as i64);
-        match c.previous {
-            None => {
-                tx.execute(
-                    insert_record,
-                    args![la.as_u16(), nhs, plan, version, open, print],
-                )
-                .context("cannot write a record")?;
-            }
-            Some(previous) => {
-                let n = tx.execute(
-                    update_record,
-                    args![la.as_u16(), nhs, plan, version, open, print, previous],
-                )?;
-                if n != 1 {
-                    bail!("a record changed under this file: nothing was applied, run it again");
-                }
-            }
+        versions.push(NewVersion {
+            change: c,
+            start: DateText::new(fields.start),
+            end: fields.end.map(DateText::new),
+            edd: fields.expected_delivery.map(DateText::new),
+            fields,
+        });
+    }
+    let ids = tx.allocate_ids("record_versions", versions.len())?;
+    let la_code = Arg::Int(la.as_u16().into());
+    tx.insert_rows(
+        "record_versions",
+        &[
+            "id",
+            "la_code",
+            "nhs",
+            "plan_type",
+            "start_date",
+            "end_date",
+            "edt_phone",
+            "office_phone",
+            "local_ref",
+            "expected_delivery",
+            "change",
+            "file_id",
+            "known_from",
+            "previous",
+        ],
+        versions.iter().zip(&ids).map(|(v, id)| {
+            let f = &v.fields;
+            vec![
+                Arg::Int(*id),
+                la_code,
+                Arg::Int(v.change.key.nhs.value() as i64),
+                Arg::Text(v.change.key.plan_type.as_str()),
+                Arg::Text(v.start.as_str()),
+                v.end.as_ref().map_or(Arg::Null, |d| Arg::Text(d.as_str())),
+                Arg::Text(f.edt_phone.as_str()),
+                Arg::Text(f.office_phone.as_str()),
+                f.local_ref.as_deref().map_or(Arg::Null, Arg::Text),
+                v.edd.as_ref().map_or(Arg::Null, |d| Arg::Text(d.as_str())),
+                Arg::Text(v.change.kind.as_str()),
+                Arg::Int(file_id),
+                Arg::Text(&now),
+                v.change.previous.map_or(Arg::Null, Arg::Int),
+            ]
+        }),
+    )
+    .context("cannot write the record versions")?;
+    // The record's columns: la_code, nhs, plan_type, version, open, fingerprint.
+    let record = |v: &NewVersion<'_>, id: i64| {
+        vec![
+            la_code,
+            Arg::Int(v.change.key.nhs.value() as i64),
+            Arg::Text(v.change.key.plan_type.as_str()),
+            Arg::Int(id),
+            Arg::Int(i64::from(v.fields.is_open())),
+            Arg::Int(v.fields.fingerprint() as i64),
+        ]
+    };
+    let (new, moved): (Vec<_>, Vec<_>) = versions
+        .iter()
+        .zip(ids.iter().copied())
+        .partition(|(v, _)| v.change.previous.is_none());
+    tx.insert_rows(
+        "records",
+        &[
+            "la_code",
+            "nhs",
+            "plan_type",
+            "version",
+            "open",
+            "fingerprint",
+        ],
+        new.iter().map(|(v, id)| record(v, *id)),
+    )
+    .context("cannot write the records")?;
+    move_records(
+        tx,
+        moved.iter().map(|(v, id)| {
+            let mut row = record(v, *id);
+            row.push(v.change.previous.map_or(Arg::Null, Arg::Int));
+            row
+        }),
+        moved.len(),
+    )?;
+    if let Some(n) = failing {
+        bail!("injected failure after {n} record writes (CPIS_GATEWAY_FAULT)");
+    }
+    Ok(())
+}
+
+/// Moves existing records to their new versions (rows: the record's columns, then the
+/// version it must still be at); none may have moved under this file.
+fn move_records<'r>(
+    tx: &mut Tx<'_>,
+    rows: impl Iterator<Item = Vec<Arg<'r>>>,
+    expected: usize,
+) -> Result<()> {
+    if expected == 0 {
+        return Ok(());
+    }
+    let moved = if tx.is_pg() {
+        // Staged, then moved by one statement.
+        tx.batch(
+            "CREATE TEMP TABLE IF NOT EXISTS record_moves (la_code BIGINT, nhs BIGINT,
+                 plan_type TEXT, version BIGINT, open BIGINT, fingerprint BIGINT, previous BIGINT)
+                 ON COMMIT DELETE ROWS",
+        )?;
+        tx.insert_rows(
+            "record_moves",
+            &[
+                "la_code",
+                "nhs",
+                "plan_type",
+                "version",
+                "open",
+                "fingerprint",
+                "previous",
+            ],
+            rows,
+        )?;
+        tx.execute(
+            "UPDATE records r SET version = m.version, open = m.open, fingerprint = m.fingerprint
+             FROM record_moves m
+             WHERE r.la_code = m.la_code AND r.nhs = m.nhs AND r.plan_type = m.plan_type
+               AND r.version = m.previous",
+            args![],
+        )?
+    } else {
+        let mut n = 0;
+        for row in rows {
+            let params: Vec<&dyn Param> = row.iter().map(|a| a as &dyn Param).collect();
+            n += tx.execute(
+                "UPDATE records SET version = ?4, open = ?5, fingerprint = ?6
+                 WHERE la_code = ?1 AND nhs = ?2 AND plan_type = ?3 AND version = ?7",
+                &params,
+            )?;
         }
+        n
+    };
+    if moved != expected as u64 {
+        bail!("a record changed under this file: nothing was applied, run it again");
     }
     Ok(())
 }
