@@ -33,6 +33,8 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawStore {
     url: Option<String>,
+    /// How long a node's lease on a piece of work lasts unless renewed (PostgreSQL only).
+    lease_s: Option<u64>,
 }
 
 /// The environment variable that gives the store's URL instead of `[store] url` (so that
@@ -242,6 +244,8 @@ pub struct Config {
     pub retention: Retention,
     /// `[store] url` (or [`STORE_URL_ENV`]): a PostgreSQL store shared by every node.
     pub store_url: Option<String>,
+    /// `[store] lease_s`: a lease's lifetime; a dead node's work is taken over after it.
+    pub lease: Duration,
 }
 
 impl Config {
@@ -439,6 +443,13 @@ impl Config {
                 return Err(bad(key, "must be at least 1 (days)".into()));
             }
         }
+        let lease_s = raw.store.lease_s.unwrap_or(30);
+        if !(1..=3600).contains(&lease_s) {
+            return Err(bad(
+                "store.lease_s",
+                format!("{lease_s} must be 1 to 3600 (seconds)"),
+            ));
+        }
         let store_url = raw
             .store
             .url
@@ -446,6 +457,7 @@ impl Config {
             .transpose()?;
         let config = Config {
             store_url,
+            lease: Duration::from_secs(lease_s),
             retention: r,
             origin: origin.to_owned(),
             root: resolve(&g.root),

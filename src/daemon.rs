@@ -93,6 +93,10 @@ pub struct Daemon<'a> {
     /// Whether an injected `fail-once` failure was used up (tests only).
     injected_once: bool,
     pub summary: Summary,
+    /// This process as a node of a cluster (a PostgreSQL store), sharing the work by leases.
+    node: Option<crate::cluster::Node>,
+    /// Each mailbox's lease, in the order of `mailboxes`.
+    leases: Vec<String>,
 }
 
 const RETRY_FIRST: Duration = Duration::from_secs(2);
@@ -135,9 +139,19 @@ impl<'a> Daemon<'a> {
             .health_orgs
             .iter()
             .map(|h| MailboxId::Health(h.ods.clone()));
+        let mailboxes: Vec<MailboxId> = las.chain(orgs).collect();
+        let node = config
+            .store_url
+            .is_some()
+            .then(|| crate::cluster::Node::new(config.lease, crate::store::ts(clock.now())));
         Ok(Daemon {
+            leases: mailboxes
+                .iter()
+                .map(crate::cluster::lease_of_mailbox)
+                .collect(),
+            node,
             gateway,
-            mailboxes: las.chain(orgs).collect(),
+            mailboxes,
             settler: Settler::default(),
             stop,
             failed: HashMap::new(),
@@ -150,13 +164,59 @@ impl<'a> Daemon<'a> {
         self.gateway.config
     }
 
+    /// As a node: says it is alive, renews its leases, takes or gives back mailboxes
+    /// (at most every third of a lease period unless `now`). Whether it took a mailbox.
+    fn beat(&mut self, now: bool) -> bool {
+        let Some(node) = &mut self.node else {
+            return false;
+        };
+        node.beat(&mut self.gateway.store, &self.leases, now)
+            .unwrap_or_else(|e| {
+                tracing::error!(node = %node.name, error = %format!("{e:#}"), "cannot renew this node's leases: its mailboxes go to the others when they expire");
+                false
+            })
+    }
+
+    /// Runs `work` holding `lease` (as a node; at once on a single gateway), its writes
+    /// checked against the lease; `None` while another node holds it.
+    fn under_lease<T>(&mut self, lease: &str, work: impl FnOnce(&mut Self) -> T) -> Option<T> {
+        let Some(node) = &self.node else {
+            return Some(work(self));
+        };
+        let guard = match node.claim(&mut self.gateway.store, lease) {
+            Ok(Some(guard)) => guard,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::error!(lease, error = %format!("{e:#}"), "cannot claim the lease");
+                return None;
+            }
+        };
+        let owner = guard.owner.clone();
+        self.gateway.store.set_guard(Some(guard));
+        let done = work(self);
+        self.gateway.store.set_guard(None);
+        if let Err(e) = self.gateway.store.release(lease, &owner) {
+            tracing::warn!(lease, error = %format!("{e:#}"), "cannot give the lease back: it expires by itself");
+        }
+        Some(done)
+    }
+
     /// One pass over every mailbox; returns how many files are still settling (or held
     /// behind one that is): the daemon must look again soon. Files waiting for a retry are
     /// looked at again when it is due ([`Daemon::retry_due`]).
     pub fn pass(&mut self) -> usize {
         let settle = self.config().settle;
         let mut settling = 0;
-        for mailbox in self.mailboxes.clone() {
+        for (mailbox, lease) in self.mailboxes.clone().into_iter().zip(self.leases.clone()) {
+            // As a node: only the mailboxes it holds, each write checked against the lease.
+            let guard = match &self.node {
+                None => None,
+                Some(node) => match node.guard(&lease) {
+                    Some(guard) => Some(guard),
+                    None => continue,
+                },
+            };
+            self.gateway.store.set_guard(guard);
             let inbox = self.gateway.layout.inbox(&mailbox);
             let found = match self.settler.scan(&inbox, settle) {
                 Ok((found, _)) => found,
@@ -173,6 +233,7 @@ impl<'a> Daemon<'a> {
             let mut held = false;
             for f in found {
                 if self.stop.load(Ordering::SeqCst) {
+                    self.gateway.store.set_guard(None);
                     return settling + 1;
                 }
                 match f {
@@ -189,6 +250,7 @@ impl<'a> Daemon<'a> {
                 }
             }
         }
+        self.gateway.store.set_guard(None);
         // Files that failed and then went away (taken back by their sender) are forgotten.
         self.failed.retain(|path, _| path.exists());
         tracing::debug!(
@@ -299,13 +361,15 @@ impl<'a> Daemon<'a> {
     /// unwritable `out/`) is logged and the batches stay queued in the store for the next
     /// try: nothing is lost, and the daemon goes on. Returns whether it succeeded.
     pub fn flush_notifications(&mut self) -> bool {
-        match self.gateway.flush_notifications() {
+        // As a node: one flush at a time in the cluster (another node's counts as done).
+        self.under_lease("flush", |d| match d.gateway.flush_notifications() {
             Ok(_) => true,
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), "notifications could not all be written: they stay queued and are retried");
                 false
             }
-        }
+        })
+        .unwrap_or(true)
     }
 
     /// The nightly report: for the last complete local day before it falls due, and any
@@ -314,12 +378,23 @@ impl<'a> Daemon<'a> {
     pub fn nightly_report(&mut self, due: DateTime<Utc>) -> Result<()> {
         let date =
             due.with_timezone(&self.config().timezone).date_naive() - chrono::Duration::days(1);
-        for day in self.gateway.unreported_days(date)? {
-            self.gateway.write_reports(day, false)?;
-        }
+        // As a node: written once in the cluster, by whichever node claims it first (the
+        // others then find the days written).
+        let Some(done) = self.under_lease("report", |d| d.write_missed_reports(date)) else {
+            return Ok(());
+        };
+        done?;
         // Retention after the report (which still sees the day's files).
         if let Err(e) = self.gateway.prune(false) {
             tracing::error!(error = %format!("{e:#}"), "retention failed; it runs again tomorrow, or now with `prune`");
+        }
+        Ok(())
+    }
+
+    /// Writes the reports of `last` and of the days before it that have none (a week).
+    fn write_missed_reports(&mut self, last: chrono::NaiveDate) -> Result<()> {
+        for day in self.gateway.unreported_days(last)? {
+            self.gateway.write_reports(day, false)?;
         }
         Ok(())
     }
@@ -340,7 +415,10 @@ impl<'a> Daemon<'a> {
             .collect();
         for round in 0..2 {
             for remote in &mut remotes {
-                poll_and_record(remote, &layout, &mut self.gateway.store, 0);
+                let lease = format!("remote:{}", remote.name());
+                self.under_lease(&lease, |d| {
+                    poll_and_record(remote, &layout, &mut d.gateway.store, 0)
+                });
             }
             if round == 0 {
                 std::thread::sleep(Duration::from_millis(500));
@@ -356,22 +434,35 @@ impl<'a> Daemon<'a> {
         };
         let name = self.mesh_name();
         let layout = self.gateway.layout.clone();
+        let lease = format!("remote:{name}");
+        let failed = self.under_lease(&lease, |d| d.mesh_poll(config, &name, &layout, receive));
+        if failed == Some(true) {
+            self.summary.failed += 1;
+        }
+    }
+
+    /// One MESH receive or send; whether it failed.
+    fn mesh_poll(
+        &mut self,
+        config: crate::config::MeshConfig,
+        name: &str,
+        layout: &crate::layout::Layout,
+        receive: bool,
+    ) -> bool {
         let store = &mut self.gateway.store;
         let outcome = Mesh::new(config).and_then(|mut mesh| {
             let mut polled = crate::transport::mesh::Polled::default();
             let done = if receive {
-                mesh.receive(&layout, store, &mut polled)
+                mesh.receive(layout, store, &mut polled)
             } else {
-                mesh.send(&layout, store, &mut polled)
+                mesh.send(layout, store, &mut polled)
             };
             if polled != crate::transport::mesh::Polled::default() {
                 tracing::info!(remote = %mesh.name(), received = polled.received, sent = polled.sent, already_had = polled.already_had, kept_aside = polled.kept_aside, reports = polled.reports, waiting = polled.waiting, "polled");
             }
             done.map_err(|e| e.context(mesh.name()))
         });
-        if crate::transport::record_outcome(&name, outcome, store, 0) > 0 {
-            self.summary.failed += 1;
-        }
+        crate::transport::record_outcome(name, outcome, store, 0) > 0
     }
 
     fn mesh_name(&self) -> String {
@@ -385,10 +476,12 @@ impl<'a> Daemon<'a> {
     /// `run --once`: poll remotes, the backlog (waiting for files still settling), a
     /// flush, then push what was written.
     pub fn run_once(&mut self) -> Result<()> {
+        self.beat(true);
         self.poll_remotes_once();
         self.mesh_once(true);
         let limit = Instant::now() + self.config().settle * 4 + Duration::from_secs(2);
         loop {
+            self.beat(false);
             let settling = self.pass();
             let retry_in_time = self.retry_due().is_some_and(|at| at < limit);
             if (settling == 0 && !retry_in_time)
@@ -406,11 +499,24 @@ impl<'a> Daemon<'a> {
             let layout = self.gateway.layout.clone();
             for c in self.config().sftp.clone() {
                 let mut remote = Remote::new(c);
-                poll_and_record(&mut remote, &layout, &mut self.gateway.store, 0);
+                let lease = format!("remote:{}", remote.name());
+                self.under_lease(&lease, |d| {
+                    poll_and_record(&mut remote, &layout, &mut d.gateway.store, 0)
+                });
             }
         }
         self.mesh_once(false);
+        self.leave();
         Ok(())
+    }
+
+    /// As a node: gives back every lease (a clean stop), for the others to take at once.
+    fn leave(&mut self) {
+        if let Some(node) = &mut self.node {
+            if let Err(e) = node.leave(&mut self.gateway.store) {
+                tracing::warn!(error = %format!("{e:#}"), "cannot give the leases back: they expire by themselves");
+            }
+        }
     }
 
     fn tick(&self) -> Duration {
@@ -443,7 +549,8 @@ impl<'a> Daemon<'a> {
                     self.config().store_location(),
                     Arc::clone(&self.stop),
                 );
-                std::thread::spawn(move || run_remote(Remote::new(c), layout, store, stop))
+                let lease = self.node.as_ref().map(|_| self.config().lease);
+                std::thread::spawn(move || run_remote(Remote::new(c), layout, store, lease, stop))
             })
             .collect();
         let mesh = match self.config().mesh.clone().map(Mesh::new).transpose() {
@@ -453,7 +560,8 @@ impl<'a> Daemon<'a> {
                     self.config().store_location(),
                     Arc::clone(&self.stop),
                 );
-                std::thread::spawn(move || run_mesh(mesh, layout, store, stop))
+                let lease = self.node.as_ref().map(|_| self.config().lease);
+                std::thread::spawn(move || run_mesh(mesh, layout, store, lease, stop))
             }),
             Err(e) => {
                 self.stop.store(true, Ordering::SeqCst);
@@ -487,22 +595,16 @@ impl<'a> Daemon<'a> {
             "gateway running"
         );
         // Days whose report was missed while the daemon was down (the last week's).
+        self.beat(true);
         let yesterday = self.gateway.today() - chrono::Duration::days(1);
-        match self.gateway.unreported_days(yesterday) {
-            Ok(days) => {
-                for day in days {
-                    if let Err(e) =
-                        with_watchdog(watchdog, || self.gateway.write_reports(day, false))
-                    {
-                        tracing::error!(date = %day, error = %format!("{e:#}"), "a missed report could not be written: run `report --date`");
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "cannot tell which reports were missed")
-            }
+        let missed = self.under_lease("report", |d| {
+            with_watchdog(watchdog, || d.write_missed_reports(yesterday))
+        });
+        if let Some(Err(e)) = missed {
+            tracing::error!(error = %format!("{e:#}"), "a missed report could not be written: run `report --date`");
         }
         while !self.stop.load(Ordering::SeqCst) {
+            look |= self.beat(false);
             let retry = self.retry_due().is_some_and(|at| Instant::now() >= at);
             if look || retry || last_look.elapsed() >= SAFETY_RESCAN {
                 look = self.pass() > 0;
@@ -540,6 +642,7 @@ impl<'a> Daemon<'a> {
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         tracing::info!("stopping: finishing up");
         self.flush_notifications();
+        self.leave();
         for handle in remotes.into_iter().chain(mesh) {
             let _ = handle.join();
         }

@@ -4,6 +4,7 @@
 pub mod check;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod daemon;

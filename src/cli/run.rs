@@ -23,12 +23,12 @@ pub struct RunArgs {
 
 pub fn run(args: &RunArgs, config: &Config, clock: &dyn Clock) -> Result<u8> {
     let layout = Layout::new(&config.root);
-    let _lock = lock_root(&layout.lock())?;
-    let _store_lock = config
-        .store_url
-        .as_deref()
-        .map(crate::store::pg::lock_daemon)
-        .transpose()?;
+    // One daemon per root on SQLite; on a PostgreSQL store several nodes share one root
+    // (on shared storage) and the work, by leases (see `cluster`).
+    let _lock = match config.store_url {
+        None => Some(lock_root(&layout.lock())?),
+        Some(_) => None,
+    };
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(&stop))?;

@@ -58,6 +58,10 @@ struct StoreView {
     backend: &'static str,
     /// The SQLite file, or the PostgreSQL URL without its password.
     location: String,
+    /// The nodes seen in the last minute (PostgreSQL: the cluster; none on SQLite).
+    nodes: Vec<crate::store::NodeView>,
+    /// Who holds which piece of work (expired leases are free to take).
+    leases: Vec<crate::store::LeaseView>,
 }
 
 #[derive(Debug, Serialize)]
@@ -238,6 +242,10 @@ pub fn run(args: &StatusArgs, gateway: &mut Gateway<'_>) -> Result<u8> {
         store: StoreView {
             backend: gateway.store.backend(),
             location: gateway.store.location().to_string(),
+            nodes: gateway
+                .store
+                .nodes_seen(std::time::Duration::from_secs(60))?,
+            leases: gateway.store.leases()?,
         },
         daemon_pid: daemon_pid(&gateway.layout.lock()),
         backlog: backlog(gateway),
@@ -344,6 +352,25 @@ fn write_text(
     }
     writeln!(out, "access log head: {}", s.access_log)?;
     writeln!(out, "store: {} {}", s.store.backend, s.store.location)?;
+    for node in &s.store.nodes {
+        let held: Vec<&str> = s
+            .store
+            .leases
+            .iter()
+            .filter(|l| l.owner == node.name && l.expires_in_ms > 0)
+            .map(|l| l.name.as_str())
+            .collect();
+        writeln!(
+            out,
+            "  node {} (seen {:.1} s ago, started {}): {} lease(s){}{}",
+            node.name,
+            node.seen_ms_ago as f64 / 1000.0,
+            node.started_at,
+            held.len(),
+            if held.is_empty() { "" } else { ": " },
+            held.join(" ")
+        )?;
+    }
     let overdue = s.local_authorities.iter().filter(|l| l.overdue).count();
     writeln!(
         out,

@@ -289,8 +289,12 @@ fn pg_row(r: &postgres::Row) -> Result<Row> {
 /// A statement in PostgreSQL's dialect: `?N` → `$N` (no literal of ours holds a `?`), and
 /// SQLite's JSON functions over the stored reports in PostgreSQL's (see [`pg_json`]).
 pub fn pg_sql(sql: &str) -> String {
-    pg_json(&sql.replace('?', "$"))
+    pg_json(&sql.replace('?', "$")).replace(NOW_MS, PG_NOW_MS)
 }
+
+/// The database's clock in milliseconds since 1970 (SQLite's; PostgreSQL's is [`PG_NOW_MS`]).
+pub const NOW_MS: &str = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";
+const PG_NOW_MS: &str = "CAST(extract(epoch FROM clock_timestamp()) * 1000 AS BIGINT)";
 
 /// SQLite's `json_extract(x, '$.a.b')` → `(x::jsonb #>> '{a,b}')` (text: a number is
 /// asked for with `CAST(… AS INTEGER)`, which both read alike), `json_each(x, '$.a')` →
@@ -349,18 +353,37 @@ fn rewrite_calls(sql: &str, name: &str, to: impl Fn(&str, &str) -> String) -> St
 /// The advisory lock every PostgreSQL write transaction takes (the store's write lock).
 const WRITE_LOCK: i64 = 0x4350_4953_5752; // "CPISWR"
 
-/// A PostgreSQL connection with its prepared statements.
+/// A PostgreSQL connection with its prepared statements, connected again when the server
+/// went away (restarted, or the network dropped): the next statement after a failure opens
+/// a new connection, so a node goes on once the server is back.
 pub struct Pg {
     pub(crate) client: postgres::Client,
     statements: HashMap<String, postgres::Statement>,
+    url: String,
 }
 
 impl Pg {
-    pub fn new(client: postgres::Client) -> Pg {
-        Pg {
+    pub fn connect(url: &str) -> Result<Pg> {
+        let client = postgres::Client::connect(url, postgres::NoTls).map_err(|e| {
+            anyhow!(
+                "cannot connect to the PostgreSQL store {}: {e}",
+                super::redact(url)
+            )
+        })?;
+        Ok(Pg {
             client,
             statements: HashMap::new(),
+            url: url.to_owned(),
+        })
+    }
+
+    /// Connects again if the connection was lost.
+    fn ready(&mut self) -> Result<&mut Pg> {
+        if self.client.is_closed() {
+            tracing::warn!(store = %super::redact(&self.url), "the connection to PostgreSQL was lost: connecting again");
+            *self = Pg::connect(&self.url)?;
         }
+        Ok(self)
     }
 }
 
@@ -511,7 +534,9 @@ impl Db {
         Ok(match self {
             Db::Sqlite(conn) => Tx::Sqlite(conn.transaction()?),
             Db::Pg(pg) => {
-                let Pg { client, statements } = &mut **pg;
+                let Pg {
+                    client, statements, ..
+                } = pg.ready()?;
                 let mut tx = client.transaction()?;
                 tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
                 Tx::Pg(tx, statements)
@@ -537,14 +562,20 @@ impl Sql for Db {
     ) -> Result<()> {
         match self {
             Db::Sqlite(conn) => sqlite_each(conn, sql, args, f),
-            Db::Pg(pg) => pg_each(&mut pg.statements, &mut pg.client, sql, args, f),
+            Db::Pg(pg) => {
+                let pg = pg.ready()?;
+                pg_each(&mut pg.statements, &mut pg.client, sql, args, f)
+            }
         }
     }
 
     fn execute(&mut self, sql: &str, args: &[&dyn Param]) -> Result<u64> {
         match self {
             Db::Sqlite(conn) => sqlite_execute(conn, sql, args),
-            Db::Pg(pg) => pg_execute(&mut pg.statements, &mut pg.client, sql, args),
+            Db::Pg(pg) => {
+                let pg = pg.ready()?;
+                pg_execute(&mut pg.statements, &mut pg.client, sql, args)
+            }
         }
     }
 
@@ -560,6 +591,36 @@ pub enum Tx<'a> {
         postgres::Transaction<'a>,
         &'a mut HashMap<String, postgres::Statement>,
     ),
+}
+
+/// A write transaction that must still hold a lease when it commits.
+pub struct Guarded<'a> {
+    pub tx: Tx<'a>,
+    pub guard: Option<super::Guard>,
+}
+
+impl<'a> std::ops::Deref for Guarded<'a> {
+    type Target = Tx<'a>;
+    fn deref(&self) -> &Tx<'a> {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for Guarded<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
+}
+
+impl Guarded<'_> {
+    /// Commits, if the lease is still held (checked again now: the work may have taken
+    /// longer than the lease, and another node may have taken it over meanwhile).
+    pub fn commit(mut self) -> Result<()> {
+        if let Some(guard) = &self.guard {
+            guard.check(&mut self.tx)?;
+        }
+        self.tx.commit()
+    }
 }
 
 impl Tx<'_> {

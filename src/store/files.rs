@@ -225,7 +225,7 @@ impl Store {
     /// Registers a file that changes no record (rejected, duplicate).
     /// `settled`: the inbound file is already where it stays (see `mark_settled`).
     pub fn register(&mut self, report: &FileReport, settled: bool) -> Result<i64> {
-        let mut tx = self.db().transaction()?;
+        let mut tx = self.write()?;
         let id = insert_file(&mut tx, report, false, settled)?;
         tx.commit()?;
         Ok(id)
@@ -238,7 +238,7 @@ impl Store {
         reason: &str,
         settled: bool,
     ) -> Result<i64> {
-        let mut tx = self.db().transaction()?;
+        let mut tx = self.write()?;
         let id = insert_file(&mut tx, report, false, settled)?;
         let number = tx.insert(
             "INSERT INTO quarantine (file_id, reason) VALUES (?1, ?2) RETURNING id",
@@ -270,7 +270,7 @@ impl Store {
             self.conn()?.pragma_update(None, "cache_size", -kib)?;
         }
         let result = (|| {
-            let mut tx = self.db().transaction()?;
+            let mut tx = self.write()?;
             let id = insert_file(&mut tx, report, true, settled)?;
             super::records::write_changes(
                 &mut tx,
@@ -282,6 +282,7 @@ impl Store {
             )?;
             insert_retained(&mut tx, id, la, diff)?;
             if let Some(pause) = injected.pause_before_commit {
+                tracing::info!(file = %report.file, "pausing before commit (injected)");
                 std::thread::sleep(pause);
             }
             tx.commit()?;
@@ -304,7 +305,7 @@ impl Store {
         diff: &Diff,
         known_from: DateTime<Utc>,
     ) -> Result<()> {
-        let mut tx = self.db().transaction()?;
+        let mut tx = self.write()?;
         decide(&mut tx, number, "released", known_from)?;
         update_report(&mut tx, file_id, report, true)?;
         super::records::write_changes(&mut tx, la, file_id, &diff.changes, known_from, None)?;
@@ -321,7 +322,7 @@ impl Store {
         report: &FileReport,
         at: DateTime<Utc>,
     ) -> Result<()> {
-        let mut tx = self.db().transaction()?;
+        let mut tx = self.write()?;
         decide(&mut tx, number, "rejected", at)?;
         update_report(&mut tx, file_id, report, false)?;
         tx.commit()?;

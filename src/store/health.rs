@@ -1,7 +1,7 @@
 //! The health side's tables: presentations (flagged children only), the notification
 //! outbox and its batches, the hash-chained access log and the not-found counts.
 
-use super::db::{args, Sql, Tx};
+use super::db::{args, Guarded, Sql};
 use super::{ts, Store};
 use crate::core::attendance::Attendance;
 use crate::core::ids::LaCode;
@@ -86,7 +86,7 @@ impl std::fmt::Display for LogHead {
 
 /// Health-side writes of one file (or one query), in one transaction.
 pub struct HealthTx<'c> {
-    tx: Tx<'c>,
+    tx: Guarded<'c>,
     last_hash: String,
     last_id: i64,
     /// Not-found look-ups per (day, organisation), written at commit.
@@ -98,7 +98,7 @@ pub struct HealthTx<'c> {
 impl Store {
     /// Starts the transaction for one attendance file or query, written at `now`.
     pub fn health_tx(&mut self, now: DateTime<Utc>) -> Result<HealthTx<'_>> {
-        let mut tx = self.db().transaction()?;
+        let mut tx = self.write()?;
         let (last_id, last_hash) = tx
             .row(
                 "SELECT id, hash FROM access_log ORDER BY id DESC LIMIT 1",
@@ -153,7 +153,7 @@ impl Store {
     /// Puts every pending notification of each LA into a new batch named for it; returns
     /// the new batches (id, LA, file name). The name is recorded before any file exists.
     pub fn open_batches(&mut self, now: DateTime<Utc>) -> Result<Vec<(i64, u16, String)>> {
-        let mut tx = self.db().transaction()?;
+        let mut tx = self.write()?;
         let las: Vec<u16> = tx.column(
             "SELECT DISTINCT la_code FROM notifications WHERE batch_id IS NULL ORDER BY la_code",
             args![],

@@ -196,7 +196,7 @@ impl Store {
         chunks_total: u32,
         at: DateTime<Utc>,
     ) -> Result<Outbound> {
-        let mut tx = self.db().transaction()?;
+        let mut tx = self.write()?;
         let id = tx.insert(
             "INSERT INTO mesh_messages (direction, peer, mailbox, file_name, workflow, sha256,
                  bytes, state, chunks_total, at, updated_at)

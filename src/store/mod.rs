@@ -8,6 +8,7 @@
 pub(crate) mod db;
 mod files;
 mod health;
+mod leases;
 mod mesh;
 pub mod pg;
 mod prune;
@@ -18,6 +19,7 @@ pub use files::{
     quarantine_label, ArchivedFile, FileBrief, FileRow, Injected, QuarantineEntry, TransportStatus,
 };
 pub use health::{HealthTx, LogHead, NotifyRow, PresentationView};
+pub use leases::{Guard, LeaseView, NodeView};
 pub use mesh::{Inbound, KeptAside, MeshCounts, Outbound, Received, Report, Undelivered};
 pub use prune::{ArchiveFacts, PruneCounts};
 pub use records::RecordVersion;
@@ -265,6 +267,23 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE access_log ADD COLUMN written_at TEXT;
     "#,
+    // 10: several nodes on one store: the nodes seen, and the leases that give each piece
+    // of work (a mailbox, a remote, the notification flush, the nightly report) to one node
+    // at a time. `fence` grows each time a lease changes hands; expiry is in milliseconds
+    // since 1970 by the database's clock, so the nodes' clocks never need to agree.
+    r#"
+    CREATE TABLE nodes (
+        name       TEXT PRIMARY KEY,
+        started_at TEXT NOT NULL,
+        seen_ms    INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE leases (
+        name       TEXT PRIMARY KEY,
+        owner      TEXT NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        fence      INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// How long a command waits for another one's write to finish before giving up.
@@ -363,6 +382,8 @@ pub struct Store {
     db: Db,
     path: PathBuf,
     location: Location,
+    /// The lease writes are made under (see `leases`), if any.
+    guard: Option<Guard>,
 }
 
 /// RFC 3339 with milliseconds in UTC: sorts as text in time order.
@@ -415,6 +436,7 @@ impl Store {
             db: Db::Sqlite(conn),
             path: path.to_path_buf(),
             location: Location::Sqlite(path.to_path_buf()),
+            guard: None,
         };
         store.migrate()?;
         Ok(store)
@@ -425,16 +447,11 @@ impl Store {
         match location {
             Location::Sqlite(path) => Store::open(path),
             Location::Postgres(url) => {
-                let client = postgres::Client::connect(url, postgres::NoTls).map_err(|e| {
-                    anyhow!(
-                        "cannot connect to the PostgreSQL store {}: {e}",
-                        redact(url)
-                    )
-                })?;
                 let mut store = Store {
-                    db: Db::Pg(Box::new(db::Pg::new(client))),
+                    db: Db::Pg(Box::new(db::Pg::connect(url)?)),
                     path: PathBuf::from(redact(url)),
                     location: location.clone(),
+                    guard: None,
                 };
                 pg::migrate(&mut store.db).with_context(|| {
                     format!("cannot prepare the PostgreSQL store {}", redact(url))
@@ -495,6 +512,19 @@ impl Store {
     /// The connection, whichever the backend.
     pub(crate) fn db(&mut self) -> &mut Db {
         &mut self.db
+    }
+
+    /// A write transaction: the store's write lock, and the guard's lease still held (now
+    /// and when it commits).
+    pub(crate) fn write(&mut self) -> Result<db::Guarded<'_>> {
+        let mut tx = self.db.transaction()?;
+        if let Some(guard) = &self.guard {
+            guard.check(&mut tx)?;
+        }
+        Ok(db::Guarded {
+            tx,
+            guard: self.guard.clone(),
+        })
     }
 
     /// The SQLite connection, for what only SQLite has (pragmas, its catalogue).

@@ -33,6 +33,8 @@ pub const TABLES: &[&str] = &[
     "mesh_messages",
     "mesh_reports",
     "dq_files",
+    "nodes",
+    "leases",
 ];
 
 /// The refusal every append-only trigger calls (PostgreSQL only), before migration 1.
@@ -133,45 +135,6 @@ pub(super) fn migrate(db: &mut Db) -> Result<()> {
         )?;
     }
     tx.commit()
-}
-
-/// The session advisory lock a `run` holds on a PostgreSQL store.
-const DAEMON_LOCK: i64 = 0x4350_4953_5255; // "CPISRU"
-
-/// Held while a daemon runs on a PostgreSQL store: its own connection, whose session lock
-/// PostgreSQL releases when the connection ends, however the process ended.
-pub struct DaemonLock {
-    _session: postgres::Client,
-}
-
-/// Takes the store-wide daemon lock, or says that another daemon holds it. Until work is
-/// shared by leases, one daemon runs per PostgreSQL store, as one runs per SQLite root.
-pub fn lock_daemon(url: &str) -> Result<DaemonLock> {
-    let mut session = postgres::Client::connect(url, postgres::NoTls).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot connect to the PostgreSQL store {}: {e}",
-            super::redact(url)
-        )
-    })?;
-    let (holder, taken): (Option<String>, bool) = {
-        let row = session.query_one(
-            "SELECT (SELECT string_agg(coalesce(a.client_addr::text, 'local') || ' pid ' || a.pid, ', ')
-                       FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-                      WHERE l.locktype = 'advisory' AND l.granted
-                        AND ((l.classid::bigint << 32) | l.objid::bigint) = $1),
-                    pg_try_advisory_lock($1)",
-            &[&DAEMON_LOCK],
-        )?;
-        (row.get(0), row.get(1))
-    };
-    if !taken {
-        bail!(
-            "another gateway daemon is already running on the PostgreSQL store {} (session {}): one daemon runs per store until work is shared by leases; stop it first",
-            super::redact(url),
-            holder.unwrap_or_else(|| "unknown".into())
-        );
-    }
-    Ok(DaemonLock { _session: session })
 }
 
 /// What `store copy` moved.

@@ -56,11 +56,13 @@ pub fn record_outcome(name: &str, outcome: Result<()>, store: &mut Store, failur
 }
 
 /// A transport's daemon thread: `poll` every `every`, backing off (with jitter) while it
-/// fails, until `stop`.
+/// fails, until `stop`. As a node of a cluster (`lease`: the lease period), each poll is
+/// made holding the remote's lease, so one node at a time polls it.
 pub fn run_polling(
     name: &str,
     every: Duration,
     store: &crate::store::Location,
+    lease: Option<Duration>,
     stop: Arc<AtomicBool>,
     mut poll: impl FnMut(&mut Store, u32) -> u32,
 ) {
@@ -73,8 +75,23 @@ pub fn run_polling(
     };
     let mut failures = 0;
     let mut seed = 0u64;
+    let (node, lease_name) = (crate::cluster::node_name(), format!("remote:{name}"));
     while !stop.load(Ordering::SeqCst) {
-        failures = poll(&mut store, failures);
+        match lease.map(|ttl| store.claim(&lease_name, &node, ttl)) {
+            None => failures = poll(&mut store, failures),
+            Some(Ok(Some(guard))) => {
+                store.set_guard(Some(guard));
+                failures = poll(&mut store, failures);
+                store.set_guard(None);
+                if let Err(e) = store.release(&lease_name, &node) {
+                    tracing::warn!(remote = %name, error = %format!("{e:#}"), "cannot give the remote's lease back: it expires by itself");
+                }
+            }
+            Some(Ok(None)) => tracing::debug!(remote = %name, "another node is polling it"),
+            Some(Err(e)) => {
+                tracing::error!(remote = %name, error = %format!("{e:#}"), "cannot claim the remote's lease");
+            }
+        }
         seed += 1;
         let wait = if failures == 0 {
             every

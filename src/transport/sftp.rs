@@ -267,10 +267,16 @@ pub fn run_remote(
     mut remote: Remote,
     layout: Layout,
     store: crate::store::Location,
+    lease: Option<std::time::Duration>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) {
     let poll = remote.config.poll;
-    super::run_polling(&remote.name(), poll, &store, stop, |store, failures| {
-        poll_and_record(&mut remote, &layout, store, failures)
-    });
+    super::run_polling(
+        &remote.name(),
+        poll,
+        &store,
+        lease,
+        stop,
+        |store, failures| poll_and_record(&mut remote, &layout, store, failures),
+    );
 }

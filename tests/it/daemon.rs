@@ -282,12 +282,26 @@ fn links_and_bad_names_are_refused_unread() {
 }
 
 #[test]
-fn a_second_daemon_on_the_same_root_is_refused() {
+fn a_second_daemon_on_the_same_root_is_refused_unless_the_store_is_shared() {
     let root = Root::new(100);
     let _d = root.start();
+    let (name, bytes) = extract("919", 5, "20261121T020000");
     let out = root.run_once();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("another gateway is already running"));
+    if backend::postgres() {
+        // On PostgreSQL a second daemon is a second node: it joins and shares the work
+        // (the first one holds every mailbox, so this one takes nothing of it).
+        assert_ok(&out);
+        fs::write(root.inbox("LA919").join(&name), bytes).unwrap();
+        wait_until(Duration::from_secs(20), || {
+            root.ack("LA919", &name).exists()
+        })
+        .expect("the first node still serves its mailboxes");
+        assert_eq!(processed(root.path()), 1);
+    } else {
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("another gateway is already running"));
+        let _ = (name, bytes);
+    }
 }
 
 #[test]
@@ -336,6 +350,11 @@ fn a_file_committed_just_before_a_crash_is_finished_not_redone() {
     let out = root.run_once();
     assert_ok(&out);
     assert_eq!(processed(root.path()), 1, "one outcome, not a duplicate");
+    assert!(
+        root.ack("LA942", &name).exists(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let ack = read_json(&root.ack("LA942", &name));
     assert_eq!(ack["outcome"], "accepted");
     assert_eq!(ack["changes"]["new"], 30);

@@ -1,6 +1,7 @@
 //! Integration tests: the real binary against real files in per-test temporary folders.
 
 mod backend;
+mod cluster;
 mod daemon;
 mod gen;
 mod health;

@@ -499,10 +499,16 @@ pub fn run_mesh(
     mut mesh: Mesh,
     layout: Layout,
     store: crate::store::Location,
+    lease: Option<std::time::Duration>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) {
     let poll = mesh.config.poll;
-    crate::transport::run_polling(&mesh.name(), poll, &store, stop, |store, failures| {
-        poll_and_record(&mut mesh, &layout, store, failures)
-    });
+    crate::transport::run_polling(
+        &mesh.name(),
+        poll,
+        &store,
+        lease,
+        stop,
+        |store, failures| poll_and_record(&mut mesh, &layout, store, failures),
+    );
 }
