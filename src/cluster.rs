@@ -98,8 +98,9 @@ impl Node {
         store.node_seen(&self.name, &self.started_at)?;
         let still: Vec<String> = store.renew(&self.name, self.ttl)?;
         self.held.retain(|lease, _| still.contains(lease));
+        // Alive: seen within a lease period (a node says so three times in one).
         let alive = store
-            .nodes_seen(self.ttl * 2)?
+            .nodes_seen(self.ttl)?
             .iter()
             .filter(|n| !died_here(&n.name))
             .count();

@@ -208,7 +208,9 @@ impl<'a> Daemon<'a> {
         let settle = self.config().settle;
         let mut settling = 0;
         for (mailbox, lease) in self.mailboxes.clone().into_iter().zip(self.leases.clone()) {
-            // As a node: only the mailboxes it holds, each write checked against the lease.
+            // As a node: keep the leases renewed through a long pass, serve only the
+            // mailboxes it holds, each write checked against the lease.
+            self.beat(false);
             let guard = match &self.node {
                 None => None,
                 Some(node) => match node.guard(&lease) {

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Two gateway nodes on one PostgreSQL store (issue 14): the query latency (p50, p99 of the
+# `query` command, a process each, as an operator or a health system runs it) while both
+# nodes serve a national load, and the failover time (kill -9 of a node, until the other
+# has taken its mailboxes), with a lease period of LEASE_S seconds (default 5).
+# PostgreSQL is Debian's, started here in bench/out on a free 127.0.0.1 port, stopped at
+# the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+lease=${LEASE_S:-5}
+queries=${QUERIES:-300}
+out=$PWD/bench/out/cluster
+rm -rf "$out"
+mkdir -p "$out/root"
+cargo build --release --quiet --bin cpis-gateway
+bin=$PWD/target/release/cpis-gateway
+pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+mkdir -p "$out/pg"
+[ "$(id -u)" -eq 0 ] && chown postgres "$out/pg"
+as_pg "$pgbin/initdb" -D "$out/pg/data" -A trust -U postgres >/dev/null
+as_pg "$pgbin/pg_ctl" -D "$out/pg/data" -o "-p $port -k $out/pg -h 127.0.0.1" -l "$out/pg/log" -w start >/dev/null
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  as_pg "$pgbin/pg_ctl" -D "$out/pg/data" -m fast stop >/dev/null
+}
+trap cleanup EXIT
+cd "$out/root"
+printf '[gateway]\nroot = "var"\nsettle_ms = 200\n\n[store]\nurl = "postgres://postgres@127.0.0.1:%s/postgres"\nlease_s = %s\n\n[[health_org]]\nods = "RWG"\nname = "West Herts"\n' "$port" "$lease" > config.toml
+"$bin" init >/dev/null
+"$bin" gen national --rows 150000 --at 20261121T020000 --out national >/dev/null
+for f in national/*; do
+  name=$(basename "$f"); la=${name#CPIS_EXTRACT_}; la=${la%%_*}
+  mv "$f" "var/mailboxes/LA$la/in/"
+done
+for n in a b; do
+  CPIS_GATEWAY_NODE=$n "$bin" run 2> "node-$n.log" &
+  pids+=($!)
+  disown
+done
+echo "== two nodes ($lease s leases) loading the national extracts (153 files, 150,000 rows)"
+start=$(date +%s%N)
+until [ "$(ls var/mailboxes/LA*/out/CPIS_ACK_* 2>/dev/null | wc -l)" -ge 153 ]; do sleep 0.2; done
+echo "all 153 acknowledged after $(( ($(date +%s%N) - start) / 1000000 )) ms; files per node: a $(grep -c ' processed ' node-a.log), b $(grep -c ' processed ' node-b.log)"
+echo "== $queries look-ups (\`query\`, one process each) while both nodes run"
+nhs=$(sed -n 2p var/archive/*/* 2>/dev/null | head -1 | cut -d, -f1)
+nhs=${nhs:-9990000018}
+: > times
+for i in $(seq "$queries"); do
+  t0=$(date +%s%N)
+  "$bin" query "$nhs" --org RWG --user "Dr Bench" --role Doctor --setting ED >/dev/null
+  echo $(( ($(date +%s%N) - t0) / 1000 )) >> times
+done
+sort -n times | awk '{a[NR]=$1} END {printf "query: p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", a[int(NR*0.5)]/1000, a[int(NR*0.99)]/1000, a[NR]/1000}'
+echo "== failover: kill -9 of node a"
+held=$("$bin" status --format json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(sum(1 for l in d["store"]["leases"] if l["owner"].startswith("a:") and l["expires_in_ms"] > 0))')
+kill -9 "${pids[0]}"
+t0=$(date +%s%N)
+before=$(grep -c 'took a mailbox' node-b.log || true)
+until [ "$(grep -c 'took a mailbox' node-b.log || true)" -ge $(( before + held )) ]; do sleep 0.05; done
+echo "node b took node a's $held mailboxes $(( ($(date +%s%N) - t0) / 1000000 )) ms after the kill (lease period $lease s)"
