@@ -137,3 +137,59 @@ fn a_store_whose_access_log_was_altered_is_not_copied() {
         "nothing was created"
     );
 }
+
+#[test]
+fn a_copied_store_answers_query_and_status_as_the_original() {
+    let pg = Postgres::start();
+    let root = sample_store();
+    assert_ok(
+        &gateway(root.path())
+            .args(["store", "copy", "--to", &pg.url()])
+            .output()
+            .unwrap(),
+    );
+    // The same root, once on its SQLite store and once on the copy.
+    let on = |postgres: bool, args: &[&str]| {
+        let mut cmd = gateway(root.path());
+        if postgres {
+            cmd.env("CPIS_GATEWAY_STORE_URL", pg.url());
+        }
+        let out = cmd.args(args).output().unwrap();
+        assert_ok(&out);
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let status = |postgres: bool| {
+        let mut v: serde_json::Value =
+            serde_json::from_str(&on(postgres, &["status", "--format", "json"])).unwrap();
+        assert_eq!(
+            v["store"]["backend"],
+            if postgres { "postgres" } else { "sqlite" }
+        );
+        v.as_object_mut().unwrap().remove("store");
+        v
+    };
+    assert_eq!(status(false), status(true));
+    let query = [
+        "query",
+        "9990000018",
+        "--org",
+        "RWG",
+        "--user",
+        "Dr B",
+        "--role",
+        "Doctor",
+        "--setting",
+        "ED",
+        "--format",
+        "json",
+    ];
+    let (sqlite, postgres) = (on(false, &query), on(true, &query));
+    assert!(sqlite.contains("9990000018"), "{sqlite}");
+    assert_eq!(sqlite, postgres);
+    // Both logged the look-up alike: the same chain head.
+    assert_eq!(status(false), status(true));
+    assert_eq!(
+        on(false, &["audit", "verify"]),
+        on(true, &["audit", "verify"])
+    );
+}
