@@ -1,21 +1,22 @@
 //! One connection to the store, SQLite or PostgreSQL, and the few calls the store's
-//! statements need: run, read rows, insert returning an id, a write transaction.
+//! statements need: read rows, run a statement, insert returning an id, a write
+//! transaction, and two bulk writes (ids taken at once, many rows inserted).
 //!
-//! Every statement is written once, in the SQL both engines understand, with `?N`
-//! parameters (sent to PostgreSQL as `$N`). Where the two really differ (JSON inside the
-//! stored reports, string aggregation) the caller asks [`Db::is_pg`] and the two texts sit
-//! side by side. Values cross as [`Value`]: integers, text, reals and NULL, which is all the
-//! schema holds (flags are integers 0/1 on both, timestamps RFC 3339 text).
+//! Every statement is written once, in SQLite's SQL with `?N` parameters; [`pg_sql`] gives
+//! PostgreSQL's: `$N`, SQLite's JSON functions over the stored reports as jsonb ones, the
+//! database clock. What the two really do differently is inside this module (a bulk insert
+//! is one prepared statement on SQLite, one `COPY` on PostgreSQL). Parameters are bound
+//! borrowed ([`Arg`]); values come back as [`Value`]: integers, text, reals and NULL, which
+//! is all the schema holds (flags are integers 0/1 on both, timestamps RFC 3339 text).
 //!
 //! A write transaction holds the store's write lock from its first statement, as SQLite's
-//! `BEGIN IMMEDIATE` does: on PostgreSQL a transaction-scoped advisory lock, so two gateway
-//! nodes write one at a time exactly as two processes do on one SQLite file. Reads take
-//! no lock on either.
+//! `BEGIN IMMEDIATE` does: on PostgreSQL a transaction-scoped advisory lock, so gateway
+//! nodes write one at a time exactly as processes do on one SQLite file. Reads take no lock.
 
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
 
-/// A value bound to, or read from, a statement.
+/// A value read from a row.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     Null,

@@ -194,6 +194,16 @@ impl Store {
     }
 }
 
+/// A record's columns, as written.
+const RECORD_COLUMNS: [&str; 6] = [
+    "la_code",
+    "nhs",
+    "plan_type",
+    "version",
+    "open",
+    "fingerprint",
+];
+
 /// One version to write, with its dates as text.
 struct NewVersion<'c> {
     change: &'c Change,
@@ -301,7 +311,7 @@ pub(super) fn write_changes(
         }),
     )
     .context("cannot write the record versions")?;
-    // The record's columns: la_code, nhs, plan_type, version, open, fingerprint.
+    // In the order of RECORD_COLUMNS.
     let record = |v: &NewVersion<'_>, id: i64| {
         vec![
             la_code,
@@ -318,14 +328,7 @@ pub(super) fn write_changes(
         .partition(|(v, _)| v.change.previous.is_none());
     tx.insert_rows(
         "records",
-        &[
-            "la_code",
-            "nhs",
-            "plan_type",
-            "version",
-            "open",
-            "fingerprint",
-        ],
+        &RECORD_COLUMNS,
         new.iter().map(|(v, id)| record(v, *id)),
     )
     .context("cannot write the records")?;
@@ -363,15 +366,7 @@ fn move_records<'r>(
         )?;
         tx.insert_rows(
             "record_moves",
-            &[
-                "la_code",
-                "nhs",
-                "plan_type",
-                "version",
-                "open",
-                "fingerprint",
-                "previous",
-            ],
+            &[&RECORD_COLUMNS[..], &["previous"]].concat(),
             rows,
         )?;
         tx.execute(
