@@ -61,12 +61,16 @@ fn died_here(node: &str) -> bool {
     if host != hostname() || pid == std::process::id().to_string() {
         return false;
     }
-    match std::fs::read_link(format!("/proc/{pid}/exe")) {
-        Err(_) => true,
-        Ok(exe) => !exe
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with("cpis-gateway")),
-    }
+    !pid.parse().is_ok_and(is_gateway)
+}
+
+/// Whether process `pid` is running and is a gateway (a pid can be another program's
+/// once its gateway has gone).
+pub fn is_gateway(pid: u32) -> bool {
+    std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| {
+        exe.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("cpis-gateway"))
+    })
 }
 
 /// This process's name as a node: `host:pid`.

@@ -133,11 +133,7 @@ fn backlog(gateway: &Gateway<'_>) -> u64 {
 /// is a gateway (the lock file keeps the last pid after a daemon stops).
 fn daemon_pid(lock: &Path) -> Option<u32> {
     let pid: u32 = std::fs::read_to_string(lock).ok()?.trim().parse().ok()?;
-    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
-    exe.file_name()?
-        .to_string_lossy()
-        .starts_with("cpis-gateway")
-        .then_some(pid)
+    crate::cluster::is_gateway(pid).then_some(pid)
 }
 
 pub fn run(args: &StatusArgs, gateway: &mut Gateway<'_>) -> Result<u8> {
