@@ -132,7 +132,9 @@ fn main() -> ExitCode {
         // `... | head`: the reader has all it wanted.
         Err(e) if broken_pipe(&e) => ExitCode::from(exit::OK),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // An error may quote a file name or a peer: never raw on the terminal.
+            let printable = cpis_gateway::core::render::printable;
+            eprintln!("error: {}", printable(&format!("{e:#}")));
             if let Some(hint) = cpis_gateway::store::hint(&e) {
                 eprintln!("hint: {hint}");
             }

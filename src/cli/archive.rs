@@ -2,6 +2,7 @@
 //! the sha256 that `replay` takes (any unique prefix of it will do).
 
 use super::{exit, Format};
+use crate::core::render::printable;
 use crate::ingest::Gateway;
 use anyhow::Result;
 use clap::{Args, Subcommand};
@@ -49,8 +50,8 @@ pub fn run(args: &ArchiveArgs, gateway: &mut Gateway<'_>) -> Result<u8> {
                     out,
                     "{:<12}  {:<7}  {:<41}  {:<11}  {:<10}  {}",
                     &f.sha256[..12.min(f.sha256.len())],
-                    f.mailbox,
-                    f.file,
+                    printable(&f.mailbox),
+                    printable(&f.file),
                     f.outcome,
                     f.processed_at.get(..10).unwrap_or(&f.processed_at),
                     if kept {

@@ -8,6 +8,7 @@ use super::{exit, Format};
 use crate::core::dq::is_overdue;
 use crate::core::ids::MailboxId;
 use crate::core::plan::PlanType;
+use crate::core::render::printable;
 use crate::ingest::Gateway;
 use crate::store::{FileBrief, TransportStatus};
 use anyhow::Result;
@@ -282,8 +283,9 @@ fn write_text(
         writeln!(out, "NEEDS ATTENTION: nothing")?;
     } else {
         writeln!(out, "NEEDS ATTENTION")?;
+        // Lines name files and quote peers: escaped, so a name cannot forge a line.
         for line in attention {
-            writeln!(out, "  {line}")?;
+            writeln!(out, "  {}", printable(&line))?;
         }
     }
     writeln!(out)?;
@@ -341,8 +343,9 @@ fn write_text(
         if let Some(e) = m.last_error.as_ref().filter(|_| m.failing) {
             writeln!(
                 out,
-                "  failing: last error {}: {e}",
-                m.last_error_at.as_deref().unwrap_or("?")
+                "  failing: last error {}: {}",
+                m.last_error_at.as_deref().unwrap_or("?"),
+                printable(e)
             )?;
         }
     }
@@ -359,7 +362,7 @@ fn write_text(
         writeln!(
             out,
             "  node {} (seen {:.1} s ago, started {}): {} lease(s){}{}",
-            node.name,
+            printable(&node.name),
             node.seen_ms_ago as f64 / 1000.0,
             node.started_at,
             held.len(),

@@ -63,7 +63,8 @@ pub fn run(args: &ValidateArgs, config: &Config, clock: &dyn Clock) -> Result<u8
                 reports.push(report);
             }
             Err(e) => {
-                eprintln!("error: {}: {e}", path.display());
+                let what = format!("{}: {e}", path.display());
+                eprintln!("error: {}", crate::core::render::printable(&what));
                 io_failed = true;
             }
         }

@@ -2,8 +2,33 @@
 
 use super::codes::{Code, Severity};
 use super::report::FileReport;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write;
+
+/// Whether a character must not reach a terminal as it is: C0 and C1 controls, DEL, and the
+/// bidirectional overrides that reorder what a reader sees.
+fn unsafe_char(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Text from outside (a file name, a peer's message) made safe for a terminal: unsafe
+/// characters are written as escapes (`\n`, `\u{1b}`), so a name can neither colour the
+/// screen, move the cursor nor forge a line of its own.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
 
 /// How many rows of each code are listed before "and N more".
 pub const ROWS_PER_CODE: usize = 5;
@@ -14,8 +39,9 @@ pub fn file_report_text(report: &FileReport) -> String {
     let mailbox = report.mailbox.as_deref().unwrap_or("-");
     let _ = writeln!(
         out,
-        "{}  [{mailbox}]  {} ({})",
-        report.file,
+        "{}  [{}]  {} ({})",
+        printable(&report.file),
+        printable(mailbox),
         report.outcome.as_str(),
         report.response_code
     );
@@ -43,7 +69,7 @@ pub fn file_report_text(report: &FileReport) -> String {
         let _ = writeln!(out, "  quarantined as {id}");
     }
     for p in &report.file_errors {
-        let _ = writeln!(out, "  file error {}: {}", p.code, p.message);
+        let _ = writeln!(out, "  file error {}: {}", p.code, printable(&p.message));
     }
     let mut by_code: BTreeMap<(bool, Code), Vec<usize>> = BTreeMap::new();
     for (i, p) in report.row_errors.iter().enumerate() {
@@ -70,7 +96,9 @@ pub fn file_report_text(report: &FileReport) -> String {
             let _ = writeln!(
                 out,
                 "      row {}{line}, {}: {}",
-                p.row, p.column, p.message
+                p.row,
+                p.column,
+                printable(&p.message)
             );
         }
         if indexes.len() > ROWS_PER_CODE {
@@ -108,5 +136,14 @@ mod tests {
         let text = file_report_text(&r);
         assert!(text.contains("error DATE_FORMAT: 1 row -"), "{text}");
         assert!(text.contains("row 3 (line 5), end_date"), "{text}");
+    }
+
+    #[test]
+    fn names_cannot_reach_the_terminal_raw() {
+        assert_eq!(printable("CPIS_EXTRACT_919.csv"), "CPIS_EXTRACT_919.csv");
+        assert_eq!(printable("ok é ü"), "ok é ü");
+        let shown = printable("a\u{1b}[31mred\nfake log.csv\u{9b}\u{202e}");
+        assert_eq!(shown, "a\\u{1b}[31mred\\nfake log.csv\\u{9b}\\u{202e}");
+        assert!(!shown.chars().any(unsafe_char));
     }
 }

@@ -6,6 +6,7 @@ mod daemon;
 mod gen;
 mod health;
 mod helpers;
+mod hostile;
 mod mesh;
 mod operators;
 mod package;
