@@ -243,16 +243,16 @@ pub struct Config {
     pub mesh: Option<MeshConfig>,
     pub retention: Retention,
     /// `[store] url` (or [`STORE_URL_ENV`]): a PostgreSQL store shared by every node.
-    pub store_url: Option<String>,
+    pub postgres: Option<crate::store::Target>,
     /// `[store] lease_s`: a lease's lifetime; a dead node's work is taken over after it.
     pub lease: Duration,
 }
 
 impl Config {
-    /// Where the store is: PostgreSQL at `store_url`, else `store.db` under the root.
+    /// Where the store is: PostgreSQL at `postgres`, else `store.db` under the root.
     pub fn store_location(&self) -> crate::store::Location {
-        match &self.store_url {
-            Some(url) => crate::store::Location::Postgres(url.clone()),
+        match &self.postgres {
+            Some(target) => crate::store::Location::Postgres(Box::new(target.clone())),
             None => crate::store::Location::Sqlite(crate::layout::Layout::new(&self.root).store()),
         }
     }
@@ -265,7 +265,12 @@ impl Config {
             .ok()
             .filter(|u| !u.trim().is_empty())
         {
-            config.store_url = Some(check_store_url(&url, STORE_URL_ENV, "the environment")?);
+            config.postgres = Some(check_store_url(
+                &url,
+                STORE_URL_ENV,
+                "the environment",
+                &config.base_dir,
+            )?);
         }
         Ok(config)
     }
@@ -450,13 +455,13 @@ impl Config {
                 format!("{lease_s} must be 1 to 3600 (seconds)"),
             ));
         }
-        let store_url = raw
+        let postgres = raw
             .store
             .url
-            .map(|url| check_store_url(&url, "store.url", origin))
+            .map(|url| check_store_url(&url, "store.url", origin, base_dir))
             .transpose()?;
         let config = Config {
-            store_url,
+            postgres,
             lease: Duration::from_secs(lease_s),
             retention: r,
             origin: origin.to_owned(),
@@ -505,17 +510,21 @@ impl Config {
     }
 }
 
-/// A store URL must be PostgreSQL's (the password is never repeated in the error).
-fn check_store_url(url: &str, key: &str, origin: &str) -> Result<String> {
+/// A store URL must be PostgreSQL's (the password is never repeated in an error);
+/// certificate paths in it start at `base`.
+fn check_store_url(
+    url: &str,
+    key: &str,
+    origin: &str,
+    base: &Path,
+) -> Result<crate::store::Target> {
     let url = url.trim();
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(url.to_owned())
-    } else {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         anyhow::bail!(
-            "{origin}: {key}: {:?} is not a PostgreSQL URL (postgres://user:password@host:port/database); leave it out for the SQLite store under the root",
-            crate::store::redact(url)
-        )
+            "{origin}: {key}: not a PostgreSQL URL (postgres://user@host:port/database); leave it out for the SQLite store under the root"
+        );
     }
+    crate::store::Target::parse(url, base).map_err(|e| anyhow::anyhow!("{origin}: {key}: {e:#}"))
 }
 
 #[cfg(test)]

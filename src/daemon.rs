@@ -141,7 +141,7 @@ impl<'a> Daemon<'a> {
             .map(|h| MailboxId::Health(h.ods.clone()));
         let mailboxes: Vec<MailboxId> = las.chain(orgs).collect();
         let node = config
-            .store_url
+            .postgres
             .is_some()
             .then(|| crate::cluster::Node::new(config.lease, crate::store::ts(clock.now())));
         Ok(Daemon {

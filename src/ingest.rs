@@ -128,7 +128,7 @@ impl<'a> Gateway<'a> {
     /// decides must not leave a new empty store wherever it happens to run.
     pub fn open_existing(config: &'a Config, clock: &'a dyn Clock) -> Result<Gateway<'a>> {
         let store = Layout::new(&config.root).store();
-        if config.store_url.is_some() && !config.root.is_dir() {
+        if config.postgres.is_some() && !config.root.is_dir() {
             // The store is shared, but this node's mailboxes, archive and reports are not
             // there: the wrong folder or configuration.
             bail!(
@@ -138,7 +138,7 @@ impl<'a> Gateway<'a> {
                 config.store_location()
             );
         }
-        if config.store_url.is_none() && !store.exists() {
+        if config.postgres.is_none() && !store.exists() {
             bail!(
                 "no gateway store at {} (configuration: {}; root: {}): run this where the gateway's config.toml is, give it with --config, or create a new store with `cpis-gateway init`",
                 store.display(),

@@ -25,7 +25,7 @@ pub fn run(args: &RunArgs, config: &Config, clock: &dyn Clock) -> Result<u8> {
     let layout = Layout::new(&config.root);
     // One daemon per root on SQLite; on a PostgreSQL store several nodes share one root
     // (on shared storage) and the work, by leases (see `cluster`).
-    let _lock = match config.store_url {
+    let _lock = match config.postgres {
         None => Some(lock_root(&layout.lock())?),
         Some(_) => None,
     };

@@ -360,29 +360,23 @@ const WRITE_LOCK: i64 = 0x4350_4953_5752; // "CPISWR"
 pub struct Pg {
     pub(crate) client: postgres::Client,
     statements: HashMap<String, postgres::Statement>,
-    url: String,
+    target: super::Target,
 }
 
 impl Pg {
-    pub fn connect(url: &str) -> Result<Pg> {
-        let client = postgres::Client::connect(url, postgres::NoTls).map_err(|e| {
-            anyhow!(
-                "cannot connect to the PostgreSQL store {}: {e}",
-                super::redact(url)
-            )
-        })?;
+    pub fn connect(target: &super::Target) -> Result<Pg> {
         Ok(Pg {
-            client,
+            client: target.connect(target.config())?,
             statements: HashMap::new(),
-            url: url.to_owned(),
+            target: target.clone(),
         })
     }
 
     /// Connects again if the connection was lost.
     fn ready(&mut self) -> Result<&mut Pg> {
         if self.client.is_closed() {
-            tracing::warn!(store = %super::redact(&self.url), "the connection to PostgreSQL was lost: connecting again");
-            *self = Pg::connect(&self.url)?;
+            tracing::warn!(store = %self.target.shown(), "the connection to PostgreSQL was lost: connecting again");
+            *self = Pg::connect(&self.target)?;
         }
         Ok(self)
     }

@@ -203,9 +203,9 @@ impl Store {
         Ok((names, order))
     }
 
-    /// Copies this (SQLite) store into the PostgreSQL database at `url`, which must be
+    /// Copies this (SQLite) store into the PostgreSQL database at `target`, which must be
     /// empty or hold only an empty gateway schema (see the module).
-    pub fn copy_to_postgres(&mut self, url: &str) -> Result<Copied> {
+    pub fn copy_to_postgres(&mut self, target: &super::Target) -> Result<Copied> {
         self.conn()?;
         if let (_, Some(id)) = self.verify_access_log()? {
             bail!(
@@ -222,7 +222,7 @@ impl Store {
         if tables != expected {
             bail!("the store's tables ({}) are not the ones this gateway copies ({}): upgrade the gateway, or open the store with it first", tables.join(", "), expected.join(", "));
         }
-        let mut target = Store::open_at(&Location::Postgres(url.to_owned()))?;
+        let mut target = Store::open_at(&Location::Postgres(Box::new(target.clone())))?;
         let mut outer = target.db().transaction()?;
         for table in TABLES {
             if outer

@@ -33,12 +33,43 @@ impl Postgres {
     /// A server for one test, stopped when dropped.
     pub fn start() -> Postgres {
         let dir = tempfile::tempdir().expect("temporary folder").keep();
-        let mut pg = Postgres::start_in(dir);
+        let mut pg = Postgres::start_in(dir, |_| {});
         pg.owned = true;
         pg
     }
 
-    fn start_in(dir: PathBuf) -> Postgres {
+    /// A server for one test that takes only TLS connections over TCP, with `pki`'s
+    /// server certificate; database `certdb` also wants a client certificate signed by
+    /// `pki`'s CA naming the user. Stopped when dropped.
+    pub fn start_tls(pki: &crate::helpers::Pki) -> Postgres {
+        let dir = tempfile::tempdir().expect("temporary folder").keep();
+        let mut pg = Postgres::start_in(dir, |data| {
+            for name in ["server.pem", "server.key", "ca.pem"] {
+                let to = data.join(name);
+                fs::copy(pki.path(name), &to).unwrap();
+                let mode = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+                fs::set_permissions(&to, mode).unwrap();
+                Command::new("chown")
+                    .arg("postgres")
+                    .arg(&to)
+                    .status()
+                    .unwrap();
+            }
+            let mut conf = fs::read_to_string(data.join("postgresql.conf")).unwrap();
+            conf.push_str("\nssl = on\nssl_cert_file = 'server.pem'\nssl_key_file = 'server.key'\nssl_ca_file = 'ca.pem'\n");
+            fs::write(data.join("postgresql.conf"), conf).unwrap();
+            fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostnossl all all 0.0.0.0/0 reject\nhostssl certdb all 127.0.0.1/32 cert\nhostssl all all 127.0.0.1/32 trust\n",
+            )
+            .unwrap();
+        });
+        pg.owned = true;
+        pg
+    }
+
+    /// Initialises a server in `dir`, lets `setup` change its data folder, starts it.
+    fn start_in(dir: PathBuf, setup: impl FnOnce(&Path)) -> Postgres {
         let bin = fs::read_dir("/usr/lib/postgresql")
             .expect("PostgreSQL is needed for this test: apt-get install postgresql (scripts/test.sh does)")
             .flatten()
@@ -77,6 +108,7 @@ impl Postgres {
                 "--no-sync",
             ],
         );
+        setup(&data);
         pg.pg_ctl("start");
         pg
     }
@@ -134,10 +166,13 @@ impl Postgres {
         self.url_of("postgres")
     }
 
-    /// `psql` on database `db`: its output (rows `|`-separated), or its error.
+    /// `psql` on database `db` (through the server's Unix socket): its output (rows
+    /// `|`-separated), or its error.
     pub fn psql(&self, db: &str, sql: &str) -> String {
         let out = Command::new(self.bin.join("psql"))
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .arg("-h")
+            .arg(&self.dir)
+            .args(["-p", &self.port.to_string()])
             .args(["-U", "postgres", "-d", db, "-X", "-q", "-tA"])
             .args(["-c", sql])
             .output()
@@ -176,7 +211,7 @@ fn shared() -> &'static Postgres {
     static SHARED: OnceLock<Postgres> = OnceLock::new();
     SHARED.get_or_init(|| {
         let dir = tempfile::tempdir().expect("temporary folder").keep();
-        let pg = Postgres::start_in(dir);
+        let pg = Postgres::start_in(dir, |_| {});
         let watchdog = format!(
             "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
              runuser -u postgres -- {pg_ctl} -D {data} -m immediate stop; rm -rf {dir}",

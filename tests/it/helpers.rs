@@ -124,3 +124,98 @@ pub fn assert_schema(schema: &str, value: &Value) {
         .collect();
     assert!(errors.is_empty(), "{errors:?} in {value}");
 }
+
+/// A certificate authority (`ca.pem`) with a server certificate (`server.pem`, `server.key`)
+/// for `server_name` (and 127.0.0.1 when it is `localhost`) and a client certificate
+/// (`client.pem`, `client.key`) whose common name is `client_name`.
+pub struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    pub fn new(server_name: &str, client_name: &str) -> Pki {
+        let dir = temp();
+        let d = dir.path();
+        let openssl = |args: &[&str]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(d)
+                .output()
+                .expect("openssl (scripts/test.sh installs it)");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "3",
+            "-subj",
+            "/CN=cpis test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+        let san = if server_name == "localhost" {
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\n".to_owned()
+        } else {
+            format!("subjectAltName=DNS:{server_name}\n")
+        };
+        for (who, cn, usage, san) in [
+            ("server", server_name, "serverAuth", san.as_str()),
+            ("client", client_name, "clientAuth", ""),
+        ] {
+            std::fs::write(
+                d.join(format!("{who}.ext")),
+                format!("{san}basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage={usage}\n"),
+            )
+            .unwrap();
+            openssl(&[
+                "req",
+                "-new",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &format!("{who}.key"),
+                "-out",
+                &format!("{who}.csr"),
+                "-subj",
+                &format!("/CN={cn}"),
+            ]);
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{who}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-out",
+                &format!("{who}.pem"),
+                "-extfile",
+                &format!("{who}.ext"),
+            ]);
+        }
+        Pki { dir }
+    }
+
+    pub fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+}

@@ -33,98 +33,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A certificate authority, a server certificate for localhost and a client certificate.
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let dir = temp();
-        let d = dir.path();
-        let openssl = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(d)
-                .output()
-                .expect("openssl (scripts/test.sh installs it)");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "3",
-            "-subj",
-            "/CN=cpis test CA",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ]);
-        for (who, usage, san) in [
-            (
-                "server",
-                "serverAuth",
-                "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-            ),
-            ("client", "clientAuth", ""),
-        ] {
-            fs::write(
-                d.join(format!("{who}.ext")),
-                format!("{san}basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage={usage}\n"),
-            )
-            .unwrap();
-            openssl(&[
-                "req",
-                "-new",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                &format!("{who}.key"),
-                "-out",
-                &format!("{who}.csr"),
-                "-subj",
-                &format!("/CN={who}"),
-            ]);
-            openssl(&[
-                "x509",
-                "-req",
-                "-in",
-                &format!("{who}.csr"),
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-out",
-                &format!("{who}.pem"),
-                "-extfile",
-                &format!("{who}.ext"),
-            ]);
-        }
-        Pki { dir }
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.path().join(name).display().to_string()
-    }
-}
-
 /// The sandbox: its data folder survives a restart (`down` then `up`).
 struct Sandbox {
     data: tempfile::TempDir,
@@ -750,7 +658,7 @@ fn an_undelivered_report_is_recorded_against_the_message_and_shown() {
 
 #[test]
 fn tls_with_a_client_certificate_and_a_refusal_without_one() {
-    let sandbox = Sandbox::with_tls(Some(Pki::new()));
+    let sandbox = Sandbox::with_tls(Some(Pki::new("localhost", "client")));
     let site = Site::standard(&sandbox);
     send_sample(&sandbox, LA919);
 
@@ -773,7 +681,7 @@ fn tls_with_a_client_certificate_and_a_refusal_without_one() {
     assert_eq!(sandbox.count(GATEWAY), 1, "still waiting in MESH");
 
     // A CA that did not sign the server's certificate: refused too.
-    let other = Pki::new();
+    let other = Pki::new("localhost", "client");
     fs::write(
         &config,
         with_cert.replace(

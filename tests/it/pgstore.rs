@@ -193,3 +193,119 @@ fn a_copied_store_answers_query_and_status_as_the_original() {
         on(true, &["audit", "verify"])
     );
 }
+
+/// Runs `status` on `root` with the store at `url`: (exit code, stderr).
+fn status_on(root: &Root, url: &str) -> (i32, String) {
+    let out = gateway(root.path())
+        .env("CPIS_GATEWAY_STORE_URL", url)
+        .arg("status")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_store_connection_is_encrypted_and_its_certificate_checked() {
+    // The server's certificate names db.example, not the address the gateway dials.
+    let pki = Pki::new("db.example", "postgres");
+    let other = Pki::new("db.example", "postgres");
+    let pg = Postgres::start_tls(&pki);
+    assert_eq!(pg.psql("postgres", "CREATE DATABASE certdb"), "");
+    let root = Root::new(100);
+    fs::create_dir_all(root.path().join("var")).unwrap();
+    let url =
+        |db: &str, query: String| format!("postgres://postgres@127.0.0.1:{}/{db}?{query}", pg.port);
+    let ca = |p: &Pki| format!("sslrootcert={}", p.path("ca.pem"));
+    let ok = |u: String| {
+        let (code, err) = status_on(&root, &u);
+        assert_eq!(code, 0, "{u}: {err}");
+    };
+    let refused = |u: String, why: &str| {
+        let (code, err) = status_on(&root, &u);
+        assert_eq!(code, 2, "{u}");
+        assert!(
+            err.to_lowercase().contains(why),
+            "{u}: {why:?} not in {err}"
+        );
+    };
+    // In clear: the server refuses (the default on a loopback address is clear text).
+    refused(url("postgres", String::new()), "no encryption");
+    refused(url("postgres", "sslmode=disable".into()), "no encryption");
+    // The right CA: accepted by verify-ca; verify-full wants the name too.
+    ok(url("postgres", format!("sslmode=verify-ca&{}", ca(&pki))));
+    refused(
+        url("postgres", format!("sslmode=verify-full&{}", ca(&pki))),
+        "certificate",
+    );
+    // Another CA: refused however it is asked.
+    refused(
+        url("postgres", format!("sslmode=verify-ca&{}", ca(&other))),
+        "certificate",
+    );
+    // require without a CA (libpq's meaning): encrypted, unchecked.
+    ok(url("postgres", "sslmode=require".into()));
+    // A database that wants a client certificate: without one refused, with one accepted.
+    refused(
+        url("certdb", format!("sslmode=verify-ca&{}", ca(&pki))),
+        "certificate",
+    );
+    ok(url(
+        "certdb",
+        format!(
+            "sslmode=verify-ca&{}&sslcert={}&sslkey={}",
+            ca(&pki),
+            pki.path("client.pem"),
+            pki.path("client.key")
+        ),
+    ));
+    // A name off this machine needs verification by default.
+    refused(
+        format!("postgres://postgres@db.example:{}/postgres", pg.port),
+        "sslrootcert",
+    );
+}
+
+#[test]
+fn the_store_password_is_never_shown_nor_put_on_a_command_line() {
+    let pg = Postgres::start();
+    let root = sample_store();
+    // A password with a '?' in it, to a server that is not there.
+    let (code, err) = status_on(&root, "postgres://cpis:pa?ss-s3cret@127.0.0.1:1/cpis");
+    assert_eq!(code, 2);
+    assert!(err.contains("postgres://cpis@127.0.0.1:1/cpis"), "{err}");
+    assert!(!err.contains("s3cret") && !err.contains("pa?"), "{err}");
+    // store copy refuses a password on its command line (every local user sees it in ps)...
+    let with_password = format!("postgres://postgres:s3cret@127.0.0.1:{}/postgres", pg.port);
+    let out = gateway(root.path())
+        .args(["store", "copy", "--to", &with_password])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("CPIS_GATEWAY_COPY_TO"), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+    assert_eq!(
+        pg.query("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"),
+        "0"
+    );
+    // ... and takes it from a file, or from the environment.
+    let file = root.path().join("target-url");
+    fs::write(&file, format!("{with_password}\n")).unwrap();
+    let out = gateway(root.path())
+        .args(["store", "copy", "--to-file"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("s3cret"), "{stdout}");
+    let again = gateway(root.path())
+        .env("CPIS_GATEWAY_COPY_TO", &with_password)
+        .args(["store", "copy"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&again.stderr).contains("the target database is not empty"));
+}

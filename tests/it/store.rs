@@ -541,7 +541,10 @@ fn history_answers_what_was_known_at_any_moment() {
     assert_eq!(w.ingest_at("2026-11-21T03:00:00Z", "LA919", &d3, &[]).0, 0);
 
     let mut store = match backend::store_url(w.path()) {
-        Some(url) => Store::open_at(&Location::Postgres(url)).unwrap(),
+        Some(url) => Store::open_at(&Location::Postgres(Box::new(
+            cpis_gateway::store::Target::parse(&url, Path::new(".")).unwrap(),
+        )))
+        .unwrap(),
         None => Store::open(&w.store()).unwrap(),
     };
     let n = NhsNumber::parse(&nhs(child)).unwrap();
