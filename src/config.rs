@@ -5,6 +5,7 @@
 //! it exists, otherwise the built-in defaults (root `var` under the current folder).
 
 use crate::core::ids::{local_authorities, LaCode, MailboxId, OdsCode};
+use crate::core::mesh::{MAX_CHUNK as MESH_MAX_CHUNK, MIN_CHUNK as MESH_MIN_CHUNK};
 use anyhow::{Context, Result};
 use chrono::NaiveTime;
 use chrono_tz::Tz;
@@ -198,6 +199,8 @@ pub struct MeshConfig {
     pub poll: Duration,
     pub chunk_bytes: u64,
     pub partners: Vec<(MailboxId, String)>,
+    /// `gateway.max_file_bytes`: a message larger than this (unzipped) is refused unkept.
+    pub max_message_bytes: u64,
 }
 
 impl std::fmt::Debug for MeshConfig {
@@ -213,13 +216,10 @@ impl std::fmt::Debug for MeshConfig {
             .field("poll", &self.poll)
             .field("chunk_bytes", &self.chunk_bytes)
             .field("partners", &self.partners)
+            .field("max_message_bytes", &self.max_message_bytes)
             .finish()
     }
 }
-
-/// MESH refuses a chunk (other than the last) under 5 MB or over 100 MB.
-const MESH_MIN_CHUNK: u64 = 5 * 1024 * 1024;
-const MESH_MAX_CHUNK: u64 = 100 * 1024 * 1024;
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -434,6 +434,7 @@ impl Config {
                     poll: Duration::from_secs(m.poll_s.max(1)),
                     chunk_bytes: m.chunk_bytes,
                     partners,
+                    max_message_bytes: g.max_file_bytes,
                 })
             }
         };

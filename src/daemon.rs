@@ -460,7 +460,7 @@ impl<'a> Daemon<'a> {
                 mesh.send(layout, store, &mut polled)
             };
             if polled != crate::transport::mesh::Polled::default() {
-                tracing::info!(remote = %mesh.name(), received = polled.received, sent = polled.sent, already_had = polled.already_had, kept_aside = polled.kept_aside, reports = polled.reports, waiting = polled.waiting, "polled");
+                tracing::info!(remote = %mesh.name(), received = polled.received, sent = polled.sent, already_had = polled.already_had, kept_aside = polled.kept_aside, refused = polled.refused, reports = polled.reports, waiting = polled.waiting, "polled");
             }
             done.map_err(|e| e.context(mesh.name()))
         });

@@ -65,11 +65,12 @@ pub fn run<'c>(
             outcome?;
             writeln!(
                 out,
-                "{}: received {}, already had {}, kept aside {}, reports {}, waiting {}; sent {} ({:.2} s)",
+                "{}: received {}, already had {}, kept aside {}, refused {}, reports {}, waiting {}; sent {} ({:.2} s)",
                 mesh.name(),
                 p.received,
                 p.already_had,
                 p.kept_aside,
+                p.refused,
                 p.reports,
                 p.waiting,
                 p.sent,

@@ -215,7 +215,9 @@ pub fn run(args: &StatusArgs, gateway: &mut Gateway<'_>) -> Result<u8> {
             let tz = gateway.config.timezone;
             let midnight =
                 crate::reporting::day_window(now.with_timezone(&tz).date_naive(), tz).from;
-            let mut counts = gateway.store.mesh_counts(midnight)?;
+            let mut counts = gateway
+                .store
+                .mesh_counts(midnight, now - Duration::days(7))?;
             // A kept-aside message is dealt with once its file has left mesh/kept/.
             let kept = gateway.layout.mesh().join("kept");
             counts
@@ -493,6 +495,16 @@ fn needs_attention(s: &Status, now: DateTime<Utc>) -> Vec<String> {
                 k.file_name,
                 k.from,
                 k.note.as_deref().unwrap_or("")
+            ));
+        }
+        for r in &m.counts.refused {
+            lines.push(format!(
+                "MESH message {} ({}) from {} refused at {}: {}; the sender was not told: tell them to split the work with the gateway team",
+                r.message_id,
+                r.file_name,
+                r.from,
+                r.at,
+                r.note.as_deref().unwrap_or("")
             ));
         }
         // Non-delivery reports of the last 7 days (the JSON has the 50 newest).

@@ -49,6 +49,68 @@ pub fn chunks(len: u64, chunk_bytes: u64) -> Vec<Range<u64>> {
         .collect()
 }
 
+/// MESH refuses a chunk under 5 MiB unless it is a message's last (and any over 100 MiB).
+pub const MIN_CHUNK: u64 = 5 * 1024 * 1024;
+pub const MAX_CHUNK: u64 = 100 * 1024 * 1024;
+
+/// The most chunks a message the gateway would take (at most `max_bytes` once unzipped)
+/// can arrive in: every chunk but the last holds at least [`MIN_CHUNK`]. A message
+/// announcing more is refused before any of it is fetched.
+pub fn max_chunks(max_bytes: u64) -> u32 {
+    u32::try_from(max_bytes.div_ceil(MIN_CHUNK) + 1).unwrap_or(u32::MAX)
+}
+
+/// The URL a listing's `links.next` leads to: a path on the mailbox's own origin, or an
+/// absolute URL on that very origin (scheme, host and port). Anything else is refused, so
+/// the mailbox's token is never sent to another server nor downgraded to plain HTTP.
+pub fn next_link(base: &str, next: &str) -> Result<String, String> {
+    let base_origin =
+        origin(base).ok_or_else(|| format!("the mailbox URL {base:?} has no origin"))?;
+    if next.starts_with('/') && !next.starts_with("//") {
+        return Ok(format!(
+            "{}{next}",
+            base.trim_end_matches('/').split_at(base_origin.1).0
+        ));
+    }
+    match origin(next) {
+        Some((o, _)) if o == base_origin.0 => Ok(next.to_owned()),
+        _ => Err(format!(
+            "links.next {:?} leaves the mailbox's own server {}: not followed",
+            excerpt(next),
+            base_origin.0
+        )),
+    }
+}
+
+/// `scheme://host:port` of a URL, lower-cased, with the scheme's default port made
+/// explicit; and where the origin ends in the URL.
+fn origin(url: &str) -> Option<(String, usize)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    if authority.is_empty() || authority.contains('@') {
+        return None;
+    }
+    let (host, port) = match authority.rfind(':') {
+        Some(i) if !authority[i..].contains(']') => {
+            (&authority[..i], authority[i + 1..].parse().ok()?)
+        }
+        _ => (
+            authority,
+            match scheme.as_str() {
+                "https" => 443u16,
+                "http" => 80,
+                _ => return None,
+            },
+        ),
+    };
+    Some((
+        format!("{scheme}://{}:{port}", host.to_ascii_lowercase()),
+        scheme.len() + 3 + end,
+    ))
+}
+
 /// Parses `Mex-Chunk-Range: n:N` into (n, N), 1 ≤ n ≤ N.
 pub fn chunk_range(header: &str) -> Option<(u32, u32)> {
     let (n, total) = header.trim().split_once(':')?;
@@ -170,6 +232,36 @@ mod tests {
         assert_eq!(chunk_range("4:3"), None);
         assert_eq!(chunk_range("0:3"), None);
         assert_eq!(chunk_range("x"), None);
+    }
+
+    #[test]
+    fn links_are_followed_on_the_mailbox_server_only() {
+        let base = "https://mesh.example:8443";
+        assert_eq!(
+            next_link(base, "/messageexchange/X/inbox?continue_from=a").unwrap(),
+            "https://mesh.example:8443/messageexchange/X/inbox?continue_from=a"
+        );
+        assert_eq!(
+            next_link(base, "https://MESH.example:8443/messageexchange/X/inbox").unwrap(),
+            "https://MESH.example:8443/messageexchange/X/inbox"
+        );
+        assert_eq!(
+            next_link("https://mesh.example/", "https://mesh.example:443/x").unwrap(),
+            "https://mesh.example:443/x"
+        );
+        for other in [
+            "http://mesh.example:8443/x",
+            "https://mesh.example:9443/x",
+            "https://evil.example:8443/x",
+            "https://mesh.example:8443@evil.example/x",
+            "//evil.example/x",
+            "http://127.0.0.1:1/x",
+        ] {
+            assert!(next_link(base, other).is_err(), "{other}");
+        }
+        assert_eq!(max_chunks(512 * 1024 * 1024), 104);
+        assert_eq!(max_chunks(1024 * 1024), 2);
+        assert_eq!(max_chunks(u64::MAX), u32::MAX);
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub enum Received {
     AlreadyHad,
     /// From an unmapped sender or under an unusable name: kept aside, not in any `in/`.
     KeptAside,
+    /// Too large: nothing of it kept.
+    Refused,
 }
 
 impl Received {
@@ -26,6 +28,7 @@ impl Received {
             Received::Delivered => "delivered",
             Received::AlreadyHad => "already_had",
             Received::KeptAside => "kept_aside",
+            Received::Refused => "refused",
         }
     }
 }
@@ -99,6 +102,8 @@ pub struct MeshCounts {
     /// Outbound messages started and not finished (in doubt or with chunks to go).
     pub pending_outbound: u64,
     pub kept_aside: Vec<KeptAside>,
+    /// Messages refused unkept in the last 7 days (too large), newest first.
+    pub refused: Vec<KeptAside>,
     pub undelivered: Vec<Undelivered>,
 }
 
@@ -247,8 +252,13 @@ impl Store {
         Ok(())
     }
 
-    /// Traffic since `since` (the start of today), what is pending, kept aside, undelivered.
-    pub fn mesh_counts(&mut self, since: DateTime<Utc>) -> Result<MeshCounts> {
+    /// Traffic since `since` (the start of today), what is pending, kept aside, refused
+    /// since `refused_since`, undelivered.
+    pub fn mesh_counts(
+        &mut self,
+        since: DateTime<Utc>,
+        refused_since: DateTime<Utc>,
+    ) -> Result<MeshCounts> {
         let since = ts(since);
         let db = self.db();
         let counts = db.one(
@@ -261,11 +271,11 @@ impl Store {
         )?;
         let (received_today, sent_today, pending_outbound) =
             (counts.get(0)?, counts.get(1)?, counts.get(2)?);
-        let kept_aside = db
-            .rows(
+        let mut set_aside = |state: &str, since: &str| {
+            db.rows(
                 "SELECT message_id, peer, file_name, at, note FROM mesh_messages
-                 WHERE direction = 'in' AND state = 'kept_aside' ORDER BY at DESC LIMIT 50",
-                args![],
+                 WHERE direction = 'in' AND state = ?1 AND at >= ?2 ORDER BY at DESC LIMIT 50",
+                args![state, since],
             )?
             .iter()
             .map(|r| {
@@ -277,13 +287,17 @@ impl Store {
                     note: r.get(4)?,
                 })
             })
-            .collect::<Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>>>()
+        };
+        let kept_aside = set_aside("kept_aside", "")?;
+        let refused = set_aside("refused", &ts(refused_since))?;
         let undelivered = self.mesh_undelivered("", "~", 50)?;
         Ok(MeshCounts {
             received_today,
             sent_today,
             pending_outbound,
             kept_aside,
+            refused,
             undelivered,
         })
     }

@@ -37,7 +37,10 @@ fn refused_names_are_escaped_in_every_human_output() {
     };
     let status = text(&["status"]);
     assert!(status.contains("rejected in the last 24 hours"), "{status}");
-    assert!(status.contains("a\\u{1b}[31mred\\nfake log.csv"), "{status}");
+    assert!(
+        status.contains("a\\u{1b}[31mred\\nfake log.csv"),
+        "{status}"
+    );
     no_raw_controls("status", &status);
     no_raw_controls("archive list", &text(&["archive", "list"]));
     // An operator checks the file where it was set aside.

@@ -3,6 +3,7 @@
 mod backend;
 mod cluster;
 mod daemon;
+mod fakemesh;
 mod gen;
 mod health;
 mod helpers;

@@ -4,7 +4,7 @@
 //! Secrets (password, shared key, key file) never appear in an error or a log line.
 
 use crate::config::MeshConfig;
-use crate::core::mesh::{auth_token, excerpt, retryable, uses_tls};
+use crate::core::mesh::{auth_token, excerpt, max_chunks, next_link, retryable, uses_tls};
 use anyhow::{anyhow, bail, Context, Result};
 use flate2::read::GzDecoder;
 use rustls_pki_types::pem::PemObject;
@@ -17,6 +17,10 @@ const ACCEPT: &str = "application/vnd.mesh.v2+json";
 /// Attempts for a call that may be retried, and the first pause (doubling, with jitter).
 const ATTEMPTS: u32 = 4;
 const FIRST_PAUSE: Duration = Duration::from_millis(500);
+/// The most an inbox listing page may hold (a page of 500 ids is about 20 KB).
+const MAX_LISTING_BYTES: u64 = 4 * 1024 * 1024;
+/// The most pages one listing follows (`links.next`), so a server cannot keep it going.
+const MAX_PAGES: usize = 200;
 
 /// Why a call failed.
 #[derive(Debug)]
@@ -66,6 +70,19 @@ pub struct MessageHeaders {
     pub status_event: Option<String>,
     pub status_description: Option<String>,
     pub total_chunks: u32,
+}
+
+/// What a download brought.
+#[derive(Debug)]
+pub enum Downloaded {
+    /// Every chunk, written out whole.
+    Whole(MessageHeaders),
+    /// Refused part way (what was written is to be thrown away): too many chunks, or more
+    /// bytes (unzipped) than the gateway takes.
+    Refused {
+        headers: MessageHeaders,
+        why: String,
+    },
 }
 
 /// What one outbound chunk is.
@@ -209,10 +226,21 @@ impl Client {
     pub fn list_inbox(&self) -> Result<Vec<String>> {
         let mut ids = Vec::new();
         let mut url = self.url("/inbox");
-        loop {
+        for _ in 0..MAX_PAGES {
             let page: serde_json::Value = self.retrying("inbox listing", || {
                 let response = self.send(self.request("GET", &url), None)?;
-                serde_json::from_reader(response.into_reader()).map_err(|e| {
+                let mut body = Vec::new();
+                response
+                    .into_reader()
+                    .take(MAX_LISTING_BYTES + 1)
+                    .read_to_end(&mut body)
+                    .map_err(|e| CallError::Transport(format!("the inbox listing: {e}")))?;
+                if body.len() as u64 > MAX_LISTING_BYTES {
+                    return Err(CallError::Transport(format!(
+                        "an inbox listing page is larger than {MAX_LISTING_BYTES} bytes"
+                    )));
+                }
+                serde_json::from_slice(&body).map_err(|e| {
                     CallError::Transport(format!("the inbox listing is not JSON: {e}"))
                 })
             })?;
@@ -225,20 +253,24 @@ impl Client {
                     .filter_map(|m| m.as_str().map(str::to_owned)),
             );
             match page["links"]["next"].as_str() {
-                Some(next) if next.starts_with("http") => url = next.to_owned(),
-                Some(next) => url = format!("{}{next}", self.base),
+                Some(next) => url = next_link(&self.base, next).map_err(|e| anyhow!(e))?,
                 None => return Ok(ids),
             }
         }
+        // As many as one poll takes: the rest are listed at the next.
+        Ok(ids)
     }
 
     /// Downloads message `id` (every chunk, each gunzipped if sent gzipped) into `to`,
     /// returning its headers. A chunk that fails is fetched again; `to` is truncated back
-    /// to where that chunk began.
-    pub fn download(&self, id: &str, to: &mut std::fs::File) -> Result<MessageHeaders> {
+    /// to where that chunk began. A message announcing more chunks than `max_bytes` could
+    /// need, or holding more than `max_bytes` once unzipped, is refused as soon as that is
+    /// known: reading stops there.
+    pub fn download(&self, id: &str, to: &mut std::fs::File, max_bytes: u64) -> Result<Downloaded> {
         use std::io::{Seek, SeekFrom};
-        let mut headers = None;
+        let mut first: Option<MessageHeaders> = None;
         let mut chunk = 1;
+        let most = max_chunks(max_bytes);
         loop {
             let start = to.stream_position()?;
             let tail = if chunk == 1 {
@@ -246,7 +278,7 @@ impl Client {
             } else {
                 format!("/inbox/{id}/{chunk}")
             };
-            let got = self.retrying("download", || {
+            let (got, refused) = self.retrying("download", || {
                 to.set_len(start)
                     .and_then(|_| to.seek(SeekFrom::Start(start)))
                     .map_err(|e| CallError::Transport(format!("cannot rewind: {e}")))?;
@@ -256,30 +288,47 @@ impl Client {
                     None,
                 )?;
                 let h = read_headers(&response);
+                if chunk == 1 && h.total_chunks > most {
+                    let why = format!(
+                        "it comes in {} chunks, more than the {most} a file of at most {max_bytes} bytes (gateway.max_file_bytes) needs",
+                        h.total_chunks
+                    );
+                    return Ok((h, Some(why)));
+                }
                 let gzip = response
                     .header("Content-Encoding")
                     .is_some_and(|e| e.eq_ignore_ascii_case("gzip"));
                 let reader = response.into_reader();
+                // One byte more than is left, to know when there is too much.
+                let room = max_bytes.saturating_sub(start);
                 let copied = if h.message_type.eq_ignore_ascii_case("REPORT") {
                     Ok(0)
                 } else if gzip {
-                    io::copy(&mut GzDecoder::new(reader), to)
+                    io::copy(&mut GzDecoder::new(reader).take(room + 1), to)
                 } else {
-                    io::copy(&mut { reader }, to)
+                    io::copy(&mut reader.take(room + 1), to)
                 };
-                copied.map_err(|e| CallError::Transport(format!("chunk {chunk}: {e}")))?;
-                Ok(h)
+                let n = copied.map_err(|e| CallError::Transport(format!("chunk {chunk}: {e}")))?;
+                let why = (n > room).then(|| {
+                    format!("it holds more than {max_bytes} bytes (gateway.max_file_bytes) once unzipped")
+                });
+                Ok((h, why))
             })?;
-            let total = got.total_chunks.max(1);
-            headers.get_or_insert(got);
-            if chunk >= total {
+            let headers = first.get_or_insert(got);
+            if let Some(why) = refused {
+                return Ok(Downloaded::Refused {
+                    headers: headers.clone(),
+                    why,
+                });
+            }
+            if chunk >= headers.total_chunks.max(1) {
                 break;
             }
             chunk += 1;
             crate::fault::pause_mesh_chunk(self.pause);
         }
         to.sync_all()?;
-        Ok(headers.expect("at least one chunk"))
+        Ok(Downloaded::Whole(first.expect("at least one chunk")))
     }
 
     /// `PUT …/inbox/{id}/status/acknowledged`.

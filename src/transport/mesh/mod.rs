@@ -22,7 +22,7 @@ use crate::core::ids::MailboxId;
 use crate::layout::Layout;
 use crate::store::{Inbound, Outbound, Received, Report, Store};
 use anyhow::{anyhow, Context, Result};
-use client::{CallError, Chunk, Client, Envelope, MessageHeaders};
+use client::{CallError, Chunk, Client, Downloaded, Envelope, MessageHeaders};
 use sha2::{Digest, Sha256};
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -31,6 +31,8 @@ use std::time::{Duration, Instant};
 
 /// The service's page size: a listing this long may have more behind it.
 const PAGE: usize = 500;
+/// The most listings one poll makes (each of up to `PAGE` messages).
+const MAX_LISTINGS: usize = 20;
 /// How often the handshake is repeated.
 const HANDSHAKE_EVERY: Duration = Duration::from_secs(24 * 3600);
 
@@ -40,6 +42,8 @@ pub struct Polled {
     pub received: usize,
     pub already_had: usize,
     pub kept_aside: usize,
+    /// Messages refused and thrown away unkept (too large, too many chunks).
+    pub refused: usize,
     pub reports: usize,
     /// Messages left in the MESH inbox because a different file of that name still waits
     /// in `in/`.
@@ -116,7 +120,7 @@ impl Mesh {
         let _one_at_a_time = poll_lock(layout)?;
         self.handshake_if_due()?;
         let mut first_error: Option<anyhow::Error> = None;
-        loop {
+        for _ in 0..MAX_LISTINGS {
             let ids = self.client.list_inbox()?;
             let before = *polled;
             for id in &ids {
@@ -132,13 +136,15 @@ impl Mesh {
                     first_error.get_or_insert(e);
                 }
             }
-            let moved = polled.received + polled.already_had + polled.kept_aside + polled.reports
-                > before.received + before.already_had + before.kept_aside + before.reports;
+            let taken =
+                |p: &Polled| p.received + p.already_had + p.kept_aside + p.refused + p.reports;
             // A full page may hide more: list again at once (unless nothing moved).
-            if ids.len() < PAGE || !moved {
-                return first_error.map_or(Ok(()), Err);
+            if ids.len() < PAGE || taken(polled) == taken(&before) {
+                break;
             }
         }
+        // What is left waits for the next poll.
+        first_error.map_or(Ok(()), Err)
     }
 
     fn receive_one(
@@ -165,7 +171,17 @@ impl Mesh {
             .truncate(true)
             .open(&part)
             .with_context(|| format!("cannot create {}", part.display()))?;
-        let headers = self.client.download(id, &mut file)?;
+        let headers = match self
+            .client
+            .download(id, &mut file, self.config.max_message_bytes)?
+        {
+            Downloaded::Whole(headers) => headers,
+            Downloaded::Refused { headers, why } => {
+                drop(file);
+                fs::remove_file(&part)?;
+                return self.refuse(id, &headers, &why, store, polled);
+            }
+        };
         if headers.message_type.eq_ignore_ascii_case("REPORT") {
             drop(file);
             fs::remove_file(&part)?;
@@ -178,12 +194,7 @@ impl Mesh {
             .file_name
             .clone()
             .unwrap_or_else(|| format!("{id}.dat"));
-        let party = self
-            .config
-            .partners
-            .iter()
-            .find(|(_, mbx)| mbx.eq_ignore_ascii_case(&headers.from))
-            .map(|(mailbox, _)| mailbox.clone());
+        let party = self.party_of(&headers.from);
         let mut record = Inbound {
             message_id: id,
             peer: &headers.from,
@@ -240,6 +251,43 @@ impl Mesh {
         }
         store.mesh_record_inbound(&record, now)?;
         self.client.acknowledge(id)
+    }
+
+    /// A message the gateway will not take (too large): nothing of it is kept; it is
+    /// recorded (for `status`) and acknowledged, so it leaves the inbox.
+    fn refuse(
+        &self,
+        id: &str,
+        headers: &MessageHeaders,
+        why: &str,
+        store: &mut Store,
+        polled: &mut Polled,
+    ) -> Result<()> {
+        let name = headers.file_name.as_deref().unwrap_or("");
+        let record = Inbound {
+            message_id: id,
+            peer: &headers.from,
+            mailbox: self.party_of(&headers.from).map(|m| m.to_string()),
+            file_name: name,
+            workflow: headers.workflow.as_deref(),
+            sha256: None,
+            bytes: 0,
+            outcome: Received::Refused,
+            note: Some(format!("refused unkept: {why}")),
+        };
+        store.mesh_record_inbound(&record, self.clock.now())?;
+        polled.refused += 1;
+        tracing::warn!(remote = %self.name(), message_id = id, from = %headers.from, file = %name, "message refused, nothing of it kept: {why}; the sender is not told by MESH: tell them");
+        self.client.acknowledge(id)
+    }
+
+    /// The party a MESH mailbox is mapped to.
+    fn party_of(&self, mesh_mailbox: &str) -> Option<MailboxId> {
+        self.config
+            .partners
+            .iter()
+            .find(|(_, mbx)| mbx.eq_ignore_ascii_case(mesh_mailbox))
+            .map(|(mailbox, _)| mailbox.clone())
     }
 
     fn take_report(
@@ -489,7 +537,7 @@ pub fn poll_and_record(mesh: &mut Mesh, layout: &Layout, store: &mut Store, fail
     let outcome = mesh.poll(layout, store);
     crate::transport::record_outcome(&mesh.name(), outcome.map(|p| {
         if p != Polled::default() {
-            tracing::info!(remote = %mesh.name(), received = p.received, sent = p.sent, already_had = p.already_had, kept_aside = p.kept_aside, reports = p.reports, waiting = p.waiting, "polled");
+            tracing::info!(remote = %mesh.name(), received = p.received, sent = p.sent, already_had = p.already_had, kept_aside = p.kept_aside, refused = p.refused, reports = p.reports, waiting = p.waiting, "polled");
         }
     }), store, failures)
 }
