@@ -9,9 +9,11 @@
 //!
 //! On an SQLite store there is one daemon per root (the root's lock) and no node.
 
-use crate::store::{Guard, Store};
+use crate::store::{Guard, Location, Store};
 use anyhow::Result;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The lease of a piece of work.
@@ -175,6 +177,53 @@ impl Node {
             store.release(lease, &self.name)?;
         }
         Ok(())
+    }
+}
+
+/// Renews this node's leases every third of a lease period, on a connection of its own,
+/// for as long as the process runs: a long piece of work (a remote's poll, a large file's
+/// transaction) keeps its lease without stopping for it, and renewing never waits behind
+/// the write it protects. A node that stops (killed, or frozen by the system) stops
+/// renewing, and the others take its work when its leases expire.
+pub struct Keeper {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Keeper {
+    pub fn start(location: Location, node: String, ttl: Duration) -> Keeper {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut store: Option<Store> = None;
+            while !flag.load(Ordering::SeqCst) {
+                let renewed = match &mut store {
+                    Some(s) => s.renew(&node, ttl).map(|_| ()),
+                    None => Store::open_at(&location).map(|s| store = Some(s)),
+                };
+                if let Err(e) = renewed {
+                    tracing::warn!(node = %node, error = %format!("{e:#}"), "cannot renew this node's leases: trying again");
+                    store = None;
+                }
+                let until = Instant::now() + ttl / 3;
+                while Instant::now() < until && !flag.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        });
+        Keeper {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Keeper {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 

@@ -97,6 +97,8 @@ pub struct Daemon<'a> {
     node: Option<crate::cluster::Node>,
     /// Each mailbox's lease, in the order of `mailboxes`.
     leases: Vec<String>,
+    /// As a node: renews its leases while it runs, whatever it is busy with.
+    _keeper: Option<crate::cluster::Keeper>,
 }
 
 const RETRY_FIRST: Duration = Duration::from_secs(2);
@@ -144,7 +146,11 @@ impl<'a> Daemon<'a> {
             .postgres
             .is_some()
             .then(|| crate::cluster::Node::new(config.lease, crate::store::ts(clock.now())));
+        let keeper = node.as_ref().map(|n| {
+            crate::cluster::Keeper::start(config.store_location(), n.name.clone(), config.lease)
+        });
         Ok(Daemon {
+            _keeper: keeper,
             leases: mailboxes
                 .iter()
                 .map(crate::cluster::lease_of_mailbox)

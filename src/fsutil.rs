@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Creates a folder (and parents) readable by the service user only.
@@ -29,24 +29,60 @@ pub fn create_private_file(path: &Path) -> Result<()> {
 
 /// Writes `bytes` to `dir/name` atomically: a hidden temporary file, synced, then renamed
 /// (SPEC 6). Readers see the whole file or nothing, after a crash too. (The folder itself is
-/// not synced: after a power cut the rename may be lost, never the content.)
+/// not synced: after a power cut the rename may be lost, never the content.) The temporary
+/// file is a new one (`O_EXCL`, a random name, mode 0600): nothing planted in `dir` under
+/// any name is opened, followed or truncated.
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {
     create_private_dir(dir)?;
-    let tmp = dir.join(format!(".{name}.tmp"));
     let path = dir.join(name);
     let write = || -> io::Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_data()?;
-        fs::rename(&tmp, &path)
+        let mut tmp = new_temp(dir, &format!(".{name}."))?;
+        tmp.write_all(bytes)?;
+        tmp.as_file().sync_data()?;
+        tmp.persist(&path).map_err(|e| e.error)?;
+        Ok(())
     };
     write().with_context(|| format!("cannot write {}", path.display()))?;
     Ok(path)
+}
+
+/// A new hidden file in `dir` (`O_CREAT | O_EXCL`, so never a file or link already there;
+/// mode 0600), removed when dropped unless persisted.
+pub fn new_temp(dir: &Path, prefix: &str) -> io::Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .suffix(".tmp")
+        .permissions(fs::Permissions::from_mode(0o600))
+        .tempfile_in(dir)
+}
+
+/// Puts a complete file the gateway downloaded into a private folder (`tmp`, synced) into
+/// `dir` as `name`, where another party may write: only if `name` is free there (a rename
+/// that never replaces; across file systems, a copy into a new file of the gateway's
+/// own first), then `dir` is synced. `Ok(false)`: a file of that name is there already, and
+/// `tmp` is dropped.
+pub fn place_new(tmp: tempfile::NamedTempFile, dir: &Path, name: &str) -> io::Result<bool> {
+    let target = dir.join(name);
+    let placed = match tmp.persist_noclobber(&target) {
+        Ok(_) => true,
+        Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => false,
+        Err(e) if e.error.raw_os_error() == Some(libc::EXDEV) => {
+            let mut from = e.file.reopen()?;
+            let mut copy = new_temp(dir, ".incoming-")?;
+            io::copy(&mut from, &mut copy)?;
+            copy.as_file().sync_all()?;
+            match copy.persist_noclobber(&target) {
+                Ok(_) => true,
+                Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => false,
+                Err(e) => return Err(e.error),
+            }
+        }
+        Err(e) => return Err(e.error),
+    };
+    if placed {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(placed)
 }
 
 /// Where the archive keeps a file with this sha256.
@@ -116,6 +152,23 @@ pub fn open_inbound(path: &Path) -> io::Result<std::result::Result<Opened, Strin
         return Ok(Err("it is not a plain file".into()));
     }
     Ok(Ok(Opened { file, meta }))
+}
+
+/// Whether `path` (perhaps in a folder another party writes) is a plain file holding
+/// exactly the bytes of `sha256`: opened without following a link, read through that
+/// handle. Missing, or not a plain file: `false`.
+pub fn same_bytes(path: &Path, sha256: &str) -> Result<bool> {
+    match open_inbound(path) {
+        Ok(Ok(opened)) => Ok(crate::check::HashingReader::new(
+            opened.file,
+            indicatif::ProgressBar::hidden(),
+        )
+        .finish()?
+            == sha256),
+        Ok(Err(_)) => Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
 }
 
 /// Reads at most `limit` bytes of an opened file; `None` if it holds more.

@@ -50,6 +50,12 @@ impl Layout {
         self.root.join("mesh")
     }
 
+    /// The SFTP transport's own folder: downloads in progress (`incoming/`), renamed into
+    /// `in/` only when complete.
+    pub fn sftp(&self) -> PathBuf {
+        self.root.join("sftp")
+    }
+
     /// Held by a transport while it sends a party's `out/` (SFTP and MESH may both serve
     /// one party: they take turns, so no file goes twice).
     pub fn out_lock(&self, id: &MailboxId) -> PathBuf {

@@ -64,12 +64,13 @@ impl Gateway<'_> {
                 counts.sent += 1;
             }
         }
-        // Refused entries, MESH messages kept aside, and partial MESH downloads left behind
-        // (a message that vanished from MESH mid-download) all go after `rejected_days`.
+        // Refused entries, MESH messages kept aside, and partial MESH and SFTP downloads
+        // left behind by a crash all go after `rejected_days`.
         let mesh = self.layout.mesh();
         for entry in files(&self.layout.rejected())
             .chain(files(&mesh.join("kept")))
             .chain(files(&mesh.join("incoming")))
+            .chain(files(&self.layout.sftp().join("incoming")))
         {
             let Ok(meta) = entry.metadata() else { continue };
             if mtime(&meta).is_some_and(|at| expired(Kept::Rejected, at, r.rejected_days, now)) {

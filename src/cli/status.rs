@@ -109,6 +109,8 @@ struct RemoteView {
     transport: TransportStatus,
     /// The last attempt failed (no success since the last error).
     failing: bool,
+    /// Files it left on the remote, and why.
+    left_on_remote: Vec<crate::store::LeftOnRemote>,
 }
 
 /// Files waiting in the `in/` folders (not `.part`, `.tmp` or hidden).
@@ -194,19 +196,18 @@ pub fn run(args: &StatusArgs, gateway: &mut Gateway<'_>) -> Result<u8> {
         .into_values()
         .filter(|f| f.outcome == "rejected")
         .collect();
-    let remotes: Vec<RemoteView> = gateway
-        .store
-        .transports()?
-        .into_iter()
-        .map(|t| RemoteView {
+    let mut remotes = Vec::new();
+    for t in gateway.store.transports()? {
+        remotes.push(RemoteView {
             failing: match (&t.last_error_at, &t.last_success) {
                 (Some(e), Some(s)) => e > s,
                 (Some(_), None) => true,
                 _ => false,
             },
+            left_on_remote: gateway.store.remote_files_left(&t.name)?,
             transport: t,
-        })
-        .collect();
+        });
+    }
     let mesh = match &gateway.config.mesh {
         None => None,
         Some(m) => {
@@ -486,6 +487,14 @@ fn needs_attention(s: &Status, now: DateTime<Utc>) -> Vec<String> {
             r.transport.last_error_at.as_deref().unwrap_or("?"),
             r.transport.last_error.as_deref().unwrap_or("?")
         ));
+    }
+    for r in &s.remotes {
+        for f in &r.left_on_remote {
+            lines.push(format!(
+                "remote {} left {} there (since {}): {}",
+                r.transport.name, f.file_name, f.at, f.note
+            ));
+        }
     }
     if let Some(m) = &s.mesh {
         for k in &m.counts.kept_aside {

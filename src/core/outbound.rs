@@ -12,11 +12,18 @@ pub fn csv_cell(text: &str) -> Cow<'_, str> {
     }
 }
 
+/// The longest stem an outbound name carries: with its prefix and extension the name stays
+/// well inside the 255 bytes a file system allows.
+const MAX_STEM: usize = 200;
+
 /// The stem of an inbound file name: the name without its last extension, with anything
 /// but letters, digits, `.`, `-` and `_` replaced by `_` (a refused name may hold anything).
+/// A stem longer than [`MAX_STEM`] is cut, and ends with 16 hex digits of its sha256 so
+/// that two long names still differ.
 pub fn stem(file: &str) -> String {
     let stem = file.rsplit_once('.').map_or(file, |(stem, _)| stem);
-    stem.chars()
+    let stem = stem
+        .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
                 c
@@ -26,7 +33,13 @@ pub fn stem(file: &str) -> String {
         })
         .collect::<String>()
         .trim_start_matches('.')
-        .to_owned()
+        .to_owned();
+    if stem.len() <= MAX_STEM {
+        return stem;
+    }
+    use sha2::Digest;
+    let hash = hex::encode(sha2::Sha256::digest(stem.as_bytes()));
+    format!("{}-{}", &stem[..MAX_STEM - 17], &hash[..16])
 }
 
 /// `CPIS_ACK_<stem>.json`
@@ -158,5 +171,8 @@ mod tests {
         );
         assert_eq!(ack_csv_name("odd"), "CPIS_ACK_odd.csv");
         assert_eq!(ack_json_name("..\nx y/z.csv"), "CPIS_ACK__x_y_z.json");
+        let long = ack_json_name(&format!("{}.csv", "a".repeat(250)));
+        assert!(long.len() <= 220, "{long}");
+        assert_ne!(long, ack_json_name(&format!("{}b.csv", "a".repeat(250))));
     }
 }

@@ -470,6 +470,66 @@ impl Store {
     }
 }
 
+/// A file a transport left on its remote, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct LeftOnRemote {
+    pub file_name: String,
+    pub note: String,
+    pub at: String,
+}
+
+impl Store {
+    /// Records that `remote` left `file_name` where it is, and why.
+    pub fn remote_file_left(
+        &mut self,
+        remote: &str,
+        file_name: &str,
+        note: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.db().execute(
+            "INSERT INTO remote_files (remote, file_name, note, at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (remote, file_name) DO UPDATE SET note = excluded.note, at = excluded.at",
+            args![remote, file_name, note, ts(at)],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets what was said of the files of `remote` that are not `still_there` (taken,
+    /// or gone from the remote).
+    pub fn remote_files_settled(&mut self, remote: &str, still_there: &[&str]) -> Result<()> {
+        let left: Vec<String> = self.db().column(
+            "SELECT file_name FROM remote_files WHERE remote = ?1",
+            args![remote],
+        )?;
+        for name in left.iter().filter(|n| !still_there.contains(&n.as_str())) {
+            self.db().execute(
+                "DELETE FROM remote_files WHERE remote = ?1 AND file_name = ?2",
+                args![remote, name],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The files `remote` leaves behind, oldest first.
+    pub fn remote_files_left(&mut self, remote: &str) -> Result<Vec<LeftOnRemote>> {
+        self.db()
+            .rows(
+                "SELECT file_name, note, at FROM remote_files WHERE remote = ?1 ORDER BY at, file_name",
+                args![remote],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(LeftOnRemote {
+                    file_name: r.get(0)?,
+                    note: r.get(1)?,
+                    at: r.get(2)?,
+                })
+            })
+            .collect()
+    }
+}
+
 /// A file as `status` lists it among things that need attention.
 #[derive(Debug, Clone, Serialize)]
 pub struct FileBrief {

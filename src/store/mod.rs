@@ -17,7 +17,8 @@ mod records;
 mod reports;
 
 pub use files::{
-    quarantine_label, ArchivedFile, FileBrief, FileRow, Injected, QuarantineEntry, TransportStatus,
+    quarantine_label, ArchivedFile, FileBrief, FileRow, Injected, LeftOnRemote, QuarantineEntry,
+    TransportStatus,
 };
 pub use health::{HealthTx, LogHead, NotifyRow, PresentationView};
 pub use leases::{Guard, LeaseView, NodeView};
@@ -284,6 +285,18 @@ const MIGRATIONS: &[&str] = &[
         owner      TEXT NOT NULL,
         expires_ms INTEGER NOT NULL,
         fence      INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
+    // 11: hostile peers. The files a transport leaves on a remote for a reason (a different
+    // file of that name waits in in/, a name the local file system refuses), for `status`
+    // until they are taken.
+    r#"
+    CREATE TABLE remote_files (
+        remote    TEXT NOT NULL,
+        file_name TEXT NOT NULL,
+        note      TEXT NOT NULL,
+        at        TEXT NOT NULL,
+        PRIMARY KEY (remote, file_name)
     ) WITHOUT ROWID;
     "#,
 ];

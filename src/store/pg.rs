@@ -35,6 +35,7 @@ pub const TABLES: &[&str] = &[
     "dq_files",
     "nodes",
     "leases",
+    "remote_files",
 ];
 
 /// The refusal every append-only trigger calls (PostgreSQL only), before migration 1.

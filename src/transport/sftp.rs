@@ -1,11 +1,14 @@
 //! SFTP (ssh2) transport for one `[[sftp]]` remote (SPEC 6).
 //!
 //! Pull: list `remote_in`, skip `.part`/`.tmp`/hidden names and files whose size or mtime
-//! changed since the previous listing, download each to a hidden `.part` in the local
-//! `in/` (streamed, synced, size checked), and rename it into place; only then delete the
-//! remote file (or move it to `remote_done`). A file the gateway already has (waiting in
-//! `in/`, or processed from this mailbox: same bytes) is not taken twice, so a re-download
-//! after a crash is harmless. Push: each file of the local `out/` goes to `remote_out` as
+//! changed since the previous listing, download each into a new file of the gateway's own
+//! private `sftp/incoming/` (streamed, synced, size checked) and put it into `in/` only if
+//! its name is free there (a rename that never replaces); only then delete the remote file
+//! (or move it to `remote_done`). A file the gateway already has (the same bytes waiting in
+//! `in/`, or processed from this mailbox) is not taken twice, so a re-download after a
+//! crash is harmless. A file that cannot be put into `in/` (a different one of that name
+//! waits there, a name too long for the local disk) stays on the remote, said in `status`,
+//! and the others go on. Push: each file of the local `out/` goes to `remote_out` as
 //! `<name>.part`, is renamed, and the local copy moves to `out/sent/`. Host keys are always
 //! verified against `known_hosts`; key material and passwords are never logged.
 
@@ -17,7 +20,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use sha2::{Digest, Sha256};
 use ssh2::{CheckResult, KnownHostFileKind, RenameFlags, Session, Sftp};
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -33,6 +36,8 @@ pub struct Polled {
     pub pushed: usize,
     pub already_had: usize,
     pub waiting: usize,
+    /// Left on the remote for a reason (see `status`).
+    pub left: usize,
 }
 
 /// A remote and what it looked like at the previous listing.
@@ -111,6 +116,8 @@ impl Remote {
         let mailbox = &self.config.mailbox;
         let inbox = layout.inbox(mailbox);
         crate::fsutil::create_private_dir(&inbox)?;
+        let incoming = layout.sftp().join("incoming");
+        crate::fsutil::create_private_dir(&incoming)?;
         let remote_in = PathBuf::from(&self.config.remote_in);
         let mut listing = HashMap::new();
         for (path, stat) in sftp.readdir(&remote_in).context("cannot list remote_in")? {
@@ -125,53 +132,88 @@ impl Remote {
         let previous = std::mem::replace(&mut self.seen, listing.clone());
         let mut names: Vec<&String> = listing.keys().collect();
         names.sort();
+        // What was said of a file stays until it is taken or gone from the remote.
+        let mut still_there: Vec<&str> = Vec::new();
         for name in names {
             let (size, mtime) = listing[name];
             if previous.get(name) != Some(&(size, mtime)) {
                 polled.waiting += 1;
+                still_there.push(name);
                 continue;
             }
-            let remote = remote_in.join(name);
-            let target = inbox.join(name);
-            let part = inbox.join(format!(".{name}.part"));
-            let had = if target.exists() {
-                fs::metadata(&target)?.len() == size
-            } else {
-                let sha = download(sftp, &remote, &part, size)?;
-                if store
-                    .find_processed(&sha, &mailbox.to_string(), name)?
-                    .is_some()
-                {
-                    fs::remove_file(&part)?;
-                    true
-                } else {
-                    fs::rename(&part, &target)?;
-                    File::open(&inbox)?.sync_all()?;
-                    false
+            match self.pull_one(sftp, &incoming, &inbox, store, name, size)? {
+                Pulled::Taken => {
+                    polled.pulled += 1;
+                    tracing::info!(remote = %self.name(), file = %name, bytes = size, "pulled");
                 }
-            };
-            // Safe locally: now, and only now, the remote copy goes.
-            match &self.config.remote_done {
-                Some(done) => sftp
-                    .rename(
-                        &remote,
-                        &Path::new(done).join(name),
-                        Some(RenameFlags::OVERWRITE | RenameFlags::ATOMIC | RenameFlags::NATIVE),
-                    )
-                    .context("cannot move the remote file to remote_done")?,
-                None => sftp
-                    .unlink(&remote)
-                    .context("cannot delete the remote file")?,
+                Pulled::AlreadyHad => polled.already_had += 1,
+                Pulled::Left(why) => {
+                    polled.left += 1;
+                    tracing::warn!(remote = %self.name(), file = %name, "left on the remote: {why}");
+                    store.remote_file_left(&self.name(), name, &why, chrono::Utc::now())?;
+                    still_there.push(name);
+                }
             }
             self.seen.remove(name);
-            if had {
-                polled.already_had += 1;
-            } else {
-                polled.pulled += 1;
-                tracing::info!(remote = %self.name(), file = %name, bytes = size, "pulled");
-            }
         }
+        store.remote_files_settled(&self.name(), &still_there)?;
         Ok(())
+    }
+
+    /// Downloads one remote file into the gateway's private `incoming` folder (a new file
+    /// of its own: nothing planted anywhere is opened), then puts it into `in/` if its
+    /// name is free there. The remote copy goes only once its bytes are safely here, or
+    /// the gateway has them already (processed from this mailbox, or the very same bytes
+    /// waiting in `in/`); otherwise it stays, and why is said.
+    fn pull_one(
+        &self,
+        sftp: &Sftp,
+        incoming: &Path,
+        inbox: &Path,
+        store: &mut Store,
+        name: &str,
+        size: u64,
+    ) -> Result<Pulled> {
+        let remote = Path::new(&self.config.remote_in).join(name);
+        let mut tmp = crate::fsutil::new_temp(incoming, ".sftp-")
+            .with_context(|| format!("cannot create a file in {}", incoming.display()))?;
+        let sha = download(sftp, &remote, tmp.as_file_mut(), size)?;
+        let mailbox = self.config.mailbox.to_string();
+        let pulled = if store.find_processed(&sha, &mailbox, name)?.is_some()
+            || crate::fsutil::same_bytes(&inbox.join(name), &sha)?
+        {
+            Pulled::AlreadyHad
+        } else {
+            match crate::fsutil::place_new(tmp, inbox, name) {
+                Ok(true) => Pulled::Taken,
+                Ok(false) => {
+                    return Ok(Pulled::Left(format!(
+                        "a different file named {name:?} waits in {}: this one is taken once that one has been processed",
+                        inbox.display()
+                    )))
+                }
+                Err(e) => {
+                    return Ok(Pulled::Left(format!(
+                        "it cannot be put into {}: {e}",
+                        inbox.display()
+                    )))
+                }
+            }
+        };
+        // Safe locally: now, and only now, the remote copy goes.
+        match &self.config.remote_done {
+            Some(done) => sftp
+                .rename(
+                    &remote,
+                    &Path::new(done).join(name),
+                    Some(RenameFlags::OVERWRITE | RenameFlags::ATOMIC | RenameFlags::NATIVE),
+                )
+                .context("cannot move the remote file to remote_done")?,
+            None => sftp
+                .unlink(&remote)
+                .context("cannot delete the remote file")?,
+        }
+        Ok(pulled)
     }
 
     fn push(&mut self, sftp: &Sftp, layout: &Layout, polled: &mut Polled) -> Result<()> {
@@ -213,16 +255,19 @@ impl Remote {
     }
 }
 
-/// Streams a remote file to `part` (synced), checks its size, returns its sha256.
-fn download(sftp: &Sftp, remote: &Path, part: &Path, size: u64) -> Result<String> {
+/// What became of one remote file.
+enum Pulled {
+    Taken,
+    AlreadyHad,
+    /// Left on the remote, and why.
+    Left(String),
+}
+
+/// Streams a remote file into `to` (synced), checks its size, returns its sha256.
+fn download(sftp: &Sftp, remote: &Path, to: &mut File, size: u64) -> Result<String> {
     let mut from = sftp
         .open(remote)
         .with_context(|| format!("cannot open {}", remote.display()))?;
-    let mut to = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(part)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     let mut total = 0u64;
@@ -237,7 +282,6 @@ fn download(sftp: &Sftp, remote: &Path, part: &Path, size: u64) -> Result<String
     }
     to.sync_all()?;
     if total != size {
-        let _ = fs::remove_file(part);
         bail!(
             "{} arrived with {total} bytes of {size}: it will be fetched again",
             remote.display()

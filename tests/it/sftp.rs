@@ -27,8 +27,31 @@ fn keygen(args: &[&str]) {
 
 impl Sshd {
     fn start() -> Sshd {
+        Sshd::with_sftp(None)
+    }
+
+    /// A server whose SFTP sessions take `seconds` to start (a slow peer).
+    fn slow(seconds: u32) -> Sshd {
+        Sshd::with_sftp(Some(seconds))
+    }
+
+    fn with_sftp(delay_s: Option<u32>) -> Sshd {
         let dir = temp();
         let d = dir.path();
+        let subsystem = match delay_s {
+            None => "internal-sftp".to_owned(),
+            Some(s) => {
+                let script = d.join("slow-sftp.sh");
+                fs::write(
+                    &script,
+                    format!("#!/bin/sh\nsleep {s}\nexec /usr/lib/openssh/sftp-server\n"),
+                )
+                .unwrap();
+                let mode = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+                fs::set_permissions(&script, mode).unwrap();
+                script.display().to_string()
+            }
+        };
         keygen(&[
             "-t",
             "ed25519",
@@ -58,8 +81,9 @@ impl Sshd {
             format!(
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {0}/host_key\nPidFile {0}/sshd.pid\n\
                  AuthorizedKeysFile {0}/authorized_keys\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-                 UsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\nLogLevel ERROR\n",
-                d.display()
+                 UsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\nSubsystem sftp {1}\nLogLevel ERROR\n",
+                d.display(),
+                subsystem
             ),
         )
         .unwrap();
@@ -359,9 +383,17 @@ fn an_outage_is_retried_and_a_cut_download_is_fetched_again_whole() {
         .unwrap();
     let mut daemon = Guard(daemon);
     let inbox = root.path().join("var/mailboxes/LA919/in");
-    let part = inbox.join(".CPIS_EXTRACT_919_20261121T020000.csv.part");
+    // The download goes into the gateway's own folder, never into in/.
+    let incoming = root.path().join("var/sftp/incoming");
+    let downloading = || {
+        fs::read_dir(&incoming)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.metadata().is_ok_and(|m| m.len() > 0))
+    };
     let start = Instant::now();
-    while !fs::metadata(&part).map(|m| m.len() > 0).unwrap_or(false) {
+    while !downloading() {
         assert!(
             start.elapsed() < Duration::from_secs(30),
             "the download never started"
@@ -416,4 +448,234 @@ fn an_outage_is_retried_and_a_cut_download_is_fetched_again_whole() {
         .query_row("SELECT count(*) FROM files", [], |r| r.get(0))
         .unwrap();
     assert_eq!(n, 1, "one outcome");
+}
+
+/// The status of the root in `dir`, as JSON.
+fn status_json(dir: &Path) -> Value {
+    serde_json::from_slice(
+        &gateway(dir)
+            .args(["status", "--format", "json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_link_planted_in_in_is_never_written_through() {
+    // A local account that may write into LA919's in/ plants links where the gateway
+    // used to put its partial download and its temporary files.
+    let sshd = Sshd::start();
+    let root = sshd.gateway_root(60, &sshd.path("known_hosts"));
+    let r = root.path();
+    assert_ok(&gateway(r).arg("init").output().unwrap());
+    let store = r.join("var/store/cpis.sqlite");
+    let store_before = fs::read(&store).unwrap();
+    let victim = r.join("var/mailboxes/LA202/out/CPIS_ACK_CPIS_EXTRACT_202_20261120T020000.json");
+    fs::create_dir_all(victim.parent().unwrap()).unwrap();
+    fs::write(&victim, "LA202's acknowledgement").unwrap();
+    let inbox = r.join("var/mailboxes/LA919/in");
+    let outbox = r.join("var/mailboxes/LA919/out");
+    std::os::unix::fs::symlink(
+        &store,
+        inbox.join(format!(".{}.part", "CPIS_EXTRACT_919_20261121T020000.csv")),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&victim, outbox.join(format!(".{ACK}.tmp"))).unwrap();
+    // The remote file: any bytes under that name.
+    let name = extract(&sshd.path("remote_in"), 12);
+    assert_eq!(name, "CPIS_EXTRACT_919_20261121T020000.csv");
+    let out = gateway(r).args(["run", "--once"]).output().unwrap();
+    assert_ok(&out);
+    let store_after = fs::read(&store).unwrap();
+    assert!(
+        store_after.starts_with(b"SQLite format 3\0"),
+        "the store was overwritten"
+    );
+    assert_ne!(store_after, b"", "{}", store_before.len());
+    assert_eq!(
+        fs::read_to_string(&victim).unwrap(),
+        "LA202's acknowledgement"
+    );
+    let ack: Value =
+        serde_json::from_slice(&fs::read(sshd.path("remote_out").join(ACK)).unwrap()).unwrap();
+    assert_eq!(ack["outcome"], "accepted");
+    assert_eq!(status_json(r)["store"]["backend"], "sqlite");
+}
+
+#[test]
+fn a_remote_file_is_deleted_only_when_its_bytes_are_safely_here() {
+    let sshd = Sshd::start();
+    let root = sshd.gateway_root(60, &sshd.path("known_hosts"));
+    let r = root.path();
+    assert_ok(&gateway(r).arg("init").output().unwrap());
+    let inbox = r.join("var/mailboxes/LA919/in");
+    // A different file of the same name waits in in/, held there by an empty control file.
+    let name = "CPIS_EXTRACT_919_20261121T020000.csv";
+    fs::write(inbox.join(name), "the LA's own copy, still being sent").unwrap();
+    fs::write(inbox.join("CPIS_EXTRACT_919_20261121T020000.ctl"), "").unwrap();
+    extract(&sshd.path("remote_in"), 7);
+    let remote = sshd.path("remote_in").join(name);
+    let remote_bytes = fs::read(&remote).unwrap();
+    let out = gateway(r).args(["run", "--once"]).output().unwrap();
+    assert_eq!(
+        fs::read(&remote).unwrap(),
+        remote_bytes,
+        "its bytes exist nowhere else: it stays: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        fs::read_to_string(inbox.join(name)).unwrap(),
+        "the LA's own copy, still being sent"
+    );
+    let status = status_json(r);
+    let left = &status["remotes"][0]["left_on_remote"];
+    assert_eq!(left[0]["file_name"], name, "{status}");
+    assert!(left[0]["note"]
+        .as_str()
+        .unwrap()
+        .contains("a different file"));
+    assert_schema("status.schema.json", &status);
+    let text = gateway(r).arg("status").output().unwrap();
+    assert!(String::from_utf8_lossy(&text.stdout).contains(&format!("left {name} there")));
+    // The same bytes waiting in in/: the gateway has them, so the remote copy may go.
+    fs::write(inbox.join(name), &remote_bytes).unwrap();
+    let out = gateway(r).args(["run", "--once"]).output().unwrap();
+    assert!(!remote.exists(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(fs::read(inbox.join(name)).unwrap(), remote_bytes);
+    assert_eq!(
+        status_json(r)["remotes"][0]["left_on_remote"],
+        serde_json::json!([]),
+        "nothing left behind any more"
+    );
+}
+
+#[test]
+fn a_name_too_long_for_the_disk_holds_up_nothing() {
+    let sshd = Sshd::start();
+    let root = sshd.gateway_root(60, &sshd.path("known_hosts"));
+    let r = root.path();
+    let long = format!("{}.csv", "L".repeat(246));
+    assert_eq!(long.len(), 250);
+    fs::write(sshd.path("remote_in").join(&long), "whatever").unwrap();
+    extract(&sshd.path("remote_in"), 9);
+    let out = gateway(r).args(["run", "--once"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("too long"), "{err}");
+    let ack: Value =
+        serde_json::from_slice(&fs::read(sshd.path("remote_out").join(ACK)).unwrap()).unwrap();
+    assert_eq!(ack["outcome"], "accepted", "the later file was pulled");
+    // The long one was taken too, and refused with an acknowledgement of its own.
+    assert!(!sshd.path("remote_in").join(&long).exists(), "{err}");
+    let refusal = fs::read_dir(sshd.path("remote_out"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("CPIS_ACK_LLL") && n.ends_with(".json"))
+        .unwrap_or_else(|| panic!("no acknowledgement for the long name: {err}"));
+    assert!(refusal.len() < 255);
+    let refused: Value =
+        serde_json::from_slice(&fs::read(sshd.path("remote_out").join(refusal)).unwrap()).unwrap();
+    assert_eq!(file_codes(&refused), ["FILE_NAME"]);
+    let status = status_json(r);
+    assert_eq!(
+        status["rejected_last_day"][0]["file"],
+        long.as_str(),
+        "{status}"
+    );
+}
+
+#[test]
+fn a_poll_longer_than_the_lease_keeps_its_lease_on_a_shared_store() {
+    let pg = crate::backend::Postgres::start();
+    // Every SFTP session takes 8 s (four lease periods) to start.
+    let sshd = Sshd::slow(8);
+    let root = sshd.gateway_root(1, &sshd.path("known_hosts"));
+    let r = root.path();
+    let config = r.join("config.toml");
+    let mut text = fs::read_to_string(&config).unwrap();
+    text = text.replacen(
+        "[[sftp]]",
+        &format!("[store]\nurl = \"{}\"\nlease_s = 2\n\n[[sftp]]", pg.url()),
+        1,
+    );
+    fs::write(&config, text).unwrap();
+    assert_ok(&gateway(r).arg("init").output().unwrap());
+    extract(&sshd.path("remote_in"), 5);
+    let remote_lease = |status: &Value| {
+        status["store"]["leases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"].as_str().unwrap().starts_with("remote:sftp:"))
+            .cloned()
+    };
+    // Node a: one run, whose poll of the slow remote lasts longer than a lease.
+    /// Killed when dropped (a failed assertion must not leave a gateway running).
+    struct Killed(Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let a_log = r.join("a.log");
+    let mut a = Killed(
+        Command::new(assert_cmd::cargo::cargo_bin("cpis-gateway"))
+            .current_dir(r)
+            .env("CPIS_GATEWAY_NOW", NOW)
+            .env("CPIS_GATEWAY_NODE", "a")
+            .args(["run", "--once"])
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&a_log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(
+        wait_for(Duration::from_secs(30), || remote_lease(&status_json(r))
+            .is_some_and(|l| l["owner"].as_str().unwrap().starts_with("a:")
+                && l["expires_in_ms"].as_i64().unwrap() > 0)),
+        "node a never polled: {}",
+        fs::read_to_string(&a_log).unwrap_or_default()
+    );
+    // Node b, a daemon polling the same remote every second, must wait for a's poll.
+    let b_log = r.join("b.log");
+    let b = Killed(
+        Command::new(assert_cmd::cargo::cargo_bin("cpis-gateway"))
+            .current_dir(r)
+            .env("CPIS_GATEWAY_NOW", NOW)
+            .env("CPIS_GATEWAY_NODE", "b")
+            .arg("run")
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&b_log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(4) {
+        let status = status_json(r);
+        let remote = remote_lease(&status).unwrap_or_else(|| panic!("no remote lease: {status}"));
+        assert!(
+            remote["owner"].as_str().unwrap().starts_with("a:")
+                && remote["expires_in_ms"].as_i64().unwrap() > 0,
+            "node a's poll lost its lease while it ran: {remote}\n{}",
+            fs::read_to_string(&a_log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(
+        a.0.wait().unwrap().success(),
+        "{}",
+        fs::read_to_string(&a_log).unwrap()
+    );
+    drop(b);
+    let b_said = fs::read_to_string(&b_log).unwrap();
+    assert!(
+        !b_said.contains("pulled"),
+        "node b polled the remote too: {b_said}"
+    );
+    let ack: Value =
+        serde_json::from_slice(&fs::read(sshd.path("remote_out").join(ACK)).unwrap()).unwrap();
+    assert_eq!(ack["outcome"], "accepted");
 }

@@ -25,7 +25,7 @@ use anyhow::{anyhow, Context, Result};
 use client::{CallError, Chunk, Client, Downloaded, Envelope, MessageHeaders};
 use sha2::{Digest, Sha256};
 use std::fs::{self, File};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -163,33 +163,24 @@ impl Mesh {
         }
         let incoming = layout.mesh().join("incoming");
         crate::fsutil::create_private_dir(&incoming)?;
-        let part = incoming.join(format!("{id}.part"));
-        let mut file = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&part)
-            .with_context(|| format!("cannot create {}", part.display()))?;
-        let headers = match self
-            .client
-            .download(id, &mut file, self.config.max_message_bytes)?
-        {
-            Downloaded::Whole(headers) => headers,
-            Downloaded::Refused { headers, why } => {
-                drop(file);
-                fs::remove_file(&part)?;
-                return self.refuse(id, &headers, &why, store, polled);
-            }
-        };
+        // A new file of the gateway's own, removed unless it is put somewhere.
+        let mut part = crate::fsutil::new_temp(&incoming, ".mesh-")
+            .with_context(|| format!("cannot create a file in {}", incoming.display()))?;
+        let headers =
+            match self
+                .client
+                .download(id, part.as_file_mut(), self.config.max_message_bytes)?
+            {
+                Downloaded::Whole(headers) => headers,
+                Downloaded::Refused { headers, why } => {
+                    return self.refuse(id, &headers, &why, store, polled);
+                }
+            };
         if headers.message_type.eq_ignore_ascii_case("REPORT") {
-            drop(file);
-            fs::remove_file(&part)?;
             return self.take_report(id, &headers, store, polled);
         }
-        file.seek(SeekFrom::Start(0))?;
-        let (sha256, bytes) = hash(&mut file)?;
-        drop(file);
+        part.as_file_mut().seek(SeekFrom::Start(0))?;
+        let (sha256, bytes) = hash(part.as_file_mut())?;
         let name = headers
             .file_name
             .clone()
@@ -214,20 +205,19 @@ impl Mesh {
                 let processed = store
                     .find_processed(&sha256, &mailbox.to_string(), &name)?
                     .is_some();
-                if processed || same_bytes(&target, &sha256)? {
-                    fs::remove_file(&part)?;
+                crate::fsutil::create_private_dir(&inbox)?;
+                if processed || crate::fsutil::same_bytes(&target, &sha256)? {
                     record.outcome = Received::AlreadyHad;
                     polled.already_had += 1;
-                } else if target.exists() {
+                } else if !crate::fsutil::place_new(part, &inbox, &name)
+                    .with_context(|| format!("cannot put {}", target.display()))?
+                {
                     // Another file of that name waits to be processed: this one stays in
                     // MESH (unacknowledged) until that one has gone.
-                    fs::remove_file(&part)?;
                     polled.waiting += 1;
                     tracing::warn!(remote = %self.name(), message_id = id, file = %name, mailbox = %mailbox, "a different file of this name is still waiting in in/: the message stays in MESH until it has been processed");
                     return Ok(());
                 } else {
-                    crate::fsutil::create_private_dir(&inbox)?;
-                    place(&part, &inbox, &name)?;
                     polled.received += 1;
                     tracing::info!(remote = %self.name(), message_id = id, from = %headers.from, file = %name, bytes, "received");
                 }
@@ -242,7 +232,11 @@ impl Mesh {
                 };
                 let kept = layout.mesh().join("kept");
                 crate::fsutil::create_private_dir(&kept)?;
-                place(&part, &kept, id)?;
+                part.as_file().sync_all()?;
+                part.persist(kept.join(id))
+                    .map_err(|e| e.error)
+                    .with_context(|| format!("cannot keep {}", kept.join(id).display()))?;
+                fs::File::open(&kept)?.sync_all()?;
                 record.outcome = Received::KeptAside;
                 record.note = Some(format!("{why}; kept as {}", kept.join(id).display()));
                 polled.kept_aside += 1;
@@ -371,7 +365,7 @@ impl Mesh {
         // send it again. (Sent and never moved to out/sent/ — a crash just after, or the
         // move failed — it is not sent again.)
         let again = matches!(&previous, Some(o) if o.state == "sent")
-            && same_bytes(&sent.join(name), &sha256)?;
+            && crate::fsutil::same_bytes(&sent.join(name), &sha256)?;
         let mut o = match previous {
             Some(o) if !again && o.state == "posting" => self.settle_in_doubt(o, store)?,
             Some(o) if !again => o,
@@ -494,14 +488,6 @@ fn hash(file: &mut File) -> Result<(String, u64)> {
     Ok((hex::encode(hasher.finalize()), n))
 }
 
-fn same_bytes(path: &Path, sha256: &str) -> Result<bool> {
-    match File::open(path) {
-        Ok(mut f) => Ok(hash(&mut f)?.0 == sha256),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-    }
-}
-
 /// The bytes `range` of `file`, gzipped.
 fn gzip_range(file: &mut File, range: &std::ops::Range<u64>) -> Result<Vec<u8>> {
     file.seek(SeekFrom::Start(range.start))?;
@@ -511,24 +497,6 @@ fn gzip_range(file: &mut File, range: &std::ops::Range<u64>) -> Result<Vec<u8>> 
     );
     io::copy(&mut (&mut *file).take(range.end - range.start), &mut gz)?;
     Ok(gz.finish()?)
-}
-
-/// Moves a downloaded, synced file into `dir` as `name` (a rename; a copy then a rename if
-/// `dir` is on another file system), and syncs `dir`.
-fn place(part: &Path, dir: &Path, name: &str) -> Result<()> {
-    File::open(part)?.sync_all()?;
-    let target = dir.join(name);
-    if fs::rename(part, &target).is_err() {
-        let tmp = dir.join(format!(".{name}.part"));
-        let mut to = File::create(&tmp)?;
-        io::copy(&mut File::open(part)?, &mut to)?;
-        to.flush()?;
-        to.sync_all()?;
-        fs::rename(&tmp, &target).with_context(|| format!("cannot put {}", target.display()))?;
-        fs::remove_file(part)?;
-    }
-    File::open(dir)?.sync_all()?;
-    Ok(())
 }
 
 /// One poll with its outcome recorded for `status`; returns the failure count to carry
