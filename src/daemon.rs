@@ -399,12 +399,23 @@ impl<'a> Daemon<'a> {
         Ok(())
     }
 
-    /// Writes the reports of `last` and of the days before it that have none (a week).
+    /// Writes the reports of `last` and of the days before it that have none (a week):
+    /// every day it can. A day that fails is logged and recorded (`status` shows it until
+    /// it is written) and does not stop the others; the first failure is returned.
     fn write_missed_reports(&mut self, last: chrono::NaiveDate) -> Result<()> {
+        let mut first_error = None;
         for day in self.gateway.unreported_days(last)? {
-            self.gateway.write_reports(day, false)?;
+            if let Err(e) = self.gateway.write_reports(day, false) {
+                let why = format!("{e:#}");
+                tracing::error!(date = %day, error = %why, "the report of this day could not be written: the other days go on; fix the cause, then run `report --date {day}`");
+                let now = self.gateway.clock.now();
+                if let Err(e) = self.gateway.store.report_failed(day, now, &why) {
+                    tracing::error!(error = %format!("{e:#}"), "cannot record the report's failure");
+                }
+                first_error.get_or_insert(e);
+            }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     /// `run --once` for remotes: list, list again (files must hold still between two

@@ -298,12 +298,13 @@ impl<'a> Gateway<'a> {
             // Never follow a link nor read a FIFO: identify the entry by its name.
             Err(_) => hex::encode(sha2::Sha256::digest(path.as_os_str().as_encoded_bytes())),
         };
-        let mut report = FileReport::new(
-            &name,
-            Some(mailbox.to_string()),
-            FileKind::Extract,
-            self.clock.now(),
-        );
+        // Registered as the kind of file the mailbox takes (a hospital's refusals are not
+        // an LA's extracts in any figure).
+        let kind = match mailbox {
+            MailboxId::La(_) => FileKind::Extract,
+            MailboxId::Health(_) => FileKind::Attendance,
+        };
+        let mut report = FileReport::new(&name, Some(mailbox.to_string()), kind, self.clock.now());
         report.sha256 = sha256;
         report.file_errors.push(FileProblem::new(
             Code::FileName,

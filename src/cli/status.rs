@@ -43,6 +43,8 @@ struct Status {
     /// LAs whose most recent extract was rejected.
     last_file_rejected: Vec<FileBrief>,
     last_report_at: Option<String>,
+    /// Nightly reports that failed and have not been written since.
+    failed_reports: Vec<crate::store::ReportFailure>,
     /// The last retention run: when, and what it deleted.
     last_prune: Option<PruneView>,
     local_authorities: Vec<LaStatus>,
@@ -254,6 +256,7 @@ pub fn run(args: &StatusArgs, gateway: &mut Gateway<'_>) -> Result<u8> {
         rejected_last_day: gateway.store.rejected_since(now - Duration::hours(24))?,
         last_file_rejected,
         last_report_at: gateway.store.last_report_at()?.map(crate::store::ts),
+        failed_reports: gateway.store.failed_reports()?,
         last_prune: gateway
             .store
             .last_prune()?
@@ -448,6 +451,12 @@ fn needs_attention(s: &Status, now: DateTime<Utc>) -> Vec<String> {
                 s.rejected_last_day.len() - 10
             ));
         }
+    }
+    for f in &s.failed_reports {
+        lines.push(format!(
+            "the report of {} could not be written (at {}): {}; fix the cause, then `report --date {}`",
+            f.date, f.failed_at, f.error, f.date
+        ));
     }
     let (never, late): (Vec<&LaStatus>, Vec<&LaStatus>) = s
         .local_authorities

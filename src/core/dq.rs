@@ -108,6 +108,15 @@ pub struct Undelivered {
     pub description: String,
 }
 
+/// A health organisation's file rejected during the day (an attendance file, or anything
+/// else dropped into its mailbox and refused unread).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthRejected {
+    pub mailbox: String,
+    pub file: String,
+    pub codes: Vec<(String, u64)>,
+}
+
 /// The access log at the end of the day, and whether its chain checked out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogCheck {
@@ -131,6 +140,7 @@ pub struct Snapshot {
     pub trend: Vec<Day>,
     pub la_trends: BTreeMap<LaCode, Vec<LaDay>>,
     pub undelivered: Vec<Undelivered>,
+    pub health_rejected: Vec<HealthRejected>,
     pub log: LogCheck,
 }
 
@@ -144,6 +154,7 @@ pub enum ActionKind {
     Late,
     NotificationsPending,
     Undelivered,
+    HealthRejected,
     UcppPastEdd,
     Conflict,
 }
@@ -159,6 +170,7 @@ impl ActionKind {
             ActionKind::Late => "late",
             ActionKind::NotificationsPending => "notifications pending",
             ActionKind::Undelivered => "undelivered",
+            ActionKind::HealthRejected => "health file rejected",
             ActionKind::UcppPastEdd => "UCPP past EDD",
             ActionKind::Conflict => "conflict",
         }
@@ -239,9 +251,10 @@ fn group_line(kind: ActionKind, n: usize, overdue_hours: u32) -> String {
             format!("{n} LAs hold records of children also open with another LA")
         }
         // Never grouped: each needs its own decision.
-        ActionKind::AuditFailed | ActionKind::Quarantined | ActionKind::Undelivered => {
-            String::new()
-        }
+        ActionKind::AuditFailed
+        | ActionKind::Quarantined
+        | ActionKind::Undelivered
+        | ActionKind::HealthRejected => String::new(),
     }
 }
 
@@ -514,6 +527,20 @@ pub fn build(s: Snapshot) -> National {
             members: vec![],
         });
     }
+    for h in &s.health_rejected {
+        actions.push(Action {
+            kind: ActionKind::HealthRejected,
+            la: None,
+            what: format!(
+                "{}: its file {} was rejected ({})",
+                h.mailbox,
+                h.file,
+                codes_text(&h.codes)
+            ),
+            todo: "tell the health organisation: the acknowledgement in its outbox lists every problem".into(),
+            members: vec![],
+        });
+    }
     // Most urgent kind first; late LAs by hours late; then by LA.
     actions.sort_by_key(|a| {
         let late = match a.kind {
@@ -772,6 +799,7 @@ mod tests {
             trend: vec![],
             la_trends: BTreeMap::new(),
             undelivered: vec![],
+            health_rejected: vec![],
             log: LogCheck {
                 entries: 0,
                 head: "0".repeat(64),

@@ -142,6 +142,7 @@ impl Gateway<'_> {
             trend: trends.national,
             la_trends: trends.per_la,
             undelivered: self.undelivered(window)?,
+            health_rejected: self.store.health_rejected(window.from, window.to)?,
             log: self.store.access_log_at(window.to)?,
         });
         let reports = self.layout.reports();

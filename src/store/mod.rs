@@ -26,7 +26,7 @@ pub use mesh::{Inbound, KeptAside, MeshCounts, Outbound, Received, Report, Undel
 pub use pgconnect::{SslMode, Target};
 pub use prune::{ArchiveFacts, PruneCounts};
 pub use records::RecordVersion;
-pub use reports::{DayWindow, FileLine, Trends};
+pub use reports::{DayWindow, FileLine, ReportFailure, Trends};
 
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -297,6 +297,12 @@ const MIGRATIONS: &[&str] = &[
         note      TEXT NOT NULL,
         at        TEXT NOT NULL,
         PRIMARY KEY (remote, file_name)
+    ) WITHOUT ROWID;
+    -- Nightly reports that could not be written, for `status` until one is.
+    CREATE TABLE report_failures (
+        report_date TEXT PRIMARY KEY,
+        failed_at   TEXT NOT NULL,
+        error       TEXT NOT NULL
     ) WITHOUT ROWID;
     "#,
 ];

@@ -36,6 +36,7 @@ pub const TABLES: &[&str] = &[
     "nodes",
     "leases",
     "remote_files",
+    "report_failures",
 ];
 
 /// The refusal every append-only trigger calls (PostgreSQL only), before migration 1.

@@ -7,7 +7,7 @@ use super::db::{args, Db, Param, Row, Sql};
 use super::{parse_ts, ts, LogHead, Store};
 use crate::core::codes::Code;
 use crate::core::dq::{
-    Day, DqItem, LaDay, LaFigures, LatestFile, LogCheck, Outcomes, QuarantinedFile,
+    Day, DqItem, HealthRejected, LaDay, LaFigures, LatestFile, LogCheck, Outcomes, QuarantinedFile,
 };
 use crate::core::ids::LaCode;
 use crate::core::nhs::NhsNumber;
@@ -43,6 +43,14 @@ pub struct FileLine {
     pub codes: Vec<(String, u64)>,
 }
 
+/// A nightly report that could not be written.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReportFailure {
+    pub date: String,
+    pub failed_at: String,
+    pub error: String,
+}
+
 /// The 30-day trends: the nation's days, and each LA's.
 #[derive(Debug, Clone, Default)]
 pub struct Trends {
@@ -65,6 +73,14 @@ const CODES: &str = "SELECT code, n FROM (
         FROM files f, json_each(f.report, '$.row_errors') e
         WHERE f.id = ?1 AND json_extract(e.value, '$.severity') = 'error' GROUP BY 1) AS c
     ORDER BY k, n DESC, code LIMIT 4";
+
+/// The LA a registered file (`f`) counts for: its sender, or for a file refused unread (no
+/// sender: its name was not one the gateway takes) the LA whose mailbox it was dropped
+/// into. A health organisation's file counts for no LA.
+const FILE_LA: &str = "CAST(coalesce(f.sender, CASE WHEN length(f.mailbox) = 5
+      AND substr(f.mailbox, 1, 2) = 'LA' AND substr(f.mailbox, 3, 1) BETWEEN '0' AND '9'
+      AND substr(f.mailbox, 4, 1) BETWEEN '0' AND '9' AND substr(f.mailbox, 5, 1) BETWEEN '0' AND '9'
+      THEN substr(f.mailbox, 3) END) AS INTEGER)";
 
 fn la_of(code: i64) -> Option<LaCode> {
     LaCode::parse(&format!("{code:03}")).ok()
@@ -91,6 +107,36 @@ impl Store {
             args![date.to_string(), ts(at), since.map(ts)],
         )?;
         Ok(())
+    }
+
+    /// Records that the report of `date` could not be written, and why.
+    pub fn report_failed(&mut self, date: NaiveDate, at: DateTime<Utc>, error: &str) -> Result<()> {
+        self.db().execute(
+            "INSERT INTO report_failures (report_date, failed_at, error) VALUES (?1, ?2, ?3)
+             ON CONFLICT (report_date) DO UPDATE SET failed_at = excluded.failed_at, error = excluded.error",
+            args![date.to_string(), ts(at), error],
+        )?;
+        Ok(())
+    }
+
+    /// The reports that failed and have not been written since: (date, when, why), oldest
+    /// first.
+    pub fn failed_reports(&mut self) -> Result<Vec<ReportFailure>> {
+        self.db()
+            .rows(
+                "SELECT report_date, failed_at, error FROM report_failures
+                 WHERE report_date NOT IN (SELECT report_date FROM reports) ORDER BY report_date",
+                args![],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(ReportFailure {
+                    date: r.get(0)?,
+                    failed_at: r.get(1)?,
+                    error: r.get(2)?,
+                })
+            })
+            .collect()
     }
 
     /// The report dates written (not previews) from `from` on.
@@ -198,9 +244,11 @@ impl Store {
         each_figure(
             conn,
             &mut out,
-            "SELECT CAST(sender AS INTEGER), outcome, count(*), CAST(sum(invalid_rows) AS BIGINT) FROM files
-             WHERE kind = 'extract' AND outcome != 'duplicate' AND processed_at > ?1 AND processed_at <= ?2
-             GROUP BY 1, 2",
+            &format!(
+                "SELECT {FILE_LA}, f.outcome, count(*), CAST(sum(f.invalid_rows) AS BIGINT) FROM files f
+                 WHERE f.kind = 'extract' AND f.outcome != 'duplicate' AND f.processed_at > ?1 AND f.processed_at <= ?2
+                 GROUP BY 1, 2"
+            ),
             window,
             |f, r| {
                 f.files.count(&r.get::<String>(1)?, r.get(2)?);
@@ -301,9 +349,13 @@ impl Store {
         let latest = self
             .db()
             .rows(
-                "SELECT id, CAST(sender AS INTEGER), name, outcome FROM files WHERE id IN
-                    (SELECT max(id) FROM files WHERE kind = 'extract' AND sender IS NOT NULL
-                       AND outcome != 'duplicate' AND processed_at <= ?1 GROUP BY sender)",
+                &format!(
+                    "SELECT id, la, name, outcome FROM files JOIN
+                        (SELECT max(f.id) AS latest, {FILE_LA} AS la FROM files f
+                         WHERE f.kind = 'extract' AND f.outcome != 'duplicate' AND f.processed_at <= ?1
+                         GROUP BY 2) l ON files.id = l.latest
+                     WHERE la IS NOT NULL"
+                ),
                 args![to_s],
             )?
             .iter()
@@ -364,8 +416,10 @@ impl Store {
             .collect();
         let conn = self.db();
         for r in conn.rows(
-            "SELECT processed_at, CAST(sender AS INTEGER), outcome, invalid_rows FROM files
-             WHERE kind = 'extract' AND outcome != 'duplicate' AND processed_at > ?1 AND processed_at <= ?2",
+            &format!(
+                "SELECT f.processed_at, {FILE_LA}, f.outcome, f.invalid_rows FROM files f
+                 WHERE f.kind = 'extract' AND f.outcome != 'duplicate' AND f.processed_at > ?1 AND f.processed_at <= ?2"
+            ),
             args![ts(first.from), ts(last.to)],
         )? {
             let (at, la, outcome, invalid): (String, Option<i64>, String, i64) =
@@ -448,6 +502,32 @@ impl Store {
         Ok(Trends { national, per_la })
     }
 
+    /// The files of health organisations' mailboxes rejected during (`from`, `to`], in
+    /// the order they were processed.
+    pub fn health_rejected(
+        &mut self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<HealthRejected>> {
+        let rows = self.db().rows(
+            &format!(
+                "SELECT f.id, f.mailbox, f.name FROM files f
+                 WHERE f.outcome = 'rejected' AND f.processed_at > ?1 AND f.processed_at <= ?2
+                   AND {FILE_LA} IS NULL ORDER BY f.id"
+            ),
+            args![ts(from), ts(to)],
+        )?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(HealthRejected {
+                mailbox: r.get(1)?,
+                file: r.get(2)?,
+                codes: self.file_codes(r.get(0)?)?,
+            });
+        }
+        Ok(out)
+    }
+
     /// An LA's newest `n` extract files processed by `at`.
     pub fn la_last_files(
         &mut self,
@@ -457,7 +537,8 @@ impl Store {
     ) -> Result<Vec<FileLine>> {
         let rows = self.db().rows(
             "SELECT id, name, processed_at, outcome, rows, invalid_rows FROM files
-             WHERE kind = 'extract' AND sender = ?1 AND processed_at <= ?2 ORDER BY id DESC LIMIT ?3",
+             WHERE kind = 'extract' AND (sender = ?1 OR (sender IS NULL AND mailbox = 'LA' || ?1))
+               AND processed_at <= ?2 ORDER BY id DESC LIMIT ?3",
             args![la.to_string(), ts(at), n],
         )?;
         let mut out = Vec::new();
@@ -491,10 +572,12 @@ impl Store {
         each_la(
             conn,
             &mut out,
-            "SELECT CAST(f.sender AS INTEGER), f.name, json_extract(e.value, '$.code'), json_extract(e.value, '$.message')
-             FROM files f, json_each(f.report, '$.file_errors') e
-             WHERE f.kind = 'extract' AND f.outcome = 'rejected' AND f.processed_at > ?1 AND f.processed_at <= ?2
-             ORDER BY f.id",
+            &format!(
+                "SELECT {FILE_LA}, f.name, json_extract(e.value, '$.code'), json_extract(e.value, '$.message')
+                 FROM files f, json_each(f.report, '$.file_errors') e
+                 WHERE f.kind = 'extract' AND f.outcome = 'rejected' AND f.processed_at > ?1 AND f.processed_at <= ?2
+                 ORDER BY f.id"
+            ),
             window,
             |r| {
                 Ok(Some(DqItem::RejectedFile {
@@ -655,7 +738,11 @@ fn each_figure(
     apply: impl Fn(&mut LaFigures, &Row) -> Result<()>,
 ) -> Result<()> {
     db.each_row(sql, args, &mut |r| {
-        if let Some(f) = out.get_mut(&(r.get::<i64>(0)? as u16)) {
+        // A file of no LA (a health organisation's) is not an LA's figure.
+        let la = r
+            .get::<Option<i64>>(0)?
+            .and_then(|la| u16::try_from(la).ok());
+        if let Some(f) = la.and_then(|la| out.get_mut(&la)) {
             apply(f, r)?;
         }
         Ok(())
@@ -671,7 +758,7 @@ fn each_la(
     item: impl Fn(&Row) -> Result<Option<DqItem>>,
 ) -> Result<()> {
     db.each_row(sql, args, &mut |r| {
-        let la = la_of(r.get(0)?);
+        let la = r.get::<Option<i64>>(0)?.and_then(la_of);
         if let (Some(items), Some(item)) = (la.and_then(|la| out.get_mut(&la)), item(r)?) {
             items.push(item);
         }

@@ -57,6 +57,11 @@ impl Root {
 
     /// Starts `run` in the background; returns once it is watching.
     pub(crate) fn start(&self) -> Daemon {
+        self.start_at(NOW)
+    }
+
+    /// Starts `run` with the clock at `now`; returns once it is watching.
+    pub(crate) fn start_at(&self, now: &str) -> Daemon {
         let log = self.path().join(format!(
             "daemon-{}.log",
             Instant::now().elapsed().as_nanos()
@@ -65,7 +70,7 @@ impl Root {
         crate::backend::with_store(&mut cmd, self.path());
         let child = cmd
             .current_dir(self.path())
-            .env("CPIS_GATEWAY_NOW", NOW)
+            .env("CPIS_GATEWAY_NOW", now)
             .arg("run")
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).unwrap())

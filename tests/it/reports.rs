@@ -674,3 +674,113 @@ fn a_daemon_that_was_down_at_report_time_writes_the_missed_days_when_it_starts()
         fs::read_to_string(d.join("var/mailboxes/LA330/out/CPIS_DQ_330_2026-11-21.csv")).unwrap();
     assert!(late.contains("overdue,"), "{late}");
 }
+
+#[test]
+fn refused_files_are_counted_and_a_day_that_fails_stops_no_other() {
+    let root = crate::daemon::Root::new(0);
+    let d = root.path();
+    let mut text = format!("{HEADER}\n");
+    text.push_str(&row(1, "CPP", "2026-01-01", "", "919", ""));
+    ingest(
+        d,
+        "2026-11-20T03:00:00Z",
+        "LA919",
+        "CPIS_EXTRACT_919_20261120T020000.csv",
+        &text,
+    );
+    // On the 21st: a readme in an LA's and a hospital's in/, and a spreadsheet, refused.
+    fs::write(root.inbox("LA919").join("readme.txt"), "hello").unwrap();
+    fs::write(root.inbox("RWG").join("readme.txt"), "hello").unwrap();
+    fs::write(
+        root.inbox("LA202")
+            .join("CPIS_EXTRACT_202_20261121T020000.xlsx"),
+        "PK",
+    )
+    .unwrap();
+    let out = gateway(d)
+        .env("CPIS_GATEWAY_NOW", "2026-11-21T10:00:00Z")
+        .args(["run", "--once"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The 22nd's report folder cannot be made (a file stands in its way).
+    let reports = d.join("var/reports");
+    fs::create_dir_all(&reports).unwrap();
+    fs::write(reports.join("2026-11-22"), "in the way").unwrap();
+    // The daemon starts on the 24th: it writes every missed day it can.
+    let daemon = root.start_at("2026-11-24T09:00:00Z");
+    let written = crate::daemon::wait_until(std::time::Duration::from_secs(30), || {
+        ["2026-11-20", "2026-11-21", "2026-11-23"]
+            .iter()
+            .all(|day| reports.join(day).join("index.html").is_file())
+    });
+    assert!(
+        written.is_some(),
+        "{}",
+        fs::read_to_string(&daemon.log).unwrap()
+    );
+    daemon.wait_log("the report of this day could not be written");
+    let page = fs::read_to_string(reports.join("2026-11-21/index.html")).unwrap();
+    assert!(
+        page.contains("RWG: its file readme.txt was rejected (FILE_NAME)"),
+        "{page}"
+    );
+    let summary = fs::read_to_string(reports.join("2026-11-21/summary.csv")).unwrap();
+    let la = |code: &str| {
+        let header: Vec<&str> = summary.lines().next().unwrap().split(',').collect();
+        let line: Vec<&str> = summary
+            .lines()
+            .find(|l| l.split(',').nth(1) == Some(code))
+            .unwrap()
+            .split(',')
+            .collect();
+        let at = |name: &str| line[header.iter().position(|h| *h == name).unwrap()].to_owned();
+        (at("files_rejected"), at("needs_action"))
+    };
+    assert_eq!(
+        la("919").0,
+        "1",
+        "the readme in 919's in/ counts as its rejected file"
+    );
+    assert_eq!(la("202"), ("1".to_owned(), "rejected".to_owned()));
+    // status says which day could not be written, and how to write it.
+    let out = gateway(d)
+        .env("CPIS_GATEWAY_NOW", "2026-11-24T09:05:00Z")
+        .args(["status", "--format", "json"])
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        status["failed_reports"][0]["date"], "2026-11-22",
+        "{status}"
+    );
+    assert_schema("status.schema.json", &status);
+    let text = gateway(d)
+        .env("CPIS_GATEWAY_NOW", "2026-11-24T09:05:00Z")
+        .arg("status")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&text.stdout)
+        .contains("the report of 2026-11-22 could not be written"));
+    // Once the cause is gone, the day is written by hand and leaves status.
+    drop(daemon);
+    fs::remove_file(reports.join("2026-11-22")).unwrap();
+    let out = gateway(d)
+        .env("CPIS_GATEWAY_NOW", "2026-11-24T09:10:00Z")
+        .args(["report", "--date", "2026-11-22"])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let out = gateway(d)
+        .env("CPIS_GATEWAY_NOW", "2026-11-24T09:10:00Z")
+        .args(["status", "--format", "json"])
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["failed_reports"], serde_json::json!([]));
+}
