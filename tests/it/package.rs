@@ -75,6 +75,31 @@ fn the_debian_package_holds_the_service() {
         postinst.contains("-o cpis -g cpis /var/lib/cpis-gateway"),
         "{postinst}"
     );
+    // Purging keeps the user that owns the state it keeps: run the real script with every
+    // command it could call replaced by one that only writes down that it was called.
+    let stubs = temp();
+    let calls = stubs.path().join("calls");
+    for cmd in ["deluser", "userdel", "delgroup", "groupdel", "getent", "systemctl", "rm"] {
+        let stub = stubs.path().join(cmd);
+        std::fs::write(
+            &stub,
+            format!("#!/bin/sh\necho {cmd} \"$@\" >> {}\nexit 0\n", calls.display()),
+        )
+        .unwrap();
+        let mode = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+        std::fs::set_permissions(&stub, mode).unwrap();
+    }
+    run(Command::new("/bin/sh")
+        .arg(control.path().join("postrm"))
+        .arg("purge")
+        .env("PATH", stubs.path()));
+    let called = std::fs::read_to_string(&calls).unwrap_or_default();
+    for removal in ["deluser", "userdel", "delgroup", "groupdel", "rm"] {
+        assert!(
+            !called.lines().any(|l| l.starts_with(removal)),
+            "purge removes what owns or is the kept state: {called}"
+        );
+    }
     let conffiles = std::fs::read_to_string(control.path().join("conffiles")).unwrap();
     assert_eq!(conffiles.trim(), "/etc/cpis-gateway/config.toml");
     // The shipped configuration is valid and roots the gateway in /var/lib/cpis-gateway.
