@@ -79,11 +79,22 @@ fn the_debian_package_holds_the_service() {
     // command it could call replaced by one that only writes down that it was called.
     let stubs = temp();
     let calls = stubs.path().join("calls");
-    for cmd in ["deluser", "userdel", "delgroup", "groupdel", "getent", "systemctl", "rm"] {
+    for cmd in [
+        "deluser",
+        "userdel",
+        "delgroup",
+        "groupdel",
+        "getent",
+        "systemctl",
+        "rm",
+    ] {
         let stub = stubs.path().join(cmd);
         std::fs::write(
             &stub,
-            format!("#!/bin/sh\necho {cmd} \"$@\" >> {}\nexit 0\n", calls.display()),
+            format!(
+                "#!/bin/sh\necho {cmd} \"$@\" >> {}\nexit 0\n",
+                calls.display()
+            ),
         )
         .unwrap();
         let mode = std::os::unix::fs::PermissionsExt::from_mode(0o755);
