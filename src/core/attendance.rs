@@ -266,10 +266,15 @@ pub fn read_attendance(
     let mut record = StringRecord::new();
     let mut row = 0;
     in_header = false;
-    while reader
-        .read_record(&mut record)
-        .map_err(|e| map_err(e, in_header, reader.position().line()))?
-    {
+    loop {
+        // Where the record starts (a quoted field may run on over later lines).
+        let start = reader.position().line();
+        if !reader
+            .read_record(&mut record)
+            .map_err(|e| map_err(e, in_header, start))?
+        {
+            break;
+        }
         if record.iter().all(|f| f.trim().is_empty()) {
             continue;
         }

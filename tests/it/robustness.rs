@@ -446,6 +446,43 @@ fn a_hard_linked_file_is_refused_so_nobody_else_can_change_what_is_kept() {
 }
 
 #[test]
+fn a_quoted_field_over_many_lines_is_refused_with_flat_memory() {
+    let dir = temp();
+    // A header, a row, then a row whose last field is a quote left open over 200 MB of
+    // short lines: each line is short, the record is not.
+    let name = "CPIS_EXTRACT_919_20261121T020000.csv";
+    let (_, bytes) = extract("919", 1, "20261121T020000");
+    let path = dir.path().join(name);
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(fs::File::create(&path).unwrap());
+        f.write_all(&bytes).unwrap();
+        let first = String::from_utf8_lossy(&bytes)
+            .lines()
+            .nth(1)
+            .unwrap()
+            .to_owned();
+        let cut = first.rfind(',').unwrap();
+        writeln!(f, "{},\"started", &first[..cut]).unwrap();
+        let line = [b'x'; 399];
+        for _ in 0..500_000 {
+            f.write_all(&line).unwrap();
+            f.write_all(b"\n").unwrap();
+        }
+        f.write_all(b"\"\n").unwrap();
+    }
+    let out = with_memory_limit(
+        dir.path(),
+        400_000,
+        &format!("validate --format json {}", path.display()),
+    );
+    let reports: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(file_codes(&reports[0]), ["FIELD_TOO_LONG"]);
+    let message = reports[0]["file_errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("record at line 3"), "{message}");
+}
+
+#[test]
 fn an_endless_line_is_refused_with_flat_memory() {
     let dir = temp();
     // A header, a row, then 300 MiB without a line break (sparse: costs no disk).

@@ -24,18 +24,18 @@ pub struct CsvRows<R: Read> {
     line: u64,
 }
 
-/// `line` is where the reader stands; `cap` is the capped input (for the file's first bytes
-/// and line ends).
+/// `line` is where the reader stands, `start` the line the record began on; `cap` is the
+/// capped input (for the file's first bytes and line ends).
 fn csv_error<R>(
     err: ::csv::Error,
     row: u64,
-    line: u64,
+    (line, start): (u64, u64),
     columns: &[Column],
     cap: &LineCap<R>,
 ) -> SourceError {
     let head = cap.head();
     match err.into_kind() {
-        ::csv::ErrorKind::Io(e) => linecap::source_error(e, columns.is_empty(), line),
+        ::csv::ErrorKind::Io(e) => linecap::source_error(e, columns.is_empty(), start),
         // The record was read whole, its LF (not a CR LF's) with it.
         ::csv::ErrorKind::Utf8 { err, .. } => SourceError::File(FileProblem::new(
             Code::Encoding,
@@ -70,10 +70,10 @@ impl<R: Read> CsvRows<R> {
             .from_reader(LineCap::new(input));
         let mut header = ByteRecord::new();
         loop {
-            if !reader
-                .read_byte_record(&mut header)
-                .map_err(|e| csv_error(e, 0, reader.position().line(), &[], reader.get_ref()))?
-            {
+            if !reader.read_byte_record(&mut header).map_err(|e| {
+                let at = reader.position().line();
+                csv_error(e, 0, (at, at), &[], reader.get_ref())
+            })? {
                 return Err(FileProblem::new(
                     Code::Empty,
                     "the file has no header row: send the extract with its header, even when it lists no children",
@@ -208,7 +208,7 @@ impl<R: Read> RowSource for CsvRows<R> {
                 csv_error(
                     e,
                     self.row + 1,
-                    self.reader.position().line(),
+                    (self.reader.position().line(), before),
                     &self.columns,
                     self.reader.get_ref(),
                 )

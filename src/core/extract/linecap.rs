@@ -1,35 +1,53 @@
-//! A cap on the length of one line of a CSV file, applied while reading, so that a file
-//! that lost its line breaks (or a hostile one) cannot make the reader buffer it whole:
-//! memory stays flat in file size. No valid row comes near the cap: every field is at most
-//! 256 bytes and a row has at most a dozen of them.
+//! A cap on the length of one CSV record, applied while reading, so that a file that lost
+//! its line breaks, or holds a quoted field spanning a million lines (a hostile one), cannot
+//! make the reader buffer it whole: memory stays flat in file size. A record is counted as
+//! the `csv` crate reads it: a line feed or carriage return ends it only outside quotes, and
+//! a quote opens a quoted field only at a field's start (elsewhere it is a character like
+//! any other). No valid row comes near the cap: every field is at most 256 bytes and a row
+//! has at most a dozen of them.
 
 use super::{FileProblem, SourceError};
 use crate::core::codes::Code;
 use std::io::{self, Read};
 
-/// The longest line read (bytes between two line feeds).
+/// The longest record read (bytes between two record ends, quoted line ends included).
 pub const MAX_LINE_BYTES: u64 = 64 * 1024;
 
-/// The error a [`LineCap`] raises (inside an `io::Error`) when a line is too long. The line's
-/// number comes from the CSV reader, which counts lines anyway.
+/// The error a [`LineCap`] raises (inside an `io::Error`) when a record is too long. The
+/// line's number comes from the CSV reader, which counts lines anyway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LineTooLong;
 
 impl std::fmt::Display for LineTooLong {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "a line is longer than {MAX_LINE_BYTES} bytes")
+        write!(f, "a record is longer than {MAX_LINE_BYTES} bytes")
     }
 }
 
 impl std::error::Error for LineTooLong {}
 
-/// Passes bytes through, failing once a line grows past [`MAX_LINE_BYTES`], and ends the
+/// Where the reader stands with respect to quotes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Quote {
+    /// Not in a quoted field.
+    Out,
+    /// Inside a quoted field.
+    In,
+    /// Just after a quote inside a quoted field: a second quote is an escaped quote,
+    /// anything else closes the field.
+    Closing,
+}
+
+/// Passes bytes through, failing once a record grows past [`MAX_LINE_BYTES`], and ends the
 /// stream with a line feed if it lacks one.
 pub struct LineCap<R> {
     inner: R,
-    /// Bytes of the current line so far.
+    /// The longest record allowed ([`MAX_LINE_BYTES`]; smaller in tests).
+    max: u64,
+    /// Bytes of the current record so far.
     run: u64,
-    /// The last byte passed on.
+    quote: Quote,
+    /// The last byte passed on (a line feed before the first: a record starts there).
     last: u8,
     /// Whether lines end CR LF (known from the first line end).
     crlf: Option<bool>,
@@ -50,14 +68,74 @@ impl<R> LineCap<R> {
     pub fn crlf(&self) -> bool {
         self.crlf == Some(true)
     }
+
+    /// Follows `chunk` through the quoting rules, counting the current record's bytes.
+    fn scan(&mut self, chunk: &[u8]) -> io::Result<()> {
+        let n = chunk.len();
+        let mut i = 0;
+        while i < n {
+            match self.quote {
+                Quote::In => match memchr::memchr(b'"', &chunk[i..]) {
+                    None => {
+                        self.run += (n - i) as u64;
+                        i = n;
+                    }
+                    Some(j) => {
+                        self.run += j as u64 + 1;
+                        i += j + 1;
+                        self.quote = Quote::Closing;
+                    }
+                },
+                Quote::Closing if chunk[i] == b'"' => {
+                    self.run += 1;
+                    i += 1;
+                    self.quote = Quote::In;
+                }
+                Quote::Closing => self.quote = Quote::Out,
+                Quote::Out => match memchr::memchr3(b'"', b'\n', b'\r', &chunk[i..]) {
+                    None => {
+                        self.run += (n - i) as u64;
+                        i = n;
+                    }
+                    Some(j) => {
+                        let at = i + j;
+                        if chunk[at] == b'"' {
+                            self.run += j as u64 + 1;
+                            let before = if at > 0 { chunk[at - 1] } else { self.last };
+                            if matches!(before, b',' | b'\n' | b'\r') {
+                                self.quote = Quote::In;
+                            }
+                        } else {
+                            self.run += j as u64;
+                            if self.run > self.max {
+                                return Err(too_long());
+                            }
+                            self.run = 0;
+                        }
+                        i = at + 1;
+                    }
+                },
+            }
+            if self.run > self.max {
+                return Err(too_long());
+            }
+        }
+        Ok(())
+    }
 }
 
 impl<R: Read> LineCap<R> {
     pub fn new(inner: R) -> Self {
+        LineCap::with_max(inner, MAX_LINE_BYTES)
+    }
+
+    fn with_max(inner: R, max: u64) -> Self {
         LineCap {
             inner,
+            max,
             run: 0,
-            last: 0,
+            quote: Quote::Out,
+            last: b'\n',
             crlf: None,
             tail: None,
             head: [0; 4],
@@ -79,8 +157,8 @@ impl<R: Read> Read for LineCap<R> {
         }
         let n = self.inner.read(buf)?;
         if n == 0 {
-            if self.run > 0 && !buf.is_empty() {
-                self.run = 0;
+            if !matches!(self.last, b'\n' | b'\r') && !buf.is_empty() {
+                self.last = b'\n';
                 self.tail = Some(if self.crlf() { b"\r\n" } else { b"\n" });
                 return self.read(buf);
             }
@@ -98,33 +176,8 @@ impl<R: Read> Read for LineCap<R> {
                 self.crlf = Some(before == b'\r');
             }
         }
+        self.scan(chunk)?;
         self.last = chunk[n - 1];
-        match (memchr::memchr(b'\n', chunk), memchr::memrchr(b'\n', chunk)) {
-            (Some(first), Some(last)) if n as u64 <= MAX_LINE_BYTES => {
-                // A chunk no longer than the cap cannot hold a too-long line between its
-                // first and last line feeds: only the line carried in and the one carried
-                // out need checking.
-                if self.run + first as u64 > MAX_LINE_BYTES {
-                    return Err(too_long());
-                }
-                self.run = (n - last - 1) as u64;
-            }
-            (None, _) | (_, None) => self.run += n as u64,
-            _ => {
-                let mut start = 0;
-                for nl in memchr::memchr_iter(b'\n', chunk) {
-                    if self.run + (nl - start) as u64 > MAX_LINE_BYTES {
-                        return Err(too_long());
-                    }
-                    self.run = 0;
-                    start = nl + 1;
-                }
-                self.run += (n - start) as u64;
-            }
-        }
-        if self.run > MAX_LINE_BYTES {
-            return Err(too_long());
-        }
         Ok(n)
     }
 }
@@ -137,7 +190,7 @@ fn too_long() -> io::Error {
 /// header line (`in_header`), else `FIELD_TOO_LONG`. `line` is where the reader stood.
 pub fn line_problem(e: &io::Error, in_header: bool, line: u64) -> Option<FileProblem> {
     e.get_ref()?.downcast_ref::<LineTooLong>()?;
-    let long = format!("line {line} is longer than {MAX_LINE_BYTES} bytes");
+    let long = format!("the record at line {line} is longer than {MAX_LINE_BYTES} bytes");
     Some(if in_header {
         FileProblem::new(
             Code::Header,
@@ -149,7 +202,7 @@ pub fn line_problem(e: &io::Error, in_header: bool, line: u64) -> Option<FilePro
         FileProblem::new(
             Code::FieldTooLong,
             format!(
-                "{long}, which no row can be (every field is at most 256 bytes): the file is damaged, check its line breaks and quotes; nothing of it was applied"
+                "{long}, which no row can be (every field is at most 256 bytes): the file is damaged, check its line breaks and quotes (a quote left open runs on over the lines after it); nothing of it was applied"
             ),
         )
     })
@@ -210,12 +263,91 @@ mod tests {
     }
 
     #[test]
+    fn a_quoted_field_over_many_lines_is_one_record() {
+        let line = "x".repeat(63);
+        let mut text = format!("h\nok,\"{line}");
+        for _ in 0..1100 {
+            text.push('\n');
+            text.push_str(&line);
+        }
+        text.push_str("\"\n");
+        for chunk in [1, 999, 1 << 16] {
+            assert!(read_all(text.as_bytes(), chunk).is_err(), "chunk {chunk}");
+        }
+        // Under the cap, and with quotes that escape quotes: read whole.
+        let short = "h\n\"a\nb \"\"c\"\"\nd\",e\n".repeat(2000);
+        assert_eq!(read_all(short.as_bytes(), 7).unwrap(), short.as_bytes());
+        // A quote inside an unquoted field opens nothing: the lines after it stay lines.
+        let stray = format!("h\nO\"Brien,x\n{}", "a,b\n".repeat(40_000));
+        assert!(read_all(stray.as_bytes(), 4096).is_ok());
+    }
+
+    /// Whatever the `csv` crate would read as one record longer than the cap makes the cap
+    /// fail (so the reader never buffers more), on many random inputs made of the
+    /// characters that matter.
+    #[test]
+    fn no_record_the_csv_crate_reads_escapes_the_cap() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..20_000 {
+            let len = (next() % 40) as usize;
+            let input: Vec<u8> = (0..len)
+                .map(|_| b"ab\",\n\r"[(next() % 6) as usize])
+                .collect();
+            // The longest record the csv crate reads: its span, line ends around it excluded.
+            let mut reader = ::csv::ReaderBuilder::new()
+                .has_headers(false)
+                .flexible(true)
+                .from_reader(&input[..]);
+            let mut record = ::csv::ByteRecord::new();
+            let (mut longest, mut start) = (0, 0);
+            while let Ok(true) = reader.read_byte_record(&mut record) {
+                let end = reader.position().byte() as usize;
+                let span = &input[start..end];
+                let is_end = |b: &&u8| matches!(b, b'\n' | b'\r');
+                let body = span.iter().skip_while(is_end).count();
+                let body = span[span.len() - body..]
+                    .iter()
+                    .rev()
+                    .skip_while(is_end)
+                    .count();
+                longest = longest.max(body as u64);
+                start = end;
+            }
+            for max in [0, 1, 2, 3, 5, 8] {
+                if longest <= max {
+                    continue;
+                }
+                let mut cap = LineCap::with_max(&input[..], max);
+                let mut buf = [0u8; 3];
+                let failed = loop {
+                    match cap.read(&mut buf) {
+                        Ok(0) => break false,
+                        Ok(_) => {}
+                        Err(_) => break true,
+                    }
+                };
+                assert!(
+                    failed,
+                    "{:?}: a record of {longest} bytes passed a cap of {max}",
+                    String::from_utf8_lossy(&input)
+                );
+            }
+        }
+    }
+
+    #[test]
     fn the_problem_names_the_line_and_the_code() {
         let e = too_long();
         let p = line_problem(&e, false, 7).unwrap();
         assert_eq!(p.code, Code::FieldTooLong);
         assert!(
-            p.message.starts_with("line 7 is longer than"),
+            p.message.starts_with("the record at line 7 is longer than"),
             "{}",
             p.message
         );
