@@ -25,11 +25,14 @@ use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::Path;
 
-/// A reader that hashes and counts what passes through it and moves a progress bar.
+/// A reader that hashes and counts what passes through it, moves a progress bar, and
+/// writes a copy of every byte it passes on when given a file to copy into.
 pub struct HashingReader<R> {
     inner: R,
     hasher: Sha256,
     bar: ProgressBar,
+    copy: Option<tempfile::NamedTempFile>,
+    read: u64,
 }
 
 impl<R: Read> HashingReader<R> {
@@ -38,14 +41,30 @@ impl<R: Read> HashingReader<R> {
             inner,
             hasher: Sha256::new(),
             bar,
+            copy: None,
+            read: 0,
+        }
+    }
+
+    /// As [`HashingReader::new`], writing what it reads into `copy` as well.
+    pub fn copying(inner: R, bar: ProgressBar, copy: tempfile::NamedTempFile) -> Self {
+        HashingReader {
+            copy: Some(copy),
+            ..HashingReader::new(inner, bar)
         }
     }
 
     /// Reads whatever is left, then returns the hex sha256 of everything read.
-    pub fn finish(mut self) -> io::Result<String> {
+    pub fn finish(self) -> io::Result<String> {
+        Ok(self.finish_copy()?.0)
+    }
+
+    /// Reads whatever is left; the hex sha256 of everything read, how many bytes that was,
+    /// and the copy (holding exactly those bytes).
+    pub fn finish_copy(mut self) -> io::Result<(String, u64, Option<tempfile::NamedTempFile>)> {
         io::copy(&mut self, &mut io::sink())?;
         self.bar.finish_and_clear();
-        Ok(hex::encode(self.hasher.finalize()))
+        Ok((hex::encode(self.hasher.finalize()), self.read, self.copy))
     }
 }
 
@@ -53,6 +72,10 @@ impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
+        if let Some(copy) = &mut self.copy {
+            std::io::Write::write_all(copy, &buf[..n])?;
+        }
+        self.read += n as u64;
         self.bar.inc(n as u64);
         Ok(n)
     }
@@ -60,9 +83,13 @@ impl<R: Read> Read for HashingReader<R> {
 
 /// What to keep besides the report.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Keep {
+pub struct Keep<'a> {
     /// Keep the valid rows (ingest needs them; validate does not).
     pub rows: bool,
+    /// Copy the bytes read into a new file in this folder (the archive), to be kept under
+    /// their sha256: what is archived is exactly what was read, hashed and applied, and no
+    /// one who can still write to the inbound file can change it.
+    pub copy_into: Option<&'a Path>,
 }
 
 /// Rows kept for ingestion.
@@ -72,6 +99,9 @@ pub struct Kept {
     pub valid: Vec<PlanRow>,
     /// Keys of rejected rows whose NHS number and plan type are valid (only with `Keep::rows`).
     pub rejected_keys: Vec<RowKey>,
+    /// The copy of the bytes read (only with `Keep::copy_into`, and not for a file larger
+    /// than the gateway takes).
+    pub copy: Option<tempfile::NamedTempFile>,
 }
 
 /// The result of checking an extract.
@@ -182,7 +212,17 @@ pub fn check_opened(
         received_at,
     );
     let mut kept = Kept::default();
-    let mut reader = HashingReader::new(file, crate::progress::file_bar(meta.len(), &file_name));
+    // Never more than the gateway takes, even from a file that grows while it is read.
+    let limit = config.max_file_bytes;
+    let bar = crate::progress::file_bar(meta.len(), &file_name);
+    let input = file.take(limit.saturating_add(1));
+    let mut reader = match keep.copy_into {
+        Some(dir) if meta.len() <= limit => {
+            crate::fsutil::create_private_dir(dir).map_err(io::Error::other)?;
+            HashingReader::copying(input, bar, crate::fsutil::new_temp(dir, ".incoming-")?)
+        }
+        _ => HashingReader::new(input, bar),
+    };
 
     let problem = match &parsed {
         Err(message) => Some(FileProblem::new(Code::FileName, message.clone())),
@@ -219,7 +259,15 @@ pub fn check_opened(
         }
         (None, Err(_)) => {}
     }
-    report.sha256 = reader.finish()?;
+    let (sha256, read, copy) = reader.finish_copy()?;
+    report.sha256 = sha256;
+    if read > limit && meta.len() <= limit {
+        report.file_errors.push(FileProblem::new(
+            Code::TooLarge,
+            format!("the file grew past the {limit} bytes the gateway accepts while it was read"),
+        ));
+    }
+    kept.copy = copy.filter(|_| read <= limit);
     if report.file_errors.is_empty() {
         if let Some(p) =
             error_rate_problem(report.rows, report.invalid_rows, config.max_error_share)
@@ -484,7 +532,8 @@ pub fn check_attendance(
     report.sender = Some(ods.to_string());
     report.extracted_at = Some(parsed.at);
     let size = file.metadata()?.len();
-    let mut reader = HashingReader::new(file, ProgressBar::hidden());
+    let limit = config.max_file_bytes.saturating_add(1);
+    let mut reader = HashingReader::new(file.take(limit), ProgressBar::hidden());
     let mut valid = Vec::new();
     let mut unknown = Vec::new();
     let mut valid_rows = 0u64;

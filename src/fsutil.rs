@@ -179,142 +179,34 @@ pub fn read_at_most(file: &mut File, limit: usize) -> io::Result<Option<Vec<u8>>
     Ok((bytes.len() <= limit).then_some(bytes))
 }
 
-/// Copies an opened file into the content-addressed archive while hashing it (from its
-/// start), and returns (sha256, archive path). `sync`: flush the copy to disk first (when
-/// the original is about to go).
-fn archive_from(archive: &Path, file: &mut File, sync: bool) -> Result<(String, PathBuf)> {
-    use std::io::Seek;
-    create_private_dir(archive)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".incoming-")
-        .tempfile_in(archive)
-        .with_context(|| format!("cannot create a file in {}", archive.display()))?;
-    file.rewind()?;
-    let mut reader = crate::check::HashingReader::new(&mut *file, indicatif::ProgressBar::hidden());
-    io::copy(&mut reader, &mut tmp)
-        .with_context(|| format!("cannot copy into {}", archive.display()))?;
-    let sha256 = reader.finish()?;
-    let target = archive_path(archive, &sha256);
+/// Keeps `copy` (a new file in `archive` holding the bytes of `sha256`) in the
+/// content-addressed archive, unless the archive has those bytes already. `sync`: flush it
+/// to disk first (when the inbound file is about to go).
+pub fn keep_copy(
+    archive: &Path,
+    copy: tempfile::NamedTempFile,
+    sha256: &str,
+    sync: bool,
+) -> Result<()> {
+    let target = archive_path(archive, sha256);
     if target.exists() {
-        return Ok((sha256, target));
+        return Ok(());
     }
     if sync {
-        tmp.as_file()
+        copy.as_file()
             .sync_data()
             .with_context(|| format!("cannot sync a file in {}", archive.display()))?;
     }
     create_private_dir(target.parent().unwrap_or(archive))?;
-    tmp.persist(&target)
+    copy.persist(&target)
+        .map_err(|e| e.error)
         .with_context(|| format!("cannot archive as {}", target.display()))?;
-    Ok((sha256, target))
-}
-
-/// Copies `file` into the archive, and fails unless its bytes are still those of `sha256`.
-pub fn archive_copy(archive: &Path, file: &mut File, sha256: &str, sync: bool) -> Result<()> {
-    let (copied, target) = archive_from(archive, file, sync)?;
-    if copied != sha256 {
-        let _ = fs::remove_file(&target);
-        anyhow::bail!(
-            "the file changed while it was being processed (sha256 {sha256} when read, {copied} now): it is processed again"
-        );
-    }
     Ok(())
-}
-
-/// Moves a processed inbound file (`path`, opened as `file`, described by `identity` when
-/// it was opened) into the archive under `sha256`, after its outcome is committed.
-///
-/// The cheap way is a rename, which keeps the inode that was read. It is used only when the
-/// path still names that inode and nobody else holds a link to it; otherwise the bytes
-/// are copied from the open handle (and checked against `sha256`), and whatever the path
-/// names by now is left alone. Returns false when the path was left in place.
-pub fn archive_inbound(
-    archive: &Path,
-    path: &Path,
-    identity: &fs::Metadata,
-    file: &mut File,
-    sha256: &str,
-) -> Result<bool> {
-    use std::os::unix::fs::MetadataExt;
-    let target = archive_path(archive, sha256);
-    let ours = still_at(identity, path);
-    let linked_elsewhere = file.metadata()?.nlink() > 1;
-    if target.exists() || !ours || linked_elsewhere {
-        if !target.exists() {
-            archive_copy(archive, file, sha256, true)?;
-        }
-        if ours {
-            fs::remove_file(path).with_context(|| format!("cannot remove {}", path.display()))?;
-        }
-        return Ok(ours);
-    }
-    create_private_dir(target.parent().unwrap_or(archive))?;
-    fs::rename(path, &target).with_context(|| format!("cannot archive {}", path.display()))?;
-    if !still_at(identity, &target) {
-        // Swapped in the instant between the look and the rename: that file is not ours.
-        // Set it aside beside the archive and keep our own bytes.
-        let foreign = archive.join(format!(".foreign-{sha256}"));
-        fs::rename(&target, &foreign)?;
-        archive_copy(archive, file, sha256, true)?;
-        tracing::warn!(file = %path.display(), kept = %foreign.display(), "the inbound file was swapped while it was archived: the stranger is kept aside");
-    }
-    Ok(true)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sha2::Digest;
-
-    fn sha(bytes: &[u8]) -> String {
-        hex::encode(sha2::Sha256::digest(bytes))
-    }
-
-    /// An inbound file opened as the gateway opens it.
-    fn inbound(dir: &Path, bytes: &[u8]) -> (PathBuf, Opened) {
-        let path = dir.join("in.csv");
-        fs::write(&path, bytes).unwrap();
-        let opened = open_inbound(&path).unwrap().unwrap();
-        (path, opened)
-    }
-
-    #[test]
-    fn a_plain_inbound_file_is_renamed_into_the_archive() {
-        let dir = tempfile::tempdir().unwrap();
-        let archive = dir.path().join("archive");
-        let (path, mut o) = inbound(dir.path(), b"abc");
-        assert!(archive_inbound(&archive, &path, &o.meta, &mut o.file, &sha(b"abc")).unwrap());
-        assert!(!path.exists());
-        let kept = archive_path(&archive, &sha(b"abc"));
-        assert!(still_at(&o.meta, &kept), "the same inode, not a copy");
-    }
-
-    #[test]
-    fn a_link_made_meanwhile_or_a_swapped_path_gets_a_copy() {
-        let dir = tempfile::tempdir().unwrap();
-        let archive = dir.path().join("archive");
-        // Someone links the file while it is processed, then rewrites it.
-        let (path, mut o) = inbound(dir.path(), b"abc");
-        let other = dir.path().join("other-link");
-        fs::hard_link(&path, &other).unwrap();
-        assert!(archive_inbound(&archive, &path, &o.meta, &mut o.file, &sha(b"abc")).unwrap());
-        fs::write(&other, b"xyz").unwrap();
-        assert_eq!(
-            fs::read(archive_path(&archive, &sha(b"abc"))).unwrap(),
-            b"abc"
-        );
-        assert!(!path.exists());
-        // The path names another file by now: it is left alone, our bytes are archived.
-        let (path, mut o) = inbound(dir.path(), b"def");
-        fs::remove_file(&path).unwrap();
-        fs::write(&path, b"stranger").unwrap();
-        assert!(!archive_inbound(&archive, &path, &o.meta, &mut o.file, &sha(b"def")).unwrap());
-        assert_eq!(fs::read(&path).unwrap(), b"stranger");
-        assert_eq!(
-            fs::read(archive_path(&archive, &sha(b"def"))).unwrap(),
-            b"def"
-        );
-    }
 
     #[test]
     fn links_and_fifos_are_not_opened() {

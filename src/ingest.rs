@@ -19,9 +19,7 @@ use crate::core::outbound::{ack_csv, ack_csv_name, ack_json_name, has_problems};
 use crate::core::reconcile::{quarantine_reason, reconcile};
 use crate::core::report::{FileKind, FileReport, Outcome};
 use crate::fault::Fault;
-use crate::fsutil::{
-    archive_copy, archive_inbound, archive_path, open_inbound, write_atomic, write_lock,
-};
+use crate::fsutil::{archive_path, keep_copy, open_inbound, still_at, write_atomic, write_lock};
 use crate::layout::Layout;
 use crate::store::Store;
 use anyhow::{anyhow, bail, Context, Result};
@@ -49,6 +47,8 @@ pub struct Rules {
     pub intake: Intake,
     /// A file error found outside the file (e.g. its control file names another sender).
     pub refusal: Option<FileProblem>,
+    /// The sha256 the file must have (replay: the archived copy must be what was received).
+    pub expect_sha256: Option<String>,
 }
 
 /// The gateway: configuration, clock, folders and store.
@@ -96,6 +96,17 @@ pub struct Closing {
     pub local_ref: Option<String>,
     pub plan_type: &'static str,
     pub nhs_number: String,
+}
+
+/// Fails if an archived file's bytes are no longer those received: an altered copy is
+/// never applied.
+fn altered(name: &str, received: &str, now: &str) -> Result<()> {
+    if received != now {
+        bail!(
+            "the archived copy of {name} has been altered since it was received (sha256 {received} then, {now} now): it is not used; restore the original from a backup, or ask the sender for it again"
+        );
+    }
+    Ok(())
 }
 
 /// What `replay` did.
@@ -224,24 +235,32 @@ impl<'a> Gateway<'a> {
             );
         }
         let identity = opened.meta.clone();
-        let mut handle = opened.file.try_clone()?;
-        let checked = check_opened(
+        let archive = self.layout.archive();
+        let mut checked = check_opened(
             opened,
             name,
             Some(mailbox),
             self.config,
             self.clock,
-            Keep { rows: true },
+            Keep {
+                rows: true,
+                copy_into: Some(&archive),
+            },
         )
         .with_context(|| format!("cannot read {}", path.display()))?;
-        if rules.intake == Intake::Copy {
-            // The operator's file stays where it is; the archive gets a copy of the bytes
-            // that were read (no sync needed: the original is still there).
-            archive_copy(
-                &self.layout.archive(),
-                &mut handle,
+        if let Some(expected) = &rules.expect_sha256 {
+            altered(name, expected, &checked.report.sha256)?;
+        }
+        // The archive keeps the copy made while the file was read: exactly the bytes that
+        // were hashed and are applied, in a file of the gateway's own, which nobody who can
+        // still write to the inbound file can change. It is kept before anything is
+        // committed; from a mailbox, synced first, as the inbound file goes after the commit.
+        if let Some(copy) = checked.kept.copy.take() {
+            keep_copy(
+                &archive,
+                copy,
                 &checked.report.sha256,
-                false,
+                rules.intake == Intake::Move,
             )?;
         }
         let mut report = checked.report.clone();
@@ -260,9 +279,14 @@ impl<'a> Gateway<'a> {
             None => self.decide(checked, report, mailbox, rules)?,
         };
         if rules.intake == Intake::Move {
-            let archive = self.layout.archive();
-            if !archive_inbound(&archive, path, &identity, &mut handle, &report.sha256)? {
+            if !still_at(&identity, path) {
                 tracing::warn!(file = %name, mailbox = %mailbox, "the inbound file was replaced while it was processed: the replacement is left in in/ for the next pass");
+            } else if archive_path(&archive, &report.sha256).exists() {
+                std::fs::remove_file(path)
+                    .with_context(|| format!("cannot remove {}", path.display()))?;
+            } else {
+                // Not archived (larger than the gateway takes): set aside, not kept.
+                self.set_aside(path, name, file_id)?;
             }
             self.store.mark_settled(file_id)?;
         }
@@ -572,7 +596,7 @@ impl<'a> Gateway<'a> {
                 );
             }
         }
-        let checked = self.recheck(&file, &mailbox, Keep { rows: true })?;
+        let checked = self.recheck(&file, &mailbox, true)?;
         let mut report = checked.report.clone();
         if !report.outcome.applies() {
             bail!(
@@ -587,22 +611,29 @@ impl<'a> Gateway<'a> {
             .0)
     }
 
-    /// A quarantined (archived) file checked again as it stands now.
+    /// A quarantined (archived) file checked again as it stands now; refused if the
+    /// archived bytes are no longer those received.
     fn recheck(
         &self,
         file: &crate::store::FileRow,
         mailbox: &MailboxId,
-        keep: Keep,
+        rows: bool,
     ) -> Result<CheckedExtract> {
         let path = archive_path(&self.layout.archive(), &file.sha256);
-        Ok(check_named(
+        let keep = Keep {
+            rows,
+            copy_into: None,
+        };
+        let checked = check_named(
             &path,
             &file.name,
             Some(mailbox),
             self.config,
             self.clock,
             keep,
-        )?)
+        )?;
+        altered(&file.name, &file.sha256, &checked.report.sha256)?;
+        Ok(checked)
     }
 
     /// What releasing a quarantined file would do now, without doing it: the counts per
@@ -610,7 +641,7 @@ impl<'a> Gateway<'a> {
     pub fn preview_release(&mut self, label: &str) -> Result<ReleasePreview> {
         let (_, file, mailbox) = self.pending(label)?;
         let la = la_of(&file, label)?;
-        let checked = self.recheck(&file, &mailbox, Keep { rows: true })?;
+        let checked = self.recheck(&file, &mailbox, true)?;
         let diff = self.diff(checked, la)?;
         let mut closing = Vec::new();
         for change in diff
@@ -648,7 +679,7 @@ impl<'a> Gateway<'a> {
     pub fn reject(&mut self, label: &str) -> Result<FileReport> {
         let _writer = write_lock(&self.layout.write_lock())?;
         let (number, file, mailbox) = self.pending(label)?;
-        let checked = self.recheck(&file, &mailbox, Keep::default())?;
+        let checked = self.recheck(&file, &mailbox, false)?;
         let mut report = checked.report;
         report.received_at = first_received(&file).unwrap_or(report.received_at);
         report.outcome = Outcome::Rejected;
@@ -706,6 +737,7 @@ impl<'a> Gateway<'a> {
         let rules = Rules {
             allow_repeat: true,
             allow_stale: force,
+            expect_sha256: Some(sha256.to_owned()),
             ..Rules::default()
         };
         let report = self.ingest_named(&path, &name, &mailbox, &rules)?;

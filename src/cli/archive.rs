@@ -1,5 +1,7 @@
 //! `archive list [--mailbox ID]`: the extracts the gateway has processed, newest first, with
-//! the sha256 that `replay` takes (any unique prefix of it will do).
+//! the sha256 that `replay` takes (any unique prefix of it will do), and whether the
+//! archive still holds each one's bytes: every archived file is read and hashed, so a copy
+//! altered since it was received shows as such (`replay` and `quarantine release` refuse it).
 
 use super::{exit, Format};
 use crate::core::render::printable;
@@ -27,10 +29,34 @@ pub enum ArchiveAction {
     },
 }
 
+/// One processed extract and what the archive holds of it.
+#[derive(serde::Serialize)]
+struct Listed {
+    #[serde(flatten)]
+    file: crate::store::ArchivedFile,
+    /// `kept` (the bytes received), `altered` (changed since), or `missing` (pruned, or
+    /// never kept: refused unread, or too large).
+    archive: &'static str,
+}
+
 pub fn run(args: &ArchiveArgs, gateway: &mut Gateway<'_>) -> Result<u8> {
     let ArchiveAction::List { mailbox, format } = &args.action;
-    let files = gateway.store.archived(mailbox.as_deref())?;
     let archive = gateway.layout.archive();
+    let mut files = Vec::new();
+    for file in gateway.store.archived(mailbox.as_deref())? {
+        let path = crate::fsutil::archive_path(&archive, &file.sha256);
+        let state = if std::fs::symlink_metadata(&path).is_err() {
+            "missing"
+        } else if crate::fsutil::same_bytes(&path, &file.sha256)? {
+            "kept"
+        } else {
+            "altered"
+        };
+        files.push(Listed {
+            file,
+            archive: state,
+        });
+    }
     let mut out = std::io::stdout().lock();
     match format {
         Format::Json => {
@@ -44,8 +70,7 @@ pub fn run(args: &ArchiveArgs, gateway: &mut Gateway<'_>) -> Result<u8> {
                 "{:<12}  {:<7}  {:<41}  {:<11}  {:<10}  in archive",
                 "sha256", "mailbox", "file", "outcome", "processed"
             )?;
-            for f in &files {
-                let kept = crate::fsutil::archive_path(&archive, &f.sha256).exists();
+            for Listed { file: f, archive } in &files {
                 writeln!(
                     out,
                     "{:<12}  {:<7}  {:<41}  {:<11}  {:<10}  {}",
@@ -54,10 +79,10 @@ pub fn run(args: &ArchiveArgs, gateway: &mut Gateway<'_>) -> Result<u8> {
                     printable(&f.file),
                     f.outcome,
                     f.processed_at.get(..10).unwrap_or(&f.processed_at),
-                    if kept {
-                        "yes"
-                    } else {
-                        "no (pruned or refused)"
+                    match *archive {
+                        "kept" => "yes",
+                        "altered" => "ALTERED since received: not used",
+                        _ => "no (pruned or refused)",
                     }
                 )?;
             }
