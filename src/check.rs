@@ -562,7 +562,15 @@ pub fn check_attendance(
     } else {
         let rules = AttendanceRules {
             owner: ods.clone(),
+            owner_name: config
+                .health_orgs
+                .iter()
+                .find(|h| &h.ods == ods)
+                .map(|h| h.name.clone())
+                .unwrap_or_default(),
             file_time: parsed.at,
+            received_at,
+            max_age_days: config.attendance_max_age_days,
         };
         let problems = &mut report.row_errors;
         let read = read_attendance(&mut reader, |row, fields| {

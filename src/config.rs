@@ -79,6 +79,7 @@ struct RawGateway {
     report_time: String,
     timezone: String,
     overdue_hours: u32,
+    attendance_max_age_days: u32,
     local_authorities: Option<Vec<String>>,
 }
 
@@ -94,6 +95,7 @@ impl Default for RawGateway {
             report_time: "02:00".into(),
             timezone: "Europe/London".into(),
             overdue_hours: 36,
+            attendance_max_age_days: 7,
             local_authorities: None,
         }
     }
@@ -237,6 +239,8 @@ pub struct Config {
     pub report_time: NaiveTime,
     pub timezone: Tz,
     pub overdue_hours: u32,
+    /// How far back (days before the file, or before now for `query`) an attendance may be.
+    pub attendance_max_age_days: u32,
     pub local_authorities: Vec<LaCode>,
     pub health_orgs: Vec<HealthOrg>,
     pub sftp: Vec<SftpRemote>,
@@ -321,6 +325,12 @@ impl Config {
             return Err(bad(
                 "gateway.notify_interval_s",
                 "must be at least 1".into(),
+            ));
+        }
+        if !(1..=366).contains(&g.attendance_max_age_days) {
+            return Err(bad(
+                "gateway.attendance_max_age_days",
+                format!("{} must be 1 to 366 (days)", g.attendance_max_age_days),
             ));
         }
         if g.root.trim().is_empty() {
@@ -476,6 +486,7 @@ impl Config {
             report_time,
             timezone,
             overdue_hours: g.overdue_hours,
+            attendance_max_age_days: g.attendance_max_age_days,
             local_authorities,
             health_orgs,
             sftp,

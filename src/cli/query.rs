@@ -4,12 +4,12 @@
 //! for an invalid NHS number, an unknown organisation or setting, or a bad time.
 
 use super::{exit, Format};
-use crate::core::attendance::{parse_attended_at, Attendance, Setting};
+use crate::core::attendance::{parse_attended_at, too_old, Attendance, Setting};
 use crate::core::matching::Status;
 use crate::core::nhs::NhsNumber;
 use crate::health::query_org;
 use crate::ingest::Gateway;
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 use chrono::Utc;
 use clap::Args;
 use std::io::Write;
@@ -49,12 +49,27 @@ pub fn run(args: &QueryArgs, gateway: &mut Gateway<'_>) -> Result<u8> {
     let org = query_org(gateway, &args.org)?;
     let setting = Setting::parse(&args.setting)
         .ok_or_else(|| anyhow!("--setting {:?} is not a care-setting code", args.setting))?;
+    let now = gateway.clock.now();
     let attended_at = match &args.at {
         Some(text) => parse_attended_at(text)
             .ok_or_else(|| anyhow!("--at {text:?} is not an RFC 3339 time with an offset"))?
             .with_timezone(&Utc),
-        None => gateway.clock.now(),
+        None => now,
     };
+    if attended_at > now {
+        bail!(
+            "--at {} is in the future: a look-up is for a child being seen now",
+            attended_at.to_rfc3339()
+        );
+    }
+    if let Some(why) = too_old(attended_at, now, gateway.config.attendance_max_age_days) {
+        bail!("--at: {why} (gateway.attendance_max_age_days)");
+    }
+    for (option, value) in [("--user", &args.user), ("--role", &args.role)] {
+        if value.trim().is_empty() {
+            bail!("{option} is empty: every look-up is logged against the person who made it");
+        }
+    }
     let org_name = gateway
         .config
         .health_orgs

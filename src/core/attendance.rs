@@ -90,8 +90,29 @@ pub fn parse_attended_at(text: &str) -> Option<DateTime<FixedOffset>> {
 /// The rules for the rows of one attendance file.
 pub struct AttendanceRules {
     pub owner: OdsCode,
+    /// The owner's name as configured: what notifications and flags say, whatever a row
+    /// claims.
+    pub owner_name: String,
     /// The time in the file name: nothing may have happened after it.
     pub file_time: DateTime<Utc>,
+    /// When the gateway received the file.
+    pub received_at: DateTime<Utc>,
+    /// How far back an attendance may be (`gateway.attendance_max_age_days`).
+    pub max_age_days: u32,
+}
+
+/// Why a look-up at `at` is refused (`ATTENDED_AT_OLD`): more than `max_age_days` before
+/// `anchor` (the later of the file's time and when it was received; for `query`, now), so
+/// that a sender cannot see how a child's plans stood in the past by claiming an old time.
+pub fn too_old(at: DateTime<Utc>, anchor: DateTime<Utc>, max_age_days: u32) -> Option<String> {
+    let earliest = anchor - chrono::Duration::days(i64::from(max_age_days));
+    (at < earliest).then(|| {
+        format!(
+            "attended_at {} is more than {max_age_days} days before {}: the gateway answers for children being seen now",
+            at.to_rfc3339(),
+            anchor.to_rfc3339()
+        )
+    })
 }
 
 impl AttendanceRules {
@@ -128,7 +149,7 @@ impl AttendanceRules {
                 );
             }
         }
-        let [nhs, attended_at, org_ods, org_name, setting, user_name, user_role] = fields;
+        let [nhs, attended_at, org_ods, _org_name, setting, user_name, user_role] = fields;
         if org_ods != self.owner.as_str() {
             return Err(FileProblem::new(
                 Code::NotAuthorised,
@@ -151,8 +172,18 @@ impl AttendanceRules {
                 None
             }
         };
+        let anchor = self.file_time.max(self.received_at);
         let at = match parse_attended_at(attended_at) {
-            Some(t) if t.with_timezone(&Utc) <= self.file_time => Some(t.with_timezone(&Utc)),
+            Some(t) if t.with_timezone(&Utc) <= self.file_time => {
+                let t = t.with_timezone(&Utc);
+                match too_old(t, anchor, self.max_age_days) {
+                    None => Some(t),
+                    Some(why) => {
+                        report("attended_at", Code::AttendedAtOld, why);
+                        None
+                    }
+                }
+            }
             Some(t) => {
                 report(
                     "attended_at",
@@ -174,6 +205,15 @@ impl AttendanceRules {
                 None
             }
         };
+        for (column, value) in [("user_name", user_name), ("user_role", user_role)] {
+            if value.is_empty() {
+                report(
+                    column,
+                    Code::UserMissing,
+                    format!("{column} is empty: every look-up is logged against the person who made it (their name and role)"),
+                );
+            }
+        }
         let setting_code = Setting::parse(setting);
         if setting_code.is_none() {
             report(
@@ -193,7 +233,8 @@ impl AttendanceRules {
                 nhs,
                 attended_at,
                 org_ods: org_ods.to_owned(),
-                org_name: org_name.to_owned(),
+                // The configured name: a row cannot name itself something else.
+                org_name: self.owner_name.clone(),
                 setting,
                 user_name: user_name.to_owned(),
                 user_role: user_role.to_owned(),
@@ -303,7 +344,10 @@ mod tests {
     fn rules() -> AttendanceRules {
         AttendanceRules {
             owner: OdsCode::parse("RWG").unwrap(),
+            owner_name: "West Herts".into(),
             file_time: "2026-11-21T10:15:00Z".parse().unwrap(),
+            received_at: "2026-11-21T10:16:00Z".parse().unwrap(),
+            max_age_days: 7,
         }
     }
 
@@ -348,6 +392,22 @@ mod tests {
             (false, vec![Code::AttendedAt]),
             "after the file"
         );
+        assert_eq!(
+            check((1, "2026-11-14T10:16:00Z")),
+            (true, vec![]),
+            "7 days before it was received"
+        );
+        assert_eq!(
+            check((1, "2026-11-14T10:15:59Z")),
+            (false, vec![Code::AttendedAtOld]),
+            "further back"
+        );
+        assert_eq!(
+            check((1, "2020-06-01T10:00:00+01:00")),
+            (false, vec![Code::AttendedAtOld])
+        );
+        assert_eq!(check((5, "")), (false, vec![Code::UserMissing]));
+        assert_eq!(check((6, "")), (false, vec![Code::UserMissing]));
         assert_eq!(check((4, "A&E")), (false, vec![Code::Setting]));
         assert_eq!(check((4, "ed")), (false, vec![Code::Setting]));
         assert_eq!(

@@ -84,6 +84,10 @@ codes! {
         "the care-setting code is not one of the published codes";
     AttendedAt => "ATTENDED_AT", Error,
         "attended_at must be an RFC 3339 time with an offset, not later than the time of the file";
+    AttendedAtOld => "ATTENDED_AT_OLD", Error,
+        "attended_at is further back than the gateway looks (7 days before the file by default): a look-up is for a child being seen now, not a past attendance";
+    UserMissing => "USER_MISSING", Error,
+        "user_name and user_role are required: every look-up is logged against the person who made it";
     EddNotUcpp => "EDD_NOT_UCPP", Warning,
         "an expected delivery date only means something on an unborn child protection plan (UCPP)";
     EddPassed => "EDD_PASSED", Warning,

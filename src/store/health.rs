@@ -40,35 +40,43 @@ pub struct NotifyRow {
 /// The hash of the access log's first entry's predecessor.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// How entries are hashed now: version 2 covers when the entry was written as well.
+pub const HASH_VERSION: i64 = 2;
+
+/// An access-log entry as hashed: every field as the store holds it (as text).
+pub struct Entry<'a> {
+    pub id: i64,
+    /// When the look-up says it happened (an attendance's time).
+    pub at: &'a str,
+    pub nhs: i64,
+    pub org: &'a str,
+    pub user: &'a str,
+    pub role: &'a str,
+    pub setting: &'a str,
+    /// `0` or `1` as stored: any other value hashes differently, so a change is seen.
+    pub silent: &'a str,
+    pub result: &'a str,
+    /// When the gateway wrote it (by its own clock): hashed from version 2 on.
+    pub written_at: &'a str,
+}
+
 /// An access-log entry's hash: SHA-256 over the previous hash and a canonical encoding of
-/// the entry (its fields joined by the unit separator, which no field may hold).
-#[allow(clippy::too_many_arguments)]
-pub fn entry_hash(
-    prev: &str,
-    id: i64,
-    at: &str,
-    nhs: i64,
-    org: &str,
-    user: &str,
-    role: &str,
-    setting: &str,
-    silent: bool,
-    result: &str,
-) -> String {
-    let canonical = [
-        prev,
-        &id.to_string(),
-        at,
-        &nhs.to_string(),
-        org,
-        user,
-        role,
-        setting,
-        if silent { "1" } else { "0" },
-        result,
-    ]
-    .join("\u{1f}");
-    hex::encode(Sha256::digest(canonical.as_bytes()))
+/// the entry (its fields joined by the unit separator, which no field may hold). Version 1
+/// (entries written before migration 11) did not cover `written_at`; `None`: a version
+/// this gateway does not know (never matches).
+pub fn entry_hash(prev: &str, e: &Entry<'_>, version: i64) -> Option<String> {
+    let (id, nhs) = (e.id.to_string(), e.nhs.to_string());
+    let mut fields = vec![
+        prev, &id, e.at, &nhs, e.org, e.user, e.role, e.setting, e.silent, e.result,
+    ];
+    match version {
+        1 => {}
+        2 => fields.push(e.written_at),
+        _ => return None,
+    }
+    Some(hex::encode(Sha256::digest(
+        fields.join("\u{1f}").as_bytes(),
+    )))
 }
 
 /// The access log's head: entry count and the newest entry's hash.
@@ -269,7 +277,8 @@ impl Store {
         let mut n = 0;
         let mut broken = None;
         self.db().each_row(
-            "SELECT id, at, nhs, org_ods, user_name, user_role, setting, silent, result, prev_hash, hash
+            "SELECT id, at, nhs, org_ods, user_name, user_role, setting, silent, result, prev_hash,
+                    hash, written_at, hash_version
              FROM access_log WHERE id <= ?1 ORDER BY id",
             args![last],
             &mut |r| {
@@ -280,20 +289,23 @@ impl Store {
                 let id: i64 = r.get(0)?;
                 // A value of the wrong type (tampering) is hashed as its text, never an error.
                 let text = |i: usize| r.text(i).unwrap_or_default();
-                let expected = entry_hash(
-                    &prev,
+                let (at, org, user, role) = (text(1), text(3), text(4), text(5));
+                let (setting, silent, result, written_at) = (text(6), text(7), text(8), text(11));
+                let entry = Entry {
                     id,
-                    &text(1),
-                    r.get::<i64>(2).unwrap_or(-1),
-                    &text(3),
-                    &text(4),
-                    &text(5),
-                    &text(6),
-                    r.get::<bool>(7).unwrap_or(false),
-                    &text(8),
-                );
+                    at: &at,
+                    nhs: r.get::<i64>(2).unwrap_or(-1),
+                    org: &org,
+                    user: &user,
+                    role: &role,
+                    setting: &setting,
+                    silent: &silent,
+                    result: &result,
+                    written_at: &written_at,
+                };
+                let expected = entry_hash(&prev, &entry, r.get::<i64>(12).unwrap_or(-1));
                 let stored = text(10);
-                if text(9) != prev || stored != expected {
+                if text(9) != prev || Some(&stored) != expected.as_ref() {
                     broken = Some(id);
                 }
                 prev = stored;
@@ -438,22 +450,38 @@ impl HealthTx<'_> {
             clean(result),
         );
         let nhs = nhs.value() as i64;
-        let hash = entry_hash(
-            &self.last_hash,
-            next_id,
-            &at,
+        let entry = Entry {
+            id: next_id,
+            at: &at,
             nhs,
-            &org,
-            &user,
-            &role,
-            &setting,
-            silent,
-            &result,
-        );
+            org: &org,
+            user: &user,
+            role: &role,
+            setting: &setting,
+            silent: if silent { "1" } else { "0" },
+            result: &result,
+            written_at: &self.written_at,
+        };
+        let hash = entry_hash(&self.last_hash, &entry, HASH_VERSION).expect("a known version");
         self.tx.execute(
             "INSERT INTO access_log (id, at, nhs, org_ods, user_name, user_role, setting, silent,
-                result, prev_hash, hash, written_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            args![next_id, at, nhs, org, user, role, setting, silent, result, self.last_hash, hash, self.written_at],
+                result, prev_hash, hash, written_at, hash_version)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            args![
+                next_id,
+                at,
+                nhs,
+                org,
+                user,
+                role,
+                setting,
+                silent,
+                result,
+                self.last_hash,
+                hash,
+                self.written_at,
+                HASH_VERSION
+            ],
         )?;
         self.last_hash = hash;
         self.last_id = next_id;

@@ -298,6 +298,9 @@ const MIGRATIONS: &[&str] = &[
         at        TEXT NOT NULL,
         PRIMARY KEY (remote, file_name)
     ) WITHOUT ROWID;
+    -- Access-log entries from now on are hashed with the time they were written (version
+    -- 2); earlier ones keep version 1. Adding a column is not an update.
+    ALTER TABLE access_log ADD COLUMN hash_version INTEGER NOT NULL DEFAULT 1;
     -- Nightly reports that could not be written, for `status` until one is.
     CREATE TABLE report_failures (
         report_date TEXT PRIMARY KEY,

@@ -833,3 +833,119 @@ fn the_access_log_head_catches_a_cut_or_a_rewritten_log() {
         "a bad head is a usage error"
     );
 }
+
+#[test]
+fn a_hospital_controls_neither_the_time_nor_the_identity_of_a_look_up() {
+    let site = Site::new();
+    // Child 4's plan in 202 was open from 2020 to 2024: a row claiming 2021 must not see it.
+    // Child 1 is open in 919: a row without a user, and one naming another organisation.
+    let text = format!(
+        "{ATTEND_HEADER}\n\
+         {},2021-06-01T10:00:00+01:00,RWG,West Herts,ED,Dr A,Doctor\n\
+         {},2026-11-21T09:42:00Z,RWG,West Herts,ED,,Doctor\n\
+         {},2026-11-21T09:43:00Z,RWG,West Herts,ED,Dr B,\n\
+         {},2026-11-21T09:44:00Z,RWG,Totally Legit Hospital,ED,Dr C,Doctor\n\
+         {},2026-11-21T09:45:00Z,RWG,West Herts,ED,Dr D,Doctor\n\
+         {},2026-11-21T09:46:00Z,RWG,West Herts,ED,Dr D,Doctor\n\
+         {},2026-11-21T09:47:00Z,RWG,West Herts,ED,Dr D,Doctor\n",
+        nhs(4),
+        nhs(1),
+        nhs(1),
+        nhs(1),
+        nhs(5),
+        nhs(6),
+        nhs(7)
+    );
+    let ack = site.ingest("RWG", "CPIS_ATTEND_RWG_20261121T101500.csv", &text);
+    let codes = row_codes(&ack);
+    assert!(codes.contains(&(1, "ATTENDED_AT_OLD".to_owned())), "{ack}");
+    assert!(codes.contains(&(2, "USER_MISSING".to_owned())), "{ack}");
+    assert!(codes.contains(&(3, "USER_MISSING".to_owned())), "{ack}");
+    let flags = site.flags("20261121T101500");
+    assert_eq!(flags["flagged"].as_array().unwrap().len(), 1, "{flags}");
+    assert!(
+        !flags.to_string().contains(&nhs(4)),
+        "nothing of the old plan is shown: {flags}"
+    );
+    assert_ok(&site.flush());
+    assert!(
+        site.notifications("202").is_empty(),
+        "202 is not told of 2021"
+    );
+    let told = site.notifications("919");
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(
+        told[0][5], "West Herts",
+        "the configured name, not the row's"
+    );
+    assert!(!fs::read_dir(site.out("LA919"))
+        .unwrap()
+        .flatten()
+        .any(|e| fs::read_to_string(e.path())
+            .unwrap_or_default()
+            .contains("Legit")));
+    // No anonymous entry in the access log.
+    assert_eq!(
+        site.sql("SELECT count(*) FROM access_log WHERE user_name = '' OR user_role = ''"),
+        0
+    );
+    // query: the same bounds.
+    for args in [
+        vec![
+            "--user",
+            "Dr Q",
+            "--role",
+            "Doctor",
+            "--at",
+            "2021-06-01T10:00:00Z",
+        ],
+        vec![
+            "--user",
+            "Dr Q",
+            "--role",
+            "Doctor",
+            "--at",
+            "2026-11-23T10:00:00Z",
+        ],
+        vec!["--user", "", "--role", "Doctor"],
+        vec!["--user", "Dr Q", "--role", " "],
+    ] {
+        let out = gateway(site.path())
+            .args(["query", &nhs(4), "--org", "RWG", "--setting", "ED"])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+}
+
+#[test]
+fn the_access_log_hashes_when_each_entry_was_written_and_its_silent_flag_exactly() {
+    let site = Site::new();
+    site.attend(
+        "20261121T101500",
+        &[
+            (1, "2026-11-21T09:42:00+00:00", "ED", "Dr A"),
+            (1, "2026-11-21T09:50:00+00:00", "GP", "Dr B"),
+        ],
+    );
+    assert_eq!(site.audit(&[]).0, 0);
+    // The real time of a look-up cannot be moved.
+    site.tamper("UPDATE access_log SET written_at = '2020-06-01T10:00:00.000Z' WHERE id = 1");
+    let (code, text) = site.audit(&[]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("entry 1 does not match"), "{text}");
+    // A silent read cannot be turned into anything else, even a value read as true.
+    let site = Site::new();
+    site.attend(
+        "20261121T101500",
+        &[(1, "2026-11-21T09:50:00+00:00", "GP", "Dr B")],
+    );
+    assert_eq!(
+        site.sql("SELECT count(*) FROM access_log WHERE silent = 1"),
+        1
+    );
+    site.tamper("UPDATE access_log SET silent = 2 WHERE id = 1");
+    let (code, text) = site.audit(&[]);
+    assert_eq!(code, 1, "{text}");
+}
