@@ -18,6 +18,7 @@ fn the_unit_verifies_and_is_hardened() {
         "PrivateTmp=yes",
         "ProtectHome=yes",
         "UMask=0077",
+        "MemoryMax=4G",
         " run\n",
     ] {
         assert!(unit.contains(directive), "missing {directive:?}");
