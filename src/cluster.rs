@@ -12,7 +12,6 @@
 use crate::store::{Guard, Location, Store};
 use anyhow::Result;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -153,22 +152,7 @@ impl Node {
     /// remote's poll): its guard, or `None` while another node holds it. A lease held by a
     /// gateway of this machine that is no longer running is taken over at once.
     pub fn claim(&self, store: &mut Store, lease: &str) -> Result<Option<Guard>> {
-        if let Some(guard) = store.claim(lease, &self.name, self.ttl)? {
-            return Ok(Some(guard));
-        }
-        let dead: Vec<String> = store
-            .held_leases()?
-            .into_iter()
-            .filter(|(l, owner)| l == lease && died_here(owner))
-            .map(|(_, owner)| owner)
-            .collect();
-        for owner in dead {
-            if let Some(guard) = store.take_over(lease, &self.name, &owner, self.ttl)? {
-                tracing::info!(node = %self.name, lease, dead = %owner, "took over a lease from a gateway of this machine that is no longer running");
-                return Ok(Some(guard));
-            }
-        }
-        Ok(None)
+        claim_or_take_over(store, lease, &self.name, self.ttl)
     }
 
     /// Gives back every lease (a clean stop): the others take them at once.
@@ -180,50 +164,175 @@ impl Node {
     }
 }
 
-/// Renews this node's leases every third of a lease period, on a connection of its own,
-/// for as long as the process runs: a long piece of work (a remote's poll, a large file's
-/// transaction) keeps its lease without stopping for it, and renewing never waits behind
-/// the write it protects. A node that stops (killed, or frozen by the system) stops
-/// renewing, and the others take its work when its leases expire.
+/// Claims `lease` for `owner`, taking it over at once from a gateway of this machine that is
+/// no longer running: its guard, or `None` while someone else holds it.
+fn claim_or_take_over(
+    store: &mut Store,
+    lease: &str,
+    owner: &str,
+    ttl: Duration,
+) -> Result<Option<Guard>> {
+    if let Some(guard) = store.claim(lease, owner, ttl)? {
+        return Ok(Some(guard));
+    }
+    let dead: Vec<String> = store
+        .held_leases()?
+        .into_iter()
+        .filter(|(l, holder)| l == lease && died_here(holder))
+        .map(|(_, holder)| holder)
+        .collect();
+    for holder in dead {
+        if let Some(guard) = store.take_over(lease, owner, &holder, ttl)? {
+            tracing::info!(node = %owner, lease, dead = %holder, "took over a lease from a gateway of this machine that is no longer running");
+            return Ok(Some(guard));
+        }
+    }
+    Ok(None)
+}
+
+/// What the keeper is asked to do besides renewing.
+enum Command {
+    /// Give back the holding this guard stands for (a turn that ended).
+    Release(Guard),
+}
+
+/// This process's leases kept alive: a thread with a connection of its own renews every
+/// lease this node holds every third of a lease period, whatever the node is busy with (a
+/// long poll of a slow remote, a large file's transaction), so renewing never waits behind
+/// the write it protects; it also gives back turns that end. A node that stops (killed, or
+/// frozen by the system) stops renewing, and the others take its work when its leases
+/// expire.
 pub struct Keeper {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    commands: std::sync::Mutex<std::sync::mpsc::Sender<Command>>,
+}
+
+static KEEPER: std::sync::OnceLock<Keeper> = std::sync::OnceLock::new();
+
+/// The process's keeper, started by the first call (a PostgreSQL store only).
+pub fn keeper(location: &Location, ttl: Duration) -> &'static Keeper {
+    KEEPER.get_or_init(|| Keeper::start(location.clone(), node_name(), ttl))
 }
 
 impl Keeper {
-    pub fn start(location: Location, node: String, ttl: Duration) -> Keeper {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let thread = std::thread::spawn(move || {
+    fn start(location: Location, node: String, ttl: Duration) -> Keeper {
+        let (send, receive) = std::sync::mpsc::channel::<Command>();
+        std::thread::spawn(move || {
             let mut store: Option<Store> = None;
-            while !flag.load(Ordering::SeqCst) {
-                let renewed = match &mut store {
-                    Some(s) => s.renew(&node, ttl).map(|_| ()),
-                    None => Store::open_at(&location).map(|s| store = Some(s)),
+            let mut next_renewal = Instant::now();
+            loop {
+                let wait = next_renewal.saturating_duration_since(Instant::now());
+                let command = match receive.recv_timeout(wait) {
+                    Ok(c) => Some(c),
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
                 };
-                if let Err(e) = renewed {
-                    tracing::warn!(node = %node, error = %format!("{e:#}"), "cannot renew this node's leases: trying again");
+                let done = (|| -> Result<()> {
+                    if store.is_none() {
+                        store = Some(Store::open_at(&location)?);
+                    }
+                    let s = store.as_mut().expect("just opened");
+                    match &command {
+                        Some(Command::Release(guard)) => s.release_guard(guard),
+                        None => s.renew(&node, ttl).map(|_| ()),
+                    }
+                })();
+                if let Err(e) = done {
+                    tracing::warn!(node = %node, error = %format!("{e:#}"), "cannot renew or give back this node's leases: trying again");
                     store = None;
                 }
-                let until = Instant::now() + ttl / 3;
-                while Instant::now() < until && !flag.load(Ordering::SeqCst) {
-                    std::thread::sleep(Duration::from_millis(50));
+                if command.is_none() {
+                    next_renewal = Instant::now() + ttl / 3;
                 }
             }
         });
         Keeper {
-            stop,
-            thread: Some(thread),
+            commands: std::sync::Mutex::new(send),
+        }
+    }
+
+    fn release(&self, guard: Guard) {
+        if let Ok(send) = self.commands.lock() {
+            let _ = send.send(Command::Release(guard));
         }
     }
 }
 
-impl Drop for Keeper {
+/// One writer's turn at deciding and committing for one mailbox (or the report's data-
+/// quality files): whoever decides whether a file is a duplicate, stale or applicable
+/// must see every earlier decision of that mailbox, so two writers (a node and an operator's
+/// `ingest`, `replay` or `quarantine`) never decide at once. On SQLite, the root's write
+/// lock (one machine). On PostgreSQL, a lease in the store, `turn:<name>`: waited for at
+/// most two lease periods, renewed by the keeper, checked by every write made during it,
+/// given back when the turn ends; a writer frozen mid-turn holds the others up only until
+/// its lease expires, and its late writes are refused. Nothing relies on a file lock shared
+/// between machines.
+pub struct Turn {
+    inner: TurnInner,
+}
+
+enum TurnInner {
+    File {
+        _lock: crate::fsutil::WriteLock,
+    },
+    Lease {
+        guard: Guard,
+        turns: Arc<std::sync::Mutex<Vec<Guard>>>,
+        keeper: &'static Keeper,
+    },
+}
+
+impl Drop for Turn {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        if let TurnInner::Lease {
+            guard,
+            turns,
+            keeper,
+        } = &self.inner
+        {
+            if let Ok(mut held) = turns.lock() {
+                held.retain(|g| g != guard);
+            }
+            keeper.release(guard.clone());
         }
+    }
+}
+
+/// Waits for, then takes, the turn `name` (a mailbox, or `report`).
+pub fn take_turn(store: &mut Store, config: &crate::config::Config, name: &str) -> Result<Turn> {
+    if config.postgres.is_none() {
+        let lock =
+            crate::fsutil::write_lock(&crate::layout::Layout::new(&config.root).write_lock())?;
+        return Ok(Turn {
+            inner: TurnInner::File { _lock: lock },
+        });
+    }
+    let keeper = keeper(&config.store_location(), config.lease);
+    let (lease, owner) = (format!("turn:{name}"), node_name());
+    let deadline = Instant::now() + config.lease * 2;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        if let Some(guard) = claim_or_take_over(store, &lease, &owner, config.lease)? {
+            let turns = store.turns();
+            turns
+                .lock()
+                .map_err(|_| anyhow::anyhow!("the turns' list is poisoned"))?
+                .push(guard.clone());
+            return Ok(Turn {
+                inner: TurnInner::Lease {
+                    guard,
+                    turns,
+                    keeper,
+                },
+            });
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!(
+                "another writer has held {lease} for two lease periods ({} s): this is tried again later",
+                (config.lease * 2).as_secs()
+            );
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(100));
     }
 }
 

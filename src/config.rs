@@ -269,12 +269,10 @@ impl Config {
             .ok()
             .filter(|u| !u.trim().is_empty())
         {
-            config.postgres = Some(check_store_url(
-                &url,
-                STORE_URL_ENV,
-                "the environment",
-                &config.base_dir,
-            )?);
+            let mut target =
+                check_store_url(&url, STORE_URL_ENV, "the environment", &config.base_dir)?;
+            target.session_limit = Some(config.lease);
+            config.postgres = Some(target);
         }
         Ok(config)
     }
@@ -471,9 +469,13 @@ impl Config {
             .url
             .map(|url| check_store_url(&url, "store.url", origin, base_dir))
             .transpose()?;
+        let lease = Duration::from_secs(lease_s);
         let config = Config {
-            postgres,
-            lease: Duration::from_secs(lease_s),
+            postgres: postgres.map(|mut t| {
+                t.session_limit = Some(lease);
+                t
+            }),
+            lease,
             retention: r,
             origin: origin.to_owned(),
             root: resolve(&g.root),

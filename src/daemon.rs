@@ -97,8 +97,6 @@ pub struct Daemon<'a> {
     node: Option<crate::cluster::Node>,
     /// Each mailbox's lease, in the order of `mailboxes`.
     leases: Vec<String>,
-    /// As a node: renews its leases while it runs, whatever it is busy with.
-    _keeper: Option<crate::cluster::Keeper>,
 }
 
 const RETRY_FIRST: Duration = Duration::from_secs(2);
@@ -146,11 +144,11 @@ impl<'a> Daemon<'a> {
             .postgres
             .is_some()
             .then(|| crate::cluster::Node::new(config.lease, crate::store::ts(clock.now())));
-        let keeper = node.as_ref().map(|n| {
-            crate::cluster::Keeper::start(config.store_location(), n.name.clone(), config.lease)
-        });
+        if node.is_some() {
+            // Renews this node's leases while it runs, whatever it is busy with.
+            crate::cluster::keeper(&config.store_location(), config.lease);
+        }
         Ok(Daemon {
-            _keeper: keeper,
             leases: mailboxes
                 .iter()
                 .map(crate::cluster::lease_of_mailbox)

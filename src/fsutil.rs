@@ -123,6 +123,20 @@ pub struct Opened {
     pub meta: fs::Metadata,
 }
 
+/// A mailbox entry's identity: device, inode and change time (to the nanosecond). Recorded
+/// with a file's outcome, it tells this very entry, still in `in/` after a stop, from a
+/// new one bringing the same bytes.
+pub fn inbound_identity(meta: &fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    format!(
+        "{}:{}:{}.{:09}",
+        meta.dev(),
+        meta.ino(),
+        meta.ctime(),
+        meta.ctime_nsec()
+    )
+}
+
 /// Whether `path` still names the file `meta` describes (same device and inode).
 pub fn still_at(meta: &fs::Metadata, path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;

@@ -14,7 +14,7 @@ use crate::core::matching::{flags_at, las_to_notify, Flag, Status};
 use crate::core::outbound::{csv_cell, stem};
 use crate::core::report::{AttendanceCounts, FileReport, Outcome};
 use crate::core::validate::RowProblem;
-use crate::fsutil::{still_at, write_atomic, write_lock, Opened};
+use crate::fsutil::{inbound_identity, still_at, write_atomic, Opened};
 use crate::ingest::{Gateway, Intake, Rules};
 use crate::store::{HealthTx, PresentationView};
 use anyhow::{anyhow, Context, Result};
@@ -172,7 +172,7 @@ impl Gateway<'_> {
         mailbox: &MailboxId,
         rules: &Rules,
     ) -> Result<FileReport> {
-        let _writer = write_lock(&self.layout.write_lock())?;
+        let _turn = self.turn(&mailbox.to_string())?;
         // In a file of any size, most children have no record: know which do up front.
         let big = opened.meta.len() > 64 * 1024;
         let identity = opened.meta.clone();
@@ -196,11 +196,16 @@ impl Gateway<'_> {
             Some(&has_record),
         )?;
         let (mut report, valid, unknown) = (checked.report, checked.valid, checked.unknown);
-        let settled = rules.intake == Intake::Copy;
-        if let Some(id) = self.finish_unsettled_attendance(&report, mailbox)? {
-            self.settle_attendance(path, &identity, id, rules)?;
-            return Ok(report);
+        // From a mailbox, the entry's identity is committed with the outcome (see ingest).
+        let inbound = (rules.intake == Intake::Move).then(|| inbound_identity(&identity));
+        if let Some(entry) = &inbound {
+            if let Some(id) = self.finish_taken_attendance(&report, mailbox, entry)? {
+                self.store.mark_settled(id)?;
+                self.settle_attendance(path, &identity, rules)?;
+                return Ok(report);
+            }
         }
+        let inbound = inbound.as_deref();
         if report.file_errors.is_empty() && !rules.allow_repeat {
             if let Some(previous) =
                 self.store
@@ -210,15 +215,15 @@ impl Gateway<'_> {
                 report.response_code = previous.response_code();
                 report.duplicate_of = Some(previous);
                 report.processed_at = self.clock.now();
-                let id = self.store.register(&report, settled)?;
+                self.store.register(&report, inbound)?;
                 self.acknowledge(&report, mailbox, false)?;
-                self.settle_attendance(path, &identity, id, rules)?;
+                self.settle_attendance(path, &identity, rules)?;
                 return Ok(report);
             }
         }
         let mut counts = AttendanceCounts::default();
         let mut tx = self.store.health_tx(self.clock.now())?;
-        let id = tx.register_file(&report, settled)?;
+        let id = tx.register_file(&report, inbound)?;
         let mut lookups = Vec::new();
         let mut not_flagged_rows = Vec::new();
         if report.file_errors.is_empty() {
@@ -284,19 +289,20 @@ impl Gateway<'_> {
             )?;
         }
         self.acknowledge(&report, mailbox, true)?;
-        self.settle_attendance(path, &identity, id, rules)?;
+        self.settle_attendance(path, &identity, rules)?;
         Ok(report)
     }
 
     /// An attendance file committed before a stop but still in `in/`: send what is missing.
-    fn finish_unsettled_attendance(
+    fn finish_taken_attendance(
         &mut self,
         report: &FileReport,
         mailbox: &MailboxId,
+        entry: &str,
     ) -> Result<Option<i64>> {
         let Some((id, stored)) =
             self.store
-                .find_unsettled(&report.sha256, &mailbox.to_string(), &report.file)?
+                .find_taken(&report.sha256, &mailbox.to_string(), &report.file, entry)?
         else {
             return Ok(None);
         };
@@ -316,7 +322,6 @@ impl Gateway<'_> {
         &mut self,
         path: &Path,
         identity: &std::fs::Metadata,
-        id: i64,
         rules: &Rules,
     ) -> Result<()> {
         if rules.intake == Intake::Move {
@@ -326,7 +331,6 @@ impl Gateway<'_> {
             } else {
                 tracing::warn!(file = %path.display(), "the inbound file was replaced while it was processed: the replacement is left in in/ for the next pass");
             }
-            self.store.mark_settled(id)?;
         }
         Ok(())
     }
@@ -342,7 +346,7 @@ impl Gateway<'_> {
     /// Writes queued notifications, one file per LA (and finishes any batch a stop left
     /// unwritten). Returns how many files were written.
     pub fn flush_notifications(&mut self) -> Result<usize> {
-        let _writer = write_lock(&self.layout.write_lock())?;
+        let _turn = self.turn("notifications")?;
         let mut batches = self.store.unwritten_batches()?;
         batches.extend(self.store.open_batches(self.clock.now())?);
         let mut written = 0;

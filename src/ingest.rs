@@ -19,7 +19,9 @@ use crate::core::outbound::{ack_csv, ack_csv_name, ack_json_name, has_problems};
 use crate::core::reconcile::{quarantine_reason, reconcile};
 use crate::core::report::{FileKind, FileReport, Outcome};
 use crate::fault::Fault;
-use crate::fsutil::{archive_path, keep_copy, open_inbound, still_at, write_atomic, write_lock};
+use crate::fsutil::{
+    archive_path, inbound_identity, keep_copy, open_inbound, still_at, write_atomic,
+};
 use crate::layout::Layout;
 use crate::store::Store;
 use anyhow::{anyhow, bail, Context, Result};
@@ -269,14 +271,17 @@ impl<'a> Gateway<'a> {
             report.refused_outside = true;
             report.conclude();
         }
-        let _writer = write_lock(&self.layout.write_lock())?;
-        let recovered = match rules.intake {
-            Intake::Move => self.recover(&report, mailbox)?,
-            Intake::Copy => None,
+        let _turn = self.turn(&mailbox.to_string())?;
+        // From a mailbox, the entry's identity is committed with its outcome: after a stop,
+        // this very entry is finished, never processed again; new bytes are new.
+        let inbound = (rules.intake == Intake::Move).then(|| inbound_identity(&identity));
+        let recovered = match &inbound {
+            Some(entry) => self.recover(&report, mailbox, entry)?,
+            None => None,
         };
-        let (report, file_id) = match recovered {
-            Some(done) => done,
-            None => self.decide(checked, report, mailbox, rules)?,
+        let (report, file_id) = match &recovered {
+            Some(done) => done.clone(),
+            None => self.decide(checked, report, mailbox, rules, inbound.as_deref())?,
         };
         if rules.intake == Intake::Move {
             if !still_at(&identity, path) {
@@ -288,7 +293,10 @@ impl<'a> Gateway<'a> {
                 // Not archived (larger than the gateway takes): set aside, not kept.
                 self.set_aside(path, name, file_id)?;
             }
-            self.store.mark_settled(file_id)?;
+            if recovered.is_some() {
+                // A row from before migration 11 waits for this (a newer one is settled).
+                self.store.mark_settled(file_id)?;
+            }
         }
         Ok(report)
     }
@@ -335,11 +343,23 @@ impl<'a> Gateway<'a> {
             format!("{reason}: the file was set aside unread"),
         ));
         report.conclude();
-        let _writer = write_lock(&self.layout.write_lock())?;
-        let id = self.store.register(&report, false)?;
-        self.acknowledge(&report, mailbox, true)?;
+        let _turn = self.turn(&mailbox.to_string())?;
+        // The entry itself (a link is not followed): refused once, whatever stops between.
+        let entry = std::fs::symlink_metadata(path)
+            .map(|m| inbound_identity(&m))
+            .with_context(|| format!("cannot look at {}", path.display()))?;
+        let id = match self.recover(&report, mailbox, &entry)? {
+            Some((_, id)) => {
+                self.store.mark_settled(id)?;
+                id
+            }
+            None => {
+                let id = self.store.register(&report, Some(&entry))?;
+                self.acknowledge(&report, mailbox, true)?;
+                id
+            }
+        };
         self.set_aside(path, &name, id)?;
-        self.store.mark_settled(id)?;
         tracing::warn!(file = %name, mailbox = %mailbox, reason, "refused");
         Ok(report)
     }
@@ -350,10 +370,11 @@ impl<'a> Gateway<'a> {
         &mut self,
         fresh: &FileReport,
         mailbox: &MailboxId,
+        entry: &str,
     ) -> Result<Option<(FileReport, i64)>> {
         let Some((id, stored)) =
             self.store
-                .find_unsettled(&fresh.sha256, &mailbox.to_string(), &fresh.file)?
+                .find_taken(&fresh.sha256, &mailbox.to_string(), &fresh.file, entry)?
         else {
             return Ok(None);
         };
@@ -396,8 +417,8 @@ impl<'a> Gateway<'a> {
         mut report: FileReport,
         mailbox: &MailboxId,
         rules: &Rules,
+        inbound: Option<&str>,
     ) -> Result<(FileReport, i64)> {
-        let settled = rules.intake == Intake::Copy;
         let unauthorised = report
             .file_errors
             .iter()
@@ -412,7 +433,7 @@ impl<'a> Gateway<'a> {
                 report.response_code = previous.response_code();
                 report.duplicate_of = Some(previous);
                 report.processed_at = self.clock.now();
-                let id = self.store.register(&report, settled)?;
+                let id = self.store.register(&report, inbound)?;
                 self.acknowledge(&report, mailbox, false)?;
                 return Ok((report, id));
             }
@@ -432,12 +453,12 @@ impl<'a> Gateway<'a> {
             }
             _ => {
                 report.processed_at = self.clock.now();
-                let id = self.store.register(&report, settled)?;
+                let id = self.store.register(&report, inbound)?;
                 self.acknowledge(&report, mailbox, true)?;
                 return Ok((report, id));
             }
         };
-        self.apply(checked, report, la, mailbox, None, settled)
+        self.apply(checked, report, la, mailbox, None, inbound)
     }
 
     /// `STALE` unless the extract is newer than the LA's last applied one (or `allow_stale`).
@@ -501,7 +522,7 @@ impl<'a> Gateway<'a> {
         la: LaCode,
         mailbox: &MailboxId,
         released: Option<(i64, i64)>,
-        settled: bool,
+        inbound: Option<&str>,
     ) -> Result<(FileReport, i64)> {
         let diff = self.diff(checked, la)?;
         if released.is_none() {
@@ -514,7 +535,7 @@ impl<'a> Gateway<'a> {
                 report.processed_at = self.clock.now();
                 let id = self
                     .store
-                    .register_quarantined(&mut report, &reason, settled)?;
+                    .register_quarantined(&mut report, &reason, inbound)?;
                 tracing::warn!(file = %report.file, mailbox = %mailbox, %reason, "quarantined");
                 self.acknowledge(&report, mailbox, true)?;
                 return Ok((report, id));
@@ -538,7 +559,7 @@ impl<'a> Gateway<'a> {
                         _ => None,
                     },
                 },
-                settled,
+                inbound,
             )?,
             Some((number, file_id)) => {
                 self.store.release_quarantined(
@@ -583,7 +604,7 @@ impl<'a> Gateway<'a> {
 
     /// Releases (applies) a quarantined file.
     pub fn release(&mut self, label: &str) -> Result<FileReport> {
-        let _writer = write_lock(&self.layout.write_lock())?;
+        let _turn = self.turn_of_entry(label)?;
         let (number, file, mailbox) = self.pending(label)?;
         let la = la_of(&file, label)?;
         if let (Some(last), Some(at)) = (self.store.last_applied_extract(la)?, file.extracted_at) {
@@ -607,7 +628,7 @@ impl<'a> Gateway<'a> {
         report.quarantine_id = Some(label.to_owned());
         report.received_at = first_received(&file).unwrap_or(report.received_at);
         Ok(self
-            .apply(checked, report, la, &mailbox, Some((number, file.id)), true)?
+            .apply(checked, report, la, &mailbox, Some((number, file.id)), None)?
             .0)
     }
 
@@ -677,7 +698,7 @@ impl<'a> Gateway<'a> {
 
     /// Rejects a quarantined file for good.
     pub fn reject(&mut self, label: &str) -> Result<FileReport> {
-        let _writer = write_lock(&self.layout.write_lock())?;
+        let _turn = self.turn_of_entry(label)?;
         let (number, file, mailbox) = self.pending(label)?;
         let checked = self.recheck(&file, &mailbox, false)?;
         let mut report = checked.report;
@@ -694,6 +715,18 @@ impl<'a> Gateway<'a> {
             .reject_quarantined(number, file.id, &report, report.processed_at)?;
         self.acknowledge(&report, &mailbox, true)?;
         Ok(report)
+    }
+
+    /// The write turn of `name` (a mailbox, `notifications` or `report`): see
+    /// `cluster::Turn`.
+    pub(crate) fn turn(&mut self, name: &str) -> Result<crate::cluster::Turn> {
+        crate::cluster::take_turn(&mut self.store, self.config, name)
+    }
+
+    /// The write turn of a quarantine entry's mailbox (the entry is read again, in the turn).
+    fn turn_of_entry(&mut self, label: &str) -> Result<crate::cluster::Turn> {
+        let (_, _, mailbox) = self.pending(label)?;
+        self.turn(&mailbox.to_string())
     }
 
     fn pending(&mut self, label: &str) -> Result<(i64, crate::store::FileRow, MailboxId)> {

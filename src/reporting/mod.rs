@@ -171,7 +171,7 @@ impl Gateway<'_> {
             let _one_writer = if preview {
                 None
             } else {
-                Some(crate::fsutil::write_lock(&self.layout.write_lock())?)
+                Some(self.turn("report")?)
             };
             for (la, items) in &items {
                 if items.is_empty() {

@@ -588,10 +588,10 @@ pub enum Tx<'a> {
     ),
 }
 
-/// A write transaction that must still hold a lease when it commits.
+/// A write transaction that must still hold its leases (and turns) when it commits.
 pub struct Guarded<'a> {
     pub tx: Tx<'a>,
-    pub guard: Option<super::Guard>,
+    pub guards: Vec<super::Guard>,
 }
 
 impl<'a> std::ops::Deref for Guarded<'a> {
@@ -608,10 +608,10 @@ impl std::ops::DerefMut for Guarded<'_> {
 }
 
 impl Guarded<'_> {
-    /// Commits, if the lease is still held (checked again now: the work may have taken
-    /// longer than the lease, and another node may have taken it over meanwhile).
+    /// Commits, if nobody took its leases meanwhile (checked again now: the work may have
+    /// taken long, and another node may have taken one over meanwhile).
     pub fn commit(mut self) -> Result<()> {
-        if let Some(guard) = &self.guard {
+        for guard in &self.guards {
             guard.check(&mut self.tx)?;
         }
         self.tx.commit()

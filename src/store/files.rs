@@ -128,20 +128,25 @@ impl Store {
         text.as_deref().map(parse_ts).transpose()
     }
 
-    /// A processing of this very file (same bytes, mailbox and name) whose inbound file was
-    /// not yet moved out of `in/` when the gateway stopped: (file id, stored report JSON).
-    pub fn find_unsettled(
+    /// A processing of this very mailbox entry (same bytes, mailbox, name and `inbound`
+    /// identity) committed before the gateway stopped, the entry still being in `in/`: (file
+    /// id, stored report JSON). (A row from before migration 11, which had no identity, is
+    /// found while it is not marked settled.) A new arrival of the same bytes is another
+    /// entry, and is not found.
+    pub fn find_taken(
         &mut self,
         sha256: &str,
         mailbox: &str,
         name: &str,
+        inbound: &str,
     ) -> Result<Option<(i64, String)>> {
         self.db()
             .row(
                 "SELECT id, report FROM files
-                 WHERE sha256 = ?1 AND mailbox = ?2 AND name = ?3 AND settled = 0
+                 WHERE sha256 = ?1 AND mailbox = ?2 AND name = ?3
+                   AND (inbound = ?4 OR (settled = 0 AND inbound IS NULL))
                  ORDER BY id DESC LIMIT 1",
-                args![sha256, mailbox, name],
+                args![sha256, mailbox, name, inbound],
             )?
             .map(|r| Ok((r.get(0)?, r.get(1)?)))
             .transpose()
@@ -155,7 +160,7 @@ impl Store {
             .flatten())
     }
 
-    /// Records that a file's inbound copy has left `in/`.
+    /// Marks a row from before migration 11 settled, once its inbound file has left `in/`.
     pub fn mark_settled(&mut self, id: i64) -> Result<()> {
         self.db()
             .execute("UPDATE files SET settled = 1 WHERE id = ?1", args![id])?;
@@ -223,10 +228,10 @@ impl Store {
     }
 
     /// Registers a file that changes no record (rejected, duplicate).
-    /// `settled`: the inbound file is already where it stays (see `mark_settled`).
-    pub fn register(&mut self, report: &FileReport, settled: bool) -> Result<i64> {
+    /// `inbound`: see [`insert_file`].
+    pub fn register(&mut self, report: &FileReport, inbound: Option<&str>) -> Result<i64> {
         let mut tx = self.write()?;
-        let id = insert_file(&mut tx, report, false, settled)?;
+        let id = insert_file(&mut tx, report, false, inbound)?;
         tx.commit()?;
         Ok(id)
     }
@@ -236,10 +241,10 @@ impl Store {
         &mut self,
         report: &mut FileReport,
         reason: &str,
-        settled: bool,
+        inbound: Option<&str>,
     ) -> Result<i64> {
         let mut tx = self.write()?;
-        let id = insert_file(&mut tx, report, false, settled)?;
+        let id = insert_file(&mut tx, report, false, inbound)?;
         let number = tx.insert(
             "INSERT INTO quarantine (file_id, reason) VALUES (?1, ?2) RETURNING id",
             args![id, reason],
@@ -259,7 +264,7 @@ impl Store {
         diff: &Diff,
         known_from: DateTime<Utc>,
         injected: Injected,
-        settled: bool,
+        inbound: Option<&str>,
     ) -> Result<i64> {
         let changes = &diff.changes;
         // A big file dirties more pages than the usual cache holds; spilling them to the
@@ -271,7 +276,7 @@ impl Store {
         }
         let result = (|| {
             let mut tx = self.write()?;
-            let id = insert_file(&mut tx, report, true, settled)?;
+            let id = insert_file(&mut tx, report, true, inbound)?;
             super::records::write_changes(
                 &mut tx,
                 la,
@@ -341,18 +346,22 @@ fn decide(tx: &mut Tx<'_>, number: i64, state: &str, at: DateTime<Utc>) -> Resul
     Ok(())
 }
 
+/// Registers a file processing. `inbound`: the identity of the mailbox entry it came from
+/// (`fsutil::inbound_identity`), so that after a stop this very entry is told from a new
+/// arrival of the same bytes; `None` for a file named on the command line. The registration
+/// is the file's settling: it is committed with the outcome.
 pub(super) fn insert_file(
     tx: &mut Tx<'_>,
     report: &FileReport,
     applied: bool,
-    settled: bool,
+    inbound: Option<&str>,
 ) -> Result<i64> {
     let kind = serde_json::to_value(report.kind)?;
     tx.insert(
         "INSERT INTO files (sha256, mailbox, name, kind, sender, extracted_at, received_at,
             processed_at, outcome, response_code, applied, rows, valid_rows, invalid_rows, report,
-            settled, dedup)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+            settled, dedup, inbound)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, 1, ?16, ?17)
          RETURNING id",
         args![
             report.sha256,
@@ -370,12 +379,12 @@ pub(super) fn insert_file(
             report.valid_rows as i64,
             report.invalid_rows as i64,
             serde_json::to_string(report)?,
-            settled,
             !report.refused_outside
                 && !report
                     .file_errors
                     .iter()
                     .any(|p| matches!(p.code, Code::FileName | Code::NotAuthorised)),
+            inbound,
         ],
     )
 }

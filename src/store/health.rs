@@ -502,8 +502,8 @@ impl HealthTx<'_> {
     }
 
     /// Registers the attendance file itself (its report is finished later).
-    pub fn register_file(&mut self, report: &FileReport, settled: bool) -> Result<i64> {
-        super::files::insert_file(&mut self.tx, report, false, settled)
+    pub fn register_file(&mut self, report: &FileReport, inbound: Option<&str>) -> Result<i64> {
+        super::files::insert_file(&mut self.tx, report, false, inbound)
     }
 
     /// Stores the file's final report and flag response.

@@ -45,21 +45,21 @@ fn ms(d: Duration) -> i64 {
 }
 
 impl Guard {
-    /// Fails unless the lease is still held by its owner with the same fence (inside `tx`,
-    /// which holds the write lock: no one can take it over before the commit).
+    /// Fails unless nobody else took the lease since it was claimed: it still names its
+    /// owner with the same fence (inside `tx`, which holds the write lock: no one can take
+    /// it over before the commit). A lease that merely expired, with nobody taking it
+    /// meanwhile, still lets its owner finish: what fences a slow node out is another
+    /// node's claim (which moves the fence), not the clock.
     pub(crate) fn check(&self, tx: &mut Tx<'_>) -> Result<()> {
         let held = tx
             .row(
-                &format!(
-                    "SELECT 1 FROM leases WHERE name = ?1 AND owner = ?2 AND fence = ?3
-                       AND expires_ms > {NOW_MS}"
-                ),
+                "SELECT 1 FROM leases WHERE name = ?1 AND owner = ?2 AND fence = ?3",
                 args![self.lease, self.owner, self.fence],
             )?
             .is_some();
         if !held {
             bail!(
-                "this node ({}) lost its lease on {} (it expired, or another node took it over): nothing was written; the node holding it now does this work",
+                "this node ({}) lost its lease on {} (another node took it over): nothing was written; the node holding it now does this work",
                 self.owner,
                 self.lease
             );
@@ -70,14 +70,16 @@ impl Guard {
 
 impl Store {
     /// Claims `lease` for `owner` for `ttl`, or renews it if `owner` holds it: its guard,
-    /// or `None` while another node holds it.
+    /// or `None` while another node holds it. A claim of a lease that was free (expired or
+    /// given back) moves its fence, whoever held it before: a guard from an earlier holding
+    /// never passes again.
     pub fn claim(&mut self, lease: &str, owner: &str, ttl: Duration) -> Result<Option<Guard>> {
         let fence: Option<i64> = self.db().value(
             &format!(
                 "INSERT INTO leases (name, owner, expires_ms, fence) VALUES (?1, ?2, {NOW_MS} + ?3, 1)
                  ON CONFLICT (name) DO UPDATE SET
-                     fence = CASE WHEN leases.owner = excluded.owner THEN leases.fence
-                                  ELSE leases.fence + 1 END,
+                     fence = CASE WHEN leases.owner = excluded.owner AND leases.expires_ms > {NOW_MS}
+                                  THEN leases.fence ELSE leases.fence + 1 END,
                      owner = excluded.owner,
                      expires_ms = excluded.expires_ms
                  WHERE leases.owner = excluded.owner OR leases.expires_ms <= {NOW_MS}
@@ -137,6 +139,15 @@ impl Store {
         self.db().execute(
             "UPDATE leases SET expires_ms = 0 WHERE name = ?1 AND owner = ?2",
             args![lease, owner],
+        )?;
+        Ok(())
+    }
+
+    /// Gives up the holding `guard` stands for, and no later one.
+    pub fn release_guard(&mut self, guard: &Guard) -> Result<()> {
+        self.db().execute(
+            "UPDATE leases SET expires_ms = 0 WHERE name = ?1 AND owner = ?2 AND fence = ?3",
+            args![guard.lease, guard.owner, guard.fence],
         )?;
         Ok(())
     }
@@ -214,5 +225,11 @@ impl Store {
     /// under none.
     pub fn set_guard(&mut self, guard: Option<Guard>) {
         self.guard = guard;
+    }
+
+    /// The write turns this store's writes are made under (see `cluster::Turn`): shared
+    /// with each turn, which takes itself out when it ends.
+    pub fn turns(&self) -> std::sync::Arc<std::sync::Mutex<Vec<Guard>>> {
+        std::sync::Arc::clone(&self.turns)
     }
 }

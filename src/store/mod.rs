@@ -301,6 +301,10 @@ const MIGRATIONS: &[&str] = &[
     -- Access-log entries from now on are hashed with the time they were written (version
     -- 2); earlier ones keep version 1. Adding a column is not an update.
     ALTER TABLE access_log ADD COLUMN hash_version INTEGER NOT NULL DEFAULT 1;
+    -- Which mailbox entry (device, inode, change time) each file came from: its outcome is
+    -- committed with it (settled at once), and after a stop this very entry is told from a
+    -- new arrival of the same bytes.
+    ALTER TABLE files ADD COLUMN inbound TEXT;
     -- Nightly reports that could not be written, for `status` until one is.
     CREATE TABLE report_failures (
         report_date TEXT PRIMARY KEY,
@@ -387,6 +391,8 @@ pub struct Store {
     location: Location,
     /// The lease writes are made under (see `leases`), if any.
     guard: Option<Guard>,
+    /// The write turns held (see `cluster::Turn`): every write checks them too.
+    turns: std::sync::Arc<std::sync::Mutex<Vec<Guard>>>,
 }
 
 /// RFC 3339 with milliseconds in UTC: sorts as text in time order.
@@ -440,6 +446,7 @@ impl Store {
             path: path.to_path_buf(),
             location: Location::Sqlite(path.to_path_buf()),
             guard: None,
+            turns: Default::default(),
         };
         store.migrate()?;
         Ok(store)
@@ -455,6 +462,7 @@ impl Store {
                     path: PathBuf::from(target.shown()),
                     location: location.clone(),
                     guard: None,
+                    turns: Default::default(),
                 };
                 pg::migrate(&mut store.db).with_context(|| {
                     format!("cannot prepare the PostgreSQL store {}", target.shown())
@@ -521,13 +529,12 @@ impl Store {
     /// and when it commits).
     pub(crate) fn write(&mut self) -> Result<db::Guarded<'_>> {
         let mut tx = self.db.transaction()?;
-        if let Some(guard) = &self.guard {
+        let mut guards: Vec<Guard> = self.guard.iter().cloned().collect();
+        guards.extend(self.turns.lock().map(|t| t.clone()).unwrap_or_default());
+        for guard in &guards {
             guard.check(&mut tx)?;
         }
-        Ok(db::Guarded {
-            tx,
-            guard: self.guard.clone(),
-        })
+        Ok(db::Guarded { tx, guards })
     }
 
     /// The SQLite connection, for what only SQLite has (pragmas, its catalogue).

@@ -97,8 +97,21 @@ fn collate_c(sql: &str) -> String {
 }
 
 /// Brings a PostgreSQL store's schema up to date, under the write lock (so two nodes
-/// starting at once never both migrate). A database holding other tables is refused.
+/// starting at once never both migrate). A database holding other tables is refused. A
+/// store already up to date is only read: a command that opens it never waits for a
+/// writer (a node frozen inside its write transaction holds nobody up).
 pub(super) fn migrate(db: &mut Db) -> Result<()> {
+    let exists: bool = db
+        .value("SELECT to_regclass('schema_version') IS NOT NULL", args![])?
+        .unwrap_or(false);
+    if exists {
+        let current: Option<i64> = db
+            .value("SELECT max(version) FROM schema_version", args![])?
+            .flatten();
+        if current.is_some_and(|v| usize::try_from(v).is_ok_and(|v| v == MIGRATIONS.len())) {
+            return Ok(());
+        }
+    }
     let mut tx = db.transaction()?;
     let ours: bool = tx
         .value("SELECT to_regclass('schema_version') IS NOT NULL", args![])?

@@ -49,6 +49,10 @@ pub struct Target {
     pub mode: SslMode,
     root_cert: Option<PathBuf>,
     client_cert: Option<(PathBuf, PathBuf)>,
+    /// How long this connection waits for a lock, and how long the server lets one of its
+    /// transactions sit idle (a node frozen inside a transaction) before ending it: the
+    /// lease period, so that no node can hold the others up for longer.
+    pub session_limit: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for Target {
@@ -122,6 +126,7 @@ impl Target {
             mode,
             root_cert,
             client_cert,
+            session_limit: None,
         })
     }
 
@@ -160,6 +165,17 @@ impl Target {
     /// Connects with the TLS this target asks for.
     pub fn connect(&self, config: &postgres::Config) -> Result<postgres::Client> {
         let mut config = config.clone();
+        if let Some(limit) = self.session_limit {
+            // Server-side: a lock is never waited for, nor a transaction left idle, for
+            // longer than this (lock_timeout, idle_in_transaction_session_timeout).
+            let ms = limit.as_millis().max(1);
+            let ours = format!("-c lock_timeout={ms} -c idle_in_transaction_session_timeout={ms}");
+            let options = match config.get_options() {
+                Some(theirs) => format!("{theirs} {ours}"),
+                None => ours,
+            };
+            config.options(&options);
+        }
         let client = if self.mode == SslMode::Disable {
             config.connect(postgres::NoTls)
         } else {

@@ -337,3 +337,167 @@ fn postgresql_restarted_under_load_both_nodes_reconnect_and_go_on() {
     a.stop();
     b.stop();
 }
+
+/// Sends `sig` (STOP, CONT) to a node.
+fn signal(node: &Node, sig: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &node.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+#[test]
+fn a_node_frozen_inside_its_write_transaction_holds_nobody_up() {
+    let pg = Postgres::start();
+    let shared = cluster_root(&pg, "cluster");
+    let root = shared.path();
+    // A holds every mailbox, and its first file's write transaction stays open (2 s).
+    let mut a = Node::start(root, "a", NOW, Some("pause-before-commit:2000"));
+    let files = drop_files(root, 2);
+    a.wait_log("pausing before commit", Duration::from_secs(30));
+    // Frozen there (as a stalled, swapped-out or partitioned node would be), for longer
+    // than three lease periods.
+    signal(&a, "STOP");
+    let frozen = Instant::now();
+    // Commands from a third process answer meanwhile: they never wait for A.
+    let limit = Duration::from_secs(3 * LEASE_S);
+    let started = Instant::now();
+    let status = gateway(root)
+        .args(["status", "--format", "json"])
+        .timeout(limit)
+        .output()
+        .unwrap();
+    assert_ok(&status);
+    let status_took = started.elapsed();
+    let started = Instant::now();
+    let query = gateway(root)
+        .args(["query", "9990000018", "--org", "RWG", "--user", "Dr Q"])
+        .args(["--role", "Doctor", "--setting", "GP"])
+        .timeout(limit)
+        .output()
+        .unwrap();
+    assert_ok(&query);
+    let query_took = started.elapsed();
+    // B takes A's mailboxes over and does all the work while A is still frozen.
+    let b = Node::start(root, "b", NOW, None);
+    b.wait_log("took a mailbox", Duration::from_secs(30));
+    let takeover = frozen.elapsed();
+    wait_acks(root, &files, Duration::from_secs(60));
+    assert!(
+        frozen.elapsed() < Duration::from_secs(30),
+        "while A was frozen"
+    );
+    eprintln!(
+        "frozen inside the write transaction: status {status_took:?}, query {query_took:?}, mailboxes taken over after {takeover:?}"
+    );
+    assert!(
+        takeover <= Duration::from_secs(3 * LEASE_S),
+        "taken over after {takeover:?}"
+    );
+    // A wakes up: its late write is refused, nothing is doubled.
+    signal(&a, "CONT");
+    std::thread::sleep(Duration::from_secs(2 * LEASE_S));
+    assert_eq!(pg.psql("cluster", "SELECT count(*) FROM files"), "10");
+    assert_eq!(
+        pg.psql("cluster", "SELECT count(DISTINCT name) FROM files"),
+        "10"
+    );
+    let single = cluster_root(&pg, "single");
+    let alone = drop_files(single.path(), 2);
+    assert_ok(
+        &gateway(single.path())
+            .args(["run", "--once"])
+            .output()
+            .unwrap(),
+    );
+    wait_acks(single.path(), &alone, Duration::from_secs(5));
+    let without_log = |db: &str| {
+        // The third process's look-up is one more access-log entry on the cluster.
+        state(&pg, db).rsplit_once("\n--\n").unwrap().0.to_owned()
+    };
+    assert_eq!(without_log("cluster"), without_log("single"));
+    a.kill();
+    drop(b);
+}
+
+/// One `run --once` as node `name` that dies right after its first file's commit.
+fn commit_and_die(root: &Path, name: &str) {
+    let out = Command::new(assert_cmd::cargo::cargo_bin("cpis-gateway"))
+        .current_dir(root)
+        .env("CPIS_GATEWAY_NOW", NOW)
+        .env("CPIS_GATEWAY_NODE", name)
+        .env("CPIS_GATEWAY_FAULT", "abort-after-commit")
+        .args(["run", "--once"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "it was to die after the commit");
+}
+
+#[test]
+fn a_file_committed_before_a_stop_is_finished_and_a_resend_of_its_bytes_is_a_file_of_its_own() {
+    let pg = Postgres::start();
+    let shared = cluster_root(&pg, "cluster");
+    let root = shared.path();
+    let inbox = root.join("var/mailboxes/LA919/in");
+    let count = |name: &str| {
+        pg.psql(
+            "cluster",
+            &format!(
+                "SELECT string_agg(outcome, ',' ORDER BY id) FROM files WHERE name = '{name}'"
+            ),
+        )
+    };
+    // This very entry, committed before a stop (and PostgreSQL restarted since): finished
+    // by the next node, once.
+    let (first, bytes) = extract("919", 12, "20261120T020000");
+    put(root, "LA919", &first, &bytes);
+    commit_and_die(root, "a");
+    pg.pg_ctl("restart");
+    let b = Node::start(root, "b", NOW, None);
+    b.wait_log(
+        "finished a file processed before a stop",
+        Duration::from_secs(30),
+    );
+    wait_until(Duration::from_secs(10), || !inbox.join(&first).exists()).expect("out of in/");
+    assert_eq!(count(&first), "accepted");
+    b.stop();
+    // Committed, archived and taken out of in/, and then the stop (before the old settle
+    // mark): the LA later sends the same bytes again. That is a new arrival: a file of its
+    // own, a duplicate of the first, not "finished".
+    let (second, bytes) = extract("919", 14, "20261121T020000");
+    put(root, "LA919", &second, &bytes);
+    commit_and_die(root, "c");
+    fs::remove_file(inbox.join(&second)).unwrap();
+    pg.pg_ctl("restart");
+    put(root, "LA919", &second, &bytes);
+    let d = Node::start(root, "d", NOW, None);
+    wait_until(Duration::from_secs(30), || {
+        count(&second) == "accepted,duplicate"
+    })
+    .unwrap_or_else(|| panic!("{}: {}", count(&second), d.log()));
+    assert!(!d.log().contains("finished a file processed before a stop"));
+    d.stop();
+}
+
+#[test]
+fn a_file_longer_to_apply_than_the_lease_is_applied() {
+    let pg = Postgres::start();
+    let shared = cluster_root(&pg, "cluster");
+    let root = shared.path();
+    let a = Node::start(root, "a", NOW, None);
+    // Longer to apply than a lease period here (2 s): about 3 s in a debug build.
+    let (name, bytes) = extract("919", 150_000, "20261121T020000");
+    put(root, "LA919", &name, &bytes);
+    let started = Instant::now();
+    wait_acks(
+        root,
+        &[(name.clone(), "LA919".into())],
+        Duration::from_secs(240),
+    );
+    eprintln!("150,000 rows applied in {:?}", started.elapsed());
+    assert_eq!(read_json(&ack(root, "LA919", &name))["outcome"], "accepted");
+    assert!(!a.log().contains("lost its lease"), "{}", a.log());
+    assert_eq!(pg.psql("cluster", "SELECT count(*) FROM records"), "150000");
+    a.stop();
+}

@@ -532,10 +532,10 @@ fn retention_deletes_only_what_is_past_its_time() {
 }
 
 #[test]
-fn an_unsettled_file_is_never_pruned() {
+fn a_file_committed_before_a_stop_is_already_archived_and_is_finished_once() {
     let dir = site();
     let d = dir.path();
-    // Committed, then the process dies before the inbound file leaves in/ (unsettled).
+    // Committed, then the process dies before the inbound file leaves in/.
     let inbox = d.join("var/mailboxes/LA919/in");
     fs::create_dir_all(&inbox).unwrap();
     let file = extract(d, "919", "20261120T020000", 0..5);
@@ -546,26 +546,20 @@ fn an_unsettled_file_is_never_pruned() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    // A copy of the bytes that the next run will archive is not there yet; make one as if
-    // it were, to see that the registry, not the age, protects it.
+    // The archive got its copy before the commit: nothing depends on the entry in in/.
+    let bytes = fs::read(&file).unwrap();
     let sha = {
         use sha2::Digest;
-        hex::encode(sha2::Sha256::digest(fs::read(&file).unwrap()))
+        hex::encode(sha2::Sha256::digest(&bytes))
     };
     let kept = d.join("var/archive").join(&sha[..2]).join(&sha);
-    fs::create_dir_all(kept.parent().unwrap()).unwrap();
-    fs::copy(&file, &kept).unwrap();
-    let out = gateway(d)
-        .env("CPIS_GATEWAY_NOW", "2028-01-01T00:00:00Z")
-        .arg("prune")
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("0 archived"),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert!(kept.exists());
+    assert_eq!(fs::read(&kept).unwrap(), bytes);
+    // The next run finishes this very entry: no second processing.
+    let out = gateway(d).args(["run", "--once"]).output().unwrap();
+    assert_ok(&out);
+    assert!(!inbox.join(file.file_name().unwrap()).exists());
+    let files = crate::backend::count(d, "SELECT count(*) FROM files");
+    assert_eq!(files, 1);
 }
 
 #[test]
