@@ -74,13 +74,14 @@ const CODES: &str = "SELECT code, n FROM (
         WHERE f.id = ?1 AND json_extract(e.value, '$.severity') = 'error' GROUP BY 1) AS c
     ORDER BY k, n DESC, code LIMIT 4";
 
-/// The LA a registered file (`f`) counts for: its sender, or for a file refused unread (no
-/// sender: its name was not one the gateway takes) the LA whose mailbox it was dropped
-/// into. A health organisation's file counts for no LA.
-const FILE_LA: &str = "CAST(coalesce(f.sender, CASE WHEN length(f.mailbox) = 5
+/// The LA a registered file (`f`) counts for: the LA whose mailbox it arrived in, whatever
+/// its name claims (a file another LA's name refused as `NOT_AUTHORISED` is the sender's
+/// mistake, and a file refused unread has no name to go by). A health organisation's
+/// mailbox counts for no LA. Only text checked to be three digits is cast.
+const FILE_LA: &str = "CAST(CASE WHEN length(f.mailbox) = 5
       AND substr(f.mailbox, 1, 2) = 'LA' AND substr(f.mailbox, 3, 1) BETWEEN '0' AND '9'
       AND substr(f.mailbox, 4, 1) BETWEEN '0' AND '9' AND substr(f.mailbox, 5, 1) BETWEEN '0' AND '9'
-      THEN substr(f.mailbox, 3) END) AS INTEGER)";
+      THEN substr(f.mailbox, 3) END AS INTEGER)";
 
 fn la_of(code: i64) -> Option<LaCode> {
     LaCode::parse(&format!("{code:03}")).ok()
@@ -528,7 +529,7 @@ impl Store {
         Ok(out)
     }
 
-    /// An LA's newest `n` extract files processed by `at`.
+    /// The newest `n` extract files of an LA's mailbox processed by `at`.
     pub fn la_last_files(
         &mut self,
         la: LaCode,
@@ -537,7 +538,7 @@ impl Store {
     ) -> Result<Vec<FileLine>> {
         let rows = self.db().rows(
             "SELECT id, name, processed_at, outcome, rows, invalid_rows FROM files
-             WHERE kind = 'extract' AND (sender = ?1 OR (sender IS NULL AND mailbox = 'LA' || ?1))
+             WHERE kind = 'extract' AND mailbox = 'LA' || ?1
                AND processed_at <= ?2 ORDER BY id DESC LIMIT ?3",
             args![la.to_string(), ts(at), n],
         )?;

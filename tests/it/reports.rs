@@ -697,6 +697,19 @@ fn refused_files_are_counted_and_a_day_that_fails_stops_no_other() {
         "PK",
     )
     .unwrap();
+    // A hospital's attendance file with a broken header, and 919's extract dropped by 202.
+    fs::write(
+        root.inbox("RWG")
+            .join("CPIS_ATTEND_RWG_20261121T100000.csv"),
+        "nhs_number,when\n",
+    )
+    .unwrap();
+    fs::write(
+        root.inbox("LA202")
+            .join("CPIS_EXTRACT_919_20261121T030000.csv"),
+        &text,
+    )
+    .unwrap();
     let out = gateway(d)
         .env("CPIS_GATEWAY_NOW", "2026-11-21T10:00:00Z")
         .args(["run", "--once"])
@@ -726,10 +739,12 @@ fn refused_files_are_counted_and_a_day_that_fails_stops_no_other() {
     );
     daemon.wait_log("the report of this day could not be written");
     let page = fs::read_to_string(reports.join("2026-11-21/index.html")).unwrap();
-    assert!(
-        page.contains("RWG: its file readme.txt was rejected (FILE_NAME)"),
-        "{page}"
-    );
+    for line in [
+        "RWG: its file readme.txt was rejected (FILE_NAME)",
+        "RWG: its file CPIS_ATTEND_RWG_20261121T100000.csv was rejected (HEADER)",
+    ] {
+        assert!(page.contains(line), "{line}: {page}");
+    }
     let summary = fs::read_to_string(reports.join("2026-11-21/summary.csv")).unwrap();
     let la = |code: &str| {
         let header: Vec<&str> = summary.lines().next().unwrap().split(',').collect();
@@ -745,9 +760,9 @@ fn refused_files_are_counted_and_a_day_that_fails_stops_no_other() {
     assert_eq!(
         la("919").0,
         "1",
-        "the readme in 919's in/ counts as its rejected file"
+        "the readme in 919's in/ counts as its rejected file; 202's mistake does not"
     );
-    assert_eq!(la("202"), ("1".to_owned(), "rejected".to_owned()));
+    assert_eq!(la("202"), ("2".to_owned(), "rejected".to_owned()));
     // status says which day could not be written, and how to write it.
     let out = gateway(d)
         .env("CPIS_GATEWAY_NOW", "2026-11-24T09:05:00Z")
