@@ -471,15 +471,33 @@ fn a_quoted_field_over_many_lines_is_refused_with_flat_memory() {
         }
         f.write_all(b"\"\n").unwrap();
     }
+    // The same from the first byte after a byte-order mark (which the csv crate skips, so
+    // the quote opens a quoted field there).
+    let bom = dir.path().join("CPIS_EXTRACT_919_20261122T020000.csv");
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(fs::File::create(&bom).unwrap());
+        f.write_all(b"\xEF\xBB\xBF\"").unwrap();
+        for _ in 0..500_000 {
+            f.write_all(&[b'x'; 399]).unwrap();
+            f.write_all(b"\n").unwrap();
+        }
+        f.write_all(b"\"\n").unwrap();
+    }
     let out = with_memory_limit(
         dir.path(),
         400_000,
-        &format!("validate --format json {}", path.display()),
+        &format!(
+            "validate --format json {} {}",
+            path.display(),
+            bom.display()
+        ),
     );
     let reports: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(file_codes(&reports[0]), ["FIELD_TOO_LONG"]);
     let message = reports[0]["file_errors"][0]["message"].as_str().unwrap();
     assert!(message.contains("record at line 3"), "{message}");
+    assert_eq!(file_codes(&reports[1]), ["HEADER"]);
 }
 
 #[test]

@@ -53,6 +53,10 @@ pub struct LineCap<R> {
     crlf: Option<bool>,
     /// The line end still to supply after the input's end (`None` once decided).
     tail: Option<&'static [u8]>,
+    /// How many bytes of a UTF-8 byte-order mark the input started with (the csv crate
+    /// skips a whole one: a quote right after it opens a quoted field); `None` once past
+    /// the start.
+    bom: Option<usize>,
     /// The first bytes of the input (to guess an encoding that is not UTF-8).
     head: [u8; 4],
     head_len: usize,
@@ -71,8 +75,25 @@ impl<R> LineCap<R> {
 
     /// Follows `chunk` through the quoting rules, counting the current record's bytes.
     fn scan(&mut self, chunk: &[u8]) -> io::Result<()> {
+        const BOM: &[u8] = b"\xEF\xBB\xBF";
         let n = chunk.len();
         let mut i = 0;
+        // A byte-order mark is not part of the first record: skipped as the csv crate
+        // skips it, `last` still saying a record starts here.
+        while let Some(matched) = self.bom.filter(|_| i < n) {
+            if chunk[i] == BOM[matched] {
+                i += 1;
+                self.bom = (matched + 1 < BOM.len()).then_some(matched + 1);
+            } else {
+                // Not a mark after all: its bytes were data.
+                self.run += matched as u64;
+                if matched > 0 {
+                    self.last = BOM[matched - 1];
+                }
+                self.bom = None;
+            }
+        }
+        let start = i;
         while i < n {
             match self.quote {
                 Quote::In => match memchr::memchr(b'"', &chunk[i..]) {
@@ -101,7 +122,7 @@ impl<R> LineCap<R> {
                         let at = i + j;
                         if chunk[at] == b'"' {
                             self.run += j as u64 + 1;
-                            let before = if at > 0 { chunk[at - 1] } else { self.last };
+                            let before = if at > start { chunk[at - 1] } else { self.last };
                             if matches!(before, b',' | b'\n' | b'\r') {
                                 self.quote = Quote::In;
                             }
@@ -119,6 +140,9 @@ impl<R> LineCap<R> {
             if self.run > self.max {
                 return Err(too_long());
             }
+        }
+        if start < n {
+            self.last = chunk[n - 1];
         }
         Ok(())
     }
@@ -138,6 +162,7 @@ impl<R: Read> LineCap<R> {
             last: b'\n',
             crlf: None,
             tail: None,
+            bom: Some(0),
             head: [0; 4],
             head_len: 0,
         }
@@ -156,6 +181,15 @@ impl<R: Read> Read for LineCap<R> {
             return Ok(n);
         }
         let n = self.inner.read(buf)?;
+        if let Some(matched) = self.bom.filter(|m| n == 0 && *m > 0) {
+            // The input ended inside what looked like a byte-order mark: it was data.
+            self.bom = None;
+            self.run += matched as u64;
+            self.last = b"\xEF\xBB"[matched - 1];
+            if self.run > self.max {
+                return Err(too_long());
+            }
+        }
         if n == 0 {
             if !matches!(self.last, b'\n' | b'\r') && !buf.is_empty() {
                 self.last = b'\n';
@@ -177,7 +211,6 @@ impl<R: Read> Read for LineCap<R> {
             }
         }
         self.scan(chunk)?;
-        self.last = chunk[n - 1];
         Ok(n)
     }
 }
@@ -263,6 +296,18 @@ mod tests {
     }
 
     #[test]
+    fn a_byte_order_mark_does_not_hide_a_quote() {
+        let mut text = b"\xEF\xBB\xBF\"".to_vec();
+        text.extend("x\n".repeat(40_000).as_bytes());
+        text.extend(b"\"\n");
+        for chunk in [1, 2, 3, 4096] {
+            assert!(read_all(&text, chunk).is_err(), "chunk {chunk}");
+        }
+        let fine = format!("\u{feff}h\n{}", "a,b\n".repeat(40_000));
+        assert!(read_all(fine.as_bytes(), 3).is_ok());
+    }
+
+    #[test]
     fn a_quoted_field_over_many_lines_is_one_record() {
         let line = "x".repeat(63);
         let mut text = format!("h\nok,\"{line}");
@@ -296,18 +341,29 @@ mod tests {
         };
         for _ in 0..20_000 {
             let len = (next() % 40) as usize;
-            let input: Vec<u8> = (0..len)
-                .map(|_| b"ab\",\n\r"[(next() % 6) as usize])
-                .collect();
+            let mut input: Vec<u8> = match next() % 4 {
+                0 => b"\xEF\xBB\xBF".to_vec(),
+                1 => b"\xEF\xBB".to_vec(),
+                _ => Vec::new(),
+            };
+            input.extend((0..len).map(|_| b"ab\",\n\r"[(next() % 6) as usize]));
             // The longest record the csv crate reads: its span, line ends around it excluded.
             let mut reader = ::csv::ReaderBuilder::new()
                 .has_headers(false)
                 .flexible(true)
                 .from_reader(&input[..]);
             let mut record = ::csv::ByteRecord::new();
-            let (mut longest, mut start) = (0, 0);
+            // A whole byte-order mark is skipped by the csv crate, not part of a record.
+            let (mut longest, mut start) = (
+                0,
+                if input.starts_with(b"\xEF\xBB\xBF") {
+                    3
+                } else {
+                    0
+                },
+            );
             while let Ok(true) = reader.read_byte_record(&mut record) {
-                let end = reader.position().byte() as usize;
+                let end = (reader.position().byte() as usize).max(start);
                 let span = &input[start..end];
                 let is_end = |b: &&u8| matches!(b, b'\n' | b'\r');
                 let body = span.iter().skip_while(is_end).count();
