@@ -185,6 +185,8 @@ pub struct SftpRemote {
     pub remote_out: String,
     pub remote_done: Option<String>,
     pub poll: Duration,
+    /// `gateway.max_file_bytes`: a larger remote file is not fetched.
+    pub max_file_bytes: u64,
 }
 
 /// The gateway's own MESH mailbox (used by the MESH transport). Its `Debug` leaves the
@@ -411,6 +413,7 @@ impl Config {
                 remote_out: s.remote_out,
                 remote_done: s.remote_done,
                 poll: Duration::from_secs(s.poll_s),
+                max_file_bytes: g.max_file_bytes,
             });
         }
         let mesh = match raw.mesh {

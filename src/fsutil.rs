@@ -180,7 +180,13 @@ pub fn same_bytes(path: &Path, sha256: &str) -> Result<bool> {
         .finish()?
             == sha256),
         Ok(Err(_)) => Ok(false),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        // Missing, or a name this file system cannot even hold: not here.
+        Err(e)
+            if e.kind() == io::ErrorKind::NotFound
+                || e.raw_os_error() == Some(libc::ENAMETOOLONG) =>
+        {
+            Ok(false)
+        }
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
 }

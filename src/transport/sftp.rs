@@ -98,12 +98,14 @@ impl Remote {
     }
 
     /// One poll: pull complete remote files into `in/`, push `out/` files.
+    /// A pull that fails does not stop the push (acknowledgements still go out); the first
+    /// error is returned.
     pub fn poll(&mut self, layout: &Layout, store: &mut Store) -> Result<Polled> {
         let (_session, sftp) = self.connect()?;
         let mut polled = Polled::default();
-        self.pull(&sftp, layout, store, &mut polled)?;
-        self.push(&sftp, layout, &mut polled)?;
-        Ok(polled)
+        let pulled = self.pull(&sftp, layout, store, &mut polled);
+        let pushed = self.push(&sftp, layout, &mut polled);
+        pulled.and(pushed).map(|()| polled)
     }
 
     fn pull(
@@ -119,16 +121,7 @@ impl Remote {
         let incoming = layout.sftp().join("incoming");
         crate::fsutil::create_private_dir(&incoming)?;
         let remote_in = PathBuf::from(&self.config.remote_in);
-        let mut listing = HashMap::new();
-        for (path, stat) in sftp.readdir(&remote_in).context("cannot list remote_in")? {
-            let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
-                continue;
-            };
-            if !stat.is_file() || !movable(&name) {
-                continue;
-            }
-            listing.insert(name, (stat.size.unwrap_or(0), stat.mtime.unwrap_or(0)));
-        }
+        let listing = list(sftp, &remote_in)?;
         let previous = std::mem::replace(&mut self.seen, listing.clone());
         let mut names: Vec<&String> = listing.keys().collect();
         names.sort();
@@ -141,7 +134,21 @@ impl Remote {
                 still_there.push(name);
                 continue;
             }
-            match self.pull_one(sftp, &incoming, &inbox, store, name, size)? {
+            let pulled = if size > self.config.max_file_bytes {
+                Ok(Pulled::Left(format!(
+                    "it is {size} bytes, more than the {} the gateway takes (gateway.max_file_bytes): not fetched; tell the sender",
+                    self.config.max_file_bytes
+                )))
+            } else {
+                self.pull_one(sftp, &incoming, &inbox, store, name, size)
+            };
+            // One file that cannot be taken is left, and said; only a broken connection
+            // stops the pull.
+            let pulled = match pulled {
+                Err(e) if !connection_lost(&e) => Pulled::Left(format!("{e:#}")),
+                other => other?,
+            };
+            match pulled {
                 Pulled::Taken => {
                     polled.pulled += 1;
                     tracing::info!(remote = %self.name(), file = %name, bytes = size, "pulled");
@@ -177,7 +184,13 @@ impl Remote {
         let remote = Path::new(&self.config.remote_in).join(name);
         let mut tmp = crate::fsutil::new_temp(incoming, ".sftp-")
             .with_context(|| format!("cannot create a file in {}", incoming.display()))?;
-        let sha = download(sftp, &remote, tmp.as_file_mut(), size)?;
+        let sha = download(
+            sftp,
+            &remote,
+            tmp.as_file_mut(),
+            size,
+            self.config.max_file_bytes,
+        )?;
         let mailbox = self.config.mailbox.to_string();
         let pulled = if store.find_processed(&sha, &mailbox, name)?.is_some()
             || crate::fsutil::same_bytes(&inbox.join(name), &sha)?
@@ -263,11 +276,58 @@ enum Pulled {
     Left(String),
 }
 
-/// Streams a remote file into `to` (synced), checks its size, returns its sha256.
-fn download(sftp: &Sftp, remote: &Path, to: &mut File, size: u64) -> Result<String> {
-    let mut from = sftp
+/// The most entries one listing of `remote_in` reads (the rest wait for a later poll).
+const MAX_LISTED: usize = 10_000;
+
+/// The plain files of `remote_in` with a name the gateway may move: (size, mtime) by name.
+fn list(sftp: &Sftp, remote_in: &Path) -> Result<HashMap<String, (u64, u64)>> {
+    // libssh2's codes: the end of a listing, and "try again".
+    const END: i32 = -16;
+    const AGAIN: i32 = -37;
+    let mut dir = sftp.opendir(remote_in).context("cannot list remote_in")?;
+    let mut listing = HashMap::new();
+    let mut read = 0;
+    while read < MAX_LISTED {
+        let (path, stat) = match dir.readdir() {
+            Ok(entry) => entry,
+            Err(e) if e.code() == ssh2::ErrorCode::Session(END) => break,
+            Err(e) if e.code() == ssh2::ErrorCode::Session(AGAIN) => continue,
+            Err(e) => return Err(e).context("cannot list remote_in"),
+        };
+        read += 1;
+        let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+            continue;
+        };
+        if stat.is_file() && movable(&name) {
+            listing.insert(name, (stat.size.unwrap_or(0), stat.mtime.unwrap_or(0)));
+        }
+    }
+    Ok(listing)
+}
+
+/// Whether an error means the connection itself is gone (the poll stops and backs off),
+/// rather than one file's trouble (that file is left, the others go on).
+fn connection_lost(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        let ssh = c.downcast_ref::<ssh2::Error>().or_else(|| {
+            c.downcast_ref::<io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<ssh2::Error>())
+        });
+        matches!(
+            ssh.map(ssh2::Error::code),
+            Some(ssh2::ErrorCode::Session(_))
+        )
+    })
+}
+
+/// Streams a remote file into `to` (synced), checks its size, returns its sha256. A file
+/// that grows past `max` while it is read is refused there.
+fn download(sftp: &Sftp, remote: &Path, to: &mut File, size: u64, max: u64) -> Result<String> {
+    let from = sftp
         .open(remote)
         .with_context(|| format!("cannot open {}", remote.display()))?;
+    let mut from = from.take(max.saturating_add(1));
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     let mut total = 0u64;
@@ -281,6 +341,9 @@ fn download(sftp: &Sftp, remote: &Path, to: &mut File, size: u64) -> Result<Stri
         total += n as u64;
     }
     to.sync_all()?;
+    if total > max {
+        bail!("it grew past the {max} bytes the gateway takes (gateway.max_file_bytes) while it was fetched: not taken");
+    }
     if total != size {
         bail!(
             "{} arrived with {total} bytes of {size}: it will be fetched again",

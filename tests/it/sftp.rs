@@ -679,3 +679,101 @@ fn a_poll_longer_than_the_lease_keeps_its_lease_on_a_shared_store() {
         serde_json::from_slice(&fs::read(sshd.path("remote_out").join(ACK)).unwrap()).unwrap();
     assert_eq!(ack["outcome"], "accepted");
 }
+
+#[test]
+fn one_remote_file_that_cannot_be_taken_holds_up_neither_the_others_nor_the_push() {
+    let sshd = Sshd::start();
+    let root = sshd.gateway_root(60, &sshd.path("known_hosts"));
+    let r = root.path();
+    // Taken files move to remote_done; the LA already has a file of that name there. And a
+    // file larger than the gateway takes.
+    let done = sshd.path("remote_done");
+    fs::create_dir_all(&done).unwrap();
+    let config = r.join("config.toml");
+    let text = fs::read_to_string(&config)
+        .unwrap()
+        .replace("[gateway]\n", "[gateway]\nmax_file_bytes = 20000\n")
+        .replace(
+            "poll_s = 60",
+            &format!("poll_s = 60\nremote_done = \"{}\"", done.display()),
+        );
+    fs::write(&config, text).unwrap();
+    assert_ok(&gateway(r).arg("init").output().unwrap());
+    let first = extract(&sshd.path("remote_in"), 5);
+    fs::write(done.join(&first), "an older copy").unwrap();
+    // OpenSSH's SFTP will not rename over an existing file: that move fails.
+    let big = "CPIS_EXTRACT_919_20261119T020000.csv";
+    fs::write(sshd.path("remote_in").join(big), vec![b'x'; 30_000]).unwrap();
+    let later = gen_extract(
+        &sshd.path("remote_in"),
+        &["--la", "919", "--rows", "5", "--at", "20261122T020000"],
+    )["file"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Something to push: a file waiting in LA919's out/.
+    let out_dir = r.join("var/mailboxes/LA919/out");
+    fs::write(out_dir.join("CPIS_DQ_919_2026-11-21.csv"), "la_code\n919\n").unwrap();
+    let out = gateway(r).args(["run", "--once"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        sshd.path("remote_out")
+            .join("CPIS_DQ_919_2026-11-21.csv")
+            .exists(),
+        "pushed: {err}"
+    );
+    let later_ack = sshd
+        .path("remote_out")
+        .join(format!("CPIS_ACK_{}.json", later.trim_end_matches(".csv")));
+    assert!(
+        later_ack.exists(),
+        "the later file was pulled and answered: {err}"
+    );
+    assert!(
+        sshd.path("remote_in").join(big).exists(),
+        "too large: not fetched"
+    );
+    let status = status_json(r);
+    let left = status["remotes"][0]["left_on_remote"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let notes: Vec<String> = left
+        .iter()
+        .map(|f| format!("{}: {}", f["file_name"], f["note"]))
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains(big) && n.contains("max_file_bytes")),
+        "{notes:?}"
+    );
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains(&first) && n.contains("remote_done")),
+        "{notes:?}"
+    );
+    let kept: Vec<(PathBuf, u64)> = walk_sizes(&r.join("var"))
+        .into_iter()
+        .filter(|(p, len)| *len >= 30_000 && !p.starts_with(r.join("var/store")))
+        .collect();
+    assert!(
+        kept.is_empty(),
+        "nothing of the large file was kept: {kept:?}"
+    );
+}
+
+/// Every file below `dir` with its size.
+fn walk_sizes(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let m = e.metadata().unwrap();
+        if m.is_dir() {
+            out.extend(walk_sizes(&e.path()));
+        } else {
+            out.push((e.path(), m.len()));
+        }
+    }
+    out
+}
