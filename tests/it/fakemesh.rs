@@ -338,3 +338,88 @@ fn a_zip_bomb_is_refused_unkept_from_a_party_or_a_stranger() {
         assert!(String::from_utf8_lossy(&text.stdout).contains("refused"));
     }
 }
+
+#[test]
+fn a_listing_of_millions_of_ids_cannot_fill_memory() {
+    // 200 pages of 60,000 ids each, every page linking to the next.
+    let mesh = FakeServer::start(|r| {
+        let inbox = format!("/messageexchange/{GATEWAY}/inbox");
+        if !r.path.starts_with(&inbox) {
+            return Answer::empty();
+        }
+        let page: usize = r
+            .path
+            .rsplit_once("page=")
+            .and_then(|(_, n)| n.parse().ok())
+            .unwrap_or(0);
+        let ids: Vec<String> = (0..60_000).map(|i| format!("p{page}m{i}")).collect();
+        let mut answer = serde_json::json!({ "messages": ids });
+        if page < 199 {
+            answer["links"] = serde_json::json!({ "next": format!("{inbox}?page={}", page + 1) });
+        }
+        Answer::json(answer)
+    });
+    let dir = site(&mesh.url(), 1 << 20);
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -v 600000; exec {} mesh check",
+            assert_cmd::cargo::cargo_bin("cpis-gateway").display()
+        ))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("5000 message(s) waiting"), "{said}");
+    let pages = mesh
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("/inbox"))
+        .count();
+    assert_eq!(pages, 1, "no page is fetched beyond what a poll takes");
+}
+
+#[test]
+fn a_huge_answer_to_a_send_is_not_read_whole() {
+    // The first POST of a send is answered with 200 MB of one JSON string.
+    let huge = Arc::new({
+        let mut body = b"{\"message_id\": \"".to_vec();
+        body.resize(200 << 20, b'x');
+        body
+    });
+    let mesh = FakeServer::start(move |r| {
+        if r.method == "POST" && r.path.ends_with("/outbox") {
+            Answer {
+                status: 202,
+                headers: vec![("Content-Type".into(), "application/json".into())],
+                body: huge.to_vec(),
+            }
+        } else if r.path.ends_with("/inbox") {
+            Answer::json(serde_json::json!({ "messages": [] }))
+        } else {
+            Answer::empty()
+        }
+    });
+    let dir = site(&mesh.url(), 1 << 20);
+    let out = dir.path().join("var/mailboxes/LA919/out");
+    fs::write(out.join("CPIS_DQ_919_2026-11-21.csv"), "la_code\n919\n").unwrap();
+    let run = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -v 150000; exec {} mesh poll",
+            assert_cmd::cargo::cargo_bin("cpis-gateway").display()
+        ))
+        .current_dir(dir.path())
+        .env("CPIS_GATEWAY_NOW", NOW)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{err}");
+    assert!(err.contains("not JSON"), "{err}");
+    assert!(!err.contains("memory allocation"), "{err}");
+    assert!(
+        out.join("CPIS_DQ_919_2026-11-21.csv").exists(),
+        "still to send"
+    );
+}

@@ -18,9 +18,17 @@ const ACCEPT: &str = "application/vnd.mesh.v2+json";
 const ATTEMPTS: u32 = 4;
 const FIRST_PAUSE: Duration = Duration::from_millis(500);
 /// The most an inbox listing page may hold (a page of 500 ids is about 20 KB).
-const MAX_LISTING_BYTES: u64 = 4 * 1024 * 1024;
+const MAX_LISTING_BYTES: u64 = 1024 * 1024;
 /// The most pages one listing follows (`links.next`), so a server cannot keep it going.
 const MAX_PAGES: usize = 200;
+/// The most message ids one listing keeps (ten of MESH's pages): the rest are listed at
+/// the next poll, so a server cannot fill memory with ids.
+const MAX_IDS: usize = 5_000;
+/// The most of a successful answer's body that is read (a message id, a tracking record).
+const MAX_ANSWER_BYTES: u64 = 64 * 1024;
+/// The longest one request may take, however the server drips its answer (a 100 MiB chunk
+/// at 1 Mbit/s fits).
+const REQUEST_LIMIT: Duration = Duration::from_secs(20 * 60);
 
 /// Why a call failed.
 #[derive(Debug)]
@@ -122,6 +130,7 @@ impl Client {
             .timeout_connect(Duration::from_secs(20))
             .timeout_read(Duration::from_secs(120))
             .timeout_write(Duration::from_secs(120))
+            .timeout(REQUEST_LIMIT)
             .user_agent(concat!("cpis-gateway/", env!("CARGO_PKG_VERSION")));
         if tls {
             builder = builder.tls_config(Arc::new(tls_config(config)?));
@@ -225,6 +234,7 @@ impl Client {
     /// page limit reached) means more may be waiting: the caller lists again.
     pub fn list_inbox(&self) -> Result<Vec<String>> {
         let mut ids = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         let mut url = self.url("/inbox");
         for _ in 0..MAX_PAGES {
             let page: serde_json::Value = self.retrying("inbox listing", || {
@@ -247,11 +257,15 @@ impl Client {
             let messages = page["messages"]
                 .as_array()
                 .ok_or_else(|| anyhow!("the inbox listing has no \"messages\" array"))?;
-            ids.extend(
-                messages
-                    .iter()
-                    .filter_map(|m| m.as_str().map(str::to_owned)),
-            );
+            for id in messages.iter().filter_map(|m| m.as_str()) {
+                // An id that could not name a file, or one seen already, is not kept.
+                if id.len() <= 100 && crate::transport::movable(id) && seen.insert(id.to_owned()) {
+                    ids.push(id.to_owned());
+                }
+                if ids.len() >= MAX_IDS {
+                    return Ok(ids);
+                }
+            }
             match page["links"]["next"].as_str() {
                 Some(next) => url = next_link(&self.base, next).map_err(|e| anyhow!(e))?,
                 None => return Ok(ids),
@@ -367,8 +381,9 @@ impl Client {
             tracing::error!("aborting after the first POST (injected)");
             std::process::abort();
         }
-        let v: serde_json::Value = serde_json::from_reader(response.into_reader())
-            .map_err(|err| CallError::Transport(format!("the answer is not JSON: {err}")))?;
+        let v: serde_json::Value =
+            serde_json::from_reader(response.into_reader().take(MAX_ANSWER_BYTES))
+                .map_err(|err| CallError::Transport(format!("the answer is not JSON: {err}")))?;
         v["message_id"]
             .as_str()
             .or_else(|| v["messageID"].as_str())
@@ -401,8 +416,11 @@ impl Client {
         let found = self.retrying("tracking", || {
             match self.send(self.request("GET", &url), None) {
                 Ok(response) => {
-                    let v: serde_json::Value = serde_json::from_reader(response.into_reader())
-                        .map_err(|e| CallError::Transport(format!("tracking is not JSON: {e}")))?;
+                    let v: serde_json::Value =
+                        serde_json::from_reader(response.into_reader().take(MAX_ANSWER_BYTES))
+                            .map_err(|e| {
+                                CallError::Transport(format!("tracking is not JSON: {e}"))
+                            })?;
                     // The (v1) tracking answer names the message `dtsId`.
                     ["dtsId", "messageID", "message_id"]
                         .iter()
