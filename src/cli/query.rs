@@ -4,7 +4,7 @@
 //! for an invalid NHS number, an unknown organisation or setting, or a bad time.
 
 use super::{exit, Format};
-use crate::core::attendance::{parse_attended_at, too_old, Attendance, Setting};
+use crate::core::attendance::{names_someone, parse_attended_at, too_old, Attendance, Setting};
 use crate::core::matching::Status;
 use crate::core::nhs::NhsNumber;
 use crate::health::query_org;
@@ -66,8 +66,8 @@ pub fn run(args: &QueryArgs, gateway: &mut Gateway<'_>) -> Result<u8> {
         bail!("--at: {why} (gateway.attendance_max_age_days)");
     }
     for (option, value) in [("--user", &args.user), ("--role", &args.role)] {
-        if value.trim().is_empty() {
-            bail!("{option} is empty: every look-up is logged against the person who made it");
+        if !names_someone(value) {
+            bail!("{option} names no one (letters or digits, nothing invisible): every look-up is logged against the person who made it");
         }
     }
     let org_name = gateway

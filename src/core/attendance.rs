@@ -101,6 +101,15 @@ pub struct AttendanceRules {
     pub max_age_days: u32,
 }
 
+/// Whether a user's name or role names someone: a letter or digit, and nothing invisible
+/// (a zero-width space, a control character) that would make two entries look alike.
+pub fn names_someone(text: &str) -> bool {
+    text.chars().any(char::is_alphanumeric) && !text.chars().any(super::render::invisible)
+}
+
+/// How far ahead of the gateway's clock a health organisation's clock may run.
+pub const CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(5);
+
 /// Why a look-up at `at` is refused (`ATTENDED_AT_OLD`): more than `max_age_days` before
 /// `anchor` (the later of the file's time and when it was received; for `query`, now), so
 /// that a sender cannot see how a child's plans stood in the past by claiming an old time.
@@ -173,8 +182,9 @@ impl AttendanceRules {
             }
         };
         let anchor = self.file_time.max(self.received_at);
+        let latest = self.file_time.min(self.received_at + CLOCK_SKEW);
         let at = match parse_attended_at(attended_at) {
-            Some(t) if t.with_timezone(&Utc) <= self.file_time => {
+            Some(t) if t.with_timezone(&Utc) <= latest => {
                 let t = t.with_timezone(&Utc);
                 match too_old(t, anchor, self.max_age_days) {
                     None => Some(t),
@@ -189,9 +199,10 @@ impl AttendanceRules {
                     "attended_at",
                     Code::AttendedAt,
                     format!(
-                        "attended_at {} is later than the file's time {}",
+                        "attended_at {} is later than the file's time {} or than when the gateway received it ({})",
                         t.to_rfc3339(),
-                        self.file_time.to_rfc3339()
+                        self.file_time.to_rfc3339(),
+                        self.received_at.to_rfc3339()
                     ),
                 );
                 None
@@ -206,11 +217,11 @@ impl AttendanceRules {
             }
         };
         for (column, value) in [("user_name", user_name), ("user_role", user_role)] {
-            if value.is_empty() {
+            if !names_someone(value) {
                 report(
                     column,
                     Code::UserMissing,
-                    format!("{column} is empty: every look-up is logged against the person who made it (their name and role)"),
+                    format!("{column} {} names no one: every look-up is logged against the person who made it (their name and role, in letters or digits)", shown(value)),
                 );
             }
         }
@@ -407,6 +418,10 @@ mod tests {
             (false, vec![Code::AttendedAtOld])
         );
         assert_eq!(check((5, "")), (false, vec![Code::UserMissing]));
+        assert_eq!(check((5, "\u{200b}")), (false, vec![Code::UserMissing]));
+        assert_eq!(check((6, "\u{1}")), (false, vec![Code::UserMissing]));
+        assert_eq!(check((5, "Dr \u{200f}A")), (false, vec![Code::UserMissing]));
+        assert_eq!(check((5, "Dr Ó Súilleabháin")), (true, vec![]));
         assert_eq!(check((6, "")), (false, vec![Code::UserMissing]));
         assert_eq!(check((4, "A&E")), (false, vec![Code::Setting]));
         assert_eq!(check((4, "ed")), (false, vec![Code::Setting]));
@@ -414,6 +429,27 @@ mod tests {
             check((5, &"x".repeat(300))),
             (false, vec![Code::FieldTooLong])
         );
+    }
+
+    #[test]
+    fn a_file_dated_in_the_future_cannot_move_a_look_up_there() {
+        let future = AttendanceRules {
+            file_time: "2030-01-01T10:15:00Z".parse().unwrap(),
+            ..rules()
+        };
+        let fields = |at| ["9990000018", at, "RWG", "x", "ED", "Dr A", "Doctor"];
+        let mut problems = Vec::new();
+        let row = future.check(1, fields("2030-01-01T09:00:00Z"), &mut problems);
+        assert!(row.unwrap().is_none());
+        assert_eq!(problems[0].code, Code::AttendedAt);
+        // A file whose time is wrong answers for nobody: a row of now is 3 years before it.
+        problems.clear();
+        let row = future.check(1, fields("2026-11-21T10:19:00Z"), &mut problems);
+        assert!(row.unwrap().is_none());
+        assert_eq!(problems[0].code, Code::AttendedAtOld);
+        // An honest file: a row a minute after the file was received is within the skew.
+        let row = rules().check(1, fields("2026-11-21T10:15:00Z"), &mut Vec::new());
+        assert!(row.unwrap().is_some());
     }
 
     #[test]

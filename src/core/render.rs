@@ -6,10 +6,26 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-/// Whether a character must not reach a terminal as it is: C0 and C1 controls, DEL, and the
-/// bidirectional overrides that reorder what a reader sees.
+/// Whether a character is invisible or moves text about: C0 and C1 controls, DEL, soft
+/// hyphens, zero-width characters, line and paragraph separators, bidirectional marks and
+/// overrides, the byte-order mark. Never printed raw, and no name may be made of them.
+pub fn invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{ad}'
+                | '\u{61c}'
+                | '\u{180e}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{206f}'
+                | '\u{feff}'
+        )
+}
+
 fn unsafe_char(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    invisible(c)
 }
 
 /// Text from outside (a file name, a peer's message) made safe for a terminal: unsafe
@@ -142,8 +158,11 @@ mod tests {
     fn names_cannot_reach_the_terminal_raw() {
         assert_eq!(printable("CPIS_EXTRACT_919.csv"), "CPIS_EXTRACT_919.csv");
         assert_eq!(printable("ok é ü"), "ok é ü");
-        let shown = printable("a\u{1b}[31mred\nfake log.csv\u{9b}\u{202e}");
-        assert_eq!(shown, "a\\u{1b}[31mred\\nfake log.csv\\u{9b}\\u{202e}");
+        let shown = printable("a\u{1b}[31mred\nfake log.csv\u{9b}\u{202e}\u{2028}\u{200f}");
+        assert_eq!(
+            shown,
+            "a\\u{1b}[31mred\\nfake log.csv\\u{9b}\\u{202e}\\u{2028}\\u{200f}"
+        );
         assert!(!shown.chars().any(unsafe_char));
     }
 }

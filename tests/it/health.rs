@@ -949,3 +949,38 @@ fn the_access_log_hashes_when_each_entry_was_written_and_its_silent_flag_exactly
     let (code, text) = site.audit(&[]);
     assert_eq!(code, 1, "{text}");
 }
+
+#[test]
+fn a_file_dated_in_the_future_and_invisible_users_are_refused() {
+    let site = Site::new();
+    // A file named for 2030 whose row is in 2030: the look-up cannot be moved there.
+    let ack = site.attend(
+        "20300101T101500",
+        &[(1, "2030-01-01T09:00:00+00:00", "ED", "Dr A")],
+    );
+    assert_eq!(row_codes(&ack), [(1, "ATTENDED_AT".to_owned())], "{ack}");
+    assert_eq!(site.sql("SELECT count(*) FROM access_log"), 0);
+    // Names made of nothing visible.
+    for (user, role) in [
+        ("\u{200b}", "Doctor"),
+        ("Dr Q", "\u{1}"),
+        ("Dr \u{202e}Q", "Doctor"),
+    ] {
+        let out = gateway(site.path())
+            .args(["query", &nhs(1), "--org", "RWG", "--setting", "ED"])
+            .args(["--user", user, "--role", role])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{user:?} {role:?}");
+    }
+    let ack = site.attend(
+        "20261121T101500",
+        &[
+            (1, "2026-11-21T09:42:00+00:00", "ED", "\u{200b}"),
+            (5, "2026-11-21T09:43:00+00:00", "ED", "Dr B"),
+            (6, "2026-11-21T09:44:00+00:00", "ED", "Dr B"),
+        ],
+    );
+    assert_eq!(row_codes(&ack), [(1, "USER_MISSING".to_owned())], "{ack}");
+    assert_eq!(site.sql("SELECT count(*) FROM access_log"), 0);
+}
