@@ -276,6 +276,9 @@ impl Store {
         let mut prev = GENESIS.to_owned();
         let mut n = 0;
         let mut broken = None;
+        // Versions only ever go up along the chain: an entry turned back to an older one
+        // (to leave a field out of its hash) breaks it.
+        let mut newest_version = 1;
         self.db().each_row(
             "SELECT id, at, nhs, org_ods, user_name, user_role, setting, silent, result, prev_hash,
                     hash, written_at, hash_version
@@ -303,11 +306,31 @@ impl Store {
                     result: &result,
                     written_at: &written_at,
                 };
-                let expected = entry_hash(&prev, &entry, r.get::<i64>(12).unwrap_or(-1));
+                let version = r.get::<i64>(12).unwrap_or(-1);
+                let expected = entry_hash(&prev, &entry, version);
                 let stored = text(10);
-                if text(9) != prev || Some(&stored) != expected.as_ref() {
+                // No field may hold the separator (it is taken out when an entry is written):
+                // one that does could move text from one field to the next unseen.
+                let smuggled = [
+                    &at,
+                    &org,
+                    &user,
+                    &role,
+                    &setting,
+                    &silent,
+                    &result,
+                    &written_at,
+                ]
+                .iter()
+                .any(|f| f.contains('\u{1f}'));
+                if text(9) != prev
+                    || Some(&stored) != expected.as_ref()
+                    || smuggled
+                    || version < newest_version
+                {
                     broken = Some(id);
                 }
+                newest_version = newest_version.max(version);
                 prev = stored;
                 Ok(())
             },

@@ -984,3 +984,30 @@ fn a_file_dated_in_the_future_and_invisible_users_are_refused() {
     assert_eq!(row_codes(&ack), [(1, "USER_MISSING".to_owned())], "{ack}");
     assert_eq!(site.sql("SELECT count(*) FROM access_log"), 0);
 }
+
+#[test]
+fn an_entry_turned_back_to_an_older_hash_version_is_caught() {
+    let site = Site::new();
+    site.attend(
+        "20261121T101500",
+        &[
+            (1, "2026-11-21T09:42:00+00:00", "ED", "Dr A"),
+            (1, "2026-11-21T09:50:00+00:00", "GP", "Dr B"),
+        ],
+    );
+    let head = site.head();
+    // Version 1 did not hash written_at: move its text into the hashed result, behind the
+    // separator, and rewrite it, as someone with the database's rights could.
+    let sep = if crate::backend::postgres() {
+        "chr(31)"
+    } else {
+        "char(31)"
+    };
+    site.tamper(&format!(
+        "UPDATE access_log SET hash_version = 1, result = result || {sep} || written_at, \
+         written_at = '2020-01-01T00:00:00.000Z' WHERE id = 2"
+    ));
+    let (code, text) = site.audit(&["--expect-head", &head]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("entry 2"), "{text}");
+}
