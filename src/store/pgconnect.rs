@@ -149,11 +149,17 @@ impl Target {
                 }
             })
             .collect();
+        let addrs: Vec<String> = c.get_hostaddrs().iter().map(ToString::to_string).collect();
         format!(
-            "postgres://{}{}/{}",
+            "postgres://{}{}/{}{}",
             c.get_user().map(|u| format!("{u}@")).unwrap_or_default(),
             hosts.join(","),
-            c.get_dbname().unwrap_or("")
+            c.get_dbname().unwrap_or(""),
+            if addrs.is_empty() {
+                String::new()
+            } else {
+                format!(" (dialling {})", addrs.join(","))
+            }
         )
     }
 
@@ -245,19 +251,21 @@ impl Target {
     }
 }
 
-/// Whether every host is this machine: a Unix socket or a loopback address.
+/// Whether every host is this machine: a Unix socket or a loopback address (and every
+/// `hostaddr`, which is what is dialled when given, a loopback address).
 fn local_only(config: &postgres::Config) -> bool {
-    config.get_hosts().iter().all(|h| match h {
-        Host::Unix(_) => true,
-        Host::Tcp(name) => {
-            name.starts_with('/')
-                || name.eq_ignore_ascii_case("localhost")
-                || name
-                    .trim_matches(['[', ']'])
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback())
-        }
-    })
+    config.get_hostaddrs().iter().all(|ip| ip.is_loopback())
+        && config.get_hosts().iter().all(|h| match h {
+            Host::Unix(_) => true,
+            Host::Tcp(name) => {
+                name.starts_with('/')
+                    || name.eq_ignore_ascii_case("localhost")
+                    || name
+                        .trim_matches(['[', ']'])
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }
+        })
 }
 
 /// A URL without its TLS parameters, and those parameters (percent-decoded).
@@ -499,6 +507,14 @@ mod tests {
     fn tls_by_default_off_this_machine() {
         let mode = |text: &str| parse(text).map(|t| t.mode);
         assert_eq!(mode("postgres://u@127.0.0.1/d").unwrap(), SslMode::Disable);
+        // hostaddr is what is dialled: a far one needs TLS whatever the host's name.
+        assert!(mode("postgres://u@localhost/d?hostaddr=192.0.2.2").is_err());
+        assert_eq!(
+            mode("postgres://u@localhost/d?hostaddr=127.0.0.1").unwrap(),
+            SslMode::Disable
+        );
+        let far = parse("postgres://u@localhost/d?hostaddr=192.0.2.2&sslrootcert=ca.pem").unwrap();
+        assert!(far.shown().contains("192.0.2.2"), "{}", far.shown());
         assert_eq!(mode("postgres://u@localhost/d").unwrap(), SslMode::Disable);
         assert_eq!(
             mode("host=/run/postgresql dbname=d").unwrap(),
