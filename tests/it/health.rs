@@ -218,13 +218,14 @@ fn a_gp_attendance_is_a_silent_read() {
 #[test]
 fn repeat_views_within_24_hours_notify_once_and_both_las_hear() {
     let site = Site::new();
+    // (Sent just before the tests' "now", 09:00 on the 22nd: nothing may be dated after.)
     site.attend(
-        "20261122T120000",
+        "20261122T085900",
         &[
             (2, "2026-11-21T09:00:00+00:00", "ED", "Dr A"),
             (2, "2026-11-21T20:00:00+00:00", "ED", "Dr A"),
             (2, "2026-11-21T21:00:00+00:00", "ED", "Dr Z"),
-            (2, "2026-11-22T10:00:00+00:00", "ED", "Dr A"),
+            (2, "2026-11-22T08:30:00+00:00", "ED", "Dr A"),
         ],
     );
     site.flush();
