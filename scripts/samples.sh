@@ -20,7 +20,15 @@ for f in inbox-samples/CPIS_EXTRACT_*; do
   la=${la%%_*}
   cp "$f" "$work/var/mailboxes/LA$la/in/"
 done
-cp inbox-samples/health/CPIS_ATTEND_RWG_* "$work/var/mailboxes/RWG/in/"
+# The hospital's attendance sample, sent as the hospital would send it today: its name and
+# its rows' times moved to the last hour (an attendance further back than a week is
+# answered with ATTENDED_AT_OLD, not with flags).
+stamp=$(date -u -d '-1 minute' +%Y%m%dT%H%M%S)
+at=$(date -u -d '-30 minutes' +%Y-%m-%dT%H:%M:%S+00:00)
+for f in inbox-samples/health/CPIS_ATTEND_RWG_*.csv; do
+  sed -E "s/^([0-9]{10}),[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}[^,]*,/\1,$at,/" "$f" \
+    > "$work/var/mailboxes/RWG/in/CPIS_ATTEND_RWG_$stamp.csv"
+done
 echo "== run --once over $(ls inbox-samples/CPIS_EXTRACT_* | wc -l) sample extracts and an attendance file (logs on stderr)"
 status=0
 gw run --once || status=$?
