@@ -6,11 +6,11 @@
 //! Files are moved into the archive as the daemon moves them out of `in/`: give it copies.
 //! With `CPIS_GATEWAY_STORE_URL` set, the store is that PostgreSQL database.
 
-use cpis_gateway::clock::SystemClock;
 use cpis_gateway::config::Config;
 use cpis_gateway::core::filename::{parse_inbound_name, InboundKind};
 use cpis_gateway::core::ids::MailboxId;
-use cpis_gateway::ingest::{Gateway, Intake, Rules};
+use cpis_gateway::pipeline::ingest::{Gateway, Intake, Rules};
+use cpis_gateway::sys::clock::SystemClock;
 use std::path::PathBuf;
 use std::time::Instant;
 

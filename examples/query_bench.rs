@@ -3,11 +3,11 @@
 //!
 //! `cargo run --release --example query_bench -- ROOT ATTENDANCE.csv [N]`
 
-use cpis_gateway::clock::SystemClock;
 use cpis_gateway::config::Config;
 use cpis_gateway::core::attendance::{Attendance, Setting};
 use cpis_gateway::core::nhs::NhsNumber;
-use cpis_gateway::ingest::Gateway;
+use cpis_gateway::pipeline::ingest::Gateway;
+use cpis_gateway::sys::clock::SystemClock;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 

@@ -259,7 +259,9 @@ impl Config {
     pub fn store_location(&self) -> crate::store::Location {
         match &self.postgres {
             Some(target) => crate::store::Location::Postgres(Box::new(target.clone())),
-            None => crate::store::Location::Sqlite(crate::layout::Layout::new(&self.root).store()),
+            None => {
+                crate::store::Location::Sqlite(crate::sys::layout::Layout::new(&self.root).store())
+            }
         }
     }
 

@@ -2,8 +2,9 @@
 
 use clap::{Parser, Subcommand};
 use cpis_gateway::cli::{self, exit};
-use cpis_gateway::ingest::Gateway;
-use cpis_gateway::{clock, config::Config, logging};
+use cpis_gateway::config::Config;
+use cpis_gateway::pipeline::ingest::Gateway;
+use cpis_gateway::sys::{clock, logging};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -162,7 +163,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     let config = Config::load(cli.config.as_deref())?;
     let clock = clock.as_ref();
     if !matches!(cli.command, Command::Validate(_)) {
-        cpis_gateway::owner::ensure(&config.root, cli.as_owner)?;
+        cpis_gateway::sys::owner::ensure(&config.root, cli.as_owner)?;
     }
     // Commands that only look or decide never create a store; init, run and ingest do.
     let creating = || Gateway::open(&config, clock);

@@ -5,7 +5,7 @@
 
 use super::{exit, Format};
 use crate::core::render::printable;
-use crate::ingest::Gateway;
+use crate::pipeline::ingest::Gateway;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use std::io::Write;
@@ -44,10 +44,10 @@ pub fn run(args: &ArchiveArgs, gateway: &mut Gateway<'_>) -> Result<u8> {
     let archive = gateway.layout.archive();
     let mut files = Vec::new();
     for file in gateway.store.archived(mailbox.as_deref())? {
-        let path = crate::fsutil::archive_path(&archive, &file.sha256);
+        let path = crate::sys::fsutil::archive_path(&archive, &file.sha256);
         let state = if std::fs::symlink_metadata(&path).is_err() {
             "missing"
-        } else if crate::fsutil::same_bytes(&path, &file.sha256)? {
+        } else if crate::sys::fsutil::same_bytes(&path, &file.sha256)? {
             "kept"
         } else {
             "altered"

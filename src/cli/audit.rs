@@ -4,7 +4,7 @@
 //! were cut, or the whole log was rewritten and chained anew).
 
 use super::exit;
-use crate::ingest::Gateway;
+use crate::pipeline::ingest::Gateway;
 use crate::store::LogHead;
 use anyhow::Result;
 use clap::{Args, Subcommand};

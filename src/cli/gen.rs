@@ -4,7 +4,6 @@
 //! the same bytes. `--manifest` prints, as JSON, the rows and codes the file must produce.
 
 use super::exit;
-use crate::clock::Clock;
 use crate::core::date::parse_compact_utc;
 use crate::core::filename::ExtractFormat;
 use crate::core::ids::LaCode;
@@ -13,6 +12,7 @@ use crate::core::synth::{
     file_name, national_specs, write_attendance, write_extract, AttendanceSpec, ExtractSpec, Fault,
     Manifest,
 };
+use crate::sys::clock::Clock;
 use anyhow::{Context, Result};
 use chrono::{DateTime, Timelike, Utc};
 use clap::{Args, Subcommand, ValueEnum};

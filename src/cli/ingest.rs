@@ -6,7 +6,7 @@
 
 use super::validate::parse_mailbox;
 use super::{exit, print_reports, status_of, Format};
-use crate::ingest::{Gateway, Rules};
+use crate::pipeline::ingest::{Gateway, Rules};
 use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;

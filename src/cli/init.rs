@@ -1,7 +1,7 @@
 //! `init`: create the store and every party's mailbox folders (idempotent).
 
 use super::exit;
-use crate::ingest::Gateway;
+use crate::pipeline::ingest::Gateway;
 use anyhow::Result;
 use std::io::Write;
 

@@ -4,7 +4,7 @@
 
 use super::exit;
 use crate::config::Config;
-use crate::ingest::Gateway;
+use crate::pipeline::ingest::Gateway;
 use crate::transport::mesh::{Mesh, Polled};
 use anyhow::{anyhow, Result};
 use clap::{Args, Subcommand};

@@ -3,7 +3,7 @@
 //! night after the report. Record history and the access log are never pruned.
 
 use super::exit;
-use crate::ingest::Gateway;
+use crate::pipeline::ingest::Gateway;
 use anyhow::Result;
 use clap::Args;
 use std::io::Write;

@@ -8,7 +8,7 @@
 //! for good. Both write a new acknowledgement to the LA.
 
 use super::{exit, print_reports, Format};
-use crate::ingest::Gateway;
+use crate::pipeline::ingest::Gateway;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use std::io::Write;

@@ -8,7 +8,7 @@
 //! list, so that needs `--yes` as well.
 
 use super::{exit, print_reports, status_of, Format};
-use crate::ingest::{Gateway, Replayed};
+use crate::pipeline::ingest::{Gateway, Replayed};
 use anyhow::{bail, Result};
 use clap::Args;
 

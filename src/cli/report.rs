@@ -6,7 +6,7 @@
 //! previewed: `--preview` writes under `reports/preview/<date>/` and sends nothing.
 
 use super::exit;
-use crate::ingest::Gateway;
+use crate::pipeline::ingest::Gateway;
 use anyhow::{anyhow, Result};
 use chrono::Duration;
 use clap::Args;

@@ -4,10 +4,10 @@
 //! SIGTERM or SIGINT and exits 0.
 
 use super::exit;
-use crate::clock::Clock;
 use crate::config::Config;
-use crate::daemon::{lock_root, Daemon};
-use crate::layout::Layout;
+use crate::service::daemon::{lock_root, Daemon};
+use crate::sys::clock::Clock;
+use crate::sys::layout::Layout;
 use anyhow::Result;
 use clap::Args;
 use std::io::Write;

@@ -9,7 +9,7 @@ use crate::core::dq::is_overdue;
 use crate::core::ids::MailboxId;
 use crate::core::plan::PlanType;
 use crate::core::render::printable;
-use crate::ingest::Gateway;
+use crate::pipeline::ingest::Gateway;
 use crate::store::{FileBrief, TransportStatus};
 use anyhow::Result;
 use chrono::{DateTime, Duration, Utc};
@@ -138,7 +138,7 @@ fn backlog(gateway: &Gateway<'_>) -> u64 {
 /// is a gateway (the lock file keeps the last pid after a daemon stops).
 fn daemon_pid(lock: &Path) -> Option<u32> {
     let pid: u32 = std::fs::read_to_string(lock).ok()?.trim().parse().ok()?;
-    crate::cluster::is_gateway(pid).then_some(pid)
+    crate::service::cluster::is_gateway(pid).then_some(pid)
 }
 
 pub fn run(args: &StatusArgs, gateway: &mut Gateway<'_>) -> Result<u8> {

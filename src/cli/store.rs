@@ -6,7 +6,7 @@
 //! file.
 
 use super::exit;
-use crate::ingest::Gateway;
+use crate::pipeline::ingest::Gateway;
 use crate::store::Target;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};

@@ -7,10 +7,10 @@
 //! reported).
 
 use super::{exit, print_reports, status_of, Format};
-use crate::check::{check_file, Keep};
-use crate::clock::Clock;
 use crate::config::Config;
 use crate::core::ids::MailboxId;
+use crate::pipeline::check::{check_file, Keep};
+use crate::sys::clock::Clock;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use std::io::Write;

@@ -4,7 +4,7 @@
 //! day's report newest first.
 
 use crate::core::ids::LaCode;
-use crate::fsutil::write_atomic;
+use crate::sys::fsutil::write_atomic;
 use anyhow::Result;
 use chrono::{Duration, NaiveDate};
 use maud::{html, Markup, DOCTYPE};

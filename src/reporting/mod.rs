@@ -17,9 +17,9 @@ mod page;
 
 use crate::core::dq::{self, la_dq_csv, summary_csv, DqItem, Snapshot};
 use crate::core::ids::{LaCode, MailboxId};
-use crate::fsutil::write_atomic;
-use crate::ingest::Gateway;
+use crate::pipeline::ingest::Gateway;
 use crate::store::DayWindow;
+use crate::sys::fsutil::write_atomic;
 use anyhow::{bail, Result};
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;

@@ -411,14 +411,14 @@ impl Store {
     /// Opens (creating if needed, with mode 0600) and migrates the store at `path`.
     pub fn open(path: &Path) -> Result<Store> {
         if let Some(dir) = path.parent() {
-            crate::fsutil::create_private_dir(dir)?;
+            crate::sys::fsutil::create_private_dir(dir)?;
         }
         // Creating the file, switching it to WAL and migrating are done by one process at a
         // time: on a brand-new store SQLite can refuse the WAL switch at once ("database is
         // locked") without waiting, whatever the busy timeout.
-        let _opening = crate::fsutil::write_lock(&path.with_extension("lock"))?;
+        let _opening = crate::sys::fsutil::write_lock(&path.with_extension("lock"))?;
         if !path.exists() {
-            crate::fsutil::create_private_file(path)?;
+            crate::sys::fsutil::create_private_file(path)?;
         }
         let mut conn = Connection::open(path)
             .map_err(|e| explain(e, path))

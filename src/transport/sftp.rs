@@ -14,8 +14,8 @@
 
 use super::movable;
 use crate::config::SftpRemote;
-use crate::layout::Layout;
 use crate::store::Store;
+use crate::sys::layout::Layout;
 use anyhow::{anyhow, bail, Context, Result};
 use sha2::{Digest, Sha256};
 use ssh2::{CheckResult, KnownHostFileKind, RenameFlags, Session, Sftp};
@@ -117,9 +117,9 @@ impl Remote {
     ) -> Result<()> {
         let mailbox = &self.config.mailbox;
         let inbox = layout.inbox(mailbox);
-        crate::fsutil::create_private_dir(&inbox)?;
+        crate::sys::fsutil::create_private_dir(&inbox)?;
         let incoming = layout.sftp().join("incoming");
-        crate::fsutil::create_private_dir(&incoming)?;
+        crate::sys::fsutil::create_private_dir(&incoming)?;
         let remote_in = PathBuf::from(&self.config.remote_in);
         let listing = list(sftp, &remote_in)?;
         let previous = std::mem::replace(&mut self.seen, listing.clone());
@@ -182,7 +182,7 @@ impl Remote {
         size: u64,
     ) -> Result<Pulled> {
         let remote = Path::new(&self.config.remote_in).join(name);
-        let mut tmp = crate::fsutil::new_temp(incoming, ".sftp-")
+        let mut tmp = crate::sys::fsutil::new_temp(incoming, ".sftp-")
             .with_context(|| format!("cannot create a file in {}", incoming.display()))?;
         let sha = download(
             sftp,
@@ -193,11 +193,11 @@ impl Remote {
         )?;
         let mailbox = self.config.mailbox.to_string();
         let pulled = if store.find_processed(&sha, &mailbox, name)?.is_some()
-            || crate::fsutil::same_bytes(&inbox.join(name), &sha)?
+            || crate::sys::fsutil::same_bytes(&inbox.join(name), &sha)?
         {
             Pulled::AlreadyHad
         } else {
-            match crate::fsutil::place_new(tmp, inbox, name) {
+            match crate::sys::fsutil::place_new(tmp, inbox, name) {
                 Ok(true) => Pulled::Taken,
                 Ok(false) => {
                     return Ok(Pulled::Left(format!(
@@ -230,7 +230,7 @@ impl Remote {
     }
 
     fn push(&mut self, sftp: &Sftp, layout: &Layout, polled: &mut Polled) -> Result<()> {
-        let _turn = crate::fsutil::write_lock(&layout.out_lock(&self.config.mailbox))?;
+        let _turn = crate::sys::fsutil::write_lock(&layout.out_lock(&self.config.mailbox))?;
         let out = layout.outbox(&self.config.mailbox);
         let Ok(entries) = fs::read_dir(&out) else {
             return Ok(());
@@ -259,7 +259,7 @@ impl Remote {
                 Some(RenameFlags::OVERWRITE | RenameFlags::ATOMIC | RenameFlags::NATIVE),
             )
             .context("cannot rename the uploaded file")?;
-            crate::fsutil::create_private_dir(&sent)?;
+            crate::sys::fsutil::create_private_dir(&sent)?;
             fs::rename(&path, sent.join(&name))?;
             polled.pushed += 1;
             tracing::info!(remote = %self.name(), file = %name, "pushed");

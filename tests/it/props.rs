@@ -2,12 +2,12 @@
 //! any file the generator makes valid validates clean, and any single fault it injects is
 //! found with the right code at the right row.
 
-use cpis_gateway::check::{check_file, Keep};
-use cpis_gateway::clock::FixedClock;
 use cpis_gateway::config::Config;
 use cpis_gateway::core::filename::ExtractFormat;
 use cpis_gateway::core::ids::{local_authorities, LaCode};
 use cpis_gateway::core::synth::{write_extract, ExtractSpec, Fault};
+use cpis_gateway::pipeline::check::{check_file, Keep};
+use cpis_gateway::sys::clock::FixedClock;
 use proptest::prelude::*;
 use std::path::Path;
 

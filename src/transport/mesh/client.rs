@@ -339,7 +339,7 @@ impl Client {
                 break;
             }
             chunk += 1;
-            crate::fault::pause_mesh_chunk(self.pause);
+            crate::sys::fault::pause_mesh_chunk(self.pause);
         }
         to.sync_all()?;
         Ok(Downloaded::Whole(first.expect("at least one chunk")))

@@ -19,8 +19,8 @@ pub mod client;
 
 use crate::config::MeshConfig;
 use crate::core::ids::MailboxId;
-use crate::layout::Layout;
 use crate::store::{Inbound, Outbound, Received, Report, Store};
+use crate::sys::layout::Layout;
 use anyhow::{anyhow, Context, Result};
 use client::{CallError, Chunk, Client, Downloaded, Envelope, MessageHeaders};
 use sha2::{Digest, Sha256};
@@ -56,22 +56,22 @@ pub struct Mesh {
     client: Client,
     last_handshake: Option<Instant>,
     /// The gateway's clock, for what the store records (as every other record is dated).
-    clock: Box<dyn crate::clock::Clock>,
+    clock: Box<dyn crate::sys::clock::Clock>,
 }
 
 impl Mesh {
     pub fn new(config: MeshConfig) -> Result<Mesh> {
         let mut client = Client::new(&config)?;
-        match crate::fault::Fault::from_env()? {
-            Some(crate::fault::Fault::PauseMeshChunk(pause)) => client.pause = Some(pause),
-            Some(crate::fault::Fault::AbortAfterMeshPost) => client.abort_after_post = true,
+        match crate::sys::fault::Fault::from_env()? {
+            Some(crate::sys::fault::Fault::PauseMeshChunk(pause)) => client.pause = Some(pause),
+            Some(crate::sys::fault::Fault::AbortAfterMeshPost) => client.abort_after_post = true,
             _ => {}
         }
         Ok(Mesh {
             config,
             client,
             last_handshake: None,
-            clock: crate::clock::from_env()?,
+            clock: crate::sys::clock::from_env()?,
         })
     }
 
@@ -162,9 +162,9 @@ impl Mesh {
             return self.client.acknowledge(id);
         }
         let incoming = layout.mesh().join("incoming");
-        crate::fsutil::create_private_dir(&incoming)?;
+        crate::sys::fsutil::create_private_dir(&incoming)?;
         // A new file of the gateway's own, removed unless it is put somewhere.
-        let mut part = crate::fsutil::new_temp(&incoming, ".mesh-")
+        let mut part = crate::sys::fsutil::new_temp(&incoming, ".mesh-")
             .with_context(|| format!("cannot create a file in {}", incoming.display()))?;
         let headers =
             match self
@@ -205,11 +205,11 @@ impl Mesh {
                 let processed = store
                     .find_processed(&sha256, &mailbox.to_string(), &name)?
                     .is_some();
-                crate::fsutil::create_private_dir(&inbox)?;
-                if processed || crate::fsutil::same_bytes(&target, &sha256)? {
+                crate::sys::fsutil::create_private_dir(&inbox)?;
+                if processed || crate::sys::fsutil::same_bytes(&target, &sha256)? {
                     record.outcome = Received::AlreadyHad;
                     polled.already_had += 1;
-                } else if !crate::fsutil::place_new(part, &inbox, &name)
+                } else if !crate::sys::fsutil::place_new(part, &inbox, &name)
                     .with_context(|| format!("cannot put {}", target.display()))?
                 {
                     // Another file of that name waits to be processed: this one stays in
@@ -231,7 +231,7 @@ impl Mesh {
                     Some(_) => "its file name cannot be used as one".to_owned(),
                 };
                 let kept = layout.mesh().join("kept");
-                crate::fsutil::create_private_dir(&kept)?;
+                crate::sys::fsutil::create_private_dir(&kept)?;
                 part.as_file().sync_all()?;
                 part.persist(kept.join(id))
                     .map_err(|e| e.error)
@@ -319,7 +319,7 @@ impl Mesh {
         self.handshake_if_due()?;
         let mut first_error = None;
         'partners: for (mailbox, peer) in self.config.partners.clone() {
-            let _turn = crate::fsutil::write_lock(&layout.out_lock(&mailbox))?;
+            let _turn = crate::sys::fsutil::write_lock(&layout.out_lock(&mailbox))?;
             let out = layout.outbox(&mailbox);
             for (name, path) in outbox_files(&out) {
                 let Some(workflow) = crate::core::mesh::workflow(&name) else {
@@ -365,7 +365,7 @@ impl Mesh {
         // send it again. (Sent and never moved to out/sent/ — a crash just after, or the
         // move failed — it is not sent again.)
         let again = matches!(&previous, Some(o) if o.state == "sent")
-            && crate::fsutil::same_bytes(&sent.join(name), &sha256)?;
+            && crate::sys::fsutil::same_bytes(&sent.join(name), &sha256)?;
         let mut o = match previous {
             Some(o) if !again && o.state == "posting" => self.settle_in_doubt(o, store)?,
             Some(o) if !again => o,
@@ -413,7 +413,7 @@ impl Mesh {
         }
         let message_id = o.message_id.clone().expect("posted");
         while o.chunks_done < total {
-            crate::fault::pause_mesh_chunk(self.client.pause);
+            crate::sys::fault::pause_mesh_chunk(self.client.pause);
             let number = o.chunks_done + 1;
             let body = gzip_range(&mut file, &ranges[number as usize - 1])?;
             self.client.post_chunk(
@@ -432,7 +432,7 @@ impl Mesh {
             store.mesh_outbound_progress(&o, now())?;
             tracing::info!(remote = %self.name(), file = %name, to = %peer, workflow, message_id = %message_id, chunks = total, "sent");
         }
-        crate::fsutil::create_private_dir(&sent)?;
+        crate::sys::fsutil::create_private_dir(&sent)?;
         fs::rename(path, sent.join(name))?;
         Ok(())
     }
@@ -453,8 +453,8 @@ impl Mesh {
 
 /// One MESH poll at a time per root (the daemon's thread, `run --once`, `mesh poll`): two
 /// at once could post the same `out/` file twice.
-fn poll_lock(layout: &Layout) -> Result<crate::fsutil::WriteLock> {
-    crate::fsutil::write_lock(&layout.mesh().join("poll.lock"))
+fn poll_lock(layout: &Layout) -> Result<crate::sys::fsutil::WriteLock> {
+    crate::sys::fsutil::write_lock(&layout.mesh().join("poll.lock"))
 }
 
 fn subject(workflow: &str) -> &'static str {

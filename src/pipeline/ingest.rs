@@ -8,8 +8,6 @@
 //! where it was; from a mailbox (`Intake::Move`) the file, which nobody else may link to,
 //! is moved into the archive once its outcome is committed. Either way it is never lost.
 
-use crate::check::{check_named, check_opened, CheckedExtract, Keep};
-use crate::clock::Clock;
 use crate::config::Config;
 use crate::core::codes::Code;
 use crate::core::extract::FileProblem;
@@ -18,12 +16,14 @@ use crate::core::ids::{LaCode, MailboxId};
 use crate::core::outbound::{ack_csv, ack_csv_name, ack_json_name, has_problems};
 use crate::core::reconcile::{quarantine_reason, reconcile};
 use crate::core::report::{FileKind, FileReport, Outcome};
-use crate::fault::Fault;
-use crate::fsutil::{
+use crate::pipeline::check::{check_named, check_opened, CheckedExtract, Keep};
+use crate::store::Store;
+use crate::sys::clock::Clock;
+use crate::sys::fault::Fault;
+use crate::sys::fsutil::{
     archive_path, inbound_identity, keep_copy, open_inbound, still_at, write_atomic,
 };
-use crate::layout::Layout;
-use crate::store::Store;
+use crate::sys::layout::Layout;
 use anyhow::{anyhow, bail, Context, Result};
 use sha2::Digest;
 use std::os::unix::fs::MetadataExt;
@@ -125,7 +125,7 @@ impl<'a> Gateway<'a> {
     /// Opens the store (creating it and the root if needed).
     pub fn open(config: &'a Config, clock: &'a dyn Clock) -> Result<Gateway<'a>> {
         let layout = Layout::new(&config.root);
-        crate::fsutil::create_private_dir(layout.root())?;
+        crate::sys::fsutil::create_private_dir(layout.root())?;
         let store = Store::open_at(&config.store_location())?;
         let fault = Fault::from_env()?;
         Ok(Gateway {
@@ -178,14 +178,14 @@ impl<'a> Gateway<'a> {
         let mut made = 0;
         let mut failures = Vec::new();
         for id in las.chain(orgs) {
-            match crate::fsutil::create_private_dir(&self.layout.inbox(&id))
-                .and_then(|()| crate::fsutil::create_private_dir(&self.layout.outbox(&id)))
+            match crate::sys::fsutil::create_private_dir(&self.layout.inbox(&id))
+                .and_then(|()| crate::sys::fsutil::create_private_dir(&self.layout.outbox(&id)))
             {
                 Ok(()) => made += 1,
                 Err(e) => failures.push(format!("{id}: {e:#}")),
             }
         }
-        crate::fsutil::create_private_dir(&self.layout.archive())?;
+        crate::sys::fsutil::create_private_dir(&self.layout.archive())?;
         if !failures.is_empty() {
             bail!("mailbox folders could not be made: {}", failures.join("; "));
         }
@@ -304,7 +304,7 @@ impl<'a> Gateway<'a> {
     /// Moves an inbound entry the gateway will not keep into `rejected/`.
     fn set_aside(&self, path: &Path, name: &str, file_id: i64) -> Result<()> {
         let dir = self.layout.rejected();
-        crate::fsutil::create_private_dir(&dir)?;
+        crate::sys::fsutil::create_private_dir(&dir)?;
         let stamp = crate::core::date::format_compact_utc(self.clock.now());
         let target = dir.join(format!(
             "{stamp}_{file_id}_{}",
@@ -323,10 +323,11 @@ impl<'a> Gateway<'a> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let sha256 = match open_inbound(path)? {
-            Ok(opened) => {
-                crate::check::HashingReader::new(opened.file, indicatif::ProgressBar::hidden())
-                    .finish()?
-            }
+            Ok(opened) => crate::pipeline::check::HashingReader::new(
+                opened.file,
+                indicatif::ProgressBar::hidden(),
+            )
+            .finish()?,
             // Never follow a link nor read a FIFO: identify the entry by its name.
             Err(_) => hex::encode(sha2::Sha256::digest(path.as_os_str().as_encoded_bytes())),
         };
@@ -719,12 +720,12 @@ impl<'a> Gateway<'a> {
 
     /// The write turn of `name` (a mailbox, `notifications` or `report`): see
     /// `cluster::Turn`.
-    pub(crate) fn turn(&mut self, name: &str) -> Result<crate::cluster::Turn> {
-        crate::cluster::take_turn(&mut self.store, self.config, name)
+    pub(crate) fn turn(&mut self, name: &str) -> Result<crate::service::cluster::Turn> {
+        crate::service::cluster::take_turn(&mut self.store, self.config, name)
     }
 
     /// The write turn of a quarantine entry's mailbox (the entry is read again, in the turn).
-    fn turn_of_entry(&mut self, label: &str) -> Result<crate::cluster::Turn> {
+    fn turn_of_entry(&mut self, label: &str) -> Result<crate::service::cluster::Turn> {
         let (_, _, mailbox) = self.pending(label)?;
         self.turn(&mailbox.to_string())
     }

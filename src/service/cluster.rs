@@ -272,7 +272,7 @@ pub struct Turn {
 
 enum TurnInner {
     File {
-        _lock: crate::fsutil::WriteLock,
+        _lock: crate::sys::fsutil::WriteLock,
     },
     Lease {
         guard: Guard,
@@ -300,8 +300,9 @@ impl Drop for Turn {
 /// Waits for, then takes, the turn `name` (a mailbox, or `report`).
 pub fn take_turn(store: &mut Store, config: &crate::config::Config, name: &str) -> Result<Turn> {
     if config.postgres.is_none() {
-        let lock =
-            crate::fsutil::write_lock(&crate::layout::Layout::new(&config.root).write_lock())?;
+        let lock = crate::sys::fsutil::write_lock(
+            &crate::sys::layout::Layout::new(&config.root).write_lock(),
+        )?;
         return Ok(Turn {
             inner: TurnInner::File { _lock: lock },
         });

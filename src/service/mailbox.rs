@@ -158,12 +158,15 @@ fn control_state(control: &Path, settle: Duration, now: SystemTime) -> Control {
         .and_then(|m| now.duration_since(m).ok())
         .is_none_or(|age| age < settle);
     let whole = || {
-        crate::fsutil::open_inbound(control)
+        crate::sys::fsutil::open_inbound(control)
             .ok()
             .and_then(Result::ok)
             .and_then(|mut o| {
-                crate::fsutil::read_at_most(&mut o.file, crate::core::control::MAX_CONTROL_BYTES)
-                    .ok()
+                crate::sys::fsutil::read_at_most(
+                    &mut o.file,
+                    crate::core::control::MAX_CONTROL_BYTES,
+                )
+                .ok()
             })
             .flatten()
             .is_some_and(|bytes| crate::core::control::parse_control(&bytes).is_ok())

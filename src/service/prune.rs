@@ -6,7 +6,7 @@
 //! `status`.
 
 use crate::core::retention::{expired, report_day_end, Kept};
-use crate::ingest::Gateway;
+use crate::pipeline::ingest::Gateway;
 use crate::store::PruneCounts;
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};

@@ -14,9 +14,9 @@ use crate::core::matching::{flags_at, las_to_notify, Flag, Status};
 use crate::core::outbound::{csv_cell, stem};
 use crate::core::report::{AttendanceCounts, FileReport, Outcome};
 use crate::core::validate::RowProblem;
-use crate::fsutil::{inbound_identity, still_at, write_atomic, Opened};
-use crate::ingest::{Gateway, Intake, Rules};
+use crate::pipeline::ingest::{Gateway, Intake, Rules};
 use crate::store::{HealthTx, PresentationView};
+use crate::sys::fsutil::{inbound_identity, still_at, write_atomic, Opened};
 use anyhow::{anyhow, Context, Result};
 use serde::Serialize;
 use std::path::Path;
@@ -186,7 +186,7 @@ impl Gateway<'_> {
                 .as_ref()
                 .is_none_or(|k| k.contains(&(n.value() as i64)))
         };
-        let checked = crate::check::check_attendance(
+        let checked = crate::pipeline::check::check_attendance(
             opened.file,
             name,
             Some(mailbox),
@@ -278,7 +278,7 @@ impl Gateway<'_> {
         let response_text = String::from_utf8_lossy(&response_json).into_owned();
         tx.finish_file(id, &report, &response_text)?;
         tx.commit()?;
-        if self.fault == Some(crate::fault::Fault::AbortAfterCommit) {
+        if self.fault == Some(crate::sys::fault::Fault::AbortAfterCommit) {
             std::process::abort();
         }
         if report.file_errors.is_empty() {
@@ -379,7 +379,7 @@ impl Gateway<'_> {
         if write {
             let rows = self.store.batch_rows(id)?;
             write_atomic(&out, name, &notification_csv(&rows))?;
-            if self.fault == Some(crate::fault::Fault::AbortAfterNotifyWrite) {
+            if self.fault == Some(crate::sys::fault::Fault::AbortAfterNotifyWrite) {
                 std::process::abort();
             }
             tracing::info!(la = %la, file = %name, notifications = rows.len(), "notifications written");

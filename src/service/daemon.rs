@@ -11,9 +11,9 @@ use crate::core::extract::FileProblem;
 use crate::core::ids::MailboxId;
 use crate::core::report::FileReport;
 use crate::core::schedule::next_run;
-use crate::fault::Fault;
-use crate::ingest::{Gateway, Intake, Rules};
-use crate::mailbox::{Found, Settler};
+use crate::pipeline::ingest::{Gateway, Intake, Rules};
+use crate::service::mailbox::{Found, Settler};
+use crate::sys::fault::Fault;
 use crate::transport::mesh::{run_mesh, Mesh};
 use crate::transport::sftp::{poll_and_record, run_remote, Remote};
 use anyhow::{anyhow, Context, Result};
@@ -58,7 +58,7 @@ pub struct RootLock {
 /// Takes the root's lock, or explains who holds it.
 pub fn lock_root(path: &Path) -> Result<RootLock> {
     if let Some(dir) = path.parent() {
-        crate::fsutil::create_private_dir(dir)?;
+        crate::sys::fsutil::create_private_dir(dir)?;
     }
     let mut file = OpenOptions::new()
         .read(true)
@@ -94,7 +94,7 @@ pub struct Daemon<'a> {
     injected_once: bool,
     pub summary: Summary,
     /// This process as a node of a cluster (a PostgreSQL store), sharing the work by leases.
-    node: Option<crate::cluster::Node>,
+    node: Option<crate::service::cluster::Node>,
     /// Each mailbox's lease, in the order of `mailboxes`.
     leases: Vec<String>,
 }
@@ -126,7 +126,7 @@ fn arrival(event: &notify::Event) -> bool {
 impl<'a> Daemon<'a> {
     pub fn new(
         config: &'a Config,
-        clock: &'a dyn crate::clock::Clock,
+        clock: &'a dyn crate::sys::clock::Clock,
         stop: Arc<AtomicBool>,
     ) -> Result<Daemon<'a>> {
         let gateway = Gateway::open(config, clock)?;
@@ -140,18 +140,17 @@ impl<'a> Daemon<'a> {
             .iter()
             .map(|h| MailboxId::Health(h.ods.clone()));
         let mailboxes: Vec<MailboxId> = las.chain(orgs).collect();
-        let node = config
-            .postgres
-            .is_some()
-            .then(|| crate::cluster::Node::new(config.lease, crate::store::ts(clock.now())));
+        let node = config.postgres.is_some().then(|| {
+            crate::service::cluster::Node::new(config.lease, crate::store::ts(clock.now()))
+        });
         if node.is_some() {
             // Renews this node's leases while it runs, whatever it is busy with.
-            crate::cluster::keeper(&config.store_location(), config.lease);
+            crate::service::cluster::keeper(&config.store_location(), config.lease);
         }
         Ok(Daemon {
             leases: mailboxes
                 .iter()
-                .map(crate::cluster::lease_of_mailbox)
+                .map(crate::service::cluster::lease_of_mailbox)
                 .collect(),
             node,
             gateway,
@@ -463,7 +462,7 @@ impl<'a> Daemon<'a> {
         &mut self,
         config: crate::config::MeshConfig,
         name: &str,
-        layout: &crate::layout::Layout,
+        layout: &crate::sys::layout::Layout,
         receive: bool,
     ) -> bool {
         let store = &mut self.gateway.store;
@@ -694,8 +693,8 @@ fn with_watchdog<T>(every: Option<Duration>, work: impl FnOnce() -> T) -> T {
 /// Like a data file, it is opened without following a link, never blocks on a FIFO, and
 /// no more than the limit is read from the open handle.
 fn control_problem(path: &Path, mailbox: &MailboxId) -> Option<FileProblem> {
-    let read = crate::fsutil::open_inbound(path).and_then(|opened| match opened {
-        Ok(mut o) => crate::fsutil::read_at_most(&mut o.file, MAX_CONTROL_BYTES).map(Ok),
+    let read = crate::sys::fsutil::open_inbound(path).and_then(|opened| match opened {
+        Ok(mut o) => crate::sys::fsutil::read_at_most(&mut o.file, MAX_CONTROL_BYTES).map(Ok),
         Err(why) => Ok(Err(why)),
     });
     let bytes = match read {

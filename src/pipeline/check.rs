@@ -5,7 +5,6 @@
 //! [`FileReport`] (plus, when asked, the valid rows and the keys of rejected rows, which
 //! ingestion needs). Nothing is changed anywhere.
 
-use crate::clock::Clock;
 use crate::config::Config;
 use crate::core::attendance::{read_attendance, Attendance, AttendanceRules};
 use crate::core::codes::{Code, Severity};
@@ -16,8 +15,9 @@ use crate::core::filename::{parse_inbound_name, ExtractFormat, InboundKind, Inbo
 use crate::core::ids::MailboxId;
 use crate::core::report::{error_rate_problem, FileKind, FileReport};
 use crate::core::validate::{ExtractRules, PlanRow, RowKey, RowProblem, Verdict};
-use crate::dupes::{DuplicateFinder, MAX_ROWS};
-use crate::fsutil::{open_inbound, Opened};
+use crate::pipeline::dupes::{DuplicateFinder, MAX_ROWS};
+use crate::sys::clock::Clock;
+use crate::sys::fsutil::{open_inbound, Opened};
 use indicatif::ProgressBar;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -214,12 +214,12 @@ pub fn check_opened(
     let mut kept = Kept::default();
     // Never more than the gateway takes, even from a file that grows while it is read.
     let limit = config.max_file_bytes;
-    let bar = crate::progress::file_bar(meta.len(), &file_name);
+    let bar = crate::sys::progress::file_bar(meta.len(), &file_name);
     let input = file.take(limit.saturating_add(1));
     let mut reader = match keep.copy_into {
         Some(dir) if meta.len() <= limit => {
-            crate::fsutil::create_private_dir(dir).map_err(io::Error::other)?;
-            HashingReader::copying(input, bar, crate::fsutil::new_temp(dir, ".incoming-")?)
+            crate::sys::fsutil::create_private_dir(dir).map_err(io::Error::other)?;
+            HashingReader::copying(input, bar, crate::sys::fsutil::new_temp(dir, ".incoming-")?)
         }
         _ => HashingReader::new(input, bar),
     };

@@ -1,0 +1,11 @@
+//! The machine under the gateway: files (private folders, new temporary files, placing,
+//! the archive), where things live under the root, the clock, logs, progress bars, injected
+//! faults, who owns the root. Uses only `core`.
+
+pub mod clock;
+pub mod fault;
+pub mod fsutil;
+pub mod layout;
+pub mod logging;
+pub mod owner;
+pub mod progress;
