@@ -323,7 +323,7 @@ impl<'a> Gateway<'a> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let sha256 = match open_inbound(path)? {
-            Ok(opened) => crate::pipeline::check::HashingReader::new(
+            Ok(opened) => crate::sys::hashing::HashingReader::new(
                 opened.file,
                 indicatif::ProgressBar::hidden(),
             )

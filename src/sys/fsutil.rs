@@ -173,7 +173,7 @@ pub fn open_inbound(path: &Path) -> io::Result<std::result::Result<Opened, Strin
 /// handle. Missing, or not a plain file: `false`.
 pub fn same_bytes(path: &Path, sha256: &str) -> Result<bool> {
     match open_inbound(path) {
-        Ok(Ok(opened)) => Ok(crate::pipeline::check::HashingReader::new(
+        Ok(Ok(opened)) => Ok(crate::sys::hashing::HashingReader::new(
             opened.file,
             indicatif::ProgressBar::hidden(),
         )

@@ -5,6 +5,7 @@
 pub mod clock;
 pub mod fault;
 pub mod fsutil;
+pub mod hashing;
 pub mod layout;
 pub mod logging;
 pub mod owner;
