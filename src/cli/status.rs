@@ -138,7 +138,7 @@ fn backlog(gateway: &Gateway<'_>) -> u64 {
 /// is a gateway (the lock file keeps the last pid after a daemon stops).
 fn daemon_pid(lock: &Path) -> Option<u32> {
     let pid: u32 = std::fs::read_to_string(lock).ok()?.trim().parse().ok()?;
-    crate::service::cluster::is_gateway(pid).then_some(pid)
+    crate::sys::node::is_gateway(pid).then_some(pid)
 }
 
 pub fn run(args: &StatusArgs, gateway: &mut Gateway<'_>) -> Result<u8> {

@@ -8,5 +8,6 @@ pub mod fsutil;
 pub mod hashing;
 pub mod layout;
 pub mod logging;
+pub mod node;
 pub mod owner;
 pub mod progress;

@@ -75,10 +75,7 @@ pub fn run_polling(
     };
     let mut failures = 0;
     let mut seed = 0u64;
-    let (node, lease_name) = (
-        crate::service::cluster::node_name(),
-        format!("remote:{name}"),
-    );
+    let (node, lease_name) = (crate::sys::node::node_name(), format!("remote:{name}"));
     while !stop.load(Ordering::SeqCst) {
         match lease.map(|ttl| store.claim(&lease_name, &node, ttl)) {
             None => failures = poll(&mut store, failures),
