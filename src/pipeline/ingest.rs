@@ -719,13 +719,18 @@ impl<'a> Gateway<'a> {
     }
 
     /// The write turn of `name` (a mailbox, `notifications` or `report`): see
-    /// `cluster::Turn`.
-    pub(crate) fn turn(&mut self, name: &str) -> Result<crate::service::cluster::Turn> {
-        crate::service::cluster::take_turn(&mut self.store, self.config, name)
+    /// `store::Turn`.
+    pub(crate) fn turn(&mut self, name: &str) -> Result<crate::store::Turn> {
+        crate::store::take_turn(
+            &mut self.store,
+            name,
+            &self.layout.write_lock(),
+            self.config.lease,
+        )
     }
 
     /// The write turn of a quarantine entry's mailbox (the entry is read again, in the turn).
-    fn turn_of_entry(&mut self, label: &str) -> Result<crate::service::cluster::Turn> {
+    fn turn_of_entry(&mut self, label: &str) -> Result<crate::store::Turn> {
         let (_, _, mailbox) = self.pending(label)?;
         self.turn(&mailbox.to_string())
     }

@@ -145,7 +145,7 @@ impl<'a> Daemon<'a> {
         });
         if node.is_some() {
             // Renews this node's leases while it runs, whatever it is busy with.
-            crate::service::cluster::keeper(&config.store_location(), config.lease);
+            crate::store::keeper(&config.store_location(), config.lease);
         }
         Ok(Daemon {
             leases: mailboxes

@@ -227,7 +227,7 @@ impl Store {
         self.guard = guard;
     }
 
-    /// The write turns this store's writes are made under (see `cluster::Turn`): shared
+    /// The write turns this store's writes are made under (see `store::Turn`): shared
     /// with each turn, which takes itself out when it ends.
     pub fn turns(&self) -> std::sync::Arc<std::sync::Mutex<Vec<Guard>>> {
         std::sync::Arc::clone(&self.turns)

@@ -15,6 +15,7 @@ mod pgconnect;
 mod prune;
 mod records;
 mod reports;
+mod turn;
 
 pub use files::{
     quarantine_label, ArchivedFile, FileBrief, FileRow, Injected, LeftOnRemote, QuarantineEntry,
@@ -27,6 +28,7 @@ pub use pgconnect::{SslMode, Target};
 pub use prune::{ArchiveFacts, PruneCounts};
 pub use records::RecordVersion;
 pub use reports::{DayWindow, FileLine, ReportFailure, Trends};
+pub use turn::{claim_or_take_over, keeper, take_turn, Keeper, Turn};
 
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -391,7 +393,7 @@ pub struct Store {
     location: Location,
     /// The lease writes are made under (see `leases`), if any.
     guard: Option<Guard>,
-    /// The write turns held (see `cluster::Turn`): every write checks them too.
+    /// The write turns held (see `store::Turn`): every write checks them too.
     turns: std::sync::Arc<std::sync::Mutex<Vec<Guard>>>,
 }
 
