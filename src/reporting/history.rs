@@ -164,7 +164,7 @@ pub fn write_index(reports: &Path) -> Result<()> {
             head {
                 meta charset="utf-8";
                 title { "CP-IS gateway reports" }
-                style { (maud::PreEscaped(super::page::CSS)) }
+                style { (maud::PreEscaped(super::style::CSS)) }
             }
             body {
                 h1 { "CP-IS gateway: every morning report" }

@@ -4,7 +4,8 @@
 
 use super::charts::sparkline;
 use super::history::Nav;
-use super::page::{kind_class, status_text, CSS};
+use super::page::{kind_class, status_text};
+use super::style::CSS;
 use crate::core::dq::{codes_text, local, DqItem, LaDay, LaLine, National};
 use crate::core::nhs::NhsNumber;
 use crate::store::FileLine;

@@ -14,6 +14,7 @@ mod charts;
 mod history;
 mod la_page;
 mod page;
+mod style;
 
 use crate::core::dq::{self, la_dq_csv, summary_csv, DqItem, Snapshot};
 use crate::core::ids::{LaCode, MailboxId};
