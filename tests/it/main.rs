@@ -8,6 +8,7 @@ mod gen;
 mod health;
 mod helpers;
 mod hostile;
+mod layers;
 mod mesh;
 mod operators;
 mod package;
