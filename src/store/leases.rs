@@ -7,7 +7,8 @@
 //! the store's write lock, that the lease is still this node's with the same fence, so a
 //! node that stalled past its expiry writes nothing once another has taken over.
 
-use super::db::{args, Sql, Tx, NOW_MS};
+use super::db::{args, Sql, Tx};
+use super::dialect::NOW_MS;
 use super::Store;
 use anyhow::{bail, Result};
 use serde::Serialize;

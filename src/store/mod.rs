@@ -6,6 +6,7 @@
 //! process (not across a power cut, which would lose the last commits but never corrupt).
 
 pub(crate) mod db;
+mod dialect;
 mod files;
 mod health;
 mod leases;
