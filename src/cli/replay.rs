@@ -8,7 +8,8 @@
 //! list, so that needs `--yes` as well.
 
 use super::{exit, print_reports, status_of, Format};
-use crate::pipeline::ingest::{Gateway, Replayed};
+use crate::pipeline::decisions::Replayed;
+use crate::pipeline::ingest::Gateway;
 use anyhow::{bail, Result};
 use clap::Args;
 

@@ -3,10 +3,11 @@
 //! then one transaction; only after the commit, the acknowledgement.
 //!
 //! The file is opened once (never through a link, never blocking on a FIFO) and read
-//! through that handle. From the CLI (`Intake::Copy`) the bytes read are copied into the
-//! content-addressed archive before anything is committed and the operator's file stays
-//! where it was; from a mailbox (`Intake::Move`) the file, which nobody else may link to,
-//! is moved into the archive once its outcome is committed. Either way it is never lost.
+//! through that handle; every byte read is also written into a new file of the archive,
+//! kept under its sha256 before anything is committed. From the CLI (`Intake::Copy`) the
+//! operator's file stays where it was; from a mailbox (`Intake::Move`) the entry is removed
+//! once its outcome, with the entry's identity, is committed. Either way it is never lost.
+//! `Gateway` (configuration, clock, folders, store) is the context every step runs in.
 
 use crate::config::Config;
 use crate::core::codes::Code;
@@ -16,7 +17,7 @@ use crate::core::ids::{LaCode, MailboxId};
 use crate::core::outbound::{ack_csv, ack_csv_name, ack_json_name, has_problems};
 use crate::core::reconcile::{quarantine_reason, reconcile};
 use crate::core::report::{FileKind, FileReport, Outcome};
-use crate::pipeline::check::{check_named, check_opened, CheckedExtract, Keep};
+use crate::pipeline::check::{check_opened, CheckedExtract, Keep};
 use crate::store::Store;
 use crate::sys::clock::Clock;
 use crate::sys::fault::Fault;
@@ -62,63 +63,15 @@ pub struct Gateway<'a> {
     pub(crate) fault: Option<Fault>,
 }
 
-/// The LA a quarantined file came from.
-fn la_of(file: &crate::store::FileRow, label: &str) -> Result<LaCode> {
-    match file.sender.as_deref().map(LaCode::parse) {
-        Some(Ok(la)) => Ok(la),
-        _ => bail!("{label} has no LA"),
-    }
-}
-
-/// When a registered file was first received (its stored acknowledgement says), so that a
-/// decision taken later does not make it look newly arrived.
-fn first_received(file: &crate::store::FileRow) -> Option<chrono::DateTime<chrono::Utc>> {
-    let stored: serde_json::Value = serde_json::from_str(&file.report).ok()?;
-    crate::store::parse_ts(stored["received_at"].as_str()?).ok()
-}
-
-/// What releasing a quarantined file would do (`quarantine show`).
-#[derive(Debug, serde::Serialize)]
-pub struct ReleasePreview {
-    pub id: String,
-    pub file: String,
-    pub mailbox: String,
-    /// The LA's open records now.
-    pub open_before: u64,
-    pub changes: crate::core::report::Changes,
-    /// The records a release would close by absence, as the LA knows them.
-    pub closing: Vec<Closing>,
-    /// A newer extract was applied since: a release would be refused.
-    pub superseded: bool,
-}
-
-/// A record a release would close: the LA's reference, the plan type, the NHS number masked.
-#[derive(Debug, serde::Serialize)]
-pub struct Closing {
-    pub local_ref: Option<String>,
-    pub plan_type: &'static str,
-    pub nhs_number: String,
-}
-
 /// Fails if an archived file's bytes are no longer those received: an altered copy is
 /// never applied.
-fn altered(name: &str, received: &str, now: &str) -> Result<()> {
+pub(super) fn altered(name: &str, received: &str, now: &str) -> Result<()> {
     if received != now {
         bail!(
             "the archived copy of {name} has been altered since it was received (sha256 {received} then, {now} now): it is not used; restore the original from a backup, or ask the sender for it again"
         );
     }
     Ok(())
-}
-
-/// What `replay` did.
-pub enum Replayed {
-    /// Already applied, and not forced: nothing done.
-    AlreadyApplied {
-        file_id: i64,
-        processed_at: String,
-    },
-    Ran(Box<FileReport>),
 }
 
 impl<'a> Gateway<'a> {
@@ -206,7 +159,7 @@ impl<'a> Gateway<'a> {
         self.ingest_named(path, &name, mailbox, rules)
     }
 
-    fn ingest_named(
+    pub(super) fn ingest_named(
         &mut self,
         path: &Path,
         name: &str,
@@ -495,7 +448,7 @@ impl<'a> Gateway<'a> {
     }
 
     /// The pure diff of a checked extract against the LA's records as they are now.
-    fn diff(
+    pub(super) fn diff(
         &mut self,
         checked: CheckedExtract,
         la: LaCode,
@@ -516,7 +469,7 @@ impl<'a> Gateway<'a> {
 
     /// Reconciles a checked file and commits it, or quarantines it.
     /// `released` is the quarantine entry being released (guards then do not apply).
-    fn apply(
+    pub(super) fn apply(
         &mut self,
         checked: CheckedExtract,
         mut report: FileReport,
@@ -603,121 +556,6 @@ impl<'a> Gateway<'a> {
         Ok(())
     }
 
-    /// Releases (applies) a quarantined file.
-    pub fn release(&mut self, label: &str) -> Result<FileReport> {
-        let _turn = self.turn_of_entry(label)?;
-        let (number, file, mailbox) = self.pending(label)?;
-        let la = la_of(&file, label)?;
-        if let (Some(last), Some(at)) = (self.store.last_applied_extract(la)?, file.extracted_at) {
-            if at <= last {
-                bail!(
-                    "{label} ({}) was extracted at {} but a newer extract of {} has been applied since: reject it instead",
-                    file.name,
-                    at.to_rfc3339(),
-                    last.to_rfc3339()
-                );
-            }
-        }
-        let checked = self.recheck(&file, &mailbox, true)?;
-        let mut report = checked.report.clone();
-        if !report.outcome.applies() {
-            bail!(
-                "{label} no longer validates ({}): reject it",
-                report.outcome.as_str()
-            );
-        }
-        report.quarantine_id = Some(label.to_owned());
-        report.received_at = first_received(&file).unwrap_or(report.received_at);
-        Ok(self
-            .apply(checked, report, la, &mailbox, Some((number, file.id)), None)?
-            .0)
-    }
-
-    /// A quarantined (archived) file checked again as it stands now; refused if the
-    /// archived bytes are no longer those received.
-    fn recheck(
-        &self,
-        file: &crate::store::FileRow,
-        mailbox: &MailboxId,
-        rows: bool,
-    ) -> Result<CheckedExtract> {
-        let path = archive_path(&self.layout.archive(), &file.sha256);
-        let keep = Keep {
-            rows,
-            copy_into: None,
-        };
-        let checked = check_named(
-            &path,
-            &file.name,
-            Some(mailbox),
-            self.config,
-            self.clock,
-            keep,
-        )?;
-        altered(&file.name, &file.sha256, &checked.report.sha256)?;
-        Ok(checked)
-    }
-
-    /// What releasing a quarantined file would do now, without doing it: the counts per
-    /// outcome and the records it would close by absence.
-    pub fn preview_release(&mut self, label: &str) -> Result<ReleasePreview> {
-        let (_, file, mailbox) = self.pending(label)?;
-        let la = la_of(&file, label)?;
-        let checked = self.recheck(&file, &mailbox, true)?;
-        let diff = self.diff(checked, la)?;
-        let mut closing = Vec::new();
-        for change in diff
-            .changes
-            .iter()
-            .filter(|c| c.kind == crate::core::reconcile::ChangeKind::ClosedByAbsence)
-        {
-            let local_ref = match change.previous {
-                Some(id) => self.store.version(id)?.and_then(|v| v.fields.local_ref),
-                None => None,
-            };
-            closing.push(Closing {
-                local_ref,
-                plan_type: change.key.plan_type.as_str(),
-                nhs_number: change.key.nhs.to_string(),
-            });
-        }
-        closing.sort_by(|a, b| a.local_ref.cmp(&b.local_ref));
-        let superseded = match (self.store.last_applied_extract(la)?, file.extracted_at) {
-            (Some(last), Some(at)) => at <= last,
-            _ => false,
-        };
-        Ok(ReleasePreview {
-            id: label.to_owned(),
-            file: file.name,
-            mailbox: mailbox.to_string(),
-            open_before: diff.open_before,
-            changes: diff.counts,
-            closing,
-            superseded,
-        })
-    }
-
-    /// Rejects a quarantined file for good.
-    pub fn reject(&mut self, label: &str) -> Result<FileReport> {
-        let _turn = self.turn_of_entry(label)?;
-        let (number, file, mailbox) = self.pending(label)?;
-        let checked = self.recheck(&file, &mailbox, false)?;
-        let mut report = checked.report;
-        report.received_at = first_received(&file).unwrap_or(report.received_at);
-        report.outcome = Outcome::Rejected;
-        report.file_errors = vec![FileProblem::new(
-            Code::Quarantined,
-            "an operator rejected the file after quarantine: nothing was applied, send a corrected extract",
-        )];
-        report.response_code = report.outcome.response_code(&report.file_errors);
-        report.quarantine_id = Some(label.to_owned());
-        report.processed_at = self.clock.now();
-        self.store
-            .reject_quarantined(number, file.id, &report, report.processed_at)?;
-        self.acknowledge(&report, &mailbox, true)?;
-        Ok(report)
-    }
-
     /// The write turn of `name` (a mailbox, `notifications` or `report`): see
     /// `store::Turn`.
     pub(crate) fn turn(&mut self, name: &str) -> Result<crate::store::Turn> {
@@ -727,59 +565,5 @@ impl<'a> Gateway<'a> {
             &self.layout.write_lock(),
             self.config.lease,
         )
-    }
-
-    /// The write turn of a quarantine entry's mailbox (the entry is read again, in the turn).
-    fn turn_of_entry(&mut self, label: &str) -> Result<crate::store::Turn> {
-        let (_, _, mailbox) = self.pending(label)?;
-        self.turn(&mailbox.to_string())
-    }
-
-    fn pending(&mut self, label: &str) -> Result<(i64, crate::store::FileRow, MailboxId)> {
-        let entry = self
-            .store
-            .quarantine(false)?
-            .into_iter()
-            .find(|q| q.id.eq_ignore_ascii_case(label))
-            .ok_or_else(|| anyhow!("no quarantine entry {label:?} (see `quarantine list`)"))?;
-        if entry.state != "pending" {
-            bail!("{} was already {}", entry.id, entry.state);
-        }
-        let file = self
-            .store
-            .file(entry.file_id)?
-            .ok_or_else(|| anyhow!("{label}: its file is missing from the registry"))?;
-        let mailbox = MailboxId::parse(&file.mailbox).map_err(|e| anyhow!(e))?;
-        Ok((entry.number, file, mailbox))
-    }
-
-    /// Runs an archived file again.
-    pub fn replay(&mut self, sha256: &str, force: bool) -> Result<Replayed> {
-        let files = self.store.files_by_sha(sha256)?;
-        let Some(latest) = files.last() else {
-            bail!("no file with sha256 {sha256} was ever processed");
-        };
-        if let Some(applied) = files.iter().rev().find(|f| f.applied) {
-            if !force {
-                return Ok(Replayed::AlreadyApplied {
-                    file_id: applied.id,
-                    processed_at: crate::store::ts(applied.processed_at),
-                });
-            }
-        }
-        let path = archive_path(&self.layout.archive(), sha256);
-        if !path.exists() {
-            bail!("the archive has no copy of {sha256} ({})", path.display());
-        }
-        let mailbox = MailboxId::parse(&latest.mailbox).map_err(|e| anyhow!(e))?;
-        let name = latest.name.clone();
-        let rules = Rules {
-            allow_repeat: true,
-            allow_stale: force,
-            expect_sha256: Some(sha256.to_owned()),
-            ..Rules::default()
-        };
-        let report = self.ingest_named(&path, &name, &mailbox, &rules)?;
-        Ok(Replayed::Ran(Box::new(report)))
     }
 }

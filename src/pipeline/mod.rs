@@ -3,6 +3,7 @@
 //! health side (`health`), duplicate keys with flat memory (`dupes`).
 
 pub mod check;
+pub mod decisions;
 pub mod dupes;
 pub mod health;
 pub mod ingest;
