@@ -8,6 +8,7 @@ pub mod codes;
 pub mod control;
 pub mod date;
 pub mod dq;
+pub mod dq_files;
 pub mod extract;
 pub mod filename;
 pub mod hints;

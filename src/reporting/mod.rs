@@ -16,7 +16,8 @@ mod la_page;
 mod page;
 mod style;
 
-use crate::core::dq::{self, la_dq_csv, summary_csv, DqItem, Snapshot};
+use crate::core::dq::{self, Snapshot};
+use crate::core::dq_files::{la_dq_csv, summary_csv, DqItem};
 use crate::core::ids::{LaCode, MailboxId};
 use crate::pipeline::ingest::Gateway;
 use crate::store::DayWindow;

@@ -7,8 +7,9 @@ use super::db::{args, Db, Param, Row, Sql};
 use super::{parse_ts, ts, LogHead, Store};
 use crate::core::codes::Code;
 use crate::core::dq::{
-    Day, DqItem, HealthRejected, LaDay, LaFigures, LatestFile, LogCheck, Outcomes, QuarantinedFile,
+    Day, HealthRejected, LaDay, LaFigures, LatestFile, LogCheck, Outcomes, QuarantinedFile,
 };
+use crate::core::dq_files::DqItem;
 use crate::core::ids::LaCode;
 use crate::core::nhs::NhsNumber;
 use anyhow::Result;
