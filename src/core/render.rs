@@ -1,4 +1,5 @@
-//! Human-readable text for file reports: grouped by code, the first rows of each, totals.
+//! Human-readable text for file reports (grouped by code, the first rows of each, totals),
+//! and text from outside made safe for a terminal (`printable`).
 
 use super::codes::{Code, Severity};
 use super::report::FileReport;

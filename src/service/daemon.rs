@@ -1,7 +1,8 @@
 //! The daemon loop (`run`): the backlog of every mailbox first, then watch the `in/`
 //! folders (with `notify`, and a rescan every tick as a safety net: watch events get lost),
 //! flush notifications every `notify_interval_s`, and run the nightly report at
-//! `report_time`. One daemon per root (a lock file); SIGTERM or SIGINT finishes the file in
+//! `report_time`. On SQLite one daemon per root (a lock file); on PostgreSQL each daemon is
+//! a node sharing the work by leases (`cluster`). SIGTERM or SIGINT finishes the file in
 //! hand, flushes and exits 0.
 
 use crate::config::Config;

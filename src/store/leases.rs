@@ -1,11 +1,11 @@
 //! Several gateway nodes on one store: the nodes seen, and leases. Each piece of work that
 //! must happen on one node at a time (a mailbox, a remote, the notification flush, the
 //! nightly report) is a lease: a row with its owner, its expiry (by the database's clock)
-//! and a fencing counter that grows each time it changes hands. A node renews what it holds
-//! while it lives; a node that dies loses its leases when they expire, and another takes
-//! them. Writes made under a lease carry a [`Guard`]: the write transaction checks, under
-//! the store's write lock, that the lease is still this node's with the same fence, so a
-//! node that stalled past its expiry writes nothing once another has taken over.
+//! and a fencing counter that grows each time a free lease is claimed. A node renews what it
+//! holds while it lives (`turn::Keeper`); a node that dies loses its leases when they
+//! expire, and another takes them. Writes made under a lease carry a [`Guard`]: the write
+//! transaction checks, under the store's write lock, that nobody has claimed the lease
+//! since (its fence), so a node that stalled writes nothing once another has taken over.
 
 use super::db::{args, Sql, Tx};
 use super::dialect::NOW_MS;

@@ -1,9 +1,11 @@
-//! The SQLite store: the only module that speaks SQL.
+//! The store, SQLite (a file under the root, the default) or PostgreSQL (shared by the
+//! nodes of a cluster): the only module that speaks SQL. One statement text for both
+//! (`db`, `dialect`), migrations numbered alike (here for SQLite, `pg` for PostgreSQL).
 //!
-//! Ordered migrations under `PRAGMA user_version`; WAL so readers (status, query) never wait
-//! for a file being applied; a busy timeout; the database file created with mode 0600.
-//! `synchronous = NORMAL` in WAL mode keeps every committed transaction across a crash of the
-//! process (not across a power cut, which would lose the last commits but never corrupt).
+//! SQLite: ordered migrations under `PRAGMA user_version`; WAL so readers (status, query)
+//! never wait for a file being applied; a busy timeout; the file created with mode 0600;
+//! `synchronous = NORMAL` in WAL mode keeps every committed transaction across a crash of
+//! the process (not across a power cut, which would lose the last commits but never corrupt).
 
 pub(crate) mod db;
 mod dialect;

@@ -1,4 +1,6 @@
-//! Filesystem helpers: private folders and files, atomic writes, the content-addressed archive.
+//! Filesystem helpers: private folders and files, new temporary files (`O_EXCL`), atomic
+//! writes, placing a file under a free name only, inbound files opened without following a
+//! link, a root's write lock, the content-addressed archive.
 
 use anyhow::{Context, Result};
 use std::fs::{self, File, OpenOptions};

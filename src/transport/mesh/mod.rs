@@ -1,10 +1,12 @@
 //! The MESH API transport (SPEC 6): the gateway's own MESH mailbox, polled like an SFTP
 //! remote, moving files only.
 //!
-//! Receive: list the inbox; download each message (every chunk) into `<root>/mesh/incoming/`,
-//! then put it where it belongs — the `in/` of the party its `mex-From` maps to (renamed into
-//! place, synced), or `<root>/mesh/kept/` when the sender is unmapped or its file name is
-//! unusable — record it, and only then acknowledge it. A report (non-delivery) is recorded
+//! Receive: list the inbox; download each message (every chunk, at most `max_file_bytes`
+//! unzipped) into a new file in `<root>/mesh/incoming/`, then put it where it belongs — the
+//! `in/` of the party its `mex-From` maps to (under a free name only, synced), or
+//! `<root>/mesh/kept/` when the sender is unmapped or its file name is unusable — record it,
+//! and only then acknowledge it. A message too large is recorded, acknowledged, kept
+//! nowhere. A report (non-delivery) is recorded
 //! against the message it names and never becomes a file. A message seen before (a crash
 //! between recording and acknowledging) is just acknowledged; bytes the gateway already has
 //! are not put in `in/` twice.
