@@ -270,15 +270,23 @@ fn two_nodes_share_the_work_and_do_each_piece_once() {
     b.stop();
 }
 
+/// Node a, alone (so it holds every mailbox), with two extracts per LA dropped: returned
+/// once it is inside its first file's write transaction, which it holds open `pause_ms`.
+fn alone_inside_a_transaction(root: &Path, pause_ms: u64) -> (Node, Vec<(String, String)>) {
+    let fault = format!("pause-before-commit:{pause_ms}");
+    let a = Node::start(root, "a", NOW, Some(&fault));
+    let files = drop_files(root, 2);
+    a.wait_log("pausing before commit", Duration::from_secs(30));
+    (a, files)
+}
+
 #[test]
 fn a_node_killed_mid_file_is_taken_over_and_nothing_is_lost_or_doubled() {
     let pg = Postgres::start();
     let shared = cluster_root(&pg, "cluster");
     let root = shared.path();
     // A holds every mailbox, and holds each file's transaction open for 30 s.
-    let mut a = Node::start(root, "a", NOW, Some("pause-before-commit:30000"));
-    let files = drop_files(root, 2);
-    a.wait_log("pausing before commit", Duration::from_secs(30));
+    let (mut a, files) = alone_inside_a_transaction(root, 30_000);
     let b = Node::start(root, "b", NOW, None);
     a.kill(); // kill -9, mid-file: its transaction is rolled back with its connection
     let killed = Instant::now();
@@ -353,9 +361,7 @@ fn a_node_frozen_inside_its_write_transaction_holds_nobody_up() {
     let shared = cluster_root(&pg, "cluster");
     let root = shared.path();
     // A holds every mailbox, and its first file's write transaction stays open (2 s).
-    let mut a = Node::start(root, "a", NOW, Some("pause-before-commit:2000"));
-    let files = drop_files(root, 2);
-    a.wait_log("pausing before commit", Duration::from_secs(30));
+    let (mut a, files) = alone_inside_a_transaction(root, 2_000);
     // Frozen there (as a stalled, swapped-out or partitioned node would be), for longer
     // than three lease periods.
     signal(&a, "STOP");

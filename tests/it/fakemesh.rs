@@ -360,15 +360,7 @@ fn a_listing_of_millions_of_ids_cannot_fill_memory() {
         Answer::json(answer)
     });
     let dir = site(&mesh.url(), 1 << 20);
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "ulimit -v 600000; exec {} mesh check",
-            assert_cmd::cargo::cargo_bin("cpis-gateway").display()
-        ))
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
+    let out = under_ulimit(dir.path(), 600_000, "mesh check");
     assert_ok(&out);
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("5000 message(s) waiting"), "{said}");
@@ -404,16 +396,7 @@ fn a_huge_answer_to_a_send_is_not_read_whole() {
     let dir = site(&mesh.url(), 1 << 20);
     let out = dir.path().join("var/mailboxes/LA919/out");
     fs::write(out.join("CPIS_DQ_919_2026-11-21.csv"), "la_code\n919\n").unwrap();
-    let run = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "ulimit -v 150000; exec {} mesh poll",
-            assert_cmd::cargo::cargo_bin("cpis-gateway").display()
-        ))
-        .current_dir(dir.path())
-        .env("CPIS_GATEWAY_NOW", NOW)
-        .output()
-        .unwrap();
+    let run = under_ulimit(dir.path(), 150_000, "mesh poll");
     let err = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(2), "{err}");
     assert!(err.contains("not JSON"), "{err}");

@@ -219,3 +219,18 @@ impl Pki {
         self.dir.path().join(name).display().to_string()
     }
 }
+
+/// Runs the gateway with `args` (words split on spaces) in `dir` under `ulimit -v <kib>`
+/// (a runaway allocation fails instead of taking the machine), the clock fixed.
+pub fn under_ulimit(dir: &Path, kib: u64, args: &str) -> std::process::Output {
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -v {kib}; exec {} {args}",
+            assert_cmd::cargo::cargo_bin("cpis-gateway").display()
+        ))
+        .current_dir(dir)
+        .env("CPIS_GATEWAY_NOW", NOW)
+        .output()
+        .unwrap()
+}

@@ -120,15 +120,17 @@ fn the_sender_cannot_change_what_was_archived_and_an_altered_copy_is_never_used(
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&text.stdout).contains("ALTERED"));
-    let out = gateway(root.path())
-        .args(["replay", "--force", &sha])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    refused_as_altered(&root, &["replay", "--force", &sha]);
+}
+
+/// Runs `args` on `root` and asserts it refused an altered archived copy.
+fn refused_as_altered(root: &Root, args: &[&str]) {
+    let out = gateway(root.path()).args(args).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{args:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("has been altered since it was received"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        err.contains("has been altered since it was received"),
+        "{err}"
     );
 }
 
@@ -146,14 +148,5 @@ fn an_altered_quarantined_file_is_not_released() {
     assert_eq!(ack["outcome"], "quarantined");
     let sha = ack["sha256"].as_str().unwrap();
     fs::write(archived(&root, sha), "nhs_number\n").unwrap();
-    let out = gateway(root.path())
-        .args(["quarantine", "release", "Q1"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("has been altered since it was received"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    refused_as_altered(&root, &["quarantine", "release", "Q1"]);
 }

@@ -993,16 +993,7 @@ fn concurrent_ingests_and_queries_campaign() {
 /// Runs the gateway with `args` in `dir` under `ulimit -v <kib>` (a runaway allocation
 /// fails instead of taking the machine); it must exit 1 (something refused).
 fn with_memory_limit(dir: &std::path::Path, kib: u64, args: &str) -> std::process::Output {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "ulimit -v {kib}; exec {} {args}",
-            assert_cmd::cargo::cargo_bin("cpis-gateway").display()
-        ))
-        .current_dir(dir)
-        .env("CPIS_GATEWAY_NOW", NOW)
-        .output()
-        .unwrap();
+    let out = under_ulimit(dir, kib, args);
     assert_eq!(
         out.status.code(),
         Some(1),
