@@ -270,6 +270,21 @@ fn two_nodes_share_the_work_and_do_each_piece_once() {
     b.stop();
 }
 
+/// The files of [`alone_inside_a_transaction`], run by one node alone on database `single`
+/// (to compare stores with).
+fn run_alone(pg: &Postgres) -> tempfile::TempDir {
+    let single = cluster_root(pg, "single");
+    let alone = drop_files(single.path(), 2);
+    assert_ok(
+        &gateway(single.path())
+            .args(["run", "--once"])
+            .output()
+            .unwrap(),
+    );
+    wait_acks(single.path(), &alone, Duration::from_secs(5));
+    single
+}
+
 /// Node a, alone (so it holds every mailbox), with two extracts per LA dropped: returned
 /// once it is inside its first file's write transaction, which it holds open `pause_ms`.
 fn alone_inside_a_transaction(root: &Path, pause_ms: u64) -> (Node, Vec<(String, String)>) {
@@ -299,15 +314,7 @@ fn a_node_killed_mid_file_is_taken_over_and_nothing_is_lost_or_doubled() {
     );
     assert_eq!(pg.psql("cluster", "SELECT count(*) FROM files"), "10");
     // The same store as one node running the same files alone.
-    let single = cluster_root(&pg, "single");
-    let alone = drop_files(single.path(), 2);
-    assert_ok(
-        &gateway(single.path())
-            .args(["run", "--once"])
-            .output()
-            .unwrap(),
-    );
-    wait_acks(single.path(), &alone, Duration::from_secs(5));
+    let _single = run_alone(&pg);
     assert_eq!(state(&pg, "cluster"), state(&pg, "single"));
     drop(b);
 }
@@ -409,15 +416,7 @@ fn a_node_frozen_inside_its_write_transaction_holds_nobody_up() {
         pg.psql("cluster", "SELECT count(DISTINCT name) FROM files"),
         "10"
     );
-    let single = cluster_root(&pg, "single");
-    let alone = drop_files(single.path(), 2);
-    assert_ok(
-        &gateway(single.path())
-            .args(["run", "--once"])
-            .output()
-            .unwrap(),
-    );
-    wait_acks(single.path(), &alone, Duration::from_secs(5));
+    let _single = run_alone(&pg);
     let without_log = |db: &str| {
         // The third process's look-up is one more access-log entry on the cluster.
         state(&pg, db).rsplit_once("\n--\n").unwrap().0.to_owned()
