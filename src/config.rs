@@ -1,6 +1,6 @@
 //! `config.toml` → a validated [`Config`] (SPEC 8). The only place that reads it.
 //!
-//! Every key has a default; an unknown key or a bad value is an error naming the key. Paths
+//! Every key is optional (a default, or none: the feature is off); an unknown key or a bad value is an error naming the key. Paths
 //! are relative to the config file's folder. Without `--config`, `./config.toml` is used if
 //! it exists, otherwise the built-in defaults (root `var` under the current folder).
 
@@ -250,12 +250,13 @@ pub struct Config {
     pub retention: Retention,
     /// `[store] url` (or [`STORE_URL_ENV`]): a PostgreSQL store shared by every node.
     pub postgres: Option<crate::store::Target>,
-    /// `[store] lease_s`: a lease's lifetime; a dead node's work is taken over after it.
+    /// `[store] lease_s`: a lease's lifetime; a dead or frozen node's work is taken over
+    /// within a lease period and a third.
     pub lease: Duration,
 }
 
 impl Config {
-    /// Where the store is: PostgreSQL at `postgres`, else `store.db` under the root.
+    /// Where the store is: PostgreSQL at `postgres`, else `store/cpis.sqlite` under the root.
     pub fn store_location(&self) -> crate::store::Location {
         match &self.postgres {
             Some(target) => crate::store::Location::Postgres(Box::new(target.clone())),

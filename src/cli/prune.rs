@@ -1,5 +1,6 @@
 //! `prune [--dry-run]`: delete what `[retention]` no longer keeps (archived inbound files,
-//! delivered outbox files, report folders, refused entries). The daemon does the same every
+//! delivered outbox files, report folders, refused entries, MESH messages kept aside, partial
+//! MESH and SFTP downloads). The daemon does the same every
 //! night after the report. Record history and the access log are never pruned.
 
 use super::exit;

@@ -1,7 +1,8 @@
 //! `query NHS_NUMBER --org ODS --user NAME --role ROLE --setting CODE [--at TIME]`: look one
 //! child up as a health professional would at registration, with the same notification and
 //! silent-read rules as an attendance file. Exit 0 whether or not the child is flagged; 2
-//! for an invalid NHS number, an unknown organisation or setting, or a bad time.
+//! for an invalid NHS number, an unknown organisation or setting, a bad time, or a user or
+//! role that names no one.
 
 use super::{exit, Format};
 use crate::core::attendance::{names_someone, parse_attended_at, too_old, Attendance, Setting};

@@ -1,7 +1,8 @@
 //! `status [--all] [--format text|json]`: what needs an operator's attention first
 //! (quarantined files, files rejected in the last day, LAs whose latest file was rejected,
-//! overdue LAs, failing remotes), then the state of the gateway (daemon, backlog, pending
-//! notifications, last report, access-log head) and, with `--all`, every LA. The JSON
+//! overdue LAs, failing remotes and files left on them, reports that failed), then the
+//! state of the gateway (daemon, backlog, pending notifications, last report, access-log
+//! head, MESH, the store and its nodes and leases) and, with `--all`, every LA. The JSON
 //! (SPEC 7.1, `schemas/status.schema.json`) always has everything.
 
 use super::{exit, Format};

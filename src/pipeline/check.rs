@@ -3,7 +3,8 @@
 //! Opens and hashes the file in one streaming pass, reads rows through the CSV or XML
 //! reader, validates each, finds duplicate keys with flat memory, and returns the
 //! [`FileReport`] (plus, when asked, the valid rows and the keys of rejected rows, which
-//! ingestion needs). Nothing is changed anywhere.
+//! ingestion needs). Nothing is changed anywhere, except that ingestion may ask for a copy
+//! of the bytes read to be written into a new file of a folder it names (the archive).
 
 use crate::config::Config;
 use crate::core::attendance::{read_attendance, Attendance, AttendanceRules};

@@ -1,5 +1,6 @@
 //! Retention (`prune`, and nightly after the report): deletes archived inbound files,
-//! delivered outbox files, report folders and refused entries past their time
+//! delivered outbox files, report folders, refused entries, MESH messages kept aside and
+//! partial MESH and SFTP downloads past their time
 //! (`[retention]`), walking the folders with `walkdir`. Record history and the access log
 //! are never pruned; an archived file whose processing is not settled, or that waits in
 //! quarantine, is never deleted. Every deletion is logged; the counts go to the store for

@@ -14,7 +14,7 @@ pub enum Fault {
     /// `apply-after:N`: fail after N record writes, inside the transaction.
     ApplyAfter(u64),
     /// `abort-after-commit`: kill the process right after a file's transaction commits,
-    /// before its acknowledgement and archiving.
+    /// before its acknowledgement is written and the inbound file leaves `in/`.
     AbortAfterCommit,
     /// `abort-after-notify-write`: kill the process right after a notification file is
     /// written, before the batch is marked written.

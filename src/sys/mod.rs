@@ -1,6 +1,7 @@
 //! The machine under the gateway: files (private folders, new temporary files, placing,
-//! the archive), where things live under the root, the clock, logs, progress bars, injected
-//! faults, who owns the root. Uses only `core`.
+//! the archive), reading while hashing (and copying), where things live under the root,
+//! the clock, this process's node name, logs, progress bars, injected faults, who owns the
+//! root. Uses only `core`.
 
 pub mod clock;
 pub mod fault;
