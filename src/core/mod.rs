@@ -24,5 +24,6 @@ pub mod render;
 pub mod report;
 pub mod retention;
 pub mod schedule;
+pub mod seen;
 pub mod synth;
 pub mod validate;

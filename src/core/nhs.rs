@@ -81,9 +81,11 @@ impl NhsNumber {
 
     /// Rebuilds a number from [`NhsNumber::value`]; `None` if it is not a valid number.
     pub fn from_value(value: u64) -> Option<NhsNumber> {
-        (value <= 9_999_999_999)
-            .then(|| NhsNumber::parse(&format!("{value:010}")).ok())
-            .flatten()
+        if value > 9_999_999_999 {
+            return None;
+        }
+        // The check digit again, by arithmetic (the store reads millions of these).
+        NhsNumber::from_first_nine(value / 10).filter(|n| n.0 == value)
     }
 
     /// All ten digits, e.g. `9990000018`.
@@ -169,5 +171,24 @@ mod tests {
         assert_eq!(n.spaced(), "943 476 5919");
         assert_eq!(NhsNumber::from_value(n.value()), Some(n));
         assert_eq!(NhsNumber::from_value(9434765918), None);
+    }
+
+    #[test]
+    fn from_value_agrees_with_parsing_the_digits() {
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let value = x % 12_000_000_000;
+            let parsed = (value <= 9_999_999_999)
+                .then(|| NhsNumber::parse(&format!("{value:010}")).ok())
+                .flatten();
+            assert_eq!(NhsNumber::from_value(value), parsed, "{value}");
+        }
+        for value in [0, 10, 9_999_999_999, 10_000_000_000, u64::MAX] {
+            let parsed = NhsNumber::parse(&format!("{value:010}")).ok();
+            assert_eq!(NhsNumber::from_value(value), parsed, "{value}");
+        }
     }
 }

@@ -21,9 +21,6 @@ use anyhow::{anyhow, Context, Result};
 use serde::Serialize;
 use std::path::Path;
 
-/// How many unscheduled-care presentations a flag shows.
-pub const PRESENTATIONS_SHOWN: usize = 25;
-
 /// What one look-up found.
 #[derive(Debug, Clone, Serialize)]
 pub struct Lookup {
@@ -70,9 +67,21 @@ fn flagged_row<'a>((a, lookup): &'a (&Attendance, Lookup)) -> FlaggedRow<'a> {
     }
 }
 
-/// Matches one attendance and records what must be recorded.
-pub fn look_up(tx: &mut HealthTx<'_>, a: &Attendance, file_id: Option<i64>) -> Result<Lookup> {
-    let records = tx.child_records(a.nhs)?;
+/// The earliest end date a record may have and still be shown at an attendance a file
+/// received at `now` may hold: attendances go back at most `max_age_days` (and a day for
+/// time zones), records ended within the 12 months before one are shown.
+fn shown_since(now: chrono::DateTime<chrono::Utc>, max_age_days: u32) -> chrono::NaiveDate {
+    let earliest = (now - chrono::Duration::days(i64::from(max_age_days) + 1)).date_naive();
+    earliest
+        .checked_sub_months(chrono::Months::new(12))
+        .and_then(|d| d.pred_opt())
+        .unwrap_or(chrono::NaiveDate::MIN)
+}
+
+/// Matches one attendance and records what must be recorded (read ahead by
+/// [`HealthTx::read_ahead`]).
+pub fn look_up(tx: &mut HealthTx<'_>, a: &Attendance) -> Result<Lookup> {
+    let records = tx.child_records(a)?.to_vec();
     let flags = flags_at(&records, a.attended_at);
     let silent = !a.setting.is_unscheduled();
     if flags.is_empty() {
@@ -93,9 +102,9 @@ pub fn look_up(tx: &mut HealthTx<'_>, a: &Attendance, file_id: Option<i64>) -> R
     let mut presentations = Vec::new();
     let mut notified = Vec::new();
     if flagged {
-        presentations = tx.recent_presentations(a.nhs, PRESENTATIONS_SHOWN, a.attended_at)?;
+        presentations = tx.recent_presentations(a)?;
         let repeat = tx.seen_within_a_day(a)?;
-        let presentation = tx.add_presentation(a, file_id)?;
+        let presentation = tx.add_presentation(a)?;
         if !silent && !repeat {
             queue_notifications(tx, a, &records, &flags, presentation, &mut notified)?;
         }
@@ -124,7 +133,7 @@ pub fn look_up(tx: &mut HealthTx<'_>, a: &Attendance, file_id: Option<i64>) -> R
         a.setting.as_str(),
         silent,
         &result.join(";"),
-    )?;
+    );
     Ok(Lookup {
         nhs_number: a.nhs.full(),
         flagged,
@@ -177,7 +186,10 @@ impl Gateway<'_> {
         let big = opened.meta.len() > 64 * 1024;
         let identity = opened.meta.clone();
         let known = if big {
-            Some(self.store.known_nhs()?)
+            Some(self.store.known_nhs(shown_since(
+                self.clock.now(),
+                self.config.attendance_max_age_days,
+            ))?)
         } else {
             None
         };
@@ -232,8 +244,9 @@ impl Gateway<'_> {
                 not_flagged_rows.push(*row);
                 counts.not_flagged += 1;
             }
+            tx.read_ahead(&valid)?;
             for a in &valid {
-                let found = look_up(&mut tx, a, Some(id))?;
+                let found = look_up(&mut tx, a)?;
                 if !found.flagged {
                     counts.not_flagged += 1;
                 } else {
@@ -338,7 +351,8 @@ impl Gateway<'_> {
     /// `query`: one look-up as a health professional would make at registration.
     pub fn query(&mut self, a: &Attendance) -> Result<Lookup> {
         let mut tx = self.store.health_tx(self.clock.now())?;
-        let found = look_up(&mut tx, a, None)?;
+        tx.read_ahead(std::slice::from_ref(a))?;
+        let found = look_up(&mut tx, a)?;
         tx.commit()?;
         Ok(found)
     }

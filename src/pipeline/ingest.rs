@@ -458,7 +458,18 @@ impl<'a> Gateway<'a> {
             .extracted_at
             .map(|t| t.date_naive())
             .ok_or_else(|| anyhow!("an extract without extraction time"))?;
-        let current = self.store.current_records(la)?;
+        // Every open record of the LA, and the closed ones the extract names (to reopen
+        // them); the LA's other closed records cannot change and are not read.
+        let mut current = self.store.open_records(la)?;
+        let open: rustc_hash::FxHashSet<_> = current.iter().map(|r| r.key).collect();
+        let named: Vec<_> = checked
+            .kept
+            .valid
+            .iter()
+            .map(|row| row.key())
+            .filter(|key| !open.contains(key))
+            .collect();
+        current.extend(self.store.closed_records(la, &named)?);
         Ok(reconcile(
             &current,
             checked.kept.valid,

@@ -145,7 +145,7 @@ impl Gateway<'_> {
             la_trends: trends.per_la,
             undelivered: self.undelivered(window)?,
             health_rejected: self.store.health_rejected(window.from, window.to)?,
-            log: self.store.access_log_at(window.to)?,
+            log: self.store.access_log_at(window.to, now)?,
         });
         let reports = self.layout.reports();
         let dir = if preview {

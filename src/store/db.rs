@@ -516,6 +516,18 @@ impl Sql for Db {
     }
 }
 
+/// Keys looked up by one `IN (...)` statement at most (far below both backends' limits
+/// on parameters).
+pub const KEYS_PER_STATEMENT: usize = 500;
+
+/// `n` parameter marks numbered from `first`, for an `IN (...)` list.
+pub fn marks(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A write transaction: rolled back when dropped without [`Tx::commit`].
 pub enum Tx<'a> {
     Sqlite(rusqlite::Transaction<'a>),

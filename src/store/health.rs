@@ -1,7 +1,7 @@
 //! The health side's tables: presentations (flagged children only), the notification
 //! outbox and its batches, the hash-chained access log and the not-found counts.
 
-use super::db::{args, Guarded, Sql};
+use super::db::{args, marks, Arg, Guarded, Param, Sql, KEYS_PER_STATEMENT};
 use super::{ts, Store};
 use crate::core::attendance::Attendance;
 use crate::core::ids::LaCode;
@@ -9,19 +9,14 @@ use crate::core::matching::ChildRecord;
 use crate::core::nhs::NhsNumber;
 use crate::core::plan::PlanType;
 use crate::core::report::FileReport;
+use crate::core::seen::{Presentation, Seen, PRESENTATIONS_SHOWN};
 use anyhow::{anyhow, Result};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 
-/// A presentation as shown to another health professional: never staff names.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PresentationView {
-    pub attended_at: String,
-    pub org_ods: String,
-    pub org_name: String,
-    pub setting: String,
-}
+pub use crate::core::seen::PresentationView;
 
 /// One row of a notification file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +88,10 @@ impl std::fmt::Display for LogHead {
 }
 
 /// Health-side writes of one file (or one query), in one transaction.
+///
+/// What the look-ups read is read up front ([`HealthTx::read_ahead`]: a few statements
+/// for the whole file), and what they write is kept and written at commit in bulk: the
+/// cost of a file follows its rows, not round trips per row.
 pub struct HealthTx<'c> {
     tx: Guarded<'c>,
     last_hash: String,
@@ -101,6 +100,34 @@ pub struct HealthTx<'c> {
     not_found: std::collections::HashMap<(String, String), i64>,
     /// When its access-log entries are written (the gateway's clock; not in the hash).
     written_at: String,
+    /// The records of every child read ahead (by NHS number; none: no record).
+    records: HashMap<i64, Vec<ChildRecord>>,
+    /// Their presentations from `seen_since` on (and the last shown before), with the
+    /// ones this transaction adds.
+    seen: Seen,
+    seen_since: Option<String>,
+    /// Ids for the presentations this transaction may add.
+    presentation_ids: std::vec::IntoIter<i64>,
+    /// The attendance file registered in this transaction (none for a query).
+    file_id: Option<i64>,
+    presentations: Vec<(Presentation, String)>,
+    notifications: Vec<(u16, i64, PlanType, Option<String>)>,
+    log: Vec<LogRow>,
+}
+
+/// An access-log entry to write (as stored).
+struct LogRow {
+    id: i64,
+    at: String,
+    nhs: i64,
+    org: String,
+    user: String,
+    role: String,
+    setting: String,
+    silent: bool,
+    result: String,
+    prev_hash: String,
+    hash: String,
 }
 
 impl Store {
@@ -121,18 +148,34 @@ impl Store {
             last_id,
             not_found: Default::default(),
             written_at: ts(now),
+            records: HashMap::new(),
+            seen: Seen::default(),
+            seen_since: None,
+            presentation_ids: Vec::new().into_iter(),
+            file_id: None,
+            presentations: Vec::new(),
+            notifications: Vec::new(),
+            log: Vec::new(),
         })
     }
 
-    /// Every NHS number that has a record (open or closed), to skip look-ups that would
-    /// find nothing.
-    pub fn known_nhs(&mut self) -> Result<rustc_hash::FxHashSet<i64>> {
+    /// Every NHS number with a record a look-up could show: open, or ended on or after
+    /// `ended_since` (records ended earlier show nothing), to skip look-ups that would find
+    /// nothing. Read through the partial indexes: the years of closed records are not.
+    pub fn known_nhs(
+        &mut self,
+        ended_since: chrono::NaiveDate,
+    ) -> Result<rustc_hash::FxHashSet<i64>> {
         let mut set = rustc_hash::FxHashSet::default();
-        self.db()
-            .each_row("SELECT DISTINCT nhs FROM records", args![], &mut |r| {
+        self.db().each_row(
+            "SELECT nhs FROM records WHERE open = 1
+             UNION SELECT nhs FROM records WHERE open = 0 AND end_date >= ?1",
+            args![ended_since.to_string()],
+            &mut |r| {
                 set.insert(r.get(0)?);
                 Ok(())
-            })?;
+            },
+        )?;
         Ok(set)
     }
 
@@ -268,30 +311,36 @@ impl Store {
 
     /// Walks the access log; the id of the first entry whose hash or link does not match.
     pub fn verify_access_log(&mut self) -> Result<(u64, Option<i64>)> {
-        self.verify_access_log_upto(i64::MAX)
+        let walk = self.walk_access_log(ChainPoint::genesis(), i64::MAX)?;
+        Ok((walk.entries, walk.broken))
     }
 
-    /// [`Store::verify_access_log`] over the entries up to id `last` only.
-    pub fn verify_access_log_upto(&mut self, last: i64) -> Result<(u64, Option<i64>)> {
-        let mut prev = GENESIS.to_owned();
+    /// Walks the access log from `from` (an entry already verified, or the genesis) up to
+    /// id `last`: the entries walked (all of them), the last one's hash, and the first that
+    /// does not match.
+    pub(super) fn walk_access_log(&mut self, from: ChainPoint, last: i64) -> Result<ChainWalk> {
+        let mut prev = from.hash;
         let mut n = 0;
         let mut broken = None;
+        let mut last_id = from.entry_id;
         // Versions only ever go up along the chain: an entry turned back to an older one
         // (to leave a field out of its hash) breaks it.
-        let mut newest_version = 1;
+        let mut newest_version = from.hash_version;
         self.db().each_row(
             "SELECT id, at, nhs, org_ods, user_name, user_role, setting, silent, result, prev_hash,
                     hash, written_at, hash_version
-             FROM access_log WHERE id <= ?1 ORDER BY id",
-            args![last],
+             FROM access_log WHERE id > ?1 AND id <= ?2 ORDER BY id",
+            args![from.entry_id, last],
             &mut |r| {
-                if broken.is_some() {
-                    return Ok(());
-                }
                 n += 1;
                 let id: i64 = r.get(0)?;
                 // A value of the wrong type (tampering) is hashed as its text, never an error.
                 let text = |i: usize| r.text(i).unwrap_or_default();
+                if broken.is_some() {
+                    // Counted to the end, not checked: the chain is broken already.
+                    (prev, last_id) = (text(10), id);
+                    return Ok(());
+                }
                 let (at, org, user, role) = (text(1), text(3), text(4), text(5));
                 let (setting, silent, result, written_at) = (text(6), text(7), text(8), text(11));
                 let entry = Entry {
@@ -332,106 +381,221 @@ impl Store {
                 }
                 newest_version = newest_version.max(version);
                 prev = stored;
+                last_id = id;
                 Ok(())
             },
         )?;
-        Ok((n, broken))
+        Ok(ChainWalk {
+            entries: n,
+            broken,
+            end: ChainPoint {
+                entry_id: last_id,
+                hash: prev,
+                hash_version: newest_version,
+            },
+        })
     }
 }
 
+/// A point of the access-log chain: an entry (0 and the genesis hash before the first),
+/// its hash and the newest hash version up to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ChainPoint {
+    pub entry_id: i64,
+    pub hash: String,
+    pub hash_version: i64,
+}
+
+impl ChainPoint {
+    pub fn genesis() -> ChainPoint {
+        ChainPoint {
+            entry_id: 0,
+            hash: GENESIS.to_owned(),
+            hash_version: 1,
+        }
+    }
+}
+
+/// What a walk of the chain found.
+pub(super) struct ChainWalk {
+    /// Entries walked.
+    pub entries: u64,
+    /// The first entry that does not match, if any.
+    pub broken: Option<i64>,
+    /// Where the walk ended (the last entry read).
+    pub end: ChainPoint,
+}
+
 impl HealthTx<'_> {
-    /// Every record of a child (all LAs) with its current fields.
-    pub fn child_records(&mut self, nhs: NhsNumber) -> Result<Vec<ChildRecord>> {
-        let mut out = Vec::new();
+    /// Reads what the look-ups of `attendances` need, in a few statements: every record
+    /// of the children they name, and the presentations of those with a record from a
+    /// day before the earliest attendance on (with the last shown before that), which is
+    /// all a look-up of any of them asks about.
+    pub fn read_ahead(&mut self, attendances: &[Attendance]) -> Result<()> {
+        let Some(earliest) = attendances.iter().map(|a| a.attended_at).min() else {
+            return Ok(());
+        };
+        if self.seen_since.is_some() {
+            return Err(anyhow!("the look-ups of a transaction are read ahead once"));
+        }
+        let since = ts(earliest - Duration::hours(24));
+        let mut children: Vec<i64> = attendances.iter().map(|a| a.nhs.value() as i64).collect();
+        children.sort_unstable();
+        children.dedup();
+        for chunk in children.chunks(KEYS_PER_STATEMENT) {
+            self.read_records(chunk)?;
+        }
+        children.retain(|n| self.records.contains_key(n));
+        for chunk in children.chunks(KEYS_PER_STATEMENT) {
+            self.read_presentations(chunk, &since)?;
+        }
+        // A presentation at most per attendance of a child with a record.
+        let may_add = attendances
+            .iter()
+            .filter(|a| self.records.contains_key(&(a.nhs.value() as i64)))
+            .count();
+        self.presentation_ids = self.tx.allocate_ids("presentations", may_add)?.into_iter();
+        self.seen_since = Some(since);
+        Ok(())
+    }
+
+    fn read_records(&mut self, children: &[i64]) -> Result<()> {
+        let params: Vec<&dyn Param> = children.iter().map(|n| n as &dyn Param).collect();
+        let records = &mut self.records;
         self.tx.each_row(
-            "SELECT r.la_code, r.plan_type, v.start_date, v.end_date, v.edt_phone, v.office_phone,
-                    v.local_ref, v.expected_delivery
-             FROM records r JOIN record_versions v ON v.id = r.version WHERE r.nhs = ?1",
-            args![nhs.value() as i64],
+            &format!(
+                "SELECT r.nhs, r.la_code, r.plan_type, v.start_date, v.end_date, v.edt_phone,
+                        v.office_phone, v.local_ref, v.expected_delivery
+                 FROM records r JOIN record_versions v ON v.id = r.version
+                 WHERE r.nhs IN ({})
+                 ORDER BY r.nhs, r.la_code, r.plan_type",
+                marks(1, children.len())
+            ),
+            &params,
             &mut |r| {
-                let la: u16 = r.get(0)?;
-                let plan: String = r.get(1)?;
-                out.push(ChildRecord {
+                let la: u16 = r.get(1)?;
+                let plan: String = r.get(2)?;
+                records.entry(r.get(0)?).or_default().push(ChildRecord {
                     la: LaCode::parse(&format!("{la:03}"))
                         .map_err(|e| anyhow!("bad LA in the store: {e}"))?,
                     plan_type: PlanType::parse(&plan)
                         .ok_or_else(|| anyhow!("bad plan type in the store"))?,
-                    fields: super::records::fields(r, 2)?,
+                    fields: super::records::fields(r, 3)?,
                 });
                 Ok(())
             },
-        )?;
-        Ok(out)
+        )
     }
 
-    /// The child's last `limit` presentations at unscheduled care up to `until` (never one
-    /// after the moment asked about, even if it was recorded first), newest first.
-    pub fn recent_presentations(
-        &mut self,
-        nhs: NhsNumber,
-        limit: usize,
-        until: DateTime<Utc>,
-    ) -> Result<Vec<PresentationView>> {
-        self.tx
-            .rows(
-                "SELECT attended_at, org_ods, org_name, setting FROM presentations
-                 WHERE nhs = ?1 AND unscheduled = 1 AND attended_at <= ?3
-                 ORDER BY attended_at DESC, id DESC LIMIT ?2",
-                args![nhs.value() as i64, limit as i64, ts(until)],
-            )?
-            .iter()
-            .map(|r| {
-                Ok(PresentationView {
-                    attended_at: r.get(0)?,
-                    org_ods: r.get(1)?,
-                    org_name: r.get(2)?,
-                    setting: r.get(3)?,
-                })
-            })
-            .collect()
+    fn read_presentations(&mut self, children: &[i64], since: &str) -> Result<()> {
+        let mut params: Vec<&dyn Param> = vec![&since];
+        params.extend(children.iter().map(|n| n as &dyn Param));
+        let list = marks(2, children.len());
+        let seen = &mut self.seen;
+        self.tx.each_row(
+            &format!(
+                "SELECT id, nhs, attended_at, org_ods, org_name, setting, unscheduled, user_name
+                 FROM presentations WHERE nhs IN ({list}) AND attended_at >= ?1
+                 UNION ALL
+                 SELECT id, nhs, attended_at, org_ods, org_name, setting, unscheduled, user_name
+                 FROM (SELECT p.*, row_number() OVER (PARTITION BY nhs
+                                                     ORDER BY attended_at DESC, id DESC) AS n
+                       FROM presentations p
+                       WHERE nhs IN ({list}) AND unscheduled = 1 AND attended_at < ?1) older
+                 WHERE n <= {PRESENTATIONS_SHOWN}"
+            ),
+            &params,
+            &mut |r| {
+                seen.add(Presentation {
+                    id: r.get(0)?,
+                    nhs: r.get(1)?,
+                    attended_at: r.get(2)?,
+                    org_ods: r.get(3)?,
+                    org_name: r.get(4)?,
+                    setting: r.get(5)?,
+                    unscheduled: r.get::<i64>(6)? != 0,
+                    user_name: r.get(7)?,
+                });
+                Ok(())
+            },
+        )
+    }
+
+    /// Fails unless `at`'s look-up was read ahead.
+    fn read_for(&self, nhs: NhsNumber, at: DateTime<Utc>) -> Result<()> {
+        let covered = self
+            .seen_since
+            .as_deref()
+            .is_some_and(|since| ts(at - Duration::hours(24)).as_str() >= since);
+        if !covered {
+            return Err(anyhow!(
+                "the look-up of {nhs} at {} was not read ahead",
+                ts(at)
+            ));
+        }
+        Ok(())
+    }
+
+    /// Every record of a child (all LAs) with its current fields.
+    pub fn child_records(&mut self, a: &Attendance) -> Result<&[ChildRecord]> {
+        self.read_for(a.nhs, a.attended_at)?;
+        Ok(self
+            .records
+            .get(&(a.nhs.value() as i64))
+            .map_or(&[], Vec::as_slice))
+    }
+
+    /// The child's last [`PRESENTATIONS_SHOWN`] presentations at unscheduled care up to
+    /// the attendance (never one after the moment asked about, even if it was recorded
+    /// first), newest first.
+    pub fn recent_presentations(&mut self, a: &Attendance) -> Result<Vec<PresentationView>> {
+        self.read_for(a.nhs, a.attended_at)?;
+        Ok(self.seen.recent(
+            a.nhs.value() as i64,
+            PRESENTATIONS_SHOWN,
+            &ts(a.attended_at),
+        ))
     }
 
     /// Whether the same user at the same organisation saw this child in the 24 hours up to
     /// this attendance (SPEC 4.3: repeat views notify once).
     pub fn seen_within_a_day(&mut self, a: &Attendance) -> Result<bool> {
-        let since = ts(a.attended_at - Duration::hours(24));
-        Ok(self
-            .tx
-            .row(
-                "SELECT 1 FROM presentations WHERE nhs = ?1 AND org_ods = ?2
-                    AND user_name = ?3 AND attended_at >= ?4 AND attended_at <= ?5 LIMIT 1",
-                args![
-                    a.nhs.value() as i64,
-                    a.org_ods,
-                    a.user_name,
-                    since,
-                    ts(a.attended_at)
-                ],
-            )?
-            .is_some())
+        self.read_for(a.nhs, a.attended_at)?;
+        Ok(self.seen.seen_by(
+            a.nhs.value() as i64,
+            &a.org_ods,
+            &a.user_name,
+            &ts(a.attended_at - Duration::hours(24)),
+            &ts(a.attended_at),
+        ))
     }
 
-    /// Stores a flagged child's attendance as a presentation.
-    pub fn add_presentation(&mut self, a: &Attendance, file_id: Option<i64>) -> Result<i64> {
-        self.tx.insert(
-            "INSERT INTO presentations (nhs, attended_at, org_ods, org_name, setting, unscheduled,
-                user_name, user_role, file_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-             RETURNING id",
-            args![
-                a.nhs.value() as i64,
-                ts(a.attended_at),
-                a.org_ods,
-                a.org_name,
-                a.setting.as_str(),
-                a.setting.is_unscheduled(),
-                a.user_name,
-                a.user_role,
-                file_id
-            ],
-        )
+    /// Stores a flagged child's attendance as a presentation (of the file registered in
+    /// this transaction, if any).
+    pub fn add_presentation(&mut self, a: &Attendance) -> Result<i64> {
+        self.read_for(a.nhs, a.attended_at)?;
+        let id = self
+            .presentation_ids
+            .next()
+            .ok_or_else(|| anyhow!("more presentations than attendances read ahead"))?;
+        let p = Presentation {
+            id,
+            nhs: a.nhs.value() as i64,
+            attended_at: ts(a.attended_at),
+            org_ods: a.org_ods.clone(),
+            org_name: a.org_name.clone(),
+            setting: a.setting.as_str().to_owned(),
+            unscheduled: a.setting.is_unscheduled(),
+            user_name: a.user_name.clone(),
+        };
+        self.seen.add(p.clone());
+        self.presentations.push((p, a.user_role.clone()));
+        Ok(id)
     }
 
-    /// Queues a notification to an LA about one of its records.
+    /// Queues a notification to an LA about one of its records, at a presentation this
+    /// transaction added (which proves the foreign key PostgreSQL does not check: see
+    /// migration 13).
     pub fn queue_notification(
         &mut self,
         la: LaCode,
@@ -439,10 +603,22 @@ impl HealthTx<'_> {
         plan: PlanType,
         local_ref: Option<&str>,
     ) -> Result<()> {
-        self.tx.execute(
-            "INSERT INTO notifications (la_code, presentation_id, plan_type, local_ref) VALUES (?1, ?2, ?3, ?4)",
-            args![la.as_u16(), presentation, plan.as_str(), local_ref],
-        )?;
+        // Added in id order: a binary search finds it.
+        if self
+            .presentations
+            .binary_search_by_key(&presentation, |(p, _)| p.id)
+            .is_err()
+        {
+            return Err(anyhow!(
+                "a notification at presentation {presentation}, which this transaction did not add"
+            ));
+        }
+        self.notifications.push((
+            la.as_u16(),
+            presentation,
+            plan,
+            local_ref.map(str::to_owned),
+        ));
         Ok(())
     }
 
@@ -458,56 +634,124 @@ impl HealthTx<'_> {
         setting: &str,
         silent: bool,
         result: &str,
-    ) -> Result<()> {
-        let next_id: i64 = self
-            .tx
-            .one("SELECT coalesce(max(id), 0) + 1 FROM access_log", args![])?
-            .get(0)?;
-        let at = ts(at);
+    ) {
+        // The transaction read the newest entry under the write lock: nobody else appends.
         let clean = |s: &str| s.replace('\u{1f}', " ");
-        let (org, user, role, setting, result) = (
-            clean(org),
-            clean(user),
-            clean(role),
-            clean(setting),
-            clean(result),
-        );
-        let nhs = nhs.value() as i64;
+        let mut row = LogRow {
+            id: self.last_id + 1,
+            at: ts(at),
+            nhs: nhs.value() as i64,
+            org: clean(org),
+            user: clean(user),
+            role: clean(role),
+            setting: clean(setting),
+            silent,
+            result: clean(result),
+            prev_hash: std::mem::take(&mut self.last_hash),
+            hash: String::new(),
+        };
         let entry = Entry {
-            id: next_id,
-            at: &at,
-            nhs,
-            org: &org,
-            user: &user,
-            role: &role,
-            setting: &setting,
+            id: row.id,
+            at: &row.at,
+            nhs: row.nhs,
+            org: &row.org,
+            user: &row.user,
+            role: &row.role,
+            setting: &row.setting,
             silent: if silent { "1" } else { "0" },
-            result: &result,
+            result: &row.result,
             written_at: &self.written_at,
         };
-        let hash = entry_hash(&self.last_hash, &entry, HASH_VERSION).expect("a known version");
-        self.tx.execute(
-            "INSERT INTO access_log (id, at, nhs, org_ods, user_name, user_role, setting, silent,
-                result, prev_hash, hash, written_at, hash_version)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-            args![
-                next_id,
-                at,
-                nhs,
-                org,
-                user,
-                role,
-                setting,
-                silent,
-                result,
-                self.last_hash,
-                hash,
-                self.written_at,
-                HASH_VERSION
+        row.hash = entry_hash(&row.prev_hash, &entry, HASH_VERSION).expect("a known version");
+        self.last_hash = row.hash.clone();
+        self.last_id = row.id;
+        self.log.push(row);
+    }
+
+    /// Writes what the look-ups kept, each table in one go (presentations first: the
+    /// notifications refer to them).
+    fn write_kept(&mut self) -> Result<()> {
+        let presentations = std::mem::take(&mut self.presentations);
+        self.tx.insert_rows(
+            "presentations",
+            &[
+                "id",
+                "nhs",
+                "attended_at",
+                "org_ods",
+                "org_name",
+                "setting",
+                "unscheduled",
+                "user_name",
+                "user_role",
+                "file_id",
             ],
+            presentations.iter().map(|(p, role)| {
+                vec![
+                    Arg::Int(p.id),
+                    Arg::Int(p.nhs),
+                    Arg::Text(&p.attended_at),
+                    Arg::Text(&p.org_ods),
+                    Arg::Text(&p.org_name),
+                    Arg::Text(&p.setting),
+                    Arg::Int(i64::from(p.unscheduled)),
+                    Arg::Text(&p.user_name),
+                    Arg::Text(role),
+                    self.file_id.map_or(Arg::Null, Arg::Int),
+                ]
+            }),
         )?;
-        self.last_hash = hash;
-        self.last_id = next_id;
+        let notifications = std::mem::take(&mut self.notifications);
+        self.tx.insert_rows(
+            "notifications",
+            &["la_code", "presentation_id", "plan_type", "local_ref"],
+            notifications
+                .iter()
+                .map(|(la, presentation, plan, local_ref)| {
+                    vec![
+                        Arg::Int((*la).into()),
+                        Arg::Int(*presentation),
+                        Arg::Text(plan.as_str()),
+                        local_ref.as_deref().map_or(Arg::Null, Arg::Text),
+                    ]
+                }),
+        )?;
+        let log = std::mem::take(&mut self.log);
+        self.tx.insert_rows(
+            "access_log",
+            &[
+                "id",
+                "at",
+                "nhs",
+                "org_ods",
+                "user_name",
+                "user_role",
+                "setting",
+                "silent",
+                "result",
+                "prev_hash",
+                "hash",
+                "written_at",
+                "hash_version",
+            ],
+            log.iter().map(|e| {
+                vec![
+                    Arg::Int(e.id),
+                    Arg::Text(&e.at),
+                    Arg::Int(e.nhs),
+                    Arg::Text(&e.org),
+                    Arg::Text(&e.user),
+                    Arg::Text(&e.role),
+                    Arg::Text(&e.setting),
+                    Arg::Int(i64::from(e.silent)),
+                    Arg::Text(&e.result),
+                    Arg::Text(&e.prev_hash),
+                    Arg::Text(&e.hash),
+                    Arg::Text(&self.written_at),
+                    Arg::Int(HASH_VERSION),
+                ]
+            }),
+        )?;
         Ok(())
     }
 
@@ -524,9 +768,15 @@ impl HealthTx<'_> {
             .or_default() += 1;
     }
 
-    /// Registers the attendance file itself (its report is finished later).
+    /// Registers the attendance file itself (its report is finished later): the file of
+    /// every presentation this transaction adds.
     pub fn register_file(&mut self, report: &FileReport, inbound: Option<&str>) -> Result<i64> {
-        super::files::insert_file(&mut self.tx, report, false, inbound)
+        if self.file_id.is_some() {
+            return Err(anyhow!("one attendance file per transaction"));
+        }
+        let id = super::files::insert_file(&mut self.tx, report, false, inbound)?;
+        self.file_id = Some(id);
+        Ok(id)
     }
 
     /// Stores the file's final report and flag response.
@@ -538,7 +788,14 @@ impl HealthTx<'_> {
         Ok(())
     }
 
-    pub fn commit(mut self) -> Result<()> {
+    /// Commits; returns how many rows the look-ups wrote to each table.
+    pub fn commit(mut self) -> Result<[(&'static str, usize); 3]> {
+        let written = [
+            ("presentations", self.presentations.len()),
+            ("notifications", self.notifications.len()),
+            ("access_log", self.log.len()),
+        ];
+        self.write_kept()?;
         for ((day, org), n) in &self.not_found {
             self.tx.execute(
                 "INSERT INTO lookup_counts (day, org_ods, not_found) VALUES (?1, ?2, ?3)
@@ -547,6 +804,7 @@ impl HealthTx<'_> {
                 args![day, org, n],
             )?;
         }
-        self.tx.commit()
+        self.tx.commit()?;
+        Ok(written)
     }
 }

@@ -317,6 +317,30 @@ const MIGRATIONS: &[&str] = &[
         error       TEXT NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 12: costs that follow the day's work, not the years behind it. Each record carries
+    // its current version's end date, so the records a day touches (the open ones; those
+    // ended within the year a look-up shows) are read through partial indexes, never the
+    // closed ones or their history. Versions are found by when the store knew them, so the
+    // state at a past moment is today's with the few later versions undone. Notification
+    // batches by when they were made, files by when they were processed. A verified point
+    // of the access-log chain lets a night check only the entries written since.
+    r#"
+    ALTER TABLE records ADD COLUMN end_date TEXT;
+    UPDATE records SET end_date = (SELECT v.end_date FROM record_versions v WHERE v.id = records.version)
+        WHERE open = 0;
+    CREATE INDEX records_open ON records (la_code, nhs, plan_type, version, fingerprint) WHERE open = 1;
+    CREATE INDEX records_ended ON records (end_date, nhs) WHERE open = 0;
+    CREATE INDEX record_versions_by_known_from ON record_versions (known_from);
+    CREATE INDEX notify_batches_by_created ON notify_batches (created_at);
+    CREATE INDEX notify_batches_unwritten ON notify_batches (id) WHERE written = 0;
+    CREATE INDEX files_by_processed ON files (processed_at);
+    CREATE TABLE access_log_checkpoints (
+        entry_id    INTEGER PRIMARY KEY,
+        entries     INTEGER NOT NULL,
+        hash        TEXT NOT NULL,
+        verified_at TEXT NOT NULL
+    );
+    "#,
 ];
 
 /// How long a command waits for another one's write to finish before giving up.
@@ -468,7 +492,7 @@ impl Store {
                     location: location.clone(),
                     guard: None,
                     turns: Default::default(),
-                };
+                        };
                 pg::migrate(&mut store.db).with_context(|| {
                     format!("cannot prepare the PostgreSQL store {}", target.shown())
                 })?;

@@ -25,6 +25,7 @@ pub const TABLES: &[&str] = &[
     "notify_batches",
     "notifications",
     "access_log",
+    "access_log_checkpoints",
     "lookup_counts",
     "retained",
     "reports",

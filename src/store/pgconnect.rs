@@ -171,17 +171,24 @@ impl Target {
     /// Connects with the TLS this target asks for.
     pub fn connect(&self, config: &postgres::Config) -> Result<postgres::Client> {
         let mut config = config.clone();
+        // Statements are prepared once per connection and run against tables that grow
+        // inside one transaction (an attendance file's presentations): a generic plan made
+        // while a table was nearly empty (a sequential scan) would stay, and each row would
+        // cost more than the last. Custom plans follow the table's size at each execution.
+        let mut ours = "-c plan_cache_mode=force_custom_plan".to_owned();
         if let Some(limit) = self.session_limit {
             // Server-side: a lock is never waited for, nor a transaction left idle, for
             // longer than this (lock_timeout, idle_in_transaction_session_timeout).
             let ms = limit.as_millis().max(1);
-            let ours = format!("-c lock_timeout={ms} -c idle_in_transaction_session_timeout={ms}");
-            let options = match config.get_options() {
-                Some(theirs) => format!("{theirs} {ours}"),
-                None => ours,
-            };
-            config.options(&options);
+            ours.push_str(&format!(
+                " -c lock_timeout={ms} -c idle_in_transaction_session_timeout={ms}"
+            ));
         }
+        let options = match config.get_options() {
+            Some(theirs) => format!("{theirs} {ours}"),
+            None => ours,
+        };
+        config.options(&options);
         let client = if self.mode == SslMode::Disable {
             config.connect(postgres::NoTls)
         } else {

@@ -95,25 +95,86 @@ fn la(code: u16) -> Result<LaCode> {
     LaCode::parse(&format!("{code:03}")).map_err(|e| anyhow!("bad LA in the store: {e}"))
 }
 
+/// Above this many keys, an LA's closed records are read whole rather than looked up.
+const KEYS_LOOKED_UP: usize = 5_000;
+
+fn stored(r: &Row, open: bool) -> Result<StoredRecord> {
+    let nhs: i64 = r.get(1)?;
+    let plan: String = r.get(2)?;
+    Ok(StoredRecord {
+        version: r.get(0)?,
+        key: key(nhs, &plan)?,
+        open,
+        fingerprint: r.get::<i64>(3)? as u64,
+    })
+}
+
 impl Store {
-    /// The current version of every record of an LA, open or closed.
-    pub fn current_records(&mut self, la: LaCode) -> Result<Vec<StoredRecord>> {
+    /// The current version of every open record of an LA (read through the partial index
+    /// of open records: closed ones, however many, are not read).
+    pub fn open_records(&mut self, la: LaCode) -> Result<Vec<StoredRecord>> {
         let mut out = Vec::new();
         self.db().each_row(
-            "SELECT version, nhs, plan_type, open, fingerprint FROM records WHERE la_code = ?1",
+            "SELECT version, nhs, plan_type, fingerprint FROM records
+             WHERE la_code = ?1 AND open = 1",
             args![la.as_u16()],
             &mut |r| {
-                let nhs: i64 = r.get(1)?;
-                let plan: String = r.get(2)?;
-                out.push(StoredRecord {
-                    version: r.get(0)?,
-                    key: key(nhs, &plan)?,
-                    open: r.get(3)?,
-                    fingerprint: r.get::<i64>(4)? as u64,
-                });
+                out.push(stored(r, true)?);
                 Ok(())
             },
         )?;
+        Ok(out)
+    }
+
+    /// The closed records of an LA among `keys` (an extract's keys that are not open: a
+    /// closed record named again is reopened). Looked up by key, so the cost follows the
+    /// keys, not the LA's history; past [`KEYS_LOOKED_UP`] keys (a first load), the LA's
+    /// closed records are read instead, which costs no more than the keys themselves.
+    pub fn closed_records(&mut self, la: LaCode, keys: &[RowKey]) -> Result<Vec<StoredRecord>> {
+        let mut out = Vec::new();
+        if keys.is_empty() {
+            return Ok(out);
+        }
+        let code = la.as_u16();
+        if keys.len() > KEYS_LOOKED_UP {
+            let wanted: rustc_hash::FxHashSet<RowKey> = keys.iter().copied().collect();
+            self.db().each_row(
+                "SELECT version, nhs, plan_type, fingerprint FROM records
+                 WHERE la_code = ?1 AND open = 0",
+                args![code],
+                &mut |r| {
+                    let record = stored(r, false)?;
+                    if wanted.contains(&record.key) {
+                        out.push(record);
+                    }
+                    Ok(())
+                },
+            )?;
+            return Ok(out);
+        }
+        let mut numbers: Vec<i64> = keys.iter().map(|k| k.nhs.value() as i64).collect();
+        numbers.sort_unstable();
+        numbers.dedup();
+        let wanted: rustc_hash::FxHashSet<RowKey> = keys.iter().copied().collect();
+        for chunk in numbers.chunks(super::db::KEYS_PER_STATEMENT) {
+            let mut params: Vec<&dyn Param> = vec![&code];
+            params.extend(chunk.iter().map(|n| n as &dyn Param));
+            self.db().each_row(
+                &format!(
+                    "SELECT version, nhs, plan_type, fingerprint FROM records
+                     WHERE la_code = ?1 AND nhs IN ({}) AND open = 0",
+                    super::db::marks(2, chunk.len())
+                ),
+                &params,
+                &mut |r| {
+                    let record = stored(r, false)?;
+                    if wanted.contains(&record.key) {
+                        out.push(record);
+                    }
+                    Ok(())
+                },
+            )?;
+        }
         Ok(out)
     }
 
@@ -195,13 +256,14 @@ impl Store {
 }
 
 /// A record's columns, as written.
-const RECORD_COLUMNS: [&str; 6] = [
+const RECORD_COLUMNS: [&str; 7] = [
     "la_code",
     "nhs",
     "plan_type",
     "version",
     "open",
     "fingerprint",
+    "end_date",
 ];
 
 /// One version to write, with its dates as text.
@@ -216,6 +278,11 @@ struct NewVersion<'c> {
 /// Writes a file's changes: a new version for each, and the current record moved to it.
 /// In phases, so that each backend writes them in bulk: the fields of records being closed,
 /// ids for the new versions, the versions, the new records, the records moved on.
+///
+/// The foreign keys PostgreSQL does not check (migration 13) hold by construction: a
+/// version's file is `file_id`, registered in this transaction; a record's version is one
+/// written just before in it; a version's previous one is the version its record was at,
+/// which the move proves (a record no longer at it fails the file).
 pub(super) fn write_changes(
     tx: &mut Tx<'_>,
     la: LaCode,
@@ -311,17 +378,7 @@ pub(super) fn write_changes(
         }),
     )
     .context("cannot write the record versions")?;
-    // In the order of RECORD_COLUMNS.
-    let record = |v: &NewVersion<'_>, id: i64| {
-        vec![
-            la_code,
-            Arg::Int(v.change.key.nhs.value() as i64),
-            Arg::Text(v.change.key.plan_type.as_str()),
-            Arg::Int(id),
-            Arg::Int(i64::from(v.fields.is_open())),
-            Arg::Int(v.fields.fingerprint() as i64),
-        ]
-    };
+    let record = |v, id| record_row(la_code, v, id);
     let (new, moved): (Vec<_>, Vec<_>) = versions
         .iter()
         .zip(ids.iter().copied())
@@ -347,6 +404,19 @@ pub(super) fn write_changes(
     Ok(())
 }
 
+/// A record's row, in the order of [`RECORD_COLUMNS`].
+fn record_row<'v>(la_code: Arg<'v>, v: &'v NewVersion<'_>, id: i64) -> Vec<Arg<'v>> {
+    vec![
+        la_code,
+        Arg::Int(v.change.key.nhs.value() as i64),
+        Arg::Text(v.change.key.plan_type.as_str()),
+        Arg::Int(id),
+        Arg::Int(i64::from(v.fields.is_open())),
+        Arg::Int(v.fields.fingerprint() as i64),
+        v.end.as_ref().map_or(Arg::Null, |d| Arg::Text(d.as_str())),
+    ]
+}
+
 /// Moves existing records to their new versions (rows: the record's columns, then the
 /// version it must still be at); none may have moved under this file.
 fn move_records<'r>(
@@ -361,7 +431,8 @@ fn move_records<'r>(
         // Staged, then moved by one statement.
         tx.batch(
             "CREATE TEMP TABLE IF NOT EXISTS record_moves (la_code BIGINT, nhs BIGINT,
-                 plan_type TEXT, version BIGINT, open BIGINT, fingerprint BIGINT, previous BIGINT)
+                 plan_type TEXT, version BIGINT, open BIGINT, fingerprint BIGINT, end_date TEXT,
+                 previous BIGINT)
                  ON COMMIT DELETE ROWS",
         )?;
         tx.insert_rows(
@@ -370,7 +441,8 @@ fn move_records<'r>(
             rows,
         )?;
         tx.execute(
-            "UPDATE records r SET version = m.version, open = m.open, fingerprint = m.fingerprint
+            "UPDATE records r SET version = m.version, open = m.open, fingerprint = m.fingerprint,
+                 end_date = m.end_date
              FROM record_moves m
              WHERE r.la_code = m.la_code AND r.nhs = m.nhs AND r.plan_type = m.plan_type
                AND r.version = m.previous",
@@ -381,8 +453,8 @@ fn move_records<'r>(
         for row in rows {
             let params: Vec<&dyn Param> = row.iter().map(|a| a as &dyn Param).collect();
             n += tx.execute(
-                "UPDATE records SET version = ?4, open = ?5, fingerprint = ?6
-                 WHERE la_code = ?1 AND nhs = ?2 AND plan_type = ?3 AND version = ?7",
+                "UPDATE records SET version = ?4, open = ?5, fingerprint = ?6, end_date = ?7
+                 WHERE la_code = ?1 AND nhs = ?2 AND plan_type = ?3 AND version = ?8",
                 &params,
             )?;
         }

@@ -4,7 +4,8 @@
 //! a past day, rebuilt later, says what the report written that night said.
 
 use super::db::{args, Db, Param, Row, Sql};
-use super::{parse_ts, ts, LogHead, Store};
+use super::health::ChainPoint;
+use super::{parse_ts, ts, Store};
 use crate::core::codes::Code;
 use crate::core::dq::{
     Day, HealthRejected, LaDay, LaFigures, LatestFile, LogCheck, Outcomes, QuarantinedFile,
@@ -59,11 +60,18 @@ pub struct Trends {
     pub per_la: BTreeMap<LaCode, Vec<LaDay>>,
 }
 
-/// The record versions current at `?1` (the newest known by then of each record).
-const CURRENT_AT: &str = "cur AS (
-    SELECT v.* FROM record_versions v
-    WHERE v.known_from <= ?1
-      AND NOT EXISTS (SELECT 1 FROM record_versions s WHERE s.previous = v.id AND s.known_from <= ?1))";
+/// The records open at `?1`, as (`la_code`, `nhs`, `plan_type`, `version`): today's open
+/// records that no version known since `?1` replaced, and, for each record a later version
+/// replaced, the version current at `?1` (the predecessor of the first later one) if it was
+/// open. It reads the open records and the versions known since `?1` (by index): the work
+/// done since, never the years of closed records and their history.
+const OPEN_AT: &str = "recent AS (SELECT id, previous FROM record_versions WHERE known_from > ?1),
+    open_at AS (
+      SELECT c.la_code, c.nhs, c.plan_type, c.version FROM records c
+       WHERE c.open = 1 AND c.version NOT IN (SELECT id FROM recent)
+      UNION ALL
+      SELECT p.la_code, p.nhs, p.plan_type, p.id FROM recent r JOIN record_versions p ON p.id = r.previous
+       WHERE p.known_from <= ?1 AND p.end_date IS NULL)";
 
 /// A file's codes: its file errors, then its row error codes by count (most first).
 const CODES: &str = "SELECT code, n FROM (
@@ -208,8 +216,7 @@ impl Store {
             conn,
             &mut out,
             &format!(
-                "WITH {CURRENT_AT} SELECT la_code, plan_type, count(*) FROM cur
-                 WHERE end_date IS NULL GROUP BY 1, 2"
+                "WITH {OPEN_AT} SELECT la_code, plan_type, count(*) FROM open_at GROUP BY 1, 2"
             ),
             at_end,
             |f, r| {
@@ -293,7 +300,7 @@ impl Store {
             conn,
             &mut out,
             &format!(
-                "WITH {CURRENT_AT}, open AS (SELECT la_code, nhs FROM cur WHERE end_date IS NULL)
+                "WITH {OPEN_AT}, open AS (SELECT la_code, nhs FROM open_at)
                  SELECT la_code, count(*) FROM open WHERE nhs IN
                     (SELECT nhs FROM open GROUP BY nhs HAVING count(DISTINCT la_code) > 1)
                  GROUP BY la_code"
@@ -308,8 +315,9 @@ impl Store {
             conn,
             &mut out,
             &format!(
-                "WITH {CURRENT_AT} SELECT la_code, count(*) FROM cur
-                 WHERE end_date IS NULL AND plan_type = 'UCPP' AND expected_delivery < ?2 GROUP BY la_code"
+                "WITH {OPEN_AT} SELECT o.la_code, count(*) FROM open_at o
+                 JOIN record_versions v ON v.id = o.version
+                 WHERE o.plan_type = 'UCPP' AND v.expected_delivery < ?2 GROUP BY o.la_code"
             ),
             args![to_s, edd_before.to_string()],
             |f, r| {
@@ -335,13 +343,19 @@ impl Store {
         each_figure(
             conn,
             &mut out,
-            "SELECT n.la_code, count(*) FROM notifications n
-             JOIN presentations p ON p.id = n.presentation_id
+            // Found from the notifications in no batch and the batches made since or not
+            // written (by index), never the years of notifications written long ago.
+            "WITH pending AS (
+                SELECT n.la_code, n.presentation_id FROM notifications n WHERE n.batch_id IS NULL
+                UNION ALL
+                SELECT n.la_code, n.presentation_id FROM notifications n
+                 WHERE n.batch_id IN (SELECT id FROM notify_batches WHERE created_at > ?1
+                                      UNION SELECT id FROM notify_batches WHERE written = 0))
+             SELECT q.la_code, count(*) FROM pending q
+             JOIN presentations p ON p.id = q.presentation_id
              LEFT JOIN files f ON f.id = p.file_id
-             LEFT JOIN notify_batches b ON b.id = n.batch_id
              WHERE coalesce(f.processed_at, p.attended_at) <= ?1
-               AND (n.batch_id IS NULL OR b.created_at > ?1 OR b.written = 0)
-             GROUP BY n.la_code",
+             GROUP BY q.la_code",
             at_end,
             |f, r| {
                 f.notifications_pending = r.get(1)?;
@@ -473,34 +487,54 @@ impl Store {
                 })
                 .count() as u64;
         }
-        // Open records at each day's end: every open version is current from its
-        // known_from until its successor's.
+        // Open records at each day's end: those open at the last day's end, with the
+        // versions known during the window undone day by day (each replaced its
+        // predecessor when the store knew it). Only the window's versions are read.
+        let mut open_at_last: BTreeMap<(i64, usize), i64> = BTreeMap::new();
         conn.each_row(
-            "SELECT v.la_code, v.plan_type, v.known_from,
-                    (SELECT min(s.known_from) FROM record_versions s WHERE s.previous = v.id)
-             FROM record_versions v WHERE v.end_date IS NULL AND v.known_from <= ?1",
+            &format!(
+                "WITH {OPEN_AT} SELECT la_code, plan_type, count(*) FROM open_at GROUP BY 1, 2"
+            ),
             args![ts(last.to)],
             &mut |r| {
-                let (la, plan, known_from, known_to): (i64, String, String, Option<String>) =
-                    (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
-                let Some(series) = la_of(la).and_then(|la| per_la.get_mut(&la)) else {
-                    return Ok(());
-                };
-                let start =
-                    ends.partition_point(|end| *end < parse_ts(&known_from).unwrap_or(*end));
-                let stop = match known_to {
-                    Some(t) => {
-                        let t = parse_ts(&t)?;
-                        ends.partition_point(|end| *end < t)
-                    }
-                    None => ends.len(),
-                };
-                for d in series.iter_mut().take(stop).skip(start) {
-                    d.open[plan_index(&plan)] += 1;
-                }
+                let (la, plan, n): (i64, String, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+                *open_at_last.entry((la, plan_index(&plan))).or_default() += n;
                 Ok(())
             },
         )?;
+        // Per (LA, plan type): the change in open records each day made, by day.
+        let mut change: BTreeMap<(i64, usize), Vec<i64>> = BTreeMap::new();
+        conn.each_row(
+            "SELECT v.la_code, v.plan_type, v.known_from,
+                    CAST(CASE WHEN v.end_date IS NULL THEN 1 ELSE 0 END AS BIGINT),
+                    CAST(CASE WHEN p.id IS NOT NULL AND p.end_date IS NULL THEN 1 ELSE 0 END AS BIGINT)
+             FROM record_versions v LEFT JOIN record_versions p ON p.id = v.previous
+             WHERE v.known_from > ?1 AND v.known_from <= ?2",
+            args![ts(first.to), ts(last.to)],
+            &mut |r| {
+                let (la, plan, known_from): (i64, String, String) =
+                    (r.get(0)?, r.get(1)?, r.get(2)?);
+                let (now_open, was_open): (i64, i64) = (r.get(3)?, r.get(4)?);
+                let day = day_of(parse_ts(&known_from)?).min(ends.len() - 1);
+                change
+                    .entry((la, plan_index(&plan)))
+                    .or_insert_with(|| vec![0; ends.len()])[day] += now_open - was_open;
+                Ok(())
+            },
+        )?;
+        let keys: std::collections::BTreeSet<(i64, usize)> =
+            open_at_last.keys().chain(change.keys()).copied().collect();
+        for (la, plan) in keys {
+            let Some(series) = la_of(la).and_then(|la| per_la.get_mut(&la)) else {
+                continue;
+            };
+            let mut open = open_at_last.get(&(la, plan)).copied().unwrap_or(0);
+            let changes = change.get(&(la, plan));
+            for (i, d) in series.iter_mut().enumerate().rev() {
+                d.open[plan] = u64::try_from(open).unwrap_or(0);
+                open -= changes.map_or(0, |c| c[i]);
+            }
+        }
         Ok(Trends { national, per_la })
     }
 
@@ -640,7 +674,7 @@ impl Store {
             conn,
             &mut out,
             &format!(
-                "WITH {CURRENT_AT}, open AS (SELECT DISTINCT la_code, nhs FROM cur WHERE end_date IS NULL)
+                "WITH {OPEN_AT}, open AS (SELECT DISTINCT la_code, nhs FROM open_at)
                  SELECT a.la_code, a.nhs, b.la_code FROM open a JOIN open b ON a.nhs = b.nhs AND b.la_code != a.la_code
                  ORDER BY a.la_code, a.nhs, b.la_code"
             ),
@@ -658,18 +692,21 @@ impl Store {
             conn,
             &mut out,
             &format!(
-                "WITH {CURRENT_AT} SELECT la_code, nhs, expected_delivery FROM cur
-                 WHERE end_date IS NULL AND plan_type = 'UCPP' AND expected_delivery < ?2 ORDER BY la_code, nhs"
+                "WITH {OPEN_AT} SELECT o.la_code, o.nhs, v.expected_delivery FROM open_at o
+                 JOIN record_versions v ON v.id = o.version
+                 WHERE o.plan_type = 'UCPP' AND v.expected_delivery < ?2 ORDER BY o.la_code, o.nhs"
             ),
             args![to_s, edd_before.to_string()],
             |r| {
                 let (nhs, edd): (i64, String) = (r.get(1)?, r.get(2)?);
-                Ok(crate::core::date::parse_iso_date(&edd).map(|expected_delivery| {
-                    DqItem::UcppPastEdd {
-                        nhs: full(nhs),
-                        expected_delivery,
-                    }
-                }))
+                Ok(
+                    crate::core::date::parse_iso_date(&edd).map(|expected_delivery| {
+                        DqItem::UcppPastEdd {
+                            nhs: full(nhs),
+                            expected_delivery,
+                        }
+                    }),
+                )
             },
         )?;
         Ok(out)
@@ -700,34 +737,75 @@ impl Store {
     }
 
     /// The access log at `at`: entries and head by then, and whether their chain checks.
-    pub fn access_log_at(&mut self, at: DateTime<Utc>) -> Result<LogCheck> {
+    /// The chain is walked from the newest checkpoint at or before the head whose entry
+    /// still has the hash it had when it was verified (the genesis if none), so a night
+    /// walks only what was written since the last; a head that verifies becomes a
+    /// checkpoint. `audit verify` still walks the whole chain.
+    pub fn access_log_at(&mut self, at: DateTime<Utc>, now: DateTime<Utc>) -> Result<LogCheck> {
         // The entries written by then (entries from before migration 9: by their `at`) are a
-        // prefix of the chain; its head is the last of them.
-        let r = self.db().one(
-            "WITH head AS (SELECT max(id) AS id FROM access_log WHERE coalesce(written_at, at) <= ?1)
-             SELECT (SELECT count(*) FROM access_log WHERE id <= (SELECT id FROM head)),
-                    (SELECT hash FROM access_log WHERE id = (SELECT id FROM head)),
-                    (SELECT id FROM head)",
-            args![ts(at)],
-        )?;
-        let (entries, hash, last): (i64, Option<String>, Option<i64>) =
-            (r.get(0)?, r.get(1)?, r.get(2)?);
-        let head = LogHead {
-            entries: entries as u64,
-            hash: hash.unwrap_or_else(|| super::health::GENESIS.to_owned()),
-        };
-        // The chain as it stood then, so that a rebuilt report says what that night's did.
-        let verified = match self.verify_access_log_upto(last.unwrap_or(0))? {
-            (_, None) => Ok(()),
-            (_, Some(id)) => Err(format!(
+        // prefix of the chain: its head is the newest of them, found from the end.
+        let last: i64 = self
+            .db()
+            .value(
+                "SELECT id FROM access_log WHERE coalesce(written_at, at) <= ?1
+                 ORDER BY id DESC LIMIT 1",
+                args![ts(at)],
+            )?
+            .unwrap_or(0);
+        let checkpoint = self
+            .db()
+            .row(
+                "SELECT c.entry_id, c.entries, c.hash, l.hash_version FROM access_log_checkpoints c
+                 JOIN access_log l ON l.id = c.entry_id AND l.hash = c.hash
+                 WHERE c.entry_id <= ?1 ORDER BY c.entry_id DESC LIMIT 1",
+                args![last],
+            )?
+            .map(|r| -> Result<(u64, ChainPoint)> {
+                Ok((
+                    r.get(1)?,
+                    ChainPoint {
+                        entry_id: r.get(0)?,
+                        hash: r.get(2)?,
+                        hash_version: r.get(3)?,
+                    },
+                ))
+            })
+            .transpose()?;
+        let (before, from) = checkpoint.unwrap_or((0, ChainPoint::genesis()));
+        let walk = self.walk_access_log(from, last)?;
+        let entries = before + walk.entries;
+        let verified = match walk.broken {
+            None => {
+                if walk.entries > 0 {
+                    self.checkpoint_access_log(entries, &walk.end, now)?;
+                }
+                Ok(())
+            }
+            Some(id) => Err(format!(
                 "entry {id} does not match its hash or its predecessor (cpis-gateway audit verify)"
             )),
         };
         Ok(LogCheck {
-            entries: head.entries,
-            head: head.hash,
+            entries,
+            head: walk.end.hash,
             verified,
         })
+    }
+
+    /// Records that the chain up to `point` (`entries` entries) verified.
+    fn checkpoint_access_log(
+        &mut self,
+        entries: u64,
+        point: &ChainPoint,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut tx = self.write()?;
+        tx.execute(
+            "INSERT INTO access_log_checkpoints (entry_id, entries, hash, verified_at)
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (entry_id) DO NOTHING",
+            args![point.entry_id, entries as i64, point.hash, ts(now)],
+        )?;
+        tx.commit()
     }
 }
 

@@ -757,6 +757,96 @@ fn a_query_never_shows_presentations_after_its_moment() {
 }
 
 #[test]
+fn each_row_sees_exactly_the_presentations_before_it_whatever_the_order_of_the_rows() {
+    let site = Site::new();
+    // Thirty presentations of child 1 long before the next file (more than a flag shows),
+    // one within its window and one after two of its rows' moments.
+    let mut earlier: Vec<(u64, String, &str, String)> = (0..30)
+        .map(|i| {
+            (
+                1,
+                format!("2026-11-15T{:02}:{:02}:00+00:00", 10 + i / 6, i % 6 * 10),
+                "ED",
+                format!("Dr A{i}"),
+            )
+        })
+        .collect();
+    earlier.push((1, "2026-11-20T06:00:00+00:00".into(), "ED", "Dr C".into()));
+    earlier.push((1, "2026-11-21T13:00:00+00:00".into(), "ED", "Dr D".into()));
+    earlier.push((1, "2026-11-21T11:00:00+00:00".into(), "GP", "Dr E".into()));
+    let rows: Vec<(u64, &str, &str, &str)> = earlier
+        .iter()
+        .map(|(c, at, s, u)| (*c, at.as_str(), *s, u.as_str()))
+        .collect();
+    assert_eq!(
+        site.attend("20261122T080000", &rows)["attendance"]["flagged"],
+        33
+    );
+    // Out of time order: each row sees what the store held before it, its own file's
+    // earlier rows included, never a later row's.
+    let later = [
+        (1, "2026-11-21T12:00:00+00:00", "ED", "Dr B"),
+        (1, "2026-11-20T12:00:00+00:00", "ED", "Dr B"),
+        (1, "2026-11-21T12:30:00+00:00", "ED", "Dr B"),
+        (1, "2026-11-19T12:00:00+00:00", "GP", "Dr B"),
+    ];
+    site.attend("20261122T085900", &later);
+    let flags = site.flags("20261122T085900");
+    let flagged = flags["flagged"].as_array().unwrap();
+    assert_eq!(flagged.len(), 4);
+    // The model: every unscheduled presentation so far, newest first up to the moment.
+    let stamp = |at: &str| {
+        chrono::DateTime::parse_from_rfc3339(at)
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    };
+    let mut so_far: Vec<String> = earlier
+        .iter()
+        .filter(|(_, _, s, _)| *s == "ED")
+        .map(|(_, at, _, _)| stamp(at))
+        .collect();
+    for (row, (_, at, setting, _)) in flagged.iter().zip(later) {
+        let mut expect: Vec<String> = so_far
+            .iter()
+            .filter(|t| **t <= stamp(at))
+            .cloned()
+            .collect();
+        expect.sort_unstable_by(|a, b| b.cmp(a));
+        expect.truncate(25);
+        let shown: Vec<&str> = row["presentations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["attended_at"].as_str().unwrap())
+            .collect();
+        assert_eq!(shown, expect, "row {}", row["row"]);
+        if setting == "ED" {
+            so_far.push(stamp(at));
+        }
+    }
+    // Dr B's first two views are more than a day apart; the third is within a day of the
+    // first; the GP view is a silent read.
+    let notified: Vec<&Value> = flagged.iter().map(|r| &r["notified"]).collect();
+    assert_eq!(
+        notified,
+        [
+            &serde_json::json!(["919"]),
+            &serde_json::json!(["919"]),
+            &serde_json::json!([]),
+            &serde_json::json!([])
+        ]
+    );
+    assert_eq!(site.sql("SELECT count(*) FROM presentations"), 37);
+    assert_eq!(site.sql("SELECT count(*) FROM access_log"), 37);
+    let out = gateway(site.path())
+        .args(["audit", "verify"])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+}
+
+#[test]
 fn the_access_log_head_catches_a_cut_or_a_rewritten_log() {
     let site = Site::new();
     site.attend(

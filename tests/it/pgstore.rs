@@ -58,7 +58,7 @@ fn store_copy_moves_a_store_into_postgres_verified_once() {
     assert_ok(&out);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("copied and verified: 20 tables"),
+        stdout.contains("copied and verified: 21 tables"),
         "{stdout}"
     );
     for table in [
@@ -76,7 +76,7 @@ fn store_copy_moves_a_store_into_postgres_verified_once() {
             "{table}"
         );
     }
-    assert_eq!(pg.query("SELECT version FROM schema_version"), "11");
+    assert_eq!(pg.query("SELECT version FROM schema_version"), "12");
     // The same history, hash chain and all.
     let chain = "SELECT string_agg(hash, ',' ORDER BY id) FROM access_log";
     let sqlite_chain = Command::new("sqlite3")
