@@ -290,7 +290,8 @@ impl Gateway<'_> {
         response_json.push(b'\n');
         let response_text = String::from_utf8_lossy(&response_json).into_owned();
         tx.finish_file(id, &report, &response_text)?;
-        tx.commit()?;
+        let written = tx.commit()?;
+        self.store.wrote(&written);
         if self.fault == Some(crate::sys::fault::Fault::AbortAfterCommit) {
             std::process::abort();
         }
@@ -353,7 +354,8 @@ impl Gateway<'_> {
         let mut tx = self.store.health_tx(self.clock.now())?;
         tx.read_ahead(std::slice::from_ref(a))?;
         let found = look_up(&mut tx, a)?;
-        tx.commit()?;
+        let written = tx.commit()?;
+        self.store.wrote(&written);
         Ok(found)
     }
 

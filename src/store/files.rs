@@ -297,6 +297,10 @@ impl Store {
             self.conn()?
                 .pragma_update(None, "cache_size", super::CACHE_KIB)?;
         }
+        if result.is_ok() {
+            let n = changes.len();
+            self.wrote(&[("records", n), ("record_versions", n)]);
+        }
         result
     }
 

@@ -788,7 +788,8 @@ impl HealthTx<'_> {
         Ok(())
     }
 
-    /// Commits; returns how many rows the look-ups wrote to each table.
+    /// Commits; returns how many rows the look-ups wrote to each table (for
+    /// [`Store::wrote`]).
     pub fn commit(mut self) -> Result<[(&'static str, usize); 3]> {
         let written = [
             ("presentations", self.presentations.len()),

@@ -44,7 +44,8 @@ pub const TABLES: &[&str] = &[
 const REFUSE: &str = "CREATE FUNCTION cpis_refuse() RETURNS trigger LANGUAGE plpgsql AS
     $$ BEGIN RAISE EXCEPTION '%', TG_ARGV[0]; END $$;";
 
-/// One SQLite migration in PostgreSQL's dialect.
+/// One SQLite migration in PostgreSQL's dialect (lines starting `-- postgres: ` are
+/// statements for PostgreSQL alone).
 pub fn pg_dialect(sqlite: &str) -> String {
     let mut out = String::with_capacity(sqlite.len() + 64);
     let mut rest = sqlite;
@@ -67,6 +68,8 @@ pub fn pg_dialect(sqlite: &str) -> String {
         rest = &rest[end..];
     }
     out.push_str(rest);
+    // Statements for PostgreSQL alone: comments to SQLite.
+    let out = out.replace("-- postgres: ", "");
     let out = collate_c(&out);
     out.replace(") WITHOUT ROWID;", ");")
         // A flag is a BIGINT, not a boolean, in PostgreSQL.
@@ -340,6 +343,8 @@ mod tests {
             pg.contains("CREATE TRIGGER t_no_delete BEFORE DELETE ON t FOR EACH ROW EXECUTE FUNCTION cpis_refuse('it is kept');"),
             "{pg}"
         );
+        let only = pg_dialect("-- a comment\n    -- postgres: ALTER TABLE t DROP CONSTRAINT c;\n");
+        assert_eq!(only, "-- a comment\n    ALTER TABLE t DROP CONSTRAINT c;\n");
         for sql in MIGRATIONS {
             let pg = pg_dialect(sql);
             assert!(
