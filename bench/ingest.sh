@@ -4,13 +4,15 @@
 #   2. daily national refresh: the next day's 153 files, ~1% gone, 2% changed, 1% new
 #      (target < 0.3 s)
 #   3. a single 1,000,000-row file's first ingest (target >= 400,000 rows/s)
-# and the bare-parse baseline of the same 1,000,000-row file for comparison.
+# and, beside it, the floors of the same 1,000,000-row file: a bare `csv` pass, and a bare
+# SQLite program inserting its sorted rows into equivalent tables in one transaction
+# (examples/bare_store; issue 22's target: the first ingest within 1.25x of it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=bench/out/ingest
 rm -rf "$out"
 mkdir -p "$out"
-cargo build --release --quiet --bin cpis-gateway --example ingest_bench --example bare_csv
+cargo build --release --quiet --bin cpis-gateway --example ingest_bench --example bare_csv --example bare_store
 bin=target/release/cpis-gateway
 $bin gen national --rows 150000 --at 20261120T020000 --out "$out/src/day0" >/dev/null
 $bin gen national --rows 150000 --at 20261121T020000 --day 1 --out "$out/src/day1" >/dev/null
@@ -28,4 +30,6 @@ sync
 /usr/bin/time -f "peak RSS %M KB" target/release/examples/ingest_bench "$out/run/root1" "$out/run/one"
 echo "== bare csv pass over the same file"
 target/release/examples/bare_csv "$out/src/one/"*.csv
+echo "== bare SQLite inserts of the same rows (read, sort, two tables, one transaction)"
+target/release/examples/bare_store sqlite "$out/run/bare.sqlite" "$out/src/one/"*.csv
 rm -rf "$out/run"

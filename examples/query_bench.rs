@@ -1,7 +1,8 @@
 //! `query` latency, warm, in process (SPEC 11: p99 under 1 ms): N look-ups of children from
 //! an attendance file (flagged and not), each recorded as the CLI records it.
 //!
-//! `cargo run --release --example query_bench -- ROOT ATTENDANCE.csv [N]`
+//! `cargo run --release --example query_bench -- ROOT ATTENDANCE.csv [N]` (on PostgreSQL
+//! with the store's URL in `CPIS_GATEWAY_STORE_URL`, as the gateway takes it)
 
 use cpis_gateway::config::Config;
 use cpis_gateway::core::attendance::{Attendance, Setting};
@@ -26,10 +27,14 @@ fn main() -> anyhow::Result<()> {
         .transpose()?
         .unwrap_or(20_000);
     let root = std::path::absolute(&root)?;
-    let text = format!(
+    let mut text = format!(
         "[gateway]\nroot = {:?}\n[[health_org]]\nods = \"RWG\"\nname = \"West Herts\"\n",
         root.display().to_string()
     );
+    // The store the gateway would use: PostgreSQL if its URL is in the environment.
+    if let Ok(url) = std::env::var(cpis_gateway::config::STORE_URL_ENV) {
+        text.push_str(&format!("[store]\nurl = {url:?}\n"));
+    }
     let config = Config::parse(&text, &root, "bench")?;
     let clock = SystemClock;
     let mut gateway = Gateway::open(&config, &clock)?;

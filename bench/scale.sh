@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# Costs at scale (issue 22): does the daily work stay flat as years of history pile up?
+#
+# For each backend (SQLite, then PostgreSQL) and each amount of closed history (default
+# 0, 500,000 and 1,500,000 closed records), a store is built by the gateway itself
+# (`run --once` with the clock set by CPIS_GATEWAY_NOW), the same way every time:
+#   1. a national extract 800 days back listing 150,000 children plus the history's;
+#   2. 400 days back, the 150,000 only: the others are closed by absence (the bench's
+#      config lets an extract close them all);
+#   3. day 0: the national list today;
+# then it times, on that store:
+#   - the daily refresh: day 1's 153 files (149,843 rows, 5,867 records written);
+#   - an attendance file of 40,000 rows, all children on the list (run --once);
+#   - 1,000 look-ups in process (examples/query_bench: median per look-up);
+#   - the nightly report of day 1 (`report --date`).
+# With no history it also times the national first load (step 3 on an empty store), and
+# the report again after 1,000,000 access-log entries (25 attendance files of 40,000
+# flagged rows, the days before). Beside them, in the same run: the bare floors (a `csv`
+# pass over the same rows, and examples/bare_store inserting them into equivalent tables on
+# each backend). It prints each figure, and each ratio to its baseline.
+#
+# Usage: bench/scale.sh [--bin DIR] [--log-on BACKENDS] [CLOSED ...]
+#   --bin DIR: time another build's binary and examples (e.g. an older commit's
+#   target/release); the inputs are always made by this tree's `gen`.
+#   --log-on BACKENDS: where to build the 1,000,000-entry access log ("sqlite postgres" by
+#   default; "" for nowhere: it takes the longest to build).
+# PostgreSQL is Debian's, started here in bench/out on a free 127.0.0.1 port with its
+# default durability, and stopped at the end. About 15 minutes on 2 cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+here=$PWD
+out=$here/bench/out/scale
+bindir=$here/target/release
+log_on="sqlite postgres"
+while [ $# -gt 0 ]; do
+  case $1 in
+    --bin) bindir=$(realpath "$2"); shift 2 ;;
+    --log-on) log_on=$2; shift 2 ;;
+    *) break ;;
+  esac
+done
+levels=${*:-0 500000 1500000}
+cargo build --release --quiet --bin cpis-gateway --example bare_csv --example bare_store --example query_bench
+gen=$here/target/release/cpis-gateway
+bin=$bindir/cpis-gateway
+query_bench=$bindir/examples/query_bench
+rm -rf "$out"
+mkdir -p "$out/src"
+
+# Inputs (the same for every store).
+T_HIST=20240910T020000 T_CLOSE=20251010T020000 T0=20261120T020000 T1=20261121T020000
+for h in $(echo 0 $levels | tr ' ' '\n' | sort -un); do
+  "$gen" gen national --rows $((150000 + h)) --at $T_HIST --out "$out/src/hist-$h" >/dev/null
+done
+"$gen" gen national --rows 150000 --at $T_CLOSE --out "$out/src/close" >/dev/null
+"$gen" gen national --rows 150000 --at $T0 --out "$out/src/day0" >/dev/null
+"$gen" gen national --rows 150000 --at $T1 --day 1 --out "$out/src/day1" >/dev/null
+"$gen" gen attendance --rows 40000 --flagged-share 1 --at 20261122T010000 --out "$out/src/att" >/dev/null
+if [ -n "$log_on" ]; then
+  for d in $(seq 1 25); do
+    at=$(date -u -d "2026-11-20 - $((26 - d)) days" +%Y%m%dT230000)
+    "$gen" gen attendance --rows 40000 --flagged-share 1 --seed $((100 + d)) --at "$at" \
+      --out "$out/src/log/$d" >/dev/null
+  done
+fi
+# Day 1's rows as one CSV file (one header), for the bare csv pass.
+{ head -1 "$(ls "$out/src/day1/"*.csv | head -1)"; tail -q -n +2 "$out/src/day1/"*.csv; } >"$out/day1-all.csv"
+
+# PostgreSQL.
+pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mkdir -p "$out/pg"
+as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+[ "$(id -u)" -eq 0 ] && chown postgres "$out/pg"
+as_pg "$pgbin/initdb" -D "$out/pg/data" -A trust -U postgres >/dev/null
+as_pg "$pgbin/pg_ctl" -D "$out/pg/data" -o "-p $port -k $out/pg -h 127.0.0.1" -l "$out/pg/log" -w start >/dev/null
+trap 'as_pg "$pgbin/pg_ctl" -D "$out/pg/data" -m fast stop >/dev/null' EXIT
+psql() { "$pgbin/psql" -h 127.0.0.1 -p "$port" -U postgres -X -q -tA "$@"; }
+pgurl() { echo "postgres://postgres@127.0.0.1:$port/$1"; }
+
+now() { date +%s.%N; }
+secs() { python3 -c "print(f'{$2 - $1:.3f}')"; }
+# A fresh root (and database), in $root and $url.
+fresh() {
+  root=$out/run/$1
+  rm -rf "$root" && mkdir -p "$root"
+  printf '[gateway]\nroot = "var"\nsettle_ms = 0\nmax_closure_share = 1.0\n[[health_org]]\nods = "RWG"\nname = "West Hertfordshire Teaching Hospitals NHS Trust"\n' \
+    >"$root/config.toml"
+  url=
+  if [ "$backend" = postgres ]; then
+    psql -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1"
+    url=$(pgurl "$1")
+  fi
+  gw init >/dev/null
+}
+gw() { (cd "$root" && CPIS_GATEWAY_STORE_URL=$url "$bin" "$@"); }
+# Puts a folder's files into their mailboxes.
+put() {
+  local f name box
+  for f in "$1"/*.csv; do
+    name=${f##*/}
+    box=${name#CPIS_*_}
+    box=${box%%_*}
+    case $name in CPIS_EXTRACT_*) box=LA$box ;; esac
+    cp "$f" "$root/var/mailboxes/$box/in/"
+  done
+}
+# Runs the daemon once at time $1 (what is timed).
+run_at() {
+  CPIS_GATEWAY_NOW=$1 gw run --once >/dev/null 2>"$root/stage.err" || {
+    echo "run at $1 failed:" >&2; tail -5 "$root/stage.err" >&2; exit 1; }
+}
+stage() { put "$1"; run_at "$2"; }
+timed() { local t0; t0=$(now); "$@" >/dev/null; secs "$t0" "$(now)"; }
+
+declare -A fig
+for backend in sqlite postgres; do
+  for h in $levels; do
+    fresh "s_${backend}_$h"
+    stage "$out/src/hist-$h" 2024-09-10T03:00:00Z
+    stage "$out/src/close" 2025-10-10T03:00:00Z
+    if [ "$h" = "$(echo $levels | cut -d' ' -f1)" ] && [ "$h" = 0 ]; then
+      # The national first load: day 0 into an empty store of its own.
+      keep_root=$root keep_url=$url
+      fresh "f_${backend}"
+      put "$out/src/day0"
+      fig[$backend,first]=$(timed run_at 2026-11-20T03:00:00Z)
+      root=$keep_root url=$keep_url
+    fi
+    stage "$out/src/day0" 2026-11-20T03:00:00Z
+    put "$out/src/day1"
+    fig[$backend,$h,refresh]=$(timed run_at 2026-11-21T03:00:00Z)
+    put "$out/src/att"
+    fig[$backend,$h,attendance]=$(timed run_at 2026-11-22T01:30:00Z)
+    looked=$(cd "$root" && CPIS_GATEWAY_STORE_URL=$url "$query_bench" var "$out/src/att/"*.csv 1000)
+    # Every child of the file was on the list: look-ups that flag nobody read another store.
+    case $looked in *"(0 flagged)"*|"") echo "look-ups on $backend did not flag the listed children: $looked" >&2; exit 1 ;; *) ;; esac
+    fig[$backend,$h,lookup]=$(echo "$looked" | sed -n 's/.*p50 \([0-9]*\) µs.*/\1/p')
+    fig[$backend,$h,report]=$(CPIS_GATEWAY_NOW=2026-11-22T02:00:00Z timed gw report --date 2026-11-21)
+    echo "$backend, $h closed: refresh ${fig[$backend,$h,refresh]} s, attendance ${fig[$backend,$h,attendance]} s, look-up p50 ${fig[$backend,$h,lookup]} µs, report ${fig[$backend,$h,report]} s"
+  done
+  if [[ " $log_on " == *" $backend "* ]]; then
+    fresh "l_${backend}"
+    stage "$out/src/hist-0" 2024-09-10T03:00:00Z
+    stage "$out/src/close" 2025-10-10T03:00:00Z
+    t0=$(now)
+    for d in $(seq 1 25); do
+      stage "$out/src/log/$d" "$(date -u -d "2026-11-20 - $((25 - d)) days" +%Y-%m-%d)T00:30:00Z"
+    done
+    fig[$backend,logbuild]=$(secs "$t0" "$(now)")
+    stage "$out/src/day0" 2026-11-20T03:00:00Z
+    stage "$out/src/day1" 2026-11-21T03:00:00Z
+    stage "$out/src/att" 2026-11-22T01:30:00Z
+    fig[$backend,log,report]=$(CPIS_GATEWAY_NOW=2026-11-22T02:00:00Z timed gw report --date 2026-11-21)
+    entries=$(gw status --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_log"]["entries"])')
+    echo "$backend, $entries access-log entries (built in ${fig[$backend,logbuild]} s): report ${fig[$backend,log,report]} s"
+  fi
+done
+
+# The floors, in the same run.
+fig[floor,csv]=$("$here/target/release/examples/bare_csv" "$out/day1-all.csv" | sed -n 's/.* in \([0-9.]*\) s.*/\1/p')
+rm -f "$out/bare.sqlite"*
+fig[floor,sqlite]=$("$here/target/release/examples/bare_store" sqlite "$out/bare.sqlite" "$out/src/day0/"*.csv | sed -n 's/.* in \([0-9.]*\) s.*/\1/p')
+psql -c "DROP DATABASE IF EXISTS bare" -c "CREATE DATABASE bare"
+fig[floor,postgres]=$("$here/target/release/examples/bare_store" postgres "$(pgurl bare)" "$out/src/day0/"*.csv | sed -n 's/.* in \([0-9.]*\) s.*/\1/p')
+
+ratio() { python3 -c "print(f'{$1 / $2:.2f}x')"; }
+first=$(echo $levels | cut -d' ' -f1)
+echo
+echo "== ratios (each against its baseline in this run)"
+for backend in sqlite postgres; do
+  for h in $levels; do
+    [ "$h" = "$first" ] && continue
+    echo "$backend, $h closed against $first: refresh $(ratio ${fig[$backend,$h,refresh]} ${fig[$backend,$first,refresh]}), look-up $(ratio ${fig[$backend,$h,lookup]} ${fig[$backend,$first,lookup]}), attendance $(ratio ${fig[$backend,$h,attendance]} ${fig[$backend,$first,attendance]}), report $(ratio ${fig[$backend,$h,report]} ${fig[$backend,$first,report]})"
+  done
+  if [ -n "${fig[$backend,log,report]:-}" ]; then
+    echo "$backend, report with 1,000,000 access-log entries against none: $(ratio ${fig[$backend,log,report]} ${fig[$backend,$first,report]})"
+  fi
+done
+for h in $levels; do
+  echo "postgres against sqlite, $h closed: refresh $(ratio ${fig[postgres,$h,refresh]} ${fig[sqlite,$h,refresh]}), attendance $(ratio ${fig[postgres,$h,attendance]} ${fig[sqlite,$h,attendance]}), report $(ratio ${fig[postgres,$h,report]} ${fig[sqlite,$h,report]})"
+done
+if [ -n "${fig[sqlite,first]:-}" ]; then
+  echo "national first load: sqlite ${fig[sqlite,first]} s, postgres ${fig[postgres,first]} s ($(ratio ${fig[postgres,first]} ${fig[sqlite,first]})); bare inserts of the same rows: sqlite ${fig[floor,sqlite]} s ($(ratio ${fig[sqlite,first]} ${fig[floor,sqlite]})), postgres ${fig[floor,postgres]} s ($(ratio ${fig[postgres,first]} ${fig[floor,postgres]}))"
+fi
+echo "daily refresh against a bare csv pass over its rows (${fig[floor,csv]} s): sqlite $(ratio ${fig[sqlite,$first,refresh]} ${fig[floor,csv]}), postgres $(ratio ${fig[postgres,$first,refresh]} ${fig[floor,csv]})"
