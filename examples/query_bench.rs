@@ -32,7 +32,10 @@ fn main() -> anyhow::Result<()> {
         root.display().to_string()
     );
     // The store the gateway would use: PostgreSQL if its URL is in the environment.
-    if let Ok(url) = std::env::var(cpis_gateway::config::STORE_URL_ENV) {
+    if let Some(url) = std::env::var(cpis_gateway::config::STORE_URL_ENV)
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+    {
         text.push_str(&format!("[store]\nurl = {url:?}\n"));
     }
     let config = Config::parse(&text, &root, "bench")?;

@@ -266,8 +266,8 @@ fn authorise(
 }
 
 /// Reads and validates every row; file problems go into the report.
-fn read_rows<R: Read>(
-    reader: &mut HashingReader<R>,
+fn read_rows(
+    reader: &mut HashingReader,
     name: &InboundName,
     format: ExtractFormat,
     keep: Keep,

@@ -1,36 +1,103 @@
 //! A reader that hashes what passes through it (sha256), counts it, moves a progress bar,
 //! and can write a copy of every byte as it goes (the archive's copy of an inbound file).
+//!
+//! The reading, hashing and copying run on a thread of their own, a few blocks ahead of
+//! whoever parses what it reads: on two cores a file is parsed and checked while the next
+//! blocks are hashed and copied. The blocks in flight are bounded ([`BLOCKS`] of
+//! [`BLOCK`] bytes), so memory stays flat whatever the file's size.
 
 use indicatif::ProgressBar;
 use sha2::{Digest, Sha256};
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::thread::JoinHandle;
+
+/// The size of a block read at once.
+const BLOCK: usize = 256 * 1024;
+
+/// Blocks read ahead at most (besides the one being parsed).
+const BLOCKS: usize = 4;
+
+/// What the reading thread ends with: the hash, the bytes read, the copy.
+type Done = (String, u64, Option<tempfile::NamedTempFile>);
 
 /// A reader that hashes and counts what passes through it, moves a progress bar, and
 /// writes a copy of every byte it passes on when given a file to copy into.
-pub struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
+pub struct HashingReader {
+    blocks: Receiver<io::Result<Vec<u8>>>,
+    /// Emptied blocks go back to the reading thread.
+    spent: SyncSender<Vec<u8>>,
+    current: Vec<u8>,
+    at: usize,
+    ended: bool,
+    worker: Option<JoinHandle<io::Result<Done>>>,
     bar: ProgressBar,
-    copy: Option<tempfile::NamedTempFile>,
-    read: u64,
 }
 
-impl<R: Read> HashingReader<R> {
-    pub fn new(inner: R, bar: ProgressBar) -> Self {
-        HashingReader {
-            inner,
-            hasher: Sha256::new(),
-            bar,
-            copy: None,
-            read: 0,
-        }
+impl HashingReader {
+    pub fn new<R: Read + Send + 'static>(inner: R, bar: ProgressBar) -> Self {
+        Self::start(inner, bar, None)
     }
 
     /// As [`HashingReader::new`], writing what it reads into `copy` as well.
-    pub fn copying(inner: R, bar: ProgressBar, copy: tempfile::NamedTempFile) -> Self {
+    pub fn copying<R: Read + Send + 'static>(
+        inner: R,
+        bar: ProgressBar,
+        copy: tempfile::NamedTempFile,
+    ) -> Self {
+        Self::start(inner, bar, Some(copy))
+    }
+
+    fn start<R: Read + Send + 'static>(
+        mut inner: R,
+        bar: ProgressBar,
+        mut copy: Option<tempfile::NamedTempFile>,
+    ) -> Self {
+        let (send, blocks) = sync_channel::<io::Result<Vec<u8>>>(BLOCKS);
+        let (spent, back) = sync_channel::<Vec<u8>>(BLOCKS + 2);
+        let progress = bar.clone();
+        let worker = std::thread::spawn(move || -> io::Result<Done> {
+            let mut hasher = Sha256::new();
+            let mut read = 0u64;
+            loop {
+                let mut block = back
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(BLOCK));
+                block.resize(BLOCK, 0);
+                let n = match fill(&mut inner, &mut block) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        let kind = e.kind();
+                        let _ = send.send(Err(e));
+                        return Err(io::Error::new(kind, "reading stopped"));
+                    }
+                };
+                block.truncate(n);
+                hasher.update(&block);
+                if let Some(copy) = &mut copy {
+                    if let Err(e) = copy.write_all(&block) {
+                        let kind = e.kind();
+                        let _ = send.send(Err(e));
+                        return Err(io::Error::new(kind, "copying stopped"));
+                    }
+                }
+                read += n as u64;
+                progress.inc(n as u64);
+                // The last block is the empty one; a dropped reader wants no more.
+                if send.send(Ok(block)).is_err() || n == 0 {
+                    break;
+                }
+            }
+            Ok((hex::encode(hasher.finalize()), read, copy))
+        });
         HashingReader {
-            copy: Some(copy),
-            ..HashingReader::new(inner, bar)
+            blocks,
+            spent,
+            current: Vec::new(),
+            at: 0,
+            ended: false,
+            worker: Some(worker),
+            bar,
         }
     }
 
@@ -41,22 +108,157 @@ impl<R: Read> HashingReader<R> {
 
     /// Reads whatever is left; the hex sha256 of everything read, how many bytes that was,
     /// and the copy (holding exactly those bytes).
-    pub fn finish_copy(mut self) -> io::Result<(String, u64, Option<tempfile::NamedTempFile>)> {
-        io::copy(&mut self, &mut io::sink())?;
+    pub fn finish_copy(mut self) -> io::Result<Done> {
+        while !self.ended {
+            self.next_block()?;
+        }
         self.bar.finish_and_clear();
-        Ok((hex::encode(self.hasher.finalize()), self.read, self.copy))
+        let worker = self.worker.take().expect("finished once");
+        worker
+            .join()
+            .map_err(|_| io::Error::other("the reading thread panicked"))?
+    }
+
+    /// Moves to the next block (an empty one at the end).
+    fn next_block(&mut self) -> io::Result<()> {
+        let spent = std::mem::take(&mut self.current);
+        let _ = self.spent.try_send(spent);
+        self.at = 0;
+        match self.blocks.recv() {
+            Ok(Ok(block)) => {
+                self.ended = block.is_empty();
+                self.current = block;
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                self.ended = true;
+                Err(e)
+            }
+            // The thread ended without a last (empty) block: it failed; its error comes
+            // through the join.
+            Err(_) => {
+                self.ended = true;
+                match self.worker.take().map(JoinHandle::join) {
+                    Some(Ok(Err(e))) => Err(e),
+                    _ => Err(io::Error::other("the reading thread stopped")),
+                }
+            }
+        }
     }
 }
 
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        if let Some(copy) = &mut self.copy {
-            std::io::Write::write_all(copy, &buf[..n])?;
+/// Reads into `block` until it is full or the input ends; how many bytes it holds.
+fn fill(inner: &mut impl Read, block: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < block.len() {
+        match inner.read(&mut block[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
-        self.read += n as u64;
-        self.bar.inc(n as u64);
+    }
+    Ok(n)
+}
+
+impl Read for HashingReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.current.len() {
+            if self.ended {
+                return Ok(0);
+            }
+            self.next_block()?;
+        }
+        let n = buf.len().min(self.current.len() - self.at);
+        buf[..n].copy_from_slice(&self.current[self.at..self.at + n]);
+        self.at += n;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads in uneven pieces, as a parser does.
+    fn read_unevenly(r: &mut HashingReader) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 7919];
+        let mut size = 1;
+        loop {
+            let n = r.read(&mut buf[..size]).unwrap();
+            if n == 0 {
+                return out;
+            }
+            out.extend_from_slice(&buf[..n]);
+            size = (size * 7 + 997) % 7919 + 1;
+        }
+    }
+
+    #[test]
+    fn passes_on_hashes_and_copies_every_byte_whatever_the_sizes() {
+        for len in [
+            0,
+            1,
+            BLOCK - 1,
+            BLOCK,
+            BLOCK + 1,
+            3 * BLOCK + 12345,
+            11 * BLOCK,
+        ] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            let dir = tempfile::tempdir().unwrap();
+            let copy = tempfile::NamedTempFile::new_in(dir.path()).unwrap();
+            let mut r =
+                HashingReader::copying(io::Cursor::new(bytes.clone()), ProgressBar::hidden(), copy);
+            assert_eq!(read_unevenly(&mut r), bytes, "{len}");
+            let (sha, read, copy) = r.finish_copy().unwrap();
+            assert_eq!(sha, hex::encode(Sha256::digest(&bytes)), "{len}");
+            assert_eq!(read, len as u64);
+            assert_eq!(std::fs::read(copy.unwrap().path()).unwrap(), bytes);
+        }
+    }
+
+    #[test]
+    fn finishing_early_reads_the_rest_and_dropping_early_stops_the_thread() {
+        let bytes = vec![7u8; 5 * BLOCK + 3];
+        let mut r = HashingReader::new(io::Cursor::new(bytes.clone()), ProgressBar::hidden());
+        let mut first = [0u8; 10];
+        r.read_exact(&mut first).unwrap();
+        let (sha, read, _) = r.finish_copy().unwrap();
+        assert_eq!(sha, hex::encode(Sha256::digest(&bytes)));
+        assert_eq!(read, bytes.len() as u64);
+        // Dropped with blocks unread: nothing hangs.
+        let mut r = HashingReader::new(io::Cursor::new(bytes), ProgressBar::hidden());
+        r.read_exact(&mut first).unwrap();
+        drop(r);
+    }
+
+    /// Fails after `good` bytes.
+    struct Failing {
+        good: usize,
+    }
+
+    impl Read for Failing {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.good == 0 {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "bad disk"));
+            }
+            let n = buf.len().min(self.good);
+            buf[..n].fill(1);
+            self.good -= n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_read_error_reaches_the_reader_and_finish() {
+        let mut r = HashingReader::new(Failing { good: BLOCK + 5 }, ProgressBar::hidden());
+        let mut all = Vec::new();
+        let e = r.read_to_end(&mut all).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(e.to_string(), "bad disk");
+        let r = HashingReader::new(Failing { good: 3 }, ProgressBar::hidden());
+        assert_eq!(r.finish().unwrap_err().kind(), io::ErrorKind::InvalidData);
     }
 }
