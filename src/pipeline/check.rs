@@ -11,7 +11,7 @@ use crate::core::attendance::{read_attendance, Attendance, AttendanceRules};
 use crate::core::codes::{Code, Severity};
 use crate::core::extract::csv::CsvRows;
 use crate::core::extract::xml::XmlRows;
-use crate::core::extract::{FileProblem, RowSource, SourceError};
+use crate::core::extract::{FileProblem, RawRow, RowBatch, RowSource, SourceError};
 use crate::core::filename::{parse_inbound_name, ExtractFormat, InboundKind, InboundName};
 use crate::core::ids::MailboxId;
 use crate::core::report::{error_rate_problem, FileKind, FileReport};
@@ -331,7 +331,7 @@ fn read_rows(
 }
 
 fn validate_rows(
-    source: &mut dyn RowSource,
+    source: &mut (dyn RowSource + Send),
     la: crate::core::ids::LaCode,
     name: &InboundName,
     keep: Keep,
@@ -340,7 +340,7 @@ fn validate_rows(
     dupes: &mut DuplicateFinder,
 ) -> Result<(), SourceError> {
     let rules = ExtractRules::new(la, name.at, source.dialect());
-    while let Some(raw) = source.next_row()? {
+    each_row_read_ahead(source, &mut |raw| {
         if raw.number > MAX_ROWS {
             return Err(FileProblem::new(
                 Code::TooLarge,
@@ -367,8 +367,56 @@ fn validate_rows(
                 }
             }
         }
-    }
+        Ok(())
+    })?;
     source.finish()
+}
+
+/// Rows a batch holds.
+const BATCH_ROWS: usize = 1024;
+
+/// Calls `check` on every row of `source`, in order, while a thread of its own parses the
+/// rows ahead (a few batches at most: memory stays flat). The first error, the source's or
+/// `check`'s, ends both.
+fn each_row_read_ahead(
+    source: &mut (dyn RowSource + Send),
+    check: &mut dyn FnMut(RawRow<'_>) -> Result<(), SourceError>,
+) -> Result<(), SourceError> {
+    std::thread::scope(|scope| {
+        let (send, batches) = std::sync::mpsc::sync_channel::<Result<RowBatch, SourceError>>(2);
+        let (spent, back) = std::sync::mpsc::sync_channel::<RowBatch>(4);
+        scope.spawn(move || loop {
+            let mut batch = back.try_recv().unwrap_or_default();
+            batch.clear();
+            let mut ended = false;
+            while batch.len() < BATCH_ROWS {
+                match source.next_row() {
+                    Ok(Some(raw)) => batch.push(&raw),
+                    Ok(None) => {
+                        ended = true;
+                        break;
+                    }
+                    Err(e) => {
+                        let _ = send.send(Err(e));
+                        return;
+                    }
+                }
+            }
+            // A checker that stopped wants no more.
+            if (!batch.is_empty() && send.send(Ok(batch)).is_err()) || ended {
+                return;
+            }
+        });
+        // Returning drops `batches`: a reader waiting to hand over a batch stops too.
+        for batch in batches {
+            let batch = batch?;
+            for raw in batch.rows() {
+                check(raw)?;
+            }
+            let _ = spent.try_send(batch);
+        }
+        Ok(())
+    })
 }
 
 /// Rejects every row of a repeated key (SPEC 2.4: both rows are rejected).

@@ -122,6 +122,53 @@ impl<'a> RawRow<'a> {
     }
 }
 
+/// Rows as read, owned, in one buffer: what the reading thread hands the checking one.
+/// Cleared and filled again, it allocates nothing once it has held its largest rows.
+#[derive(Debug, Default)]
+pub struct RowBatch {
+    text: String,
+    rows: Vec<BatchedRow>,
+}
+
+/// A row of a [`RowBatch`]: its number, its line, where each field is in the text.
+type BatchedRow = (u64, Option<u64>, [Option<(u32, u32)>; COLUMN_COUNT]);
+
+impl RowBatch {
+    pub fn clear(&mut self) {
+        self.text.clear();
+        self.rows.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Copies a row in. A batch holds at most 4 GiB of text (rows are capped far below).
+    pub fn push(&mut self, row: &RawRow<'_>) {
+        let spans = row.fields.map(|field| {
+            field.map(|text| {
+                let start = self.text.len();
+                self.text.push_str(text);
+                (start as u32, self.text.len() as u32)
+            })
+        });
+        self.rows.push((row.number, row.line, spans));
+    }
+
+    /// The rows, as they were read.
+    pub fn rows(&self) -> impl Iterator<Item = RawRow<'_>> {
+        self.rows.iter().map(|(number, line, spans)| RawRow {
+            number: *number,
+            line: *line,
+            fields: spans.map(|span| span.map(|(a, b)| &self.text[a as usize..b as usize])),
+        })
+    }
+}
+
 /// A problem that rejects the whole file.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FileProblem {
@@ -179,5 +226,41 @@ pub fn shown(value: &str) -> String {
     match value.char_indices().nth(MAX) {
         Some((cut, _)) => format!("{:?}…", &value[..cut]),
         None => format!("{value:?}"),
+    }
+}
+
+#[cfg(test)]
+mod batch_tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_gives_back_each_row_as_it_was_pushed_and_can_be_refilled() {
+        let mut batch = RowBatch::default();
+        for round in 0..2 {
+            batch.clear();
+            let rows: Vec<(u64, Option<u64>, [Option<String>; COLUMN_COUNT])> = (0..50u64)
+                .map(|i| {
+                    let fields = std::array::from_fn(|c| {
+                        (!(c as u64 + i + round).is_multiple_of(3))
+                            .then(|| format!("r{i}c{c}é{round}"))
+                    });
+                    (i + 1, (i % 2 == 0).then_some(i * 3), fields)
+                })
+                .collect();
+            for (number, line, fields) in &rows {
+                batch.push(&RawRow {
+                    number: *number,
+                    line: *line,
+                    fields: std::array::from_fn(|c| fields[c].as_deref()),
+                });
+            }
+            assert_eq!(batch.len(), rows.len());
+            for (got, (number, line, fields)) in batch.rows().zip(&rows) {
+                assert_eq!((got.number, got.line), (*number, *line));
+                let want: [Option<&str>; COLUMN_COUNT] =
+                    std::array::from_fn(|c| fields[c].as_deref());
+                assert_eq!(got.fields, want);
+            }
+        }
     }
 }
