@@ -35,6 +35,8 @@ fn main() -> anyhow::Result<()> {
     let config = Config::parse(&text, &root, "bench")?;
     let clock = SystemClock;
     let mut gateway = Gateway::open(&config, &clock)?;
+    // As the daemon does: each folder is a pass, made durable at its end.
+    gateway.group_syncs();
     for dir in args {
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -74,6 +76,7 @@ fn main() -> anyhow::Result<()> {
                 eprintln!("{name}: {}", report.outcome.as_str());
             }
         }
+        gateway.settle()?;
         let secs = start.elapsed().as_secs_f64();
         println!(
             "{dir}: {} files, {rows} rows, {changed} records written, {secs:.3} s, {:.0} rows/s",

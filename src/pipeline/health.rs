@@ -14,10 +14,10 @@ use crate::core::matching::{flags_at, las_to_notify, Flag, Status};
 use crate::core::outbound::{csv_cell, stem};
 use crate::core::report::{AttendanceCounts, FileReport, Outcome};
 use crate::core::validate::RowProblem;
-use crate::pipeline::ingest::{Gateway, Intake, Rules};
+use crate::pipeline::ingest::{rewrite_unless_there, Gateway, Intake, Rules};
 use crate::store::{HealthTx, PresentationView};
-use crate::sys::fsutil::{inbound_identity, still_at, write_atomic, Opened};
-use anyhow::{anyhow, Context, Result};
+use crate::sys::fsutil::{inbound_identity, write_atomic, Opened};
+use anyhow::{anyhow, Result};
 use serde::Serialize;
 use std::path::Path;
 
@@ -296,11 +296,8 @@ impl Gateway<'_> {
             std::process::abort();
         }
         if report.file_errors.is_empty() {
-            write_atomic(
-                &self.layout.outbox(mailbox),
-                &flags_name(&report.file),
-                &response_json,
-            )?;
+            let out = self.layout.outbox(mailbox);
+            self.write_out(&out, &flags_name(&report.file), &response_json)?;
         }
         self.acknowledge(&report, mailbox, true)?;
         self.settle_attendance(path, &identity, rules)?;
@@ -322,16 +319,15 @@ impl Gateway<'_> {
         };
         let out = self.layout.outbox(mailbox);
         if let Some(response) = self.store.file_response(id)? {
-            if !out.join(flags_name(&report.file)).exists() {
-                write_atomic(&out, &flags_name(&report.file), response.as_bytes())?;
-            }
+            rewrite_unless_there(&out, &flags_name(&report.file), response.as_bytes())?;
         }
         self.rewrite_ack(report, mailbox, &serde_json::from_str(&stored)?)?;
         Ok(Some(id))
     }
 
     /// Attendance files are never archived (they name children who may not be flagged):
-    /// from a mailbox, the file is deleted once its outcome is committed.
+    /// from a mailbox, the file is deleted once its outcome is committed (and durable: see
+    /// `settle`).
     fn settle_attendance(
         &mut self,
         path: &Path,
@@ -339,12 +335,7 @@ impl Gateway<'_> {
         rules: &Rules,
     ) -> Result<()> {
         if rules.intake == Intake::Move {
-            if still_at(identity, path) {
-                std::fs::remove_file(path)
-                    .with_context(|| format!("cannot remove {}", path.display()))?;
-            } else {
-                tracing::warn!(file = %path.display(), "the inbound file was replaced while it was processed: the replacement is left in in/ for the next pass");
-            }
+            self.leave_inbox(path, identity, None)?;
         }
         Ok(())
     }

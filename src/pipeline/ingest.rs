@@ -21,9 +21,7 @@ use crate::pipeline::check::{check_opened, CheckedExtract, Keep};
 use crate::store::Store;
 use crate::sys::clock::Clock;
 use crate::sys::fault::Fault;
-use crate::sys::fsutil::{
-    archive_path, inbound_identity, keep_copy, open_inbound, still_at, write_atomic,
-};
+use crate::sys::fsutil::{archive_path, inbound_identity, keep_copy, open_inbound, write_atomic};
 use crate::sys::layout::Layout;
 use anyhow::{anyhow, bail, Context, Result};
 use sha2::Digest;
@@ -61,6 +59,20 @@ pub struct Gateway<'a> {
     pub layout: Layout,
     pub store: Store,
     pub(crate) fault: Option<Fault>,
+    /// What the pass leaves to settle, when a pass settles at once (`settle`).
+    pub(crate) pending: Option<crate::sys::durable::Pending>,
+}
+
+/// The largest acknowledgement read back to see whether it is whole (a larger one is
+/// written again).
+const ACK_READ_MAX: usize = 64 << 20;
+
+/// Writes `dir/name` (synced) unless it holds exactly `bytes` already.
+pub(super) fn rewrite_unless_there(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    if !crate::sys::fsutil::holds_exactly(&dir.join(name), bytes) {
+        write_atomic(dir, name, bytes)?;
+    }
+    Ok(())
 }
 
 /// Fails if an archived file's bytes are no longer those received: an altered copy is
@@ -87,6 +99,7 @@ impl<'a> Gateway<'a> {
             layout,
             store,
             fault,
+            pending: None,
         })
     }
 
@@ -209,14 +222,11 @@ impl<'a> Gateway<'a> {
         // The archive keeps the copy made while the file was read: exactly the bytes that
         // were hashed and are applied, in a file of the gateway's own, which nobody who can
         // still write to the inbound file can change. It is kept before anything is
-        // committed; from a mailbox, synced first, as the inbound file goes after the commit.
+        // committed; from a mailbox, synced before the inbound entry goes (now, or with the
+        // pass: see `settle`).
         if let Some(copy) = checked.kept.copy.take() {
-            keep_copy(
-                &archive,
-                copy,
-                &checked.report.sha256,
-                rules.intake == Intake::Move,
-            )?;
+            let sync = rules.intake == Intake::Move && self.sync_archive_now();
+            keep_copy(&archive, copy, &checked.report.sha256, sync)?;
         }
         let mut report = checked.report.clone();
         if let Some(problem) = &rules.refusal {
@@ -237,15 +247,10 @@ impl<'a> Gateway<'a> {
             None => self.decide(checked, report, mailbox, rules, inbound.as_deref())?,
         };
         if rules.intake == Intake::Move {
-            if !still_at(&identity, path) {
-                tracing::warn!(file = %name, mailbox = %mailbox, "the inbound file was replaced while it was processed: the replacement is left in in/ for the next pass");
-            } else if archive_path(&archive, &report.sha256).exists() {
-                std::fs::remove_file(path)
-                    .with_context(|| format!("cannot remove {}", path.display()))?;
-            } else {
-                // Not archived (larger than the gateway takes): set aside, not kept.
-                self.set_aside(path, name, file_id)?;
-            }
+            // Not archived (larger than the gateway takes): set aside, not kept.
+            let set_aside = (!archive_path(&archive, &report.sha256).exists())
+                .then(|| (name.to_owned(), file_id));
+            self.leave_inbox(path, &identity, set_aside)?;
             if recovered.is_some() {
                 // A row from before migration 11 waits for this (a newer one is settled).
                 self.store.mark_settled(file_id)?;
@@ -255,7 +260,7 @@ impl<'a> Gateway<'a> {
     }
 
     /// Moves an inbound entry the gateway will not keep into `rejected/`.
-    fn set_aside(&self, path: &Path, name: &str, file_id: i64) -> Result<()> {
+    pub(super) fn set_aside(&self, path: &Path, name: &str, file_id: i64) -> Result<()> {
         let dir = self.layout.rejected();
         crate::sys::fsutil::create_private_dir(&dir)?;
         let stamp = crate::core::date::format_compact_utc(self.clock.now());
@@ -299,9 +304,9 @@ impl<'a> Gateway<'a> {
         report.conclude();
         let _turn = self.turn(&mailbox.to_string())?;
         // The entry itself (a link is not followed): refused once, whatever stops between.
-        let entry = std::fs::symlink_metadata(path)
-            .map(|m| inbound_identity(&m))
+        let meta = std::fs::symlink_metadata(path)
             .with_context(|| format!("cannot look at {}", path.display()))?;
+        let entry = inbound_identity(&meta);
         let id = match self.recover(&report, mailbox, &entry)? {
             Some((_, id)) => {
                 self.store.mark_settled(id)?;
@@ -313,7 +318,7 @@ impl<'a> Gateway<'a> {
                 id
             }
         };
-        self.set_aside(path, &name, id)?;
+        self.leave_inbox(path, &meta, Some((name.clone(), id)))?;
         tracing::warn!(file = %name, mailbox = %mailbox, reason, "refused");
         Ok(report)
     }
@@ -343,7 +348,8 @@ impl<'a> Gateway<'a> {
         Ok(Some((report, id)))
     }
 
-    /// After a stop: writes the stored acknowledgement again if the outbox lacks it.
+    /// After a stop: writes the stored acknowledgement again (synced) unless the outbox
+    /// holds exactly it (a power cut may have left an unsynced one empty).
     pub(crate) fn rewrite_ack(
         &self,
         report: &FileReport,
@@ -351,15 +357,22 @@ impl<'a> Gateway<'a> {
         stored: &serde_json::Value,
     ) -> Result<()> {
         let out = self.layout.outbox(mailbox);
-        if out.join(ack_json_name(&report.file)).exists() {
-            return Ok(());
+        let name = ack_json_name(&report.file);
+        // The ack first written holds the same fields in another order: compared as JSON.
+        let there = crate::sys::fsutil::open_inbound(&out.join(&name))
+            .ok()
+            .and_then(Result::ok)
+            .and_then(|mut o| crate::sys::fsutil::read_at_most(&mut o.file, ACK_READ_MAX).ok())
+            .flatten()
+            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
+        if there.as_ref() != Some(stored) {
+            let mut json = serde_json::to_vec_pretty(stored)?;
+            json.push(b'\n');
+            write_atomic(&out, &name, &json)?;
         }
         if has_problems(report) {
-            write_atomic(&out, &ack_csv_name(&report.file), &ack_csv(report))?;
+            rewrite_unless_there(&out, &ack_csv_name(&report.file), &ack_csv(report))?;
         }
-        let mut json = serde_json::to_vec_pretty(stored)?;
-        json.push(b'\n');
-        write_atomic(&out, &ack_json_name(&report.file), &json)?;
         Ok(())
     }
 
@@ -548,7 +561,7 @@ impl<'a> Gateway<'a> {
     /// Writes `CPIS_ACK_<stem>.json` (and `.csv` when there are row problems) to the
     /// sender's outbox. A duplicate's ack does not replace one still waiting there.
     pub(crate) fn acknowledge(
-        &self,
+        &mut self,
         report: &FileReport,
         mailbox: &MailboxId,
         replace: bool,
@@ -559,11 +572,11 @@ impl<'a> Gateway<'a> {
             return Ok(());
         }
         if has_problems(report) {
-            write_atomic(&out, &ack_csv_name(&report.file), &ack_csv(report))?;
+            self.write_out(&out, &ack_csv_name(&report.file), &ack_csv(report))?;
         }
         let mut json = serde_json::to_vec_pretty(report)?;
         json.push(b'\n');
-        write_atomic(&out, &json_name, &json)?;
+        self.write_out(&out, &json_name, &json)?;
         Ok(())
     }
 

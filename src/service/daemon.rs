@@ -130,7 +130,9 @@ impl<'a> Daemon<'a> {
         clock: &'a dyn crate::sys::clock::Clock,
         stop: Arc<AtomicBool>,
     ) -> Result<Daemon<'a>> {
-        let gateway = Gateway::open(config, clock)?;
+        let mut gateway = Gateway::open(config, clock)?;
+        // A pass's files are made durable together at its end (`pipeline::settle`).
+        gateway.group_syncs();
         if let Err(e) = gateway.init_mailboxes() {
             // The other mailboxes are served; the failing ones are retried at every write.
             tracing::error!(error = %format!("{e:#}"), "some mailboxes are not usable");
@@ -207,8 +209,17 @@ impl<'a> Daemon<'a> {
 
     /// One pass over every mailbox; returns how many files are still settling (or held
     /// behind one that is): the daemon must look again soon. Files waiting for a retry are
-    /// looked at again when it is due ([`Daemon::retry_due`]).
+    /// looked at again when it is due ([`Daemon::retry_due`]). What the pass wrote is made
+    /// durable at its end, one sync for all, and only then do its entries leave `in/`.
     pub fn pass(&mut self) -> usize {
+        let settling = self.pass_files();
+        if let Err(e) = self.gateway.settle() {
+            tracing::error!(error = %format!("{e:#}"), "the pass's files stay in in/ and are finished by the next pass: their outcome could not be made durable");
+        }
+        settling
+    }
+
+    fn pass_files(&mut self) -> usize {
         let settle = self.config().settle;
         let mut settling = 0;
         for (mailbox, lease) in self.mailboxes.clone().into_iter().zip(self.leases.clone()) {
@@ -306,7 +317,7 @@ impl<'a> Daemon<'a> {
         match self.gateway.ingest(path, mailbox, &rules) {
             Ok(report) => {
                 if let Some(c) = control {
-                    let _ = std::fs::remove_file(c);
+                    self.gateway.remove_control(c);
                 }
                 self.failed.remove(path);
                 self.settler.forget(path);

@@ -16,6 +16,9 @@ pub enum Fault {
     /// `abort-after-commit`: kill the process right after a file's transaction commits,
     /// before its acknowledgement is written and the inbound file leaves `in/`.
     AbortAfterCommit,
+    /// `abort-before-settle`: kill the daemon at the end of a pass that processed files,
+    /// before what it wrote is synced and its entries leave `in/` (`pipeline::settle`).
+    AbortBeforeSettle,
     /// `abort-after-notify-write`: kill the process right after a notification file is
     /// written, before the batch is marked written.
     AbortAfterNotifyWrite,
@@ -50,6 +53,7 @@ impl Fault {
         let fault = match text.split_once(':') {
             None if text == "abort-after-commit" => Some(Fault::AbortAfterCommit),
             None if text == "abort-after-notify-write" => Some(Fault::AbortAfterNotifyWrite),
+            None if text == "abort-before-settle" => Some(Fault::AbortBeforeSettle),
             None if text == "abort-after-mesh-post" => Some(Fault::AbortAfterMeshPost),
             Some(("apply-after", n)) => n.parse().ok().map(Fault::ApplyAfter),
             Some(("pause-before-commit", n)) => ms(n).map(Fault::PauseBeforeCommit),
@@ -60,7 +64,7 @@ impl Fault {
         };
         fault.ok_or_else(|| {
             anyhow!(
-                "{FAULT_ENV}={text:?}: expected apply-after:N, abort-after-commit, abort-after-notify-write, abort-after-mesh-post, pause-before-commit:MS, pause-before-take:MS, pause-mesh-chunk:MS or fail-once:NAME"
+                "{FAULT_ENV}={text:?}: expected apply-after:N, abort-after-commit, abort-before-settle, abort-after-notify-write, abort-after-mesh-post, pause-before-commit:MS, pause-before-take:MS, pause-mesh-chunk:MS or fail-once:NAME"
             )
         })
     }

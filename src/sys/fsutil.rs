@@ -35,17 +35,61 @@ pub fn create_private_file(path: &Path) -> Result<()> {
 /// file is a new one (`O_EXCL`, a random name, mode 0600): nothing planted in `dir` under
 /// any name is opened, followed or truncated.
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {
+    write_renamed(dir, name, bytes, true)
+}
+
+/// As [`write_atomic`], without syncing: for a file made durable later, with the others of
+/// its pass, by [`sync_file_systems`]. Until then a power cut (not a crash of the process)
+/// may leave it empty, so whatever depends on it must wait for that sync.
+pub fn write_atomic_unsynced(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {
+    write_renamed(dir, name, bytes, false)
+}
+
+fn write_renamed(dir: &Path, name: &str, bytes: &[u8], sync: bool) -> Result<PathBuf> {
     create_private_dir(dir)?;
     let path = dir.join(name);
     let write = || -> io::Result<()> {
         let mut tmp = new_temp(dir, &format!(".{name}."))?;
         tmp.write_all(bytes)?;
-        tmp.as_file().sync_data()?;
+        if sync {
+            tmp.as_file().sync_data()?;
+        }
         tmp.persist(&path).map_err(|e| e.error)?;
         Ok(())
     };
     write().with_context(|| format!("cannot write {}", path.display()))?;
     Ok(path)
+}
+
+/// Flushes to disk everything written on the file systems holding `dirs` (`syncfs`, once
+/// for each file system): one sync for a pass's files instead of one for each.
+pub fn sync_file_systems<'p>(dirs: impl IntoIterator<Item = &'p Path>) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    let mut synced = std::collections::BTreeSet::new();
+    for dir in dirs {
+        let handle = File::open(dir).with_context(|| format!("cannot open {}", dir.display()))?;
+        if !synced.insert(handle.metadata()?.dev()) {
+            continue;
+        }
+        // SAFETY: syncfs only reads the descriptor, which `handle` keeps open.
+        if unsafe { libc::syncfs(handle.as_raw_fd()) } != 0 {
+            return Err(io::Error::last_os_error())
+                .with_context(|| format!("cannot sync the file system of {}", dir.display()));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `path` is a plain file holding exactly `bytes` (not followed if a link; read no
+/// further than one byte past their length).
+pub fn holds_exactly(path: &Path, bytes: &[u8]) -> bool {
+    match open_inbound(path) {
+        Ok(Ok(mut opened)) => {
+            read_at_most(&mut opened.file, bytes.len()).is_ok_and(|b| b.as_deref() == Some(bytes))
+        }
+        _ => false,
+    }
 }
 
 /// A new hidden file in `dir` (`O_CREAT | O_EXCL`, so never a file or link already there;

@@ -371,6 +371,56 @@ fn a_file_committed_just_before_a_crash_is_finished_not_redone() {
     );
 }
 
+#[test]
+fn a_pass_stopped_before_its_sync_leaves_its_files_in_in_and_an_ack_lost_with_it_is_written_again()
+{
+    let root = Root::new(0);
+    let files = [
+        ("942", extract("942", 30, "20261121T020000")),
+        ("919", extract("919", 12, "20261121T020000")),
+    ];
+    for (la, (name, bytes)) in &files {
+        fs::write(root.inbox(&format!("LA{la}")).join(name), bytes).unwrap();
+    }
+    let out = gateway(root.path())
+        .env("CPIS_GATEWAY_FAULT", "abort-before-settle")
+        .args(["run", "--once"])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0), "the process died");
+    assert_eq!(processed(root.path()), 2, "both outcomes are committed");
+    let mut acks = Vec::new();
+    for (la, (name, _)) in &files {
+        let mailbox = format!("LA{la}");
+        assert!(
+            root.inbox(&mailbox).join(name).exists(),
+            "{name}: an entry leaves in/ only once its outcome is synced"
+        );
+        acks.push(read_json(&root.ack(&mailbox, name)));
+    }
+    // A power cut would lose what the pass had not synced: one ack empty, one gone.
+    fs::write(root.ack("LA942", &files[0].1 .0), b"").unwrap();
+    fs::remove_file(root.ack("LA919", &files[1].1 .0)).unwrap();
+
+    let out = root.run_once();
+    assert_ok(&out);
+    assert_eq!(processed(root.path()), 2, "finished, not processed again");
+    for ((la, (name, _)), ack) in files.iter().zip(&acks) {
+        let mailbox = format!("LA{la}");
+        assert_eq!(
+            &read_json(&root.ack(&mailbox, name)),
+            ack,
+            "{name}: the same acknowledgement, whole"
+        );
+        assert!(!root.inbox(&mailbox).join(name).exists(), "{name}: settled");
+    }
+    assert_eq!(
+        backend::count(root.path(), "SELECT count(*) FROM record_versions"),
+        42,
+        "applied once"
+    );
+}
+
 /// How many files the registry holds (0 before the store exists), read without creating it.
 pub(crate) fn processed(root: &Path) -> usize {
     if !backend::postgres() && !backend::sqlite_path(root).exists() {
