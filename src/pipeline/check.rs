@@ -376,12 +376,18 @@ fn validate_rows(
 const BATCH_ROWS: usize = 1024;
 
 /// Calls `check` on every row of `source`, in order, while a thread of its own parses the
-/// rows ahead (a few batches at most: memory stays flat). The first error, the source's or
-/// `check`'s, ends both.
+/// rows ahead (a few batches at most: memory stays flat) if there is a core to spare. The
+/// first error, the source's or `check`'s, ends both.
 fn each_row_read_ahead(
     source: &mut (dyn RowSource + Send),
     check: &mut dyn FnMut(RawRow<'_>) -> Result<(), SourceError>,
 ) -> Result<(), SourceError> {
+    if !crate::sys::hashing::two_cores() {
+        while let Some(raw) = source.next_row()? {
+            check(raw)?;
+        }
+        return Ok(());
+    }
     std::thread::scope(|scope| {
         let (send, batches) = std::sync::mpsc::sync_channel::<Result<RowBatch, SourceError>>(2);
         let (spent, back) = std::sync::mpsc::sync_channel::<RowBatch>(4);

@@ -1,10 +1,11 @@
 //! A reader that hashes what passes through it (sha256), counts it, moves a progress bar,
 //! and can write a copy of every byte as it goes (the archive's copy of an inbound file).
 //!
-//! The reading, hashing and copying run on a thread of their own, a few blocks ahead of
-//! whoever parses what it reads: on two cores a file is parsed and checked while the next
-//! blocks are hashed and copied. The blocks in flight are bounded ([`BLOCKS`] of
-//! [`BLOCK`] bytes), so memory stays flat whatever the file's size.
+//! With a core to spare ([`two_cores`]), the reading, hashing and copying run on a thread
+//! of their own, a few blocks ahead of whoever parses what it reads: a file is parsed and
+//! checked while the next blocks are hashed and copied. The blocks in flight are bounded
+//! ([`BLOCKS`] of [`BLOCK`] bytes), so memory stays flat whatever the file's size. On one
+//! core, where a second thread only adds hand-offs, it all happens as it is read.
 
 use indicatif::ProgressBar;
 use sha2::{Digest, Sha256};
@@ -21,9 +22,32 @@ const BLOCKS: usize = 4;
 /// What the reading thread ends with: the hash, the bytes read, the copy.
 type Done = (String, u64, Option<tempfile::NamedTempFile>);
 
+/// Whether this process may use two cores at once (its CPU affinity and quota allow it).
+pub fn two_cores() -> bool {
+    static TWO: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TWO.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
+}
+
 /// A reader that hashes and counts what passes through it, moves a progress bar, and
 /// writes a copy of every byte it passes on when given a file to copy into.
 pub struct HashingReader {
+    mode: Mode,
+    bar: ProgressBar,
+}
+
+enum Mode {
+    /// Read, hashed and copied as it is read.
+    Inline {
+        inner: Box<dyn Read + Send>,
+        hasher: Sha256,
+        copy: Option<tempfile::NamedTempFile>,
+        read: u64,
+    },
+    /// By a thread of its own, ahead.
+    Ahead(Ahead),
+}
+
+struct Ahead {
     blocks: Receiver<io::Result<Vec<u8>>>,
     /// Emptied blocks go back to the reading thread.
     spent: SyncSender<Vec<u8>>,
@@ -31,12 +55,11 @@ pub struct HashingReader {
     at: usize,
     ended: bool,
     worker: Option<JoinHandle<io::Result<Done>>>,
-    bar: ProgressBar,
 }
 
 impl HashingReader {
     pub fn new<R: Read + Send + 'static>(inner: R, bar: ProgressBar) -> Self {
-        Self::start(inner, bar, None)
+        Self::start(inner, bar, None, two_cores())
     }
 
     /// As [`HashingReader::new`], writing what it reads into `copy` as well.
@@ -45,14 +68,26 @@ impl HashingReader {
         bar: ProgressBar,
         copy: tempfile::NamedTempFile,
     ) -> Self {
-        Self::start(inner, bar, Some(copy))
+        Self::start(inner, bar, Some(copy), two_cores())
     }
 
     fn start<R: Read + Send + 'static>(
         mut inner: R,
         bar: ProgressBar,
         mut copy: Option<tempfile::NamedTempFile>,
+        ahead: bool,
     ) -> Self {
+        if !ahead {
+            return HashingReader {
+                mode: Mode::Inline {
+                    inner: Box::new(inner),
+                    hasher: Sha256::new(),
+                    copy,
+                    read: 0,
+                },
+                bar,
+            };
+        }
         let (send, blocks) = sync_channel::<io::Result<Vec<u8>>>(BLOCKS);
         let (spent, back) = sync_channel::<Vec<u8>>(BLOCKS + 2);
         let progress = bar.clone();
@@ -91,12 +126,14 @@ impl HashingReader {
             Ok((hex::encode(hasher.finalize()), read, copy))
         });
         HashingReader {
-            blocks,
-            spent,
-            current: Vec::new(),
-            at: 0,
-            ended: false,
-            worker: Some(worker),
+            mode: Mode::Ahead(Ahead {
+                blocks,
+                spent,
+                current: Vec::new(),
+                at: 0,
+                ended: false,
+                worker: Some(worker),
+            }),
             bar,
         }
     }
@@ -109,16 +146,23 @@ impl HashingReader {
     /// Reads whatever is left; the hex sha256 of everything read, how many bytes that was,
     /// and the copy (holding exactly those bytes).
     pub fn finish_copy(mut self) -> io::Result<Done> {
-        while !self.ended {
-            self.next_block()?;
-        }
+        io::copy(&mut self, &mut io::sink())?;
         self.bar.finish_and_clear();
-        let worker = self.worker.take().expect("finished once");
-        worker
-            .join()
-            .map_err(|_| io::Error::other("the reading thread panicked"))?
+        match self.mode {
+            Mode::Inline {
+                hasher, copy, read, ..
+            } => Ok((hex::encode(hasher.finalize()), read, copy)),
+            Mode::Ahead(mut ahead) => ahead
+                .worker
+                .take()
+                .expect("finished once")
+                .join()
+                .map_err(|_| io::Error::other("the reading thread panicked"))?,
+        }
     }
+}
 
+impl Ahead {
     /// Moves to the next block (an empty one at the end).
     fn next_block(&mut self) -> io::Result<()> {
         let spent = std::mem::take(&mut self.current);
@@ -163,16 +207,35 @@ fn fill(inner: &mut impl Read, block: &mut [u8]) -> io::Result<usize> {
 
 impl Read for HashingReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.at == self.current.len() {
-            if self.ended {
-                return Ok(0);
+        match &mut self.mode {
+            Mode::Inline {
+                inner,
+                hasher,
+                copy,
+                read,
+            } => {
+                let n = inner.read(buf)?;
+                hasher.update(&buf[..n]);
+                if let Some(copy) = copy {
+                    copy.write_all(&buf[..n])?;
+                }
+                *read += n as u64;
+                self.bar.inc(n as u64);
+                Ok(n)
             }
-            self.next_block()?;
+            Mode::Ahead(ahead) => {
+                while ahead.at == ahead.current.len() {
+                    if ahead.ended {
+                        return Ok(0);
+                    }
+                    ahead.next_block()?;
+                }
+                let n = buf.len().min(ahead.current.len() - ahead.at);
+                buf[..n].copy_from_slice(&ahead.current[ahead.at..ahead.at + n]);
+                ahead.at += n;
+                Ok(n)
+            }
         }
-        let n = buf.len().min(self.current.len() - self.at);
-        buf[..n].copy_from_slice(&self.current[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
     }
 }
 
@@ -208,28 +271,37 @@ mod tests {
         ] {
             let bytes: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
             let dir = tempfile::tempdir().unwrap();
-            let copy = tempfile::NamedTempFile::new_in(dir.path()).unwrap();
-            let mut r =
-                HashingReader::copying(io::Cursor::new(bytes.clone()), ProgressBar::hidden(), copy);
-            assert_eq!(read_unevenly(&mut r), bytes, "{len}");
-            let (sha, read, copy) = r.finish_copy().unwrap();
-            assert_eq!(sha, hex::encode(Sha256::digest(&bytes)), "{len}");
-            assert_eq!(read, len as u64);
-            assert_eq!(std::fs::read(copy.unwrap().path()).unwrap(), bytes);
+            for ahead in [true, false] {
+                let copy = tempfile::NamedTempFile::new_in(dir.path()).unwrap();
+                let mut r = HashingReader::start(
+                    io::Cursor::new(bytes.clone()),
+                    ProgressBar::hidden(),
+                    Some(copy),
+                    ahead,
+                );
+                assert_eq!(read_unevenly(&mut r), bytes, "{len} {ahead}");
+                let (sha, read, copy) = r.finish_copy().unwrap();
+                assert_eq!(sha, hex::encode(Sha256::digest(&bytes)), "{len}");
+                assert_eq!(read, len as u64);
+                assert_eq!(std::fs::read(copy.unwrap().path()).unwrap(), bytes);
+            }
         }
     }
 
     #[test]
     fn finishing_early_reads_the_rest_and_dropping_early_stops_the_thread() {
         let bytes = vec![7u8; 5 * BLOCK + 3];
-        let mut r = HashingReader::new(io::Cursor::new(bytes.clone()), ProgressBar::hidden());
+        let ahead = |b: Vec<u8>| {
+            HashingReader::start(io::Cursor::new(b), ProgressBar::hidden(), None, true)
+        };
+        let mut r = ahead(bytes.clone());
         let mut first = [0u8; 10];
         r.read_exact(&mut first).unwrap();
         let (sha, read, _) = r.finish_copy().unwrap();
         assert_eq!(sha, hex::encode(Sha256::digest(&bytes)));
         assert_eq!(read, bytes.len() as u64);
         // Dropped with blocks unread: nothing hangs.
-        let mut r = HashingReader::new(io::Cursor::new(bytes), ProgressBar::hidden());
+        let mut r = ahead(bytes);
         r.read_exact(&mut first).unwrap();
         drop(r);
     }
@@ -253,12 +325,17 @@ mod tests {
 
     #[test]
     fn a_read_error_reaches_the_reader_and_finish() {
-        let mut r = HashingReader::new(Failing { good: BLOCK + 5 }, ProgressBar::hidden());
-        let mut all = Vec::new();
-        let e = r.read_to_end(&mut all).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
-        assert_eq!(e.to_string(), "bad disk");
-        let r = HashingReader::new(Failing { good: 3 }, ProgressBar::hidden());
-        assert_eq!(r.finish().unwrap_err().kind(), io::ErrorKind::InvalidData);
+        for ahead in [true, false] {
+            let start =
+                |good| HashingReader::start(Failing { good }, ProgressBar::hidden(), None, ahead);
+            let mut all = Vec::new();
+            let e = start(BLOCK + 5).read_to_end(&mut all).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+            assert_eq!(e.to_string(), "bad disk");
+            assert_eq!(
+                start(3).finish().unwrap_err().kind(),
+                io::ErrorKind::InvalidData
+            );
+        }
     }
 }

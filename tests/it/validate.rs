@@ -274,6 +274,56 @@ fn header_only_extract_is_a_valid_file_of_zero_rows() {
 }
 
 #[test]
+fn one_core_or_two_the_same_report_of_a_file_longer_than_the_hand_offs() {
+    // 6,000 rows: several batches of parsed rows and several blocks of bytes in flight.
+    let dir = temp();
+    for (format, at) in [("csv", "20261121T020000"), ("xml", "20261121T030000")] {
+        let mut args = vec![
+            "--la", "919", "--rows", "6000", "--seed", "5", "--format", format,
+        ];
+        args.extend([
+            "--at",
+            at,
+            "--fault",
+            "check-digit:40",
+            "--fault",
+            "duplicate:9",
+        ]);
+        args.extend(["--fault", "date-order:7", "--fault", "phone-format:5"]);
+        let manifest = gen_extract(dir.path(), &args);
+        let file = dir.path().join(manifest["file"].as_str().unwrap());
+        let run = |one_core: bool| {
+            let bin = assert_cmd::cargo::cargo_bin("cpis-gateway");
+            let mut cmd = if one_core {
+                let mut c = std::process::Command::new("taskset");
+                c.args(["-c", "0"]).arg(&bin);
+                c
+            } else {
+                std::process::Command::new(&bin)
+            };
+            let out = cmd
+                .current_dir(dir.path())
+                .env("CPIS_GATEWAY_NOW", NOW)
+                .args(["validate", "--format", "json"])
+                .arg(&file)
+                .output()
+                .unwrap();
+            let mut report: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout)
+                .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+            for key in ["received_at", "processed_at"] {
+                report[0].as_object_mut().unwrap().remove(key);
+            }
+            (out.status.code(), report)
+        };
+        let (two, one) = (run(false), run(true));
+        assert_eq!(two.0, Some(1), "{format}");
+        assert_eq!(two.1[0]["rows"], 6000, "{format}");
+        assert!(two.1[0]["invalid_rows"].as_u64().unwrap() >= 60, "{format}");
+        assert_eq!(one, two, "{format}");
+    }
+}
+
+#[test]
 fn generated_faults_are_found_at_their_rows_in_csv_and_xml() {
     let dir = temp();
     let faults = [

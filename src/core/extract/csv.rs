@@ -103,10 +103,8 @@ impl<R: Read> CsvRows<R> {
 
 /// Line feeds inside a record's fields (quoted fields may span lines).
 fn line_feeds(record: &StringRecord) -> u64 {
-    record
-        .iter()
-        .map(|f| f.bytes().filter(|&b| b == b'\n').count() as u64)
-        .sum()
+    // The fields lie end to end in one buffer: one vectorised search over them all.
+    memchr::memchr_iter(b'\n', record.as_slice().as_bytes()).count() as u64
 }
 
 /// The first `n` items joined, and " and K more" for the rest.
