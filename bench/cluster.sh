@@ -16,17 +16,11 @@ rm -rf "$out"
 mkdir -p "$out/root"
 cargo build --release --quiet --bin cpis-gateway
 bin=$PWD/target/release/cpis-gateway
-pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-mkdir -p "$out/pg"
-[ "$(id -u)" -eq 0 ] && chown postgres "$out/pg"
-as_pg "$pgbin/initdb" -D "$out/pg/data" -A trust -U postgres >/dev/null
-as_pg "$pgbin/pg_ctl" -D "$out/pg/data" -o "-p $port -k $out/pg -h 127.0.0.1" -l "$out/pg/log" -w start >/dev/null
+. bench/pg.sh "$out/pg"
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  as_pg "$pgbin/pg_ctl" -D "$out/pg/data" -m fast stop >/dev/null
+  pg_stop
 }
 trap cleanup EXIT
 cd "$out/root"

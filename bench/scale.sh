@@ -68,16 +68,8 @@ fi
 { head -1 "$(ls "$out/src/day1/"*.csv | head -1)"; tail -q -n +2 "$out/src/day1/"*.csv; } >"$out/day1-all.csv"
 
 # PostgreSQL.
-pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-mkdir -p "$out/pg"
-as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-[ "$(id -u)" -eq 0 ] && chown postgres "$out/pg"
-as_pg "$pgbin/initdb" -D "$out/pg/data" -A trust -U postgres >/dev/null
-as_pg "$pgbin/pg_ctl" -D "$out/pg/data" -o "-p $port -k $out/pg -h 127.0.0.1" -l "$out/pg/log" -w start >/dev/null
-trap 'as_pg "$pgbin/pg_ctl" -D "$out/pg/data" -m fast stop >/dev/null' EXIT
-psql() { "$pgbin/psql" -h 127.0.0.1 -p "$port" -U postgres -X -q -tA "$@"; }
-pgurl() { echo "postgres://postgres@127.0.0.1:$port/$1"; }
+. "$here/bench/pg.sh" "$out/pg"
+trap pg_stop EXIT
 
 now() { date +%s.%N; }
 secs() { python3 -c "print(f'{$2 - $1:.3f}')"; }

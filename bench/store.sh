@@ -15,15 +15,8 @@ bin=target/release/cpis-gateway
 $bin gen national --rows 150000 --at 20261120T020000 --out "$out/src/day0" >/dev/null
 $bin gen national --rows 150000 --at 20261121T020000 --day 1 --out "$out/src/day1" >/dev/null
 
-pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-mkdir -p "$out/pg"
-as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-[ "$(id -u)" -eq 0 ] && chown postgres "$out/pg"
-as_pg "$pgbin/initdb" -D "$out/pg/data" -A trust -U postgres >/dev/null
-as_pg "$pgbin/pg_ctl" -D "$out/pg/data" -o "-p $port -k $out/pg -h 127.0.0.1" -l "$out/pg/log" -w start >/dev/null
-trap 'as_pg "$pgbin/pg_ctl" -D "$out/pg/data" -m fast stop >/dev/null' EXIT
-psql() { "$pgbin/psql" -h 127.0.0.1 -p "$port" -U postgres -X -q -tA "$@"; }
+. bench/pg.sh "$out/pg"
+trap pg_stop EXIT
 
 for backend in sqlite postgres; do
   echo "== $backend: national first load, then the daily refresh (3 runs, each on a fresh store)"

@@ -136,26 +136,26 @@ impl Store {
             return Ok(out);
         }
         let code = la.as_u16();
+        let wanted: rustc_hash::FxHashSet<RowKey> = keys.iter().copied().collect();
+        let mut take = |r: &Row| {
+            let record = stored(r, false)?;
+            if wanted.contains(&record.key) {
+                out.push(record);
+            }
+            Ok(())
+        };
         if keys.len() > KEYS_LOOKED_UP {
-            let wanted: rustc_hash::FxHashSet<RowKey> = keys.iter().copied().collect();
             self.db().each_row(
                 "SELECT version, nhs, plan_type, fingerprint FROM records
                  WHERE la_code = ?1 AND open = 0",
                 args![code],
-                &mut |r| {
-                    let record = stored(r, false)?;
-                    if wanted.contains(&record.key) {
-                        out.push(record);
-                    }
-                    Ok(())
-                },
+                &mut take,
             )?;
             return Ok(out);
         }
         let mut numbers: Vec<i64> = keys.iter().map(|k| k.nhs.value() as i64).collect();
         numbers.sort_unstable();
         numbers.dedup();
-        let wanted: rustc_hash::FxHashSet<RowKey> = keys.iter().copied().collect();
         for chunk in numbers.chunks(super::db::KEYS_PER_STATEMENT) {
             let mut params: Vec<&dyn Param> = vec![&code];
             params.extend(chunk.iter().map(|n| n as &dyn Param));
@@ -166,13 +166,7 @@ impl Store {
                     super::db::marks(2, chunk.len())
                 ),
                 &params,
-                &mut |r| {
-                    let record = stored(r, false)?;
-                    if wanted.contains(&record.key) {
-                        out.push(record);
-                    }
-                    Ok(())
-                },
+                &mut take,
             )?;
         }
         Ok(out)
