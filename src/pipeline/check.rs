@@ -382,7 +382,7 @@ fn each_row_read_ahead(
     source: &mut (dyn RowSource + Send),
     check: &mut dyn FnMut(RawRow<'_>) -> Result<(), SourceError>,
 ) -> Result<(), SourceError> {
-    if !crate::sys::hashing::two_cores() {
+    if !crate::sys::node::two_cores() {
         while let Some(raw) = source.next_row()? {
             check(raw)?;
         }

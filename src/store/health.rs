@@ -105,7 +105,7 @@ pub struct HealthTx<'c> {
     /// Their presentations from `seen_since` on (and the last shown before), with the
     /// ones this transaction adds.
     seen: Seen,
-    seen_since: Option<String>,
+    seen_since: Option<DateTime<Utc>>,
     /// Ids for the presentations this transaction may add.
     presentation_ids: std::vec::IntoIter<i64>,
     /// The attendance file registered in this transaction (none for a query).
@@ -438,7 +438,7 @@ impl HealthTx<'_> {
         if self.seen_since.is_some() {
             return Err(anyhow!("the look-ups of a transaction are read ahead once"));
         }
-        let since = ts(earliest - Duration::hours(24));
+        let since = earliest - Duration::hours(24);
         let mut children: Vec<i64> = attendances.iter().map(|a| a.nhs.value() as i64).collect();
         children.sort_unstable();
         children.dedup();
@@ -447,7 +447,7 @@ impl HealthTx<'_> {
         }
         children.retain(|n| self.records.contains_key(n));
         for chunk in children.chunks(KEYS_PER_STATEMENT) {
-            self.read_presentations(chunk, &since)?;
+            self.read_presentations(chunk, &ts(since))?;
         }
         // A presentation at most per attendance of a child with a record.
         let may_add = attendances
@@ -525,8 +525,7 @@ impl HealthTx<'_> {
     fn read_for(&self, nhs: NhsNumber, at: DateTime<Utc>) -> Result<()> {
         let covered = self
             .seen_since
-            .as_deref()
-            .is_some_and(|since| ts(at - Duration::hours(24)).as_str() >= since);
+            .is_some_and(|since| at - Duration::hours(24) >= since);
         if !covered {
             return Err(anyhow!(
                 "the look-up of {nhs} at {} was not read ahead",

@@ -1,11 +1,11 @@
 //! A reader that hashes what passes through it (sha256), counts it, moves a progress bar,
 //! and can write a copy of every byte as it goes (the archive's copy of an inbound file).
 //!
-//! With a core to spare ([`two_cores`]), the reading, hashing and copying run on a thread
-//! of their own, a few blocks ahead of whoever parses what it reads: a file is parsed and
-//! checked while the next blocks are hashed and copied. The blocks in flight are bounded
-//! ([`BLOCKS`] of [`BLOCK`] bytes), so memory stays flat whatever the file's size. On one
-//! core, where a second thread only adds hand-offs, it all happens as it is read.
+//! With a core to spare (`sys::node::two_cores`), the reading, hashing and copying run on
+//! a thread of their own, a few blocks ahead of whoever parses what it reads: a file is
+//! parsed and checked while the next blocks are hashed and copied. The blocks in flight are
+//! bounded ([`BLOCKS`] of [`BLOCK`] bytes), so memory stays flat whatever the file's size.
+//! On one core, where a second thread only adds hand-offs, it all happens as it is read.
 
 use indicatif::ProgressBar;
 use sha2::{Digest, Sha256};
@@ -21,12 +21,6 @@ const BLOCKS: usize = 4;
 
 /// What the reading thread ends with: the hash, the bytes read, the copy.
 type Done = (String, u64, Option<tempfile::NamedTempFile>);
-
-/// Whether this process may use two cores at once (its CPU affinity and quota allow it).
-pub fn two_cores() -> bool {
-    static TWO: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *TWO.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
-}
 
 /// A reader that hashes and counts what passes through it, moves a progress bar, and
 /// writes a copy of every byte it passes on when given a file to copy into.
@@ -59,7 +53,7 @@ struct Ahead {
 
 impl HashingReader {
     pub fn new<R: Read + Send + 'static>(inner: R, bar: ProgressBar) -> Self {
-        Self::start(inner, bar, None, two_cores())
+        Self::start(inner, bar, None, crate::sys::node::two_cores())
     }
 
     /// As [`HashingReader::new`], writing what it reads into `copy` as well.
@@ -68,7 +62,7 @@ impl HashingReader {
         bar: ProgressBar,
         copy: tempfile::NamedTempFile,
     ) -> Self {
-        Self::start(inner, bar, Some(copy), two_cores())
+        Self::start(inner, bar, Some(copy), crate::sys::node::two_cores())
     }
 
     fn start<R: Read + Send + 'static>(

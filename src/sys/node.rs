@@ -1,5 +1,5 @@
-//! This process's name as a node of a cluster (`host:pid`), and whether a process of this
-//! machine is (still) a running gateway.
+//! This process's name as a node of a cluster (`host:pid`), whether a process of this
+//! machine is (still) a running gateway, and whether this one may use two cores.
 
 /// The environment variable naming this node (default: the machine's name), for
 /// machines that share a name, or several nodes on one machine.
@@ -39,4 +39,11 @@ pub fn is_gateway(pid: u32) -> bool {
 /// This process's name as a node: `host:pid`.
 pub fn node_name() -> String {
     format!("{}:{}", hostname(), std::process::id())
+}
+
+/// Whether this process may use two cores at once (its CPU affinity and quota allow it):
+/// read once.
+pub fn two_cores() -> bool {
+    static TWO: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TWO.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
 }
