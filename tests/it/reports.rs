@@ -639,13 +639,10 @@ fn the_page_renders_in_a_real_browser() {
     );
 }
 
-#[test]
-fn a_daemon_that_was_down_at_report_time_writes_the_missed_days_when_it_starts() {
-    let root = crate::daemon::Root::new(100);
-    let d = root.path();
+/// LA 919's first file, one child, on the 20th: its text.
+fn first_file_on_the_20th(d: &Path) -> String {
     let mut text = format!("{HEADER}\n");
     text.push_str(&row(1, "CPP", "2026-01-01", "", "919", ""));
-    // The first file arrives on the 20th; the daemon starts on the 22nd.
     ingest(
         d,
         "2026-11-20T03:00:00Z",
@@ -653,6 +650,15 @@ fn a_daemon_that_was_down_at_report_time_writes_the_missed_days_when_it_starts()
         "CPIS_EXTRACT_919_20261120T020000.csv",
         &text,
     );
+    text
+}
+
+#[test]
+fn a_daemon_that_was_down_at_report_time_writes_the_missed_days_when_it_starts() {
+    let root = crate::daemon::Root::new(100);
+    let d = root.path();
+    // The first file arrives on the 20th; the daemon starts on the 22nd.
+    first_file_on_the_20th(d);
     let daemon = root.start();
     let reports = d.join("var/reports");
     let written = crate::daemon::wait_until(std::time::Duration::from_secs(20), || {
@@ -679,15 +685,7 @@ fn a_daemon_that_was_down_at_report_time_writes_the_missed_days_when_it_starts()
 fn refused_files_are_counted_and_a_day_that_fails_stops_no_other() {
     let root = crate::daemon::Root::new(0);
     let d = root.path();
-    let mut text = format!("{HEADER}\n");
-    text.push_str(&row(1, "CPP", "2026-01-01", "", "919", ""));
-    ingest(
-        d,
-        "2026-11-20T03:00:00Z",
-        "LA919",
-        "CPIS_EXTRACT_919_20261120T020000.csv",
-        &text,
-    );
+    let text = first_file_on_the_20th(d);
     // On the 21st: a readme in an LA's and a hospital's in/, and a spreadsheet, refused.
     fs::write(root.inbox("LA919").join("readme.txt"), "hello").unwrap();
     fs::write(root.inbox("RWG").join("readme.txt"), "hello").unwrap();
