@@ -202,12 +202,26 @@ struct RowCheck<'r, 'a> {
     rejected: bool,
 }
 
+/// A value as the acknowledgement echoes it: whole up to the longest a field may be, else
+/// its first [`MAX_FIELD_BYTES`] bytes and "…" (a row of 64 KiB values, repeated, must not
+/// make a report as large as the file).
+fn echoed(value: &str) -> String {
+    if value.len() <= MAX_FIELD_BYTES {
+        return value.to_owned();
+    }
+    let mut cut = MAX_FIELD_BYTES;
+    while !value.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &value[..cut])
+}
+
 impl<'a> RowCheck<'_, 'a> {
     fn report(&mut self, column: Column, code: Code, message: String) {
         if code.severity() == Severity::Error {
             self.rejected = true;
         }
-        let text = |c: Column| self.raw.get(c).unwrap_or("").to_owned();
+        let text = |c: Column| echoed(self.raw.get(c).unwrap_or(""));
         self.problems.push(RowProblem {
             row: self.raw.number,
             line: self.raw.line,
@@ -478,6 +492,33 @@ mod tests {
         assert_eq!(codes, expect, "changes {changes:?}");
         let has_error = expect.iter().any(|(c, _)| c.severity() == Severity::Error);
         assert_eq!(valid, !has_error, "changes {changes:?}");
+    }
+
+    #[test]
+    fn a_value_is_echoed_whole_up_to_the_field_limit_then_cut_at_a_character() {
+        let long = format!("{}é{}", "r".repeat(MAX_FIELD_BYTES - 1), "x".repeat(60_000));
+        let mut fields: [Option<&str>; COLUMN_COUNT] = [None; COLUMN_COUNT];
+        for (c, v) in GOOD.iter().chain(&[(Column::LocalRef, long.as_str())]) {
+            fields[*c as usize] = Some(v);
+        }
+        let mut problems = Vec::new();
+        rules().check(
+            &RawRow {
+                number: 1,
+                line: Some(2),
+                fields,
+            },
+            &mut problems,
+        );
+        let sent = problems[0].sent.as_ref().unwrap();
+        // The 2-byte "é" straddles the limit: the cut comes before it.
+        assert_eq!(sent.value, format!("{}…", "r".repeat(MAX_FIELD_BYTES - 1)));
+        assert_eq!(sent.local_ref, sent.value);
+        assert_eq!(sent.nhs_number, "9990000018");
+        assert_eq!(
+            echoed(&"s".repeat(MAX_FIELD_BYTES)),
+            "s".repeat(MAX_FIELD_BYTES)
+        );
     }
 
     #[test]

@@ -372,11 +372,14 @@ fn validate_rows(
     source.finish()
 }
 
-/// Rows a batch holds.
+/// Rows a batch holds at most, and bytes of text (a batch ends at the row that passes
+/// them: rows are capped at 64 KiB, so a batch stays under 1.1 MiB, whatever the rows).
 const BATCH_ROWS: usize = 1024;
+const BATCH_BYTES: usize = 1 << 20;
 
 /// Calls `check` on every row of `source`, in order, while a thread of its own parses the
-/// rows ahead (a few batches at most: memory stays flat) if there is a core to spare. The
+/// rows ahead (a few batches of bounded bytes at most: memory stays flat) if there is a core
+/// to spare. The
 /// first error, the source's or `check`'s, ends both.
 fn each_row_read_ahead(
     source: &mut (dyn RowSource + Send),
@@ -395,7 +398,7 @@ fn each_row_read_ahead(
             let mut batch = back.try_recv().unwrap_or_default();
             batch.clear();
             let mut ended = false;
-            while batch.len() < BATCH_ROWS {
+            while batch.len() < BATCH_ROWS && batch.bytes() < BATCH_BYTES {
                 match source.next_row() {
                     Ok(Some(raw)) => batch.push(&raw),
                     Ok(None) => {

@@ -501,6 +501,39 @@ fn a_quoted_field_over_many_lines_is_refused_with_flat_memory() {
 }
 
 #[test]
+fn rows_near_the_record_cap_are_parsed_ahead_with_flat_memory() {
+    // 4,000 rows each just under the 64 KiB record cap (a 60,000-byte local reference):
+    // what is parsed ahead of the checks is bounded by bytes, not only by rows, and the
+    // rows echoed in the report keep at most 256 bytes of a value.
+    let dir = temp();
+    let name = "CPIS_EXTRACT_919_20261121T020000.csv";
+    let (_, bytes) = extract("919", 1, "20261121T020000");
+    let text = String::from_utf8(bytes).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let row = lines.next().unwrap();
+    let cut = row.rfind(',').unwrap();
+    let path = dir.path().join(name);
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(fs::File::create(&path).unwrap());
+        writeln!(f, "{header}").unwrap();
+        let wide = "x".repeat(60_000);
+        for _ in 0..4_000 {
+            writeln!(f, "{},{wide}", &row[..cut]).unwrap();
+        }
+    }
+    let out = with_memory_limit(
+        dir.path(),
+        200_000,
+        &format!("validate --format json {}", path.display()),
+    );
+    let reports: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reports[0]["rows"], 4_000);
+    assert_eq!(reports[0]["invalid_rows"], 4_000);
+}
+
+#[test]
 fn an_endless_line_is_refused_with_flat_memory() {
     let dir = temp();
     // A header, a row, then 300 MiB without a line break (sparse: costs no disk).

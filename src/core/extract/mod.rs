@@ -147,6 +147,11 @@ impl RowBatch {
         self.rows.is_empty()
     }
 
+    /// The bytes of text it holds.
+    pub fn bytes(&self) -> usize {
+        self.text.len()
+    }
+
     /// Copies a row in. A batch holds at most 4 GiB of text (rows are capped far below).
     pub fn push(&mut self, row: &RawRow<'_>) {
         let spans = row.fields.map(|field| {
