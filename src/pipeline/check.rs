@@ -9,7 +9,7 @@
 use crate::config::Config;
 use crate::core::attendance::{read_attendance, Attendance, AttendanceRules};
 use crate::core::codes::{Code, Severity};
-use crate::core::extract::csv::CsvRows;
+use crate::core::extract::csv::{CsvRecord, CsvRows};
 use crate::core::extract::xml::XmlRows;
 use crate::core::extract::{FileProblem, RawRow, RowBatch, RowSource, SourceError};
 use crate::core::filename::{parse_inbound_name, ExtractFormat, InboundKind, InboundName};
@@ -161,13 +161,16 @@ pub fn check_opened(
     let limit = config.max_file_bytes;
     let bar = crate::sys::progress::file_bar(meta.len(), &file_name);
     let input = file.take(limit.saturating_add(1));
-    let mut reader = match keep.copy_into {
+    // An extract's rows are parsed ahead on a thread of their own, which reads, hashes and
+    // copies too: the bytes stay on one core (measured faster than a third thread).
+    let copy = match keep.copy_into {
         Some(dir) if meta.len() <= limit => {
             crate::sys::fsutil::create_private_dir(dir).map_err(io::Error::other)?;
-            HashingReader::copying(input, bar, crate::sys::fsutil::new_temp(dir, ".incoming-")?)
+            Some(crate::sys::fsutil::new_temp(dir, ".incoming-")?)
         }
-        _ => HashingReader::new(input, bar),
+        _ => None,
     };
+    let mut reader = HashingReader::inline(input, bar, copy);
 
     let problem = match &parsed {
         Err(message) => Some(FileProblem::new(Code::FileName, message.clone())),
@@ -331,7 +334,7 @@ fn read_rows(
 }
 
 fn validate_rows(
-    source: &mut (dyn RowSource + Send),
+    source: &mut dyn ReadAhead,
     la: crate::core::ids::LaCode,
     name: &InboundName,
     keep: Keep,
@@ -340,7 +343,7 @@ fn validate_rows(
     dupes: &mut DuplicateFinder,
 ) -> Result<(), SourceError> {
     let rules = ExtractRules::new(la, name.at, source.dialect());
-    each_row_read_ahead(source, &mut |raw| {
+    let mut check = |raw: RawRow<'_>| {
         if raw.number > MAX_ROWS {
             return Err(FileProblem::new(
                 Code::TooLarge,
@@ -368,7 +371,14 @@ fn validate_rows(
             }
         }
         Ok(())
-    })?;
+    };
+    if crate::sys::node::two_cores() {
+        source.each_row_read_ahead(&mut check)?;
+    } else {
+        while let Some(raw) = source.next_row()? {
+            check(raw)?;
+        }
+    }
     source.finish()
 }
 
@@ -377,51 +387,143 @@ fn validate_rows(
 const BATCH_ROWS: usize = 1024;
 const BATCH_BYTES: usize = 1 << 20;
 
-/// Calls `check` on every row of `source`, in order, while a thread of its own parses the
-/// rows ahead (a few batches of bounded bytes at most: memory stays flat) if there is a core
-/// to spare. The
-/// first error, the source's or `check`'s, ends both.
-fn each_row_read_ahead(
-    source: &mut (dyn RowSource + Send),
-    check: &mut dyn FnMut(RawRow<'_>) -> Result<(), SourceError>,
-) -> Result<(), SourceError> {
-    if !crate::sys::node::two_cores() {
-        while let Some(raw) = source.next_row()? {
-            check(raw)?;
-        }
-        return Ok(());
-    }
-    std::thread::scope(|scope| {
-        let (send, batches) = std::sync::mpsc::sync_channel::<Result<RowBatch, SourceError>>(2);
-        let (spent, back) = std::sync::mpsc::sync_channel::<RowBatch>(4);
-        scope.spawn(move || loop {
-            let mut batch = back.try_recv().unwrap_or_default();
-            batch.clear();
-            let mut ended = false;
-            while batch.len() < BATCH_ROWS && batch.bytes() < BATCH_BYTES {
-                match source.next_row() {
-                    Ok(Some(raw)) => batch.push(&raw),
-                    Ok(None) => {
-                        ended = true;
-                        break;
+/// A source whose rows can be parsed ahead, on a thread of its own, of the checks.
+trait ReadAhead: RowSource + Send {
+    /// Calls `each` on every row, in order, while another thread parses the rows ahead (a
+    /// few batches of bounded bytes at most: memory stays flat). The first error, the
+    /// source's or `each`'s, ends both; the rows before a source's error are all seen.
+    fn each_row_read_ahead(
+        &mut self,
+        each: &mut dyn FnMut(RawRow<'_>) -> Result<(), SourceError>,
+    ) -> Result<(), SourceError>;
+}
+
+/// CSV: the other thread only parses records (what the bare csv pass does); which field
+/// is which column, and whether it is text, is found beside the checks.
+impl<R: io::Read + Send> ReadAhead for CsvRows<R> {
+    fn each_row_read_ahead(
+        &mut self,
+        each: &mut dyn FnMut(RawRow<'_>) -> Result<(), SourceError>,
+    ) -> Result<(), SourceError> {
+        let (records, mapper) = self.split();
+        read_ahead(
+            &mut |batch: &mut CsvBatch| {
+                batch.clear();
+                while batch.len < BATCH_ROWS && batch.bytes < BATCH_BYTES {
+                    if batch.records.len() == batch.len {
+                        batch.records.push(CsvRecord::default());
                     }
-                    Err(e) => {
-                        let _ = send.send(Err(e));
-                        return;
+                    let record = &mut batch.records[batch.len];
+                    records.read(record)?;
+                    batch.len += 1;
+                    batch.bytes += record.len();
+                    if record.is_end() {
+                        return Ok(false);
                     }
                 }
+                Ok(true)
+            },
+            &mut |batch: &CsvBatch| {
+                for record in &batch.records[..batch.len] {
+                    if mapper.accept(record)? {
+                        each(mapper.row(record))?;
+                    }
+                }
+                Ok(())
+            },
+        )
+    }
+}
+
+/// XML: the other thread parses rows whole and copies them over.
+impl<R: io::BufRead + Send> ReadAhead for XmlRows<R> {
+    fn each_row_read_ahead(
+        &mut self,
+        each: &mut dyn FnMut(RawRow<'_>) -> Result<(), SourceError>,
+    ) -> Result<(), SourceError> {
+        read_ahead(
+            &mut |batch: &mut RowBatch| {
+                batch.clear();
+                while batch.len() < BATCH_ROWS && batch.bytes() < BATCH_BYTES {
+                    match self.next_row()? {
+                        Some(raw) => batch.push(&raw),
+                        None => return Ok(false),
+                    }
+                }
+                Ok(true)
+            },
+            &mut |batch: &RowBatch| batch.rows().try_for_each(&mut *each),
+        )
+    }
+}
+
+/// Records as read, kept for reuse (but for long ones: memory stays flat).
+#[derive(Default)]
+struct CsvBatch {
+    records: Vec<CsvRecord>,
+    /// How many of `records` this batch holds, and their bytes.
+    len: usize,
+    bytes: usize,
+}
+
+impl CsvBatch {
+    fn clear(&mut self) {
+        for record in &mut self.records[..self.len] {
+            if record.is_large() {
+                *record = CsvRecord::default();
             }
+        }
+        self.len = 0;
+        self.bytes = 0;
+    }
+}
+
+/// What a batch says of itself to [`read_ahead`].
+trait Batch: Default + Send {
+    fn is_empty(&self) -> bool;
+}
+
+impl Batch for CsvBatch {
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Batch for RowBatch {
+    fn is_empty(&self) -> bool {
+        RowBatch::is_empty(self)
+    }
+}
+
+/// Batches `fill`ed on a thread of its own (`Ok(false)` after the last), `drain`ed in
+/// order on the caller's: two batches ahead at most, and four kept for reuse.
+fn read_ahead<B: Batch>(
+    fill: &mut (dyn FnMut(&mut B) -> Result<bool, SourceError> + Send),
+    drain: &mut dyn FnMut(&B) -> Result<(), SourceError>,
+) -> Result<(), SourceError> {
+    std::thread::scope(|scope| {
+        let (send, batches) = std::sync::mpsc::sync_channel::<Result<B, SourceError>>(2);
+        let (spent, back) = std::sync::mpsc::sync_channel::<B>(4);
+        scope.spawn(move || loop {
+            let mut batch = back.try_recv().unwrap_or_default();
+            let filled = fill(&mut batch);
             // A checker that stopped wants no more.
-            if (!batch.is_empty() && send.send(Ok(batch)).is_err()) || ended {
+            if !batch.is_empty() && send.send(Ok(batch)).is_err() {
                 return;
+            }
+            match filled {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    let _ = send.send(Err(e));
+                    return;
+                }
             }
         });
         // Returning drops `batches`: a reader waiting to hand over a batch stops too.
         for batch in batches {
             let batch = batch?;
-            for raw in batch.rows() {
-                check(raw)?;
-            }
+            drain(&batch)?;
             let _ = spent.try_send(batch);
         }
         Ok(())

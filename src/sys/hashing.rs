@@ -5,7 +5,8 @@
 //! a thread of their own, a few blocks ahead of whoever parses what it reads: a file is
 //! parsed and checked while the next blocks are hashed and copied. The blocks in flight are
 //! bounded ([`BLOCKS`] of [`BLOCK`] bytes), so memory stays flat whatever the file's size.
-//! On one core, where a second thread only adds hand-offs, it all happens as it is read.
+//! On one core, where a second thread only adds hand-offs, it all happens as it is read;
+//! so it does for a caller that reads on a thread of its own already ([`HashingReader::inline`]).
 
 use indicatif::ProgressBar;
 use sha2::{Digest, Sha256};
@@ -56,13 +57,16 @@ impl HashingReader {
         Self::start(inner, bar, None, crate::sys::node::two_cores())
     }
 
-    /// As [`HashingReader::new`], writing what it reads into `copy` as well.
-    pub fn copying<R: Read + Send + 'static>(
+    /// As [`HashingReader::new`], writing what it reads into `copy` as well if given one,
+    /// but hashing and copying on the thread that reads, always: for a reader whose caller reads on a
+    /// thread of its own already (an extract's rows are parsed ahead of the checks), where
+    /// one more thread would only move every byte from one core to another.
+    pub fn inline<R: Read + Send + 'static>(
         inner: R,
         bar: ProgressBar,
-        copy: tempfile::NamedTempFile,
+        copy: Option<tempfile::NamedTempFile>,
     ) -> Self {
-        Self::start(inner, bar, Some(copy), crate::sys::node::two_cores())
+        Self::start(inner, bar, copy, false)
     }
 
     fn start<R: Read + Send + 'static>(

@@ -320,6 +320,28 @@ fn one_core_or_two_the_same_report_of_a_file_longer_than_the_hand_offs() {
         assert_eq!(two.1[0]["rows"], 6000, "{format}");
         assert!(two.1[0]["invalid_rows"].as_u64().unwrap() >= 60, "{format}");
         assert_eq!(one, two, "{format}");
+
+        // The same file, unreadable after its last row (a record over the 64 KiB cap, an
+        // element never closed): every row before is still checked, on one core or two.
+        let intact = std::fs::read_to_string(&file).unwrap();
+        let broken = match format {
+            "csv" => format!("{intact}\"{}\"\n", "x".repeat(70_000)),
+            _ => intact.replace("</Extract>", "<Plan nhsNumber=\"9990000018"),
+        };
+        std::fs::write(&file, broken).unwrap();
+        let (two, one) = (run(false), run(true));
+        assert_eq!(two.1[0]["rows"], 6000, "{format}: {:#}", two.1[0]);
+        assert_eq!(
+            two.1[0]["file_errors"].as_array().unwrap().len(),
+            1,
+            "{format}"
+        );
+        assert_eq!(
+            two.1[0]["row_errors"].as_array().unwrap().len(),
+            one.1[0]["row_errors"].as_array().unwrap().len(),
+            "{format}"
+        );
+        assert_eq!(one, two, "{format}");
     }
 }
 

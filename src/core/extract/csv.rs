@@ -12,44 +12,55 @@ use crate::core::hints;
 use ::csv::{ByteRecord, ReaderBuilder, StringRecord};
 use std::io::Read;
 
-/// Reads rows of a CSV extract one at a time, reusing one record buffer.
+/// Reads rows of a CSV extract one at a time, reusing one record buffer. In two halves, so
+/// that reading ahead can parse on one thread and map fields to columns on another:
+/// [`CsvRecords`] reads records (the bare parse), [`CsvMapper`] makes them rows.
 pub struct CsvRows<R: Read> {
+    records: CsvRecords<R>,
+    mapper: CsvMapper,
+    record: CsvRecord,
+}
+
+/// The reading half of [`CsvRows`]: records as the csv crate parses them.
+pub struct CsvRecords<R: Read> {
     reader: ::csv::Reader<LineCap<R>>,
-    record: StringRecord,
+}
+
+/// A record as read, with where the reader stood before and after it.
+#[derive(Debug, Default)]
+pub struct CsvRecord {
+    text: StringRecord,
+    /// Where the text stopped being UTF-8 (the field and the byte), which ends the file.
+    not_utf8: Option<(usize, usize)>,
+    /// The reader's line before and after the record.
+    before: u64,
+    after: u64,
+    /// Whether it is the end of the file rather than a record.
+    end: bool,
+}
+
+/// The mapping half of [`CsvRows`]: which column each field is, row numbers and lines.
+pub struct CsvMapper {
     /// For each column of the file, which extract column it is.
     columns: Vec<Column>,
+    /// Facts of the file's first line: its first bytes, and whether lines end CR LF.
+    head: Vec<u8>,
+    crlf: bool,
     row: u64,
     blank_rows: u64,
-    /// The line the current record starts on.
+    /// The line the current row begins on.
     line: u64,
 }
 
-/// `line` is where the reader stands, `start` the line the record began on; `cap` is the
-/// capped input (for the file's first bytes and line ends).
-fn csv_error<R>(
-    err: ::csv::Error,
-    row: u64,
-    (line, start): (u64, u64),
-    columns: &[Column],
-    cap: &LineCap<R>,
-) -> SourceError {
-    let head = cap.head();
+/// Why reading stopped at the record that began on line `start`; `in_header` whether it
+/// was the header.
+fn csv_error(err: ::csv::Error, start: u64, in_header: bool) -> SourceError {
     match err.into_kind() {
-        ::csv::ErrorKind::Io(e) => linecap::source_error(e, columns.is_empty(), start),
-        // The record was read whole, its LF (not a CR LF's) with it.
-        ::csv::ErrorKind::Utf8 { err, .. } => SourceError::File(FileProblem::new(
-            Code::Encoding,
-            format!(
-                "row {row} (line {}), column {}, character {}: the text is not UTF-8 (it looks like {}): save the file as UTF-8 (in Excel: CSV UTF-8)",
-                line.saturating_sub(u64::from(!cap.crlf())).max(1),
-                columns.get(err.field()).map_or("?", |c| c.csv_name()),
-                err.valid_up_to() + 1,
-                hints::encoding(head, 0x80)
-            ),
-        )),
+        ::csv::ErrorKind::Io(e) => linecap::source_error(e, in_header, start),
+        // Not met reading bytes, flexibly: kept whole rather than guessed at.
         other => SourceError::File(FileProblem::new(
             Code::Header,
-            format!("row {row}: the CSV could not be read ({other:?})"),
+            format!("line {start}: the CSV could not be read ({other:?})"),
         )),
     }
 }
@@ -70,10 +81,10 @@ impl<R: Read> CsvRows<R> {
             .from_reader(LineCap::new(input));
         let mut header = ByteRecord::new();
         loop {
-            if !reader.read_byte_record(&mut header).map_err(|e| {
-                let at = reader.position().line();
-                csv_error(e, 0, (at, at), &[], reader.get_ref())
-            })? {
+            if !reader
+                .read_byte_record(&mut header)
+                .map_err(|e| csv_error(e, reader.position().line(), true))?
+            {
                 return Err(FileProblem::new(
                     Code::Empty,
                     "the file has no header row: send the extract with its header, even when it lists no children",
@@ -84,27 +95,159 @@ impl<R: Read> CsvRows<R> {
                 break;
             }
         }
-        let columns = map_header(&header, reader.get_ref().head())?;
-        Ok(CsvRows {
-            reader,
-            record: StringRecord::new(),
+        let cap = reader.get_ref();
+        let columns = map_header(&header, cap.head())?;
+        let mapper = CsvMapper {
             columns,
+            head: cap.head().to_vec(),
+            crlf: cap.crlf(),
             row: 0,
             blank_rows: 0,
             line: 1,
+        };
+        Ok(CsvRows {
+            records: CsvRecords { reader },
+            mapper,
+            record: CsvRecord::default(),
         })
     }
 
     /// Rows skipped because every field was blank.
     pub fn blank_rows(&self) -> u64 {
-        self.blank_rows
+        self.mapper.blank_rows
+    }
+
+    /// The two halves, to read on one thread and map on another.
+    pub fn split(&mut self) -> (&mut CsvRecords<R>, &mut CsvMapper) {
+        (&mut self.records, &mut self.mapper)
+    }
+}
+
+impl<R: Read> CsvRecords<R> {
+    /// Reads the next record into `record` (or marks it the end of the file, which a
+    /// record that is not UTF-8 is too).
+    pub fn read(&mut self, record: &mut CsvRecord) -> Result<(), SourceError> {
+        record.before = self.reader.position().line();
+        record.not_utf8 = None;
+        record.end = match self.reader.read_record(&mut record.text) {
+            Ok(more) => !more,
+            Err(e) => match e.kind() {
+                ::csv::ErrorKind::Utf8 { err, .. } => {
+                    record.not_utf8 = Some((err.field(), err.valid_up_to()));
+                    true
+                }
+                _ => return Err(csv_error(e, record.before, false)),
+            },
+        };
+        record.after = self.reader.position().line();
+        Ok(())
+    }
+}
+
+impl CsvRecord {
+    /// Its bytes, to bound what a batch of records holds.
+    pub fn len(&self) -> usize {
+        self.text.as_slice().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.text.is_empty()
+    }
+
+    /// Whether it holds more than a usual row (so that a buffer kept for reuse is dropped
+    /// instead: a few long rows must not leave every buffer long).
+    pub fn is_large(&self) -> bool {
+        self.len() > 4096 || self.text.len() > 64
+    }
+
+    /// Whether it is the end of the file rather than a record.
+    pub fn is_end(&self) -> bool {
+        self.end
+    }
+}
+
+impl CsvMapper {
+    /// Whether `record` is a row, counting it; `false` at the end of the file or for a
+    /// blank row (counted as one). A row that cannot be read is an error.
+    pub fn accept(&mut self, record: &CsvRecord) -> Result<bool, SourceError> {
+        let (before, after) = (record.before, record.after);
+        if let Some((field, valid_up_to)) = record.not_utf8 {
+            return Err(self.not_utf8(field, valid_up_to, after));
+        }
+        if record.end {
+            // Empty lines at the end (with CR LF, the last row's LF is read here).
+            self.blank_rows += (after - before).saturating_sub(u64::from(self.crlf));
+            return Ok(false);
+        }
+        // The reader skips empty lines before a record without a word. With LF ends a
+        // read takes those lines, the record's own line feeds and its LF; with CR LF it
+        // takes the previous record's LF, those lines, the record's line feeds and CR.
+        let feeds = line_feeds(record);
+        self.blank_rows += (after - before).saturating_sub(1 + feeds);
+        let text = &record.text;
+        if is_blank(text.iter()) {
+            self.blank_rows += 1;
+            return Ok(false);
+        }
+        self.row += 1;
+        self.line = after - feeds - u64::from(!self.crlf);
+        if text.len() != self.columns.len() {
+            return Err(FileProblem::new(
+                Code::Header,
+                format!(
+                    "row {} (line {}): has {} fields but the header has {}: check for an unquoted comma or a cut-off line",
+                    self.row,
+                    self.line,
+                    text.len(),
+                    self.columns.len()
+                ),
+            )
+            .into());
+        }
+        Ok(true)
+    }
+
+    /// The row of a record [`accept`](Self::accept) took.
+    pub fn row<'r>(&self, record: &'r CsvRecord) -> RawRow<'r> {
+        let mut fields: [Option<&str>; COLUMN_COUNT] = [None; COLUMN_COUNT];
+        for (text, &column) in record.text.iter().zip(&self.columns) {
+            fields[column as usize] = Some(text.trim_ascii());
+        }
+        RawRow {
+            number: self.row,
+            line: Some(self.line),
+            fields,
+        }
+    }
+
+    /// `ENCODING`: a record's `field` is not UTF-8 from byte `valid_up_to` (`after`: the
+    /// line the reader stands on).
+    fn not_utf8(&self, field: usize, valid_up_to: usize, after: u64) -> SourceError {
+        // The record was read whole, its LF (not a CR LF's) with it.
+        FileProblem::new(
+            Code::Encoding,
+            format!(
+                "row {} (line {}), column {}, character {}: the text is not UTF-8 (it looks like {}): save the file as UTF-8 (in Excel: CSV UTF-8)",
+                self.row + 1,
+                after.saturating_sub(u64::from(!self.crlf)).max(1),
+                self.columns.get(field).map_or("?", |c| c.csv_name()),
+                valid_up_to + 1,
+                hints::encoding(&self.head, 0x80)
+            ),
+        )
+        .into()
     }
 }
 
 /// Line feeds inside a record's fields (quoted fields may span lines).
-fn line_feeds(record: &StringRecord) -> u64 {
-    // The fields lie end to end in one buffer: one vectorised search over them all.
-    memchr::memchr_iter(b'\n', record.as_slice().as_bytes()).count() as u64
+fn line_feeds(record: &CsvRecord) -> u64 {
+    // The fields lie end to end in one buffer: one vectorised search over them all (most
+    // rows have none: one search finds that).
+    let text = record.text.as_slice().as_bytes();
+    match memchr::memchr(b'\n', text) {
+        None => 0,
+        Some(at) => memchr::memchr_iter(b'\n', &text[at..]).count() as u64,
+    }
 }
 
 /// The first `n` items joined, and " and K more" for the rest.
@@ -201,59 +344,14 @@ fn map_header(header: &ByteRecord, head: &[u8]) -> Result<Vec<Column>, FileProbl
 impl<R: Read> RowSource for CsvRows<R> {
     fn next_row(&mut self) -> Result<Option<RawRow<'_>>, SourceError> {
         loop {
-            let before = self.reader.position().line();
-            if !self.reader.read_record(&mut self.record).map_err(|e| {
-                csv_error(
-                    e,
-                    self.row + 1,
-                    (self.reader.position().line(), before),
-                    &self.columns,
-                    self.reader.get_ref(),
-                )
-            })? {
-                // Empty lines at the end (with CR LF, the last row's LF is read here).
-                let consumed = self.reader.position().line().saturating_sub(before);
-                let crlf = u64::from(self.reader.get_ref().crlf());
-                self.blank_rows += consumed.saturating_sub(crlf);
+            self.records.read(&mut self.record)?;
+            if self.mapper.accept(&self.record)? {
+                return Ok(Some(self.mapper.row(&self.record)));
+            }
+            if self.record.end {
                 return Ok(None);
             }
-            // The reader skips empty lines before a record without a word. With LF ends a
-            // read takes those lines, the record's own line feeds and its LF; with CR LF it
-            // takes the previous record's LF, those lines, the record's line feeds and CR.
-            let after = self.reader.position().line();
-            let feeds = line_feeds(&self.record);
-            let crlf = self.reader.get_ref().crlf();
-            self.blank_rows += (after - before).saturating_sub(1 + feeds);
-            self.line = after - feeds - u64::from(!crlf);
-            if !is_blank(&self.record) {
-                break;
-            }
-            self.blank_rows += 1;
         }
-        self.row += 1;
-        let line = Some(self.line);
-        if self.record.len() != self.columns.len() {
-            return Err(FileProblem::new(
-                Code::Header,
-                format!(
-                    "row {}{}: has {} fields but the header has {}: check for an unquoted comma or a cut-off line",
-                    self.row,
-                    line.map(|l| format!(" (line {l})")).unwrap_or_default(),
-                    self.record.len(),
-                    self.columns.len()
-                ),
-            )
-            .into());
-        }
-        let mut fields: [Option<&str>; COLUMN_COUNT] = [None; COLUMN_COUNT];
-        for (text, &column) in self.record.iter().zip(&self.columns) {
-            fields[column as usize] = Some(text.trim_ascii());
-        }
-        Ok(Some(RawRow {
-            number: self.row,
-            line,
-            fields,
-        }))
     }
 
     fn dialect(&self) -> Dialect {
