@@ -17,6 +17,48 @@ pub fn parse_iso_date(text: &str) -> Option<NaiveDate> {
     NaiveDate::from_ymd_opt(year, num(5..7)?, num(8..10)?)
 }
 
+/// A date's text as its `Display` writes it (`YYYY-MM-DD`), without the formatting
+/// machinery or an allocation: for per-row loops (record fingerprints).
+#[derive(Clone, Copy)]
+pub struct IsoDate {
+    text: [u8; 16],
+    len: u8,
+}
+
+impl IsoDate {
+    pub fn new(date: NaiveDate) -> IsoDate {
+        use chrono::Datelike;
+        let mut text = [0u8; 16];
+        let year = date.year();
+        if !(0..=9999).contains(&year) {
+            // Signed, wider years (chrono's own text, at most 13 bytes).
+            let shown = date.to_string();
+            text[..shown.len()].copy_from_slice(shown.as_bytes());
+            return IsoDate {
+                text,
+                len: shown.len() as u8,
+            };
+        }
+        let digits = |n: u32, into: &mut [u8]| {
+            let mut n = n;
+            for b in into.iter_mut().rev() {
+                *b = b'0' + (n % 10) as u8;
+                n /= 10;
+            }
+        };
+        digits(year as u32, &mut text[0..4]);
+        text[4] = b'-';
+        digits(date.month(), &mut text[5..7]);
+        text[7] = b'-';
+        digits(date.day(), &mut text[8..10]);
+        IsoDate { text, len: 10 }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.text[..usize::from(self.len)]
+    }
+}
+
 /// Parses the `YYYYMMDDTHHMMSS` stamp of a file name as a UTC time.
 pub fn parse_compact_utc(text: &str) -> Option<DateTime<Utc>> {
     if text.len() != 15 || !text.is_ascii() {
@@ -35,6 +77,29 @@ pub fn format_compact_utc(at: DateTime<Utc>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_date_is_written_as_its_display_writes_it() {
+        let days = [
+            NaiveDate::MIN,
+            NaiveDate::from_ymd_opt(-1, 12, 31).unwrap(),
+            NaiveDate::from_ymd_opt(0, 1, 1).unwrap(),
+            NaiveDate::from_ymd_opt(7, 3, 9).unwrap(),
+            NaiveDate::from_ymd_opt(1999, 12, 31).unwrap(),
+            NaiveDate::from_ymd_opt(2024, 2, 29).unwrap(),
+            NaiveDate::from_ymd_opt(9999, 12, 31).unwrap(),
+            NaiveDate::from_ymd_opt(10000, 1, 1).unwrap(),
+            NaiveDate::MAX,
+        ];
+        let mut day = NaiveDate::from_ymd_opt(1890, 1, 1).unwrap();
+        let every = std::iter::from_fn(|| {
+            day = day.succ_opt()?;
+            (chrono::Datelike::year(&day) < 2200).then_some(day)
+        });
+        for d in days.into_iter().chain(every) {
+            assert_eq!(IsoDate::new(d).as_bytes(), d.to_string().as_bytes(), "{d}");
+        }
+    }
 
     #[test]
     fn real_calendar_dates_only() {

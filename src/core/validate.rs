@@ -2,7 +2,7 @@
 //! reasons it was rejected out. A rejected row is data, not an `Err`.
 
 use super::codes::{Code, Severity};
-use super::date::parse_iso_date;
+use super::date::{parse_iso_date, IsoDate};
 use super::extract::{shown, Column, Dialect, RawRow, MAX_FIELD_BYTES};
 use super::ids::LaCode;
 use super::nhs::NhsNumber;
@@ -64,13 +64,16 @@ impl RecordFields {
             h ^= 0x1f;
             h = h.wrapping_mul(0x0000_0100_0000_01b3);
         };
-        let date = |d: Option<NaiveDate>| d.map(|d| d.to_string()).unwrap_or_default();
-        eat(self.start.to_string().as_bytes());
-        eat(date(self.end).as_bytes());
+        let (end, expected) = (
+            self.end.map(IsoDate::new),
+            self.expected_delivery.map(IsoDate::new),
+        );
+        eat(IsoDate::new(self.start).as_bytes());
+        eat(end.as_ref().map_or(&[], IsoDate::as_bytes));
         eat(self.edt_phone.as_str().as_bytes());
         eat(self.office_phone.as_str().as_bytes());
         eat(self.local_ref.as_deref().unwrap_or("\u{0}").as_bytes());
-        eat(date(self.expected_delivery).as_bytes());
+        eat(expected.as_ref().map_or(&[], IsoDate::as_bytes));
         h
     }
 }
