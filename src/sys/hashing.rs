@@ -1,12 +1,12 @@
 //! A reader that hashes what passes through it (sha256), counts it, moves a progress bar,
 //! and can write a copy of every byte as it goes (the archive's copy of an inbound file).
 //!
-//! With a core to spare (`sys::node::two_cores`), the reading, hashing and copying run on
-//! a thread of their own, a few blocks ahead of whoever parses what it reads: a file is
-//! parsed and checked while the next blocks are hashed and copied. The blocks in flight are
-//! bounded ([`BLOCKS`] of [`BLOCK`] bytes), so memory stays flat whatever the file's size.
-//! On one core, where a second thread only adds hand-offs, it all happens as it is read;
-//! so it does for a caller that reads on a thread of its own already ([`HashingReader::inline`]).
+//! With a core to spare (`sys::node::two_cores`), [`HashingReader::new`] reads and hashes
+//! on a thread of its own, a few blocks ahead of whoever parses what it reads (attendance
+//! files; files only hashed). The blocks in flight are bounded ([`BLOCKS`] of [`BLOCK`]
+//! bytes), so memory stays flat whatever the file's size. On one core, where a second
+//! thread only adds hand-offs, it all happens as it is read; so it does, with the archive's
+//! copy, for a caller that reads on a thread of its own already ([`HashingReader::inline`]).
 
 use indicatif::ProgressBar;
 use sha2::{Digest, Sha256};
@@ -20,7 +20,7 @@ const BLOCK: usize = 256 * 1024;
 /// Blocks read ahead at most (besides the one being parsed).
 const BLOCKS: usize = 4;
 
-/// What the reading thread ends with: the hash, the bytes read, the copy.
+/// What reading ends with: the hash, the bytes read, the copy (inline only).
 type Done = (String, u64, Option<tempfile::NamedTempFile>);
 
 /// A reader that hashes and counts what passes through it, moves a progress bar, and
@@ -54,38 +54,35 @@ struct Ahead {
 
 impl HashingReader {
     pub fn new<R: Read + Send + 'static>(inner: R, bar: ProgressBar) -> Self {
-        Self::start(inner, bar, None, crate::sys::node::two_cores())
+        if crate::sys::node::two_cores() {
+            Self::ahead(inner, bar)
+        } else {
+            Self::inline(inner, bar, None)
+        }
     }
 
-    /// As [`HashingReader::new`], writing what it reads into `copy` as well if given one,
-    /// but hashing and copying on the thread that reads, always: for a reader whose caller reads on a
-    /// thread of its own already (an extract's rows are parsed ahead of the checks), where
-    /// one more thread would only move every byte from one core to another.
+    /// Hashing (and writing what it reads into `copy`, if given one) on the thread that
+    /// reads, always: for a caller that reads on a thread of its own already (an extract's
+    /// rows are parsed ahead of the checks), where one more thread would only move every
+    /// byte from one core to another.
     pub fn inline<R: Read + Send + 'static>(
         inner: R,
         bar: ProgressBar,
         copy: Option<tempfile::NamedTempFile>,
     ) -> Self {
-        Self::start(inner, bar, copy, false)
+        HashingReader {
+            mode: Mode::Inline {
+                inner: Box::new(inner),
+                hasher: Sha256::new(),
+                copy,
+                read: 0,
+            },
+            bar,
+        }
     }
 
-    fn start<R: Read + Send + 'static>(
-        mut inner: R,
-        bar: ProgressBar,
-        mut copy: Option<tempfile::NamedTempFile>,
-        ahead: bool,
-    ) -> Self {
-        if !ahead {
-            return HashingReader {
-                mode: Mode::Inline {
-                    inner: Box::new(inner),
-                    hasher: Sha256::new(),
-                    copy,
-                    read: 0,
-                },
-                bar,
-            };
-        }
+    /// Reading and hashing on a thread of its own, a few blocks ahead.
+    fn ahead<R: Read + Send + 'static>(mut inner: R, bar: ProgressBar) -> Self {
         let (send, blocks) = sync_channel::<io::Result<Vec<u8>>>(BLOCKS);
         let (spent, back) = sync_channel::<Vec<u8>>(BLOCKS + 2);
         let progress = bar.clone();
@@ -107,13 +104,6 @@ impl HashingReader {
                 };
                 block.truncate(n);
                 hasher.update(&block);
-                if let Some(copy) = &mut copy {
-                    if let Err(e) = copy.write_all(&block) {
-                        let kind = e.kind();
-                        let _ = send.send(Err(e));
-                        return Err(io::Error::new(kind, "copying stopped"));
-                    }
-                }
                 read += n as u64;
                 progress.inc(n as u64);
                 // The last block is the empty one; a dropped reader wants no more.
@@ -121,7 +111,7 @@ impl HashingReader {
                     break;
                 }
             }
-            Ok((hex::encode(hasher.finalize()), read, copy))
+            Ok((hex::encode(hasher.finalize()), read, None))
         });
         HashingReader {
             mode: Mode::Ahead(Ahead {
@@ -270,18 +260,20 @@ mod tests {
             let bytes: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
             let dir = tempfile::tempdir().unwrap();
             for ahead in [true, false] {
-                let copy = tempfile::NamedTempFile::new_in(dir.path()).unwrap();
-                let mut r = HashingReader::start(
-                    io::Cursor::new(bytes.clone()),
-                    ProgressBar::hidden(),
-                    Some(copy),
-                    ahead,
-                );
+                let input = io::Cursor::new(bytes.clone());
+                let mut r = if ahead {
+                    HashingReader::ahead(input, ProgressBar::hidden())
+                } else {
+                    let copy = tempfile::NamedTempFile::new_in(dir.path()).unwrap();
+                    HashingReader::inline(input, ProgressBar::hidden(), Some(copy))
+                };
                 assert_eq!(read_unevenly(&mut r), bytes, "{len} {ahead}");
                 let (sha, read, copy) = r.finish_copy().unwrap();
                 assert_eq!(sha, hex::encode(Sha256::digest(&bytes)), "{len}");
                 assert_eq!(read, len as u64);
-                assert_eq!(std::fs::read(copy.unwrap().path()).unwrap(), bytes);
+                if !ahead {
+                    assert_eq!(std::fs::read(copy.unwrap().path()).unwrap(), bytes);
+                }
             }
         }
     }
@@ -289,9 +281,7 @@ mod tests {
     #[test]
     fn finishing_early_reads_the_rest_and_dropping_early_stops_the_thread() {
         let bytes = vec![7u8; 5 * BLOCK + 3];
-        let ahead = |b: Vec<u8>| {
-            HashingReader::start(io::Cursor::new(b), ProgressBar::hidden(), None, true)
-        };
+        let ahead = |b: Vec<u8>| HashingReader::ahead(io::Cursor::new(b), ProgressBar::hidden());
         let mut r = ahead(bytes.clone());
         let mut first = [0u8; 10];
         r.read_exact(&mut first).unwrap();
@@ -324,8 +314,14 @@ mod tests {
     #[test]
     fn a_read_error_reaches_the_reader_and_finish() {
         for ahead in [true, false] {
-            let start =
-                |good| HashingReader::start(Failing { good }, ProgressBar::hidden(), None, ahead);
+            let start = |good| {
+                let (input, bar) = (Failing { good }, ProgressBar::hidden());
+                if ahead {
+                    HashingReader::ahead(input, bar)
+                } else {
+                    HashingReader::inline(input, bar, None)
+                }
+            };
             let mut all = Vec::new();
             let e = start(BLOCK + 5).read_to_end(&mut all).unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::InvalidData);
