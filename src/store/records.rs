@@ -2,7 +2,7 @@
 
 use super::db::{args, Arg, Param, Row, Sql, Tx};
 use super::{parse_ts, ts, Store};
-use crate::core::date::parse_iso_date;
+use crate::core::date::{parse_iso_date, IsoDate};
 use crate::core::ids::LaCode;
 use crate::core::nhs::NhsNumber;
 use crate::core::phone::Phone;
@@ -27,34 +27,6 @@ pub struct RecordVersion {
     /// When its successor replaced it (`None` for the current version).
     pub known_to: Option<DateTime<Utc>>,
     pub previous: Option<i64>,
-}
-
-/// A date as `YYYY-MM-DD` without allocating (binding millions of them adds up).
-struct DateText([u8; 10]);
-
-impl DateText {
-    fn new(d: chrono::NaiveDate) -> DateText {
-        use chrono::Datelike;
-        let mut b = *b"0000-00-00";
-        let y = d.year().clamp(0, 9999) as u32;
-        for (i, v) in [
-            (0, y / 1000),
-            (1, y / 100 % 10),
-            (2, y / 10 % 10),
-            (3, y % 10),
-        ] {
-            b[i] = b'0' + v as u8;
-        }
-        b[5] = b'0' + (d.month() / 10) as u8;
-        b[6] = b'0' + (d.month() % 10) as u8;
-        b[8] = b'0' + (d.day() / 10) as u8;
-        b[9] = b'0' + (d.day() % 10) as u8;
-        DateText(b)
-    }
-
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).unwrap_or("")
-    }
 }
 
 const FIELDS: &str = "start_date, end_date, edt_phone, office_phone, local_ref, expected_delivery";
@@ -264,9 +236,9 @@ const RECORD_COLUMNS: [&str; 7] = [
 struct NewVersion<'c> {
     change: &'c Change,
     fields: std::borrow::Cow<'c, RecordFields>,
-    start: DateText,
-    end: Option<DateText>,
-    edd: Option<DateText>,
+    start: IsoDate,
+    end: Option<IsoDate>,
+    edd: Option<IsoDate>,
 }
 
 /// Writes a file's changes: a new version for each, and the current record moved to it.
@@ -325,9 +297,9 @@ pub(super) fn write_changes(
         };
         versions.push(NewVersion {
             change: c,
-            start: DateText::new(fields.start),
-            end: fields.end.map(DateText::new),
-            edd: fields.expected_delivery.map(DateText::new),
+            start: IsoDate::new(fields.start),
+            end: fields.end.map(IsoDate::new),
+            edd: fields.expected_delivery.map(IsoDate::new),
             fields,
         });
     }
@@ -458,17 +430,4 @@ fn move_records<'r>(
         bail!("a record changed under this file: nothing was applied, run it again");
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::DateText;
-
-    #[test]
-    fn date_text_matches_display() {
-        for d in ["2024-02-29", "0999-01-09", "2026-11-21", "9999-12-31"] {
-            let date: chrono::NaiveDate = d.parse().unwrap();
-            assert_eq!(DateText::new(date).as_str(), date.to_string());
-        }
-    }
 }
