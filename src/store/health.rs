@@ -161,7 +161,8 @@ impl Store {
 
     /// Every NHS number with a record a look-up could show: open, or ended on or after
     /// `ended_since` (records ended earlier show nothing), to skip look-ups that would find
-    /// nothing. Read through the partial indexes: the years of closed records are not.
+    /// nothing. Read through the open records and the index of end dates: the years of
+    /// closed records are not (a record has an end date exactly when it is closed).
     pub fn known_nhs(
         &mut self,
         ended_since: chrono::NaiveDate,
@@ -169,7 +170,7 @@ impl Store {
         let mut set = rustc_hash::FxHashSet::default();
         self.db().each_row(
             "SELECT nhs FROM records WHERE open = 1
-             UNION SELECT nhs FROM records WHERE open = 0 AND end_date >= ?1",
+             UNION SELECT nhs FROM records WHERE end_date >= ?1",
             args![ended_since.to_string()],
             &mut |r| {
                 set.insert(r.get(0)?);

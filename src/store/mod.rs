@@ -353,6 +353,41 @@ const MIGRATIONS: &[&str] = &[
     -- postgres: ALTER TABLE presentations DROP CONSTRAINT presentations_file_id_fkey;
     -- postgres: ALTER TABLE notifications DROP CONSTRAINT notifications_presentation_id_fkey;
     "#,
+    // 14 (SQLite only): records ordered open first, so an LA's open records are one range
+    // of the table itself and the closed ones another, instead of a partial index that
+    // copied every open record (a first load wrote each record twice). A record's key
+    // stays unique through the index by NHS number, which look-ups read anyway. PostgreSQL
+    // keeps its heap, its primary key and `records_open` (its covering index). A record
+    // has an end date exactly when it is closed (checked), so the records ended since a
+    // day are found by the end date alone (15 does the same on PostgreSQL).
+    r#"-- sqlite only
+    DROP TRIGGER records_no_delete;
+    CREATE TABLE records_by_open (
+        la_code     INTEGER NOT NULL,
+        nhs         INTEGER NOT NULL,
+        plan_type   TEXT NOT NULL,
+        version     INTEGER NOT NULL REFERENCES record_versions (id),
+        open        INTEGER NOT NULL,
+        fingerprint INTEGER NOT NULL,
+        end_date    TEXT,
+        PRIMARY KEY (open, la_code, nhs, plan_type),
+        CHECK ((open = 0) = (end_date IS NOT NULL))
+    ) WITHOUT ROWID;
+    INSERT INTO records_by_open (la_code, nhs, plan_type, version, open, fingerprint, end_date)
+        SELECT la_code, nhs, plan_type, version, open, fingerprint, end_date FROM records;
+    DROP TABLE records;
+    ALTER TABLE records_by_open RENAME TO records;
+    CREATE UNIQUE INDEX records_by_nhs ON records (nhs, la_code, plan_type);
+    CREATE INDEX records_ended ON records (end_date, nhs) WHERE end_date IS NOT NULL;
+    CREATE TRIGGER records_no_delete BEFORE DELETE ON records
+    BEGIN SELECT RAISE(ABORT, 'records are closed, never deleted'); END;
+    "#,
+    // 15: on PostgreSQL, what 14 did to `records_ended` and the end date's check.
+    r#"
+    -- postgres: ALTER TABLE records ADD CONSTRAINT records_end_date_when_closed CHECK ((open = 0) = (end_date IS NOT NULL));
+    -- postgres: DROP INDEX records_ended;
+    -- postgres: CREATE INDEX records_ended ON records (end_date, nhs) WHERE end_date IS NOT NULL;
+    "#,
 ];
 
 /// How long a command waits for another one's write to finish before giving up.
@@ -588,5 +623,78 @@ impl Store {
         self.db
             .sqlite()
             .ok_or_else(|| anyhow!("{location} is not an SQLite store"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MIGRATIONS;
+
+    #[test]
+    fn records_ordered_open_first_keep_every_row_and_one_row_per_key() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..13] {
+            conn.execute_batch(sql).unwrap();
+        }
+        // Rows as migration 13 left them (versions are not what this is about).
+        conn.execute_batch(
+            "PRAGMA foreign_keys = OFF;
+             INSERT INTO records VALUES (919, 9990000018, 'CPP', 1, 1, 11, NULL);
+             INSERT INTO records VALUES (919, 9990000018, 'LAC', 2, 0, 12, '2025-01-02');
+             INSERT INTO records VALUES (201, 9991000046, 'UCPP', 3, 0, 13, '2024-05-06');
+             INSERT INTO records VALUES (201, 9992000074, 'CPP', 4, 1, 14, NULL);",
+        )
+        .unwrap();
+        let rows = |conn: &rusqlite::Connection| -> Vec<String> {
+            let mut st = conn
+                .prepare(
+                    "SELECT la_code || ' ' || nhs || ' ' || plan_type || ' ' || version || ' '
+                        || open || ' ' || fingerprint || ' ' || ifnull(end_date, '-')
+                     FROM records ORDER BY la_code, nhs, plan_type",
+                )
+                .unwrap();
+            st.query_map([], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        let before = rows(&conn);
+        conn.execute_batch(MIGRATIONS[13]).unwrap();
+        assert_eq!(rows(&conn), before);
+        assert_eq!(before.len(), 4);
+        // A key is still one record, open or closed; records are still never deleted.
+        let again = conn.execute(
+            "INSERT INTO records VALUES (919, 9990000018, 'LAC', 5, 1, 15, NULL)",
+            [],
+        );
+        assert!(again.is_err(), "{again:?}");
+        let delete = conn.execute("DELETE FROM records WHERE la_code = 201", []);
+        assert!(delete.is_err(), "{delete:?}");
+        // An end date exactly when closed.
+        let ended_open = conn.execute(
+            "INSERT INTO records VALUES (202, 9993000018, 'CPP', 6, 1, 16, '2026-01-01')",
+            [],
+        );
+        assert!(ended_open.is_err(), "{ended_open:?}");
+        // Closing a record moves it to the closed ones.
+        conn.execute(
+            "UPDATE records SET open = 0, end_date = '2026-11-20' WHERE la_code = 919 AND nhs = 9990000018 AND plan_type = 'CPP'",
+            [],
+        )
+        .unwrap();
+        let open: i64 = conn
+            .query_row("SELECT count(*) FROM records WHERE open = 1", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(open, 1);
+        let index: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'records_open'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(index, 0);
     }
 }

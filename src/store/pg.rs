@@ -45,8 +45,11 @@ const REFUSE: &str = "CREATE FUNCTION cpis_refuse() RETURNS trigger LANGUAGE plp
     $$ BEGIN RAISE EXCEPTION '%', TG_ARGV[0]; END $$;";
 
 /// One SQLite migration in PostgreSQL's dialect (lines starting `-- postgres: ` are
-/// statements for PostgreSQL alone).
+/// statements for PostgreSQL alone; a migration starting `-- sqlite only` is nothing).
 pub fn pg_dialect(sqlite: &str) -> String {
+    if sqlite.starts_with("-- sqlite only") {
+        return String::new();
+    }
     let mut out = String::with_capacity(sqlite.len() + 64);
     let mut rest = sqlite;
     // CREATE TRIGGER t BEFORE DELETE ON x BEGIN SELECT RAISE(ABORT, 'why'); END;
@@ -345,6 +348,7 @@ mod tests {
         );
         let only = pg_dialect("-- a comment\n    -- postgres: ALTER TABLE t DROP CONSTRAINT c;\n");
         assert_eq!(only, "-- a comment\n    ALTER TABLE t DROP CONSTRAINT c;\n");
+        assert_eq!(pg_dialect("-- sqlite only\n    DROP TABLE t;\n"), "");
         for sql in MIGRATIONS {
             let pg = pg_dialect(sql);
             assert!(
