@@ -117,10 +117,8 @@ impl Node {
 
     /// Gives back every lease (a clean stop): the others take them at once.
     pub fn leave(&mut self, store: &mut Store) -> Result<()> {
-        for lease in std::mem::take(&mut self.held).keys() {
-            store.release(lease, &self.name)?;
-        }
-        Ok(())
+        let held: Vec<String> = std::mem::take(&mut self.held).into_keys().collect();
+        store.release_all(&held, &self.name)
     }
 }
 

@@ -557,12 +557,10 @@ impl std::ops::DerefMut for Guarded<'_> {
 }
 
 impl Guarded<'_> {
-    /// Commits, if nobody took its leases meanwhile (checked again now: the work may have
-    /// taken long, and another node may have taken one over meanwhile).
+    /// Commits, if nobody took its leases meanwhile (the work may have taken long, and
+    /// another node may have taken one over meanwhile).
     pub fn commit(mut self) -> Result<()> {
-        for guard in &self.guards {
-            guard.check(&mut self.tx)?;
-        }
+        super::Guard::check_all(&self.guards, &mut self.tx)?;
         self.tx.commit()
     }
 }

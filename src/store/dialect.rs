@@ -5,12 +5,22 @@
 /// A statement in PostgreSQL's dialect: `?N` → `$N` (no literal of ours holds a `?`), and
 /// SQLite's JSON functions over the stored reports in PostgreSQL's (see [`pg_json`]).
 pub fn pg_sql(sql: &str) -> String {
-    pg_json(&sql.replace('?', "$")).replace(NOW_MS, PG_NOW_MS)
+    pg_json(&sql.replace('?', "$"))
+        .replace(NOW_MS, PG_NOW_MS)
+        .replace(UNSYNCED, PG_UNSYNCED)
 }
 
 /// The database's clock in milliseconds since 1970 (SQLite's; PostgreSQL's is [`PG_NOW_MS`]).
 pub const NOW_MS: &str = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";
 const PG_NOW_MS: &str = "CAST(extract(epoch FROM clock_timestamp()) * 1000 AS BIGINT)";
+
+/// A one-row source (`FROM {UNSYNCED}`) that makes the statement's own commit one that does
+/// not wait for the disk, for a statement run on its own (autocommit): on PostgreSQL it
+/// sets `synchronous_commit` off for that statement's transaction only; SQLite has nothing
+/// to set (its durability is per connection, and leases on SQLite are the root's). Only for
+/// writes whose loss in a crash of the database is harmless (see `store::leases`).
+pub const UNSYNCED: &str = "(SELECT 1) AS unsynced";
+const PG_UNSYNCED: &str = "(SELECT set_config('synchronous_commit', 'off', true)) AS unsynced";
 
 /// SQLite's `json_extract(x, '$.a.b')` → `(x::jsonb #>> '{a,b}')` (text: a number is
 /// asked for with `CAST(… AS INTEGER)`, which both read alike), `json_each(x, '$.a')` →
@@ -85,6 +95,16 @@ mod tests {
         assert_eq!(
             pg_json("SELECT json_extract(broken"),
             "SELECT json_extract(broken"
+        );
+    }
+
+    #[test]
+    fn an_unsynced_statement_sets_synchronous_commit_off_on_postgres_only() {
+        let sql = format!("UPDATE leases SET expires_ms = 0 FROM {UNSYNCED} WHERE name = ?1");
+        assert_eq!(
+            pg_sql(&sql),
+            "UPDATE leases SET expires_ms = 0 FROM \
+             (SELECT set_config('synchronous_commit', 'off', true)) AS unsynced WHERE name = $1"
         );
     }
 

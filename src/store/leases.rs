@@ -6,9 +6,22 @@
 //! expire, and another takes them. Writes made under a lease carry a [`Guard`]: the write
 //! transaction checks, under the store's write lock, that nobody has claimed the lease
 //! since (its fence), so a node that stalled writes nothing once another has taken over.
+//!
+//! Claims, renewals and releases are committed without waiting for the disk (on
+//! PostgreSQL: two to four a file, each a flush of its own otherwise). A crash of the
+//! database may lose the last of them, and that is harmless:
+//! - a lost renewal or release only makes the lease end sooner or later than asked: what
+//!   fences a writer out is another claim moving the fence, never the clock;
+//! - a lost claim leaves the lease as it was before it. Its holder's writes are refused
+//!   (its guard names a fence the lease no longer has), unless one of them committed, and
+//!   a commit that waits for the disk makes every earlier commit durable with it (the log
+//!   is written in order), the claim included. Claimed again after the crash, the fence
+//!   may be handed out a second time, but only to whoever claims it then; a guard of the
+//!   lost holding passes only if that is the same owner, which names one process (host and
+//!   process id), and one process claiming what it holds gets its own fence back anyway.
 
 use super::db::{args, Sql, Tx};
-use super::dialect::NOW_MS;
+use super::dialect::{NOW_MS, UNSYNCED};
 use super::Store;
 use anyhow::{bail, Result};
 use serde::Serialize;
@@ -46,23 +59,38 @@ fn ms(d: Duration) -> i64 {
 }
 
 impl Guard {
-    /// Fails unless nobody else took the lease since it was claimed: it still names its
-    /// owner with the same fence (inside `tx`, which holds the write lock: no one can take
-    /// it over before the commit). A lease that merely expired, with nobody taking it
+    /// Fails unless nobody else took any of `guards`' leases since they were claimed: each
+    /// still names its owner with the same fence (inside `tx`, which holds the write lock),
+    /// all checked by one statement. A lease that merely expired, with nobody taking it
     /// meanwhile, still lets its owner finish: what fences a slow node out is another
     /// node's claim (which moves the fence), not the clock.
-    pub(crate) fn check(&self, tx: &mut Tx<'_>) -> Result<()> {
-        let held = tx
-            .row(
-                "SELECT 1 FROM leases WHERE name = ?1 AND owner = ?2 AND fence = ?3",
-                args![self.lease, self.owner, self.fence],
-            )?
-            .is_some();
-        if !held {
+    pub(crate) fn check_all(guards: &[Guard], tx: &mut Tx<'_>) -> Result<()> {
+        if guards.is_empty() {
+            return Ok(());
+        }
+        let wanted: Vec<String> = (0..guards.len())
+            .map(|i| {
+                let at = 3 * i + 1;
+                format!(
+                    "(name = ?{at} AND owner = ?{} AND fence = ?{})",
+                    at + 1,
+                    at + 2
+                )
+            })
+            .collect();
+        let params: Vec<&dyn super::db::Param> = guards
+            .iter()
+            .flat_map(|g| [&g.lease as &dyn super::db::Param, &g.owner, &g.fence])
+            .collect();
+        let held: Vec<String> = tx.column(
+            &format!("SELECT name FROM leases WHERE {}", wanted.join(" OR ")),
+            &params,
+        )?;
+        if let Some(lost) = guards.iter().find(|g| !held.contains(&g.lease)) {
             bail!(
                 "this node ({}) lost its lease on {} (another node took it over): nothing was written; the node holding it now does this work",
-                self.owner,
-                self.lease
+                lost.owner,
+                lost.lease
             );
         }
         Ok(())
@@ -77,7 +105,8 @@ impl Store {
     pub fn claim(&mut self, lease: &str, owner: &str, ttl: Duration) -> Result<Option<Guard>> {
         let fence: Option<i64> = self.db().value(
             &format!(
-                "INSERT INTO leases (name, owner, expires_ms, fence) VALUES (?1, ?2, {NOW_MS} + ?3, 1)
+                "INSERT INTO leases (name, owner, expires_ms, fence)
+                 SELECT ?1, ?2, {NOW_MS} + ?3, 1 FROM {UNSYNCED} WHERE true
                  ON CONFLICT (name) DO UPDATE SET
                      fence = CASE WHEN leases.owner = excluded.owner AND leases.expires_ms > {NOW_MS}
                                   THEN leases.fence ELSE leases.fence + 1 END,
@@ -107,7 +136,7 @@ impl Store {
         let fence: Option<i64> = self.db().value(
             &format!(
                 "UPDATE leases SET owner = ?2, fence = fence + 1, expires_ms = {NOW_MS} + ?4
-                 WHERE name = ?1 AND owner = ?3 RETURNING fence"
+                 FROM {UNSYNCED} WHERE name = ?1 AND owner = ?3 RETURNING fence"
             ),
             args![lease, owner, dead, ms(ttl)],
         )?;
@@ -123,7 +152,7 @@ impl Store {
         self.db().execute(
             &format!(
                 "UPDATE leases SET expires_ms = {NOW_MS} + ?2
-                 WHERE owner = ?1 AND expires_ms > {NOW_MS}"
+                 FROM {UNSYNCED} WHERE owner = ?1 AND expires_ms > {NOW_MS}"
             ),
             args![owner, ms(ttl)],
         )?;
@@ -138,16 +167,38 @@ impl Store {
     /// Gives up `lease` (if `owner` holds it), for another node to take at once.
     pub fn release(&mut self, lease: &str, owner: &str) -> Result<()> {
         self.db().execute(
-            "UPDATE leases SET expires_ms = 0 WHERE name = ?1 AND owner = ?2",
+            &format!(
+                "UPDATE leases SET expires_ms = 0 FROM {UNSYNCED} WHERE name = ?1 AND owner = ?2"
+            ),
             args![lease, owner],
         )?;
+        Ok(())
+    }
+
+    /// Gives up every one of `leases` that `owner` holds, a statement for many.
+    pub fn release_all(&mut self, leases: &[String], owner: &str) -> Result<()> {
+        for chunk in leases.chunks(super::db::KEYS_PER_STATEMENT) {
+            let mut params: Vec<&dyn super::db::Param> = vec![&owner];
+            params.extend(chunk.iter().map(|l| l as &dyn super::db::Param));
+            self.db().execute(
+                &format!(
+                    "UPDATE leases SET expires_ms = 0 FROM {UNSYNCED}
+                     WHERE owner = ?1 AND name IN ({})",
+                    super::db::marks(2, chunk.len())
+                ),
+                &params,
+            )?;
+        }
         Ok(())
     }
 
     /// Gives up the holding `guard` stands for, and no later one.
     pub fn release_guard(&mut self, guard: &Guard) -> Result<()> {
         self.db().execute(
-            "UPDATE leases SET expires_ms = 0 WHERE name = ?1 AND owner = ?2 AND fence = ?3",
+            &format!(
+                "UPDATE leases SET expires_ms = 0 FROM {UNSYNCED}
+                 WHERE name = ?1 AND owner = ?2 AND fence = ?3"
+            ),
             args![guard.lease, guard.owner, guard.fence],
         )?;
         Ok(())
