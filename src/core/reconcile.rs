@@ -42,6 +42,17 @@ impl ChangeKind {
         }
     }
 
+    /// Whether the version this change replaces was open, given whether the new one is:
+    /// an update keeps the record open or closed, an ending or a closure replaces an open
+    /// version, a reopening a closed one. (A new record replaces none: `false`.)
+    pub fn replaces_open(self, now_open: bool) -> bool {
+        match self {
+            ChangeKind::Ended | ChangeKind::ClosedByAbsence => true,
+            ChangeKind::New | ChangeKind::Reopened => false,
+            ChangeKind::Updated | ChangeKind::Unchanged | ChangeKind::Retained => now_open,
+        }
+    }
+
     /// Whether the store must write a new version.
     pub fn writes(self) -> bool {
         !matches!(self, ChangeKind::Unchanged | ChangeKind::Retained)
@@ -281,6 +292,45 @@ mod tests {
             diff.changes.windows(2).all(|w| w[0].key <= w[1].key),
             "sorted by key"
         );
+    }
+
+    #[test]
+    fn each_change_knows_whether_the_version_it_replaces_was_open() {
+        let day = date("2026-11-21");
+        let before = [
+            stored(1, &row(1, "2026-01-01", None, "old")),
+            stored(2, &row(2, "2026-01-01", Some("2026-06-01"), "old")),
+            stored(3, &row(3, "2026-01-01", None, "to end")),
+            stored(4, &row(4, "2026-01-01", Some("2026-06-01"), "to reopen")),
+            stored(5, &row(5, "2026-01-01", None, "absent")),
+        ];
+        let extract = [
+            row(1, "2026-01-01", None, "new"),
+            row(2, "2026-01-01", Some("2026-06-01"), "new"),
+            row(3, "2026-01-01", Some("2026-11-20"), "to end"),
+            row(4, "2026-01-01", None, "to reopen"),
+        ];
+        let diff = reconcile(&before, extract.to_vec(), &[], day);
+        let was_open: FxHashMap<RowKey, bool> = before.iter().map(|s| (s.key, s.open)).collect();
+        let kinds: Vec<ChangeKind> = diff.changes.iter().map(|c| c.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                ChangeKind::Updated,
+                ChangeKind::Updated,
+                ChangeKind::Ended,
+                ChangeKind::Reopened,
+                ChangeKind::ClosedByAbsence
+            ]
+        );
+        for c in &diff.changes {
+            let now_open = match &c.next {
+                Next::Fields(f) => f.is_open(),
+                Next::EndOn(_) => false,
+            };
+            assert_eq!(c.kind.replaces_open(now_open), was_open[&c.key], "{c:?}");
+        }
+        assert!(!ChangeKind::New.replaces_open(true));
     }
 
     #[test]

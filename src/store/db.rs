@@ -242,6 +242,33 @@ pub fn copy_text(out: &mut Vec<u8>, v: &Arg<'_>) {
     }
 }
 
+/// Below this many rows, [`Tx::insert_rows`] sends them to PostgreSQL as JSON, not `COPY`.
+const ROWS_AS_JSON: usize = 1_000;
+
+/// Rows as a JSON array of objects keyed by column (for `json_populate_recordset`, which
+/// reads each value as text into its column's type, as `COPY` does).
+fn json_rows(columns: &[&str], rows: &[Vec<Arg<'_>>]) -> String {
+    let objects: Vec<serde_json::Map<String, serde_json::Value>> = rows
+        .iter()
+        .map(|row| {
+            columns
+                .iter()
+                .zip(row)
+                .map(|(c, v)| {
+                    let value = match *v {
+                        Arg::Null => serde_json::Value::Null,
+                        Arg::Int(i) => i.into(),
+                        Arg::Real(r) => r.into(),
+                        Arg::Text(t) => t.into(),
+                    };
+                    ((*c).to_owned(), value)
+                })
+                .collect()
+        })
+        .collect();
+    serde_json::Value::from(objects).to_string()
+}
+
 fn sqlite_row(r: &rusqlite::Row<'_>, n: usize) -> Result<Row> {
     use rusqlite::types::ValueRef;
     (0..n)
@@ -469,8 +496,11 @@ impl Db {
                 let Pg {
                     client, statements, ..
                 } = pg.ready()?;
-                let mut tx = client.transaction()?;
-                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
+                let mut tx = PgTx { client, open: true };
+                // The transaction and its lock in one round trip.
+                tx.batch_execute(&format!(
+                    "BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
+                ))?;
                 Tx::Pg(tx, statements)
             }
         })
@@ -531,10 +561,45 @@ pub fn marks(first: usize, n: usize) -> String {
 /// A write transaction: rolled back when dropped without [`Tx::commit`].
 pub enum Tx<'a> {
     Sqlite(rusqlite::Transaction<'a>),
-    Pg(
-        postgres::Transaction<'a>,
-        &'a mut HashMap<String, postgres::Statement>,
-    ),
+    Pg(PgTx<'a>, &'a mut HashMap<String, postgres::Statement>),
+}
+
+/// A PostgreSQL transaction on the connection, begun by us (the `postgres` crate's
+/// `Transaction` sends its `BEGIN` alone: a round trip of its own for every file):
+/// rolled back when dropped open.
+pub struct PgTx<'a> {
+    client: &'a mut postgres::Client,
+    open: bool,
+}
+
+impl PgTx<'_> {
+    fn commit(mut self) -> Result<()> {
+        self.open = false;
+        self.client.batch_execute("COMMIT")?;
+        Ok(())
+    }
+}
+
+impl Drop for PgTx<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            // As the crate's own: a connection that is gone has nothing to roll back.
+            let _ = self.client.batch_execute("ROLLBACK");
+        }
+    }
+}
+
+impl std::ops::Deref for PgTx<'_> {
+    type Target = postgres::Client;
+    fn deref(&self) -> &postgres::Client {
+        self.client
+    }
+}
+
+impl std::ops::DerefMut for PgTx<'_> {
+    fn deref_mut(&mut self) -> &mut postgres::Client {
+        self.client
+    }
 }
 
 /// A write transaction that must still hold its leases (and turns) when it commits.
@@ -620,13 +685,30 @@ impl Tx<'_> {
                 }
                 Ok(n)
             }
-            Tx::Pg(tx, _) => {
+            Tx::Pg(tx, statements) => {
                 use std::io::Write;
+                // A few rows go as one parameter of a prepared statement (one round trip);
+                // `COPY` costs three (its statement, its start, its end) but is faster
+                // row for row.
+                let mut few = Vec::new();
+                while few.len() < ROWS_AS_JSON {
+                    match rows.next() {
+                        Some(row) => few.push(row),
+                        None => {
+                            let sql = format!(
+                                "INSERT INTO {table} ({list}) SELECT {list}
+                                 FROM json_populate_recordset(CAST(NULL AS {table}), CAST(?1 AS json))"
+                            );
+                            let json = json_rows(columns, &few);
+                            return pg_execute(statements, &mut **tx, &sql, args![json]);
+                        }
+                    }
+                }
                 let mut writer = tx
                     .copy_in(&format!("COPY {table} ({list}) FROM STDIN"))
                     .with_context(|| format!("cannot start copying into {table}"))?;
                 let mut line = Vec::with_capacity(256);
-                for row in rows {
+                for row in few.into_iter().chain(rows) {
                     line.clear();
                     for (i, v) in row.iter().enumerate() {
                         if i > 0 {
@@ -641,6 +723,23 @@ impl Tx<'_> {
                     .finish()
                     .with_context(|| format!("copying into {table} failed"))?)
             }
+        }
+    }
+
+    /// PostgreSQL only: a statement whose parameters [`Param`] does not carry (arrays, for
+    /// `unnest`); how many rows it changed.
+    pub fn execute_pg(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<u64> {
+        match self {
+            Tx::Pg(tx, statements) => {
+                let stmt = prepared(statements, &mut **tx, sql)?.clone();
+                tx.execute(&stmt, params)
+                    .with_context(|| format!("PostgreSQL: {}", one_line(sql)))
+            }
+            Tx::Sqlite(_) => bail!("a PostgreSQL statement on an SQLite store"),
         }
     }
 
@@ -671,14 +770,14 @@ impl Sql for Tx<'_> {
     ) -> Result<()> {
         match self {
             Tx::Sqlite(tx) => sqlite_each(tx, sql, args, f),
-            Tx::Pg(tx, statements) => pg_each(statements, tx, sql, args, f),
+            Tx::Pg(tx, statements) => pg_each(statements, &mut **tx, sql, args, f),
         }
     }
 
     fn execute(&mut self, sql: &str, args: &[&dyn Param]) -> Result<u64> {
         match self {
             Tx::Sqlite(tx) => sqlite_execute(tx, sql, args),
-            Tx::Pg(tx, statements) => pg_execute(statements, tx, sql, args),
+            Tx::Pg(tx, statements) => pg_execute(statements, &mut **tx, sql, args),
         }
     }
 

@@ -344,7 +344,6 @@ pub(super) fn write_changes(
         }),
     )
     .context("cannot write the record versions")?;
-    let record = |v, id| record_row(la_code, v, id);
     let (new, moved): (Vec<_>, Vec<_>) = versions
         .iter()
         .zip(ids.iter().copied())
@@ -352,18 +351,10 @@ pub(super) fn write_changes(
     tx.insert_rows(
         "records",
         &RECORD_COLUMNS,
-        new.iter().map(|(v, id)| record(v, *id)),
+        new.iter().map(|(v, id)| record_row(la_code, v, *id)),
     )
     .context("cannot write the records")?;
-    move_records(
-        tx,
-        moved.iter().map(|(v, id)| {
-            let mut row = record(v, *id);
-            row.push(v.change.previous.map_or(Arg::Null, Arg::Int));
-            row
-        }),
-        moved.len(),
-    )?;
+    move_records(tx, la, &moved)?;
     if let Some(n) = failing {
         bail!("injected failure after {n} record writes (CPIS_GATEWAY_FAULT)");
     }
@@ -383,50 +374,74 @@ fn record_row<'v>(la_code: Arg<'v>, v: &'v NewVersion<'_>, id: i64) -> Vec<Arg<'
     ]
 }
 
-/// Moves existing records to their new versions (rows: the record's columns, then the
-/// version it must still be at); none may have moved under this file.
-fn move_records<'r>(
-    tx: &mut Tx<'_>,
-    rows: impl Iterator<Item = Vec<Arg<'r>>>,
-    expected: usize,
-) -> Result<()> {
-    if expected == 0 {
+/// Moves existing records to their new versions (each `(version, id)`: the record moves
+/// to `id`, and must still be at the version `version` replaces); none may have moved
+/// under this file. On SQLite each record is found by its key, open state first (the
+/// state the version replaced), so one seek finds it; on PostgreSQL one statement moves
+/// them all, from arrays of their columns.
+fn move_records(tx: &mut Tx<'_>, la: LaCode, moved: &[(&NewVersion<'_>, i64)]) -> Result<()> {
+    if moved.is_empty() {
         return Ok(());
     }
-    let moved = if tx.is_pg() {
-        // Staged, then moved by one statement.
-        tx.batch(
-            "CREATE TEMP TABLE IF NOT EXISTS record_moves (la_code BIGINT, nhs BIGINT,
-                 plan_type TEXT, version BIGINT, open BIGINT, fingerprint BIGINT, end_date TEXT,
-                 previous BIGINT)
-                 ON COMMIT DELETE ROWS",
-        )?;
-        tx.insert_rows(
-            "record_moves",
-            &[&RECORD_COLUMNS[..], &["previous"]].concat(),
-            rows,
-        )?;
-        tx.execute(
-            "UPDATE records r SET version = m.version, open = m.open, fingerprint = m.fingerprint,
-                 end_date = m.end_date
-             FROM record_moves m
-             WHERE r.la_code = m.la_code AND r.nhs = m.nhs AND r.plan_type = m.plan_type
+    let n = if tx.is_pg() {
+        let column = |f: &dyn Fn(&NewVersion<'_>, i64) -> i64| -> Vec<i64> {
+            moved.iter().map(|(v, id)| f(v, *id)).collect()
+        };
+        let nhs = column(&|v, _| v.change.key.nhs.value() as i64);
+        let version = column(&|_, id| id);
+        let open = column(&|v, _| i64::from(v.fields.is_open()));
+        let fingerprint = column(&|v, _| v.fields.fingerprint() as i64);
+        let previous = column(&|v, _| v.change.previous.unwrap_or(0));
+        let plan: Vec<&str> = moved
+            .iter()
+            .map(|(v, _)| v.change.key.plan_type.as_str())
+            .collect();
+        let end: Vec<Option<&str>> = moved
+            .iter()
+            .map(|(v, _)| v.end.as_ref().map(|d| d.as_str()))
+            .collect();
+        tx.execute_pg(
+            "UPDATE records r SET version = m.version, open = m.open,
+                 fingerprint = m.fingerprint, end_date = m.end_date
+             FROM unnest(?2::bigint[], ?3::text[], ?4::bigint[], ?5::bigint[], ?6::bigint[],
+                         ?7::text[], ?8::bigint[])
+                  AS m (nhs, plan_type, version, open, fingerprint, end_date, previous)
+             WHERE r.la_code = ?1 AND r.nhs = m.nhs AND r.plan_type = m.plan_type
                AND r.version = m.previous",
-            args![],
+            &[
+                &i64::from(la.as_u16()),
+                &nhs,
+                &plan,
+                &version,
+                &open,
+                &fingerprint,
+                &end,
+                &previous,
+            ],
         )?
     } else {
         let mut n = 0;
-        for row in rows {
-            let params: Vec<&dyn Param> = row.iter().map(|a| a as &dyn Param).collect();
+        for (v, id) in moved {
+            let was_open = v.change.kind.replaces_open(v.fields.is_open());
             n += tx.execute(
-                "UPDATE records SET version = ?4, open = ?5, fingerprint = ?6, end_date = ?7
-                 WHERE la_code = ?1 AND nhs = ?2 AND plan_type = ?3 AND version = ?8",
-                &params,
+                "UPDATE records SET version = ?5, open = ?6, fingerprint = ?7, end_date = ?8
+                 WHERE open = ?1 AND la_code = ?2 AND nhs = ?3 AND plan_type = ?4 AND version = ?9",
+                args![
+                    was_open,
+                    la.as_u16(),
+                    v.change.key.nhs.value() as i64,
+                    v.change.key.plan_type.as_str(),
+                    id,
+                    v.fields.is_open(),
+                    v.fields.fingerprint() as i64,
+                    v.end.as_ref().map(|d| d.as_str()),
+                    v.change.previous,
+                ],
             )?;
         }
         n
     };
-    if moved != expected as u64 {
+    if n != moved.len() as u64 {
         bail!("a record changed under this file: nothing was applied, run it again");
     }
     Ok(())
