@@ -388,6 +388,12 @@ const MIGRATIONS: &[&str] = &[
     -- postgres: DROP INDEX records_ended;
     -- postgres: CREATE INDEX records_ended ON records (end_date, nhs) WHERE end_date IS NOT NULL;
     "#,
+    // 16: nothing looks a version up by its predecessor (the report joins a version to its
+    // predecessor by the predecessor's id), and history is never deleted, so the index
+    // only cost a write for every version.
+    r#"
+    DROP INDEX record_versions_by_previous;
+    "#,
 ];
 
 /// How long a command waits for another one's write to finish before giving up.
