@@ -508,6 +508,16 @@ impl Db {
         })
     }
 
+    /// Runs statements with no parameters outside any transaction (what PostgreSQL will
+    /// not run inside one, such as `VACUUM`).
+    pub fn batch(&mut self, sql: &str) -> Result<()> {
+        match self {
+            Db::Sqlite(conn) => conn.execute_batch(sql)?,
+            Db::Pg(pg) => pg.ready()?.client.batch_execute(sql)?,
+        }
+        Ok(())
+    }
+
     /// The SQLite connection (SQLite-only settings); `None` on PostgreSQL.
     pub fn sqlite(&mut self) -> Option<&mut rusqlite::Connection> {
         match self {
