@@ -18,7 +18,9 @@
 //!   is written in order), the claim included. Claimed again after the crash, the fence
 //!   may be handed out a second time, but only to whoever claims it then; a guard of the
 //!   lost holding passes only if that is the same owner, which names one process (host and
-//!   process id), and one process claiming what it holds gets its own fence back anyway.
+//!   process id), and one process claiming what it holds gets its own fence back anyway;
+//!   the holder before the lost claim finds its guard passing again, as if the claim had
+//!   never been made.
 
 use super::db::{args, Sql, Tx};
 use super::dialect::{NOW_MS, UNSYNCED};
@@ -82,11 +84,24 @@ impl Guard {
             .iter()
             .flat_map(|g| [&g.lease as &dyn super::db::Param, &g.owner, &g.fence])
             .collect();
-        let held: Vec<String> = tx.column(
-            &format!("SELECT name FROM leases WHERE {}", wanted.join(" OR ")),
+        let mut held: Vec<(String, String, i64)> = Vec::new();
+        tx.each_row(
+            &format!(
+                "SELECT name, owner, fence FROM leases WHERE {}",
+                wanted.join(" OR ")
+            ),
             &params,
+            &mut |r| {
+                held.push((r.get(0)?, r.get(1)?, r.get(2)?));
+                Ok(())
+            },
         )?;
-        if let Some(lost) = guards.iter().find(|g| !held.contains(&g.lease)) {
+        // Each guard whole: two holdings of one lease (an older one among them) are told apart.
+        let still = |g: &Guard| {
+            held.iter()
+                .any(|(l, o, f)| *l == g.lease && *o == g.owner && *f == g.fence)
+        };
+        if let Some(lost) = guards.iter().find(|g| !still(g)) {
             bail!(
                 "this node ({}) lost its lease on {} (another node took it over): nothing was written; the node holding it now does this work",
                 lost.owner,
@@ -283,5 +298,31 @@ impl Store {
     /// with each turn, which takes itself out when it ends.
     pub fn turns(&self) -> std::sync::Arc<std::sync::Mutex<Vec<Guard>>> {
         std::sync::Arc::clone(&self.turns)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_guard_of_an_earlier_holding_is_refused_beside_the_current_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("store.sqlite")).unwrap();
+        let earlier = store
+            .claim("turn:LA919", "host:1", Duration::from_millis(1))
+            .unwrap()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        // Expired, then claimed again (by the same owner): the fence moves.
+        let current = store
+            .claim("turn:LA919", "host:1", Duration::from_secs(60))
+            .unwrap()
+            .unwrap();
+        assert_eq!(current.fence, earlier.fence + 1);
+        let mut tx = store.db().transaction().unwrap();
+        Guard::check_all(std::slice::from_ref(&current), &mut tx).unwrap();
+        let refused = Guard::check_all(&[earlier, current], &mut tx).unwrap_err();
+        assert!(refused.to_string().contains("lost its lease on turn:LA919"));
     }
 }
