@@ -264,6 +264,13 @@ fn json_rows(columns: &[&str], rows: &[Vec<Arg<'_>>]) -> String {
             match *value {
                 Arg::Null => out.push_str("null"),
                 Arg::Int(n) => out.push_str(&n.to_string()),
+                // JSON has no NaN nor infinities: as text, which a float column reads.
+                Arg::Real(r) if r.is_nan() => out.push_str("\"NaN\""),
+                Arg::Real(r) if r.is_infinite() => out.push_str(if r > 0.0 {
+                    "\"Infinity\""
+                } else {
+                    "\"-Infinity\""
+                }),
                 Arg::Real(r) => out.push_str(&serde_json::Value::from(r).to_string()),
                 Arg::Text(t) => out.push_str(&serde_json::Value::from(t).to_string()),
             }
@@ -814,6 +821,8 @@ mod tests {
                 Arg::Null,
             ],
             vec![Arg::Int(7), Arg::Text(""), Arg::Real(0.5)],
+            vec![Arg::Int(8), Arg::Text("x"), Arg::Real(f64::NAN)],
+            vec![Arg::Int(9), Arg::Text("y"), Arg::Real(f64::NEG_INFINITY)],
         ];
         let json: serde_json::Value =
             serde_json::from_str(&json_rows(&["id", "text", "other"], &rows)).unwrap();
@@ -821,7 +830,9 @@ mod tests {
             json,
             serde_json::json!([
                 {"id": i64::MIN, "text": "a \"quoted\"\n\\ line", "other": null},
-                {"id": 7, "text": "", "other": 0.5}
+                {"id": 7, "text": "", "other": 0.5},
+                {"id": 8, "text": "x", "other": "NaN"},
+                {"id": 9, "text": "y", "other": "-Infinity"}
             ])
         );
     }

@@ -399,10 +399,12 @@ const MIGRATIONS: &[&str] = &[
     // flush; 147 ms without): the flush proves it instead, setting only a batch it has just
     // inserted in its own transaction. And an attendance file's flag response (22 MB for
     // 40,000 rows) is compressed by lz4 rather than pglz (175 ms to 34 ms to store, and
-    // smaller), where the server has lz4; where it has not, nothing changes.
+    // smaller), where the server has lz4; where it has not, or is older than 14 (no
+    // SET COMPRESSION: run by EXECUTE, so the block parses and the error is caught),
+    // nothing changes.
     r#"
     -- postgres: ALTER TABLE notifications DROP CONSTRAINT notifications_batch_id_fkey;
-    -- postgres: DO $$ BEGIN ALTER TABLE files ALTER COLUMN response SET COMPRESSION lz4; EXCEPTION WHEN feature_not_supported OR syntax_error THEN NULL; END $$;
+    -- postgres: DO $$ BEGIN EXECUTE 'ALTER TABLE files ALTER COLUMN response SET COMPRESSION lz4'; EXCEPTION WHEN feature_not_supported OR syntax_error THEN NULL; END $$;
     "#,
 ];
 
