@@ -40,6 +40,15 @@ impl Root {
         self.dir.path()
     }
 
+    /// Puts a file into a mailbox's `in/` as a sender that renames would (interface.md):
+    /// written whole as `<name>.part`, then renamed. With `settle_ms = 0` a running daemon
+    /// may otherwise take a file written in place before its bytes are there.
+    pub(crate) fn put(&self, mailbox: &str, name: &str, bytes: impl AsRef<[u8]>) {
+        let part = self.inbox(mailbox).join(format!("{name}.part"));
+        fs::write(&part, bytes).unwrap();
+        fs::rename(&part, self.inbox(mailbox).join(name)).unwrap();
+    }
+
     pub(crate) fn inbox(&self, mailbox: &str) -> PathBuf {
         let p = self.path().join("var/mailboxes").join(mailbox).join("in");
         fs::create_dir_all(&p).unwrap();

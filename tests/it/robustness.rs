@@ -620,11 +620,11 @@ fn an_unwritable_outbox_keeps_notifications_queued_and_the_daemon_going() {
     fs::write(&out, "in the way").unwrap();
     let d = root.start();
     let (attend, text) = attendance("20261121T101500", &[&first_child(&bytes)]);
-    fs::write(root.inbox("RWG").join(&attend), text).unwrap();
+    root.put("RWG", &attend, text);
     d.wait_log("notifications could not all be written");
     // The daemon goes on: another LA's file is taken meanwhile.
     let (other, bytes) = extract("202", 5, "20261121T020000");
-    fs::write(root.inbox("LA202").join(&other), bytes).unwrap();
+    root.put("LA202", &other, bytes);
     wait_until(Duration::from_secs(15), || {
         root.ack("LA202", &other).exists()
     })
