@@ -252,15 +252,19 @@ const ROWS_AS_JSON: usize = 100;
 /// Rows as a JSON array of objects keyed by column (for `json_populate_recordset`, which
 /// reads each value as text into its column's type, as `COPY` does).
 fn json_rows(columns: &[&str], rows: &[Vec<Arg<'_>>]) -> String {
+    // Each column's key, quoted once.
+    let keys: Vec<String> = columns
+        .iter()
+        .map(|c| format!("{}:", serde_json::Value::from(*c)))
+        .collect();
     let mut out = String::from("[");
     for (i, row) in rows.iter().enumerate() {
         out.push_str(if i == 0 { "{" } else { ",{" });
-        for (j, (column, value)) in columns.iter().zip(row).enumerate() {
+        for (j, (key, value)) in keys.iter().zip(row).enumerate() {
             if j > 0 {
                 out.push(',');
             }
-            out.push_str(&serde_json::Value::from(*column).to_string());
-            out.push(':');
+            out.push_str(key);
             match *value {
                 Arg::Null => out.push_str("null"),
                 Arg::Int(n) => out.push_str(&n.to_string()),

@@ -181,13 +181,7 @@ impl Store {
 
     /// Gives up `lease` (if `owner` holds it), for another node to take at once.
     pub fn release(&mut self, lease: &str, owner: &str) -> Result<()> {
-        self.db().execute(
-            &format!(
-                "UPDATE leases SET expires_ms = 0 FROM {UNSYNCED} WHERE name = ?1 AND owner = ?2"
-            ),
-            args![lease, owner],
-        )?;
-        Ok(())
+        self.release_all(&[lease.to_owned()], owner)
     }
 
     /// Gives up every one of `leases` that `owner` holds, a statement for many.
