@@ -2,6 +2,7 @@
 //! in a temporary folder on a free 127.0.0.1 port and stopped after it: a store built from
 //! the samples is copied and verified, a second copy is refused, PostgreSQL's triggers keep
 //! the history append-only, and a store whose access log was tampered with is not copied.
+//! A bulk load leaves the planner statistics the store's statements read by.
 
 use crate::backend::Postgres;
 use crate::daemon::Root;
@@ -308,4 +309,77 @@ fn the_store_password_is_never_shown_nor_put_on_a_command_line() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&again.stderr).contains("the target database is not empty"));
+}
+
+/// After a bulk load the store analyzes what it wrote itself (`store/statistics.rs`):
+/// `records` whole (and vacuumed), the history only by the columns statements read it by,
+/// and the planner then knows each table's size.
+#[test]
+fn a_bulk_load_leaves_the_planner_statistics_it_reads_by() {
+    let pg = Postgres::start();
+    let root = Root::new(0);
+    let rows = 25_000;
+    let on_pg = |args: &[&str]| {
+        let out = gateway(root.path())
+            .env("CPIS_GATEWAY_STORE_URL", pg.url())
+            .args(args)
+            .output()
+            .unwrap();
+        assert_ok(&out);
+    };
+    on_pg(&["init"]);
+    // Only the store's own analyses: autovacuum would analyze these whole, when it wakes.
+    assert_eq!(
+        pg.query(
+            "ALTER TABLE records SET (autovacuum_enabled = false);
+             ALTER TABLE record_versions SET (autovacuum_enabled = false)"
+        ),
+        ""
+    );
+    let inbox = root.inbox("LA919");
+    on_pg(&[
+        "gen",
+        "extract",
+        "--la",
+        "919",
+        "--rows",
+        &rows.to_string(),
+        "--at",
+        "20261121T020000",
+        "--out",
+        inbox.to_str().unwrap(),
+    ]);
+    on_pg(&["run", "--once"]);
+    // Past the rows written before a first analysis (20,000), whatever `gen` left invalid.
+    let held: i64 = pg.query("SELECT count(*) FROM records").parse().unwrap();
+    assert!(held > 20_000, "{held}");
+    assert_eq!(
+        pg.query(
+            "SELECT string_agg(attname, ',' ORDER BY attname) FROM pg_stats
+             WHERE tablename = 'record_versions'"
+        ),
+        "end_date,expected_delivery,id,known_from,previous"
+    );
+    assert_eq!(
+        pg.query(
+            "SELECT string_agg(attname, ',' ORDER BY attname) FROM pg_stats
+             WHERE tablename = 'records'"
+        ),
+        "end_date,fingerprint,la_code,nhs,open,plan_type,version"
+    );
+    assert_eq!(
+        pg.query(
+            "SELECT last_vacuum IS NOT NULL FROM pg_stat_user_tables WHERE relname = 'records'"
+        ),
+        "t"
+    );
+    for table in ["records", "record_versions"] {
+        assert_eq!(
+            pg.query(&format!(
+                "SELECT CAST(reltuples AS BIGINT) FROM pg_class WHERE relname = '{table}'"
+            )),
+            held.to_string(),
+            "{table}"
+        );
+    }
 }
