@@ -173,11 +173,12 @@ impl Target {
         let mut config = config.clone();
         // Statements are prepared once per connection; PostgreSQL's own choice between a
         // plan for each execution's values and one cached for all (`plan_cache_mode =
-        // auto`) stands: no statement runs per row against a table its own transaction is
-        // growing (an attendance file's look-ups are read ahead, its rows written at
-        // commit), and a cached plan is made again whenever a table it reads is analyzed,
-        // which the store does as its tables grow (`store::statistics`). Forcing a plan per
-        // execution cost a daily refresh 30 % of its server time in planning.
+        // auto`) stands: no statement that reads a table runs once per row against a
+        // table its own transaction is growing (an attendance file's look-ups are read
+        // ahead, its rows written at commit), and a cached plan is made again whenever a
+        // table it reads is analyzed, which the store does as its tables grow
+        // (`store::statistics`). Forcing a plan per execution cost a daily refresh 30 % of
+        // its server time in planning.
         let mut ours = String::new();
         if let Some(limit) = self.session_limit {
             // Server-side: a lock is never waited for, nor a transaction left idle, for

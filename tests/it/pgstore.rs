@@ -358,7 +358,7 @@ fn a_bulk_load_leaves_the_planner_statistics_it_reads_by() {
             "SELECT string_agg(attname, ',' ORDER BY attname) FROM pg_stats
              WHERE tablename = 'record_versions'"
         ),
-        "end_date,expected_delivery,id,known_from,previous"
+        "end_date,expected_delivery,id,known_from,plan_type,previous"
     );
     assert_eq!(
         pg.query(
