@@ -318,7 +318,6 @@ fn the_store_password_is_never_shown_nor_put_on_a_command_line() {
 fn a_bulk_load_leaves_the_planner_statistics_it_reads_by() {
     let pg = Postgres::start();
     let root = Root::new(0);
-    let rows = 25_000;
     let on_pg = |args: &[&str]| {
         let out = gateway(root.path())
             .env("CPIS_GATEWAY_STORE_URL", pg.url())
@@ -336,19 +335,11 @@ fn a_bulk_load_leaves_the_planner_statistics_it_reads_by() {
         ),
         ""
     );
-    let inbox = root.inbox("LA919");
-    on_pg(&[
-        "gen",
-        "extract",
-        "--la",
-        "919",
-        "--rows",
-        &rows.to_string(),
-        "--at",
-        "20261121T020000",
-        "--out",
-        inbox.to_str().unwrap(),
-    ]);
+    // Fewer rows than an analysis samples (30,000), so the planner's counts are exact.
+    gen_extract(
+        &root.inbox("LA919"),
+        &["--la", "919", "--rows", "25000", "--at", "20261121T020000"],
+    );
     on_pg(&["run", "--once"]);
     // Past the rows written before a first analysis (20,000), whatever `gen` left invalid.
     let held: i64 = pg.query("SELECT count(*) FROM records").parse().unwrap();
