@@ -376,9 +376,9 @@ fn record_row<'v>(la_code: Arg<'v>, v: &'v NewVersion<'_>, id: i64) -> Vec<Arg<'
 
 /// Moves existing records to their new versions (each a new version and its id: the
 /// record moves to that id, and must still be at the version the new one replaces); none
-/// may have moved under this file. On SQLite each record is found by its key, open state first (the
-/// state the version replaced), so one seek finds it; on PostgreSQL one statement moves
-/// them all, from arrays of their columns.
+/// may have moved under this file. On SQLite each record is found by its key, open state
+/// first (the state the version replaced), so one seek finds it; on PostgreSQL one
+/// statement moves them all, from arrays of their columns.
 fn move_records(tx: &mut Tx<'_>, la: LaCode, moved: &[(&NewVersion<'_>, i64)]) -> Result<()> {
     if moved.is_empty() {
         return Ok(());
@@ -422,21 +422,17 @@ fn move_records(tx: &mut Tx<'_>, la: LaCode, moved: &[(&NewVersion<'_>, i64)]) -
     } else {
         let mut n = 0;
         for (v, id) in moved {
+            // The record's new row, then the version it must still be at and the open
+            // state that version had.
+            let mut row = record_row(Arg::Int(la.as_u16().into()), v, *id);
+            row.push(v.change.previous.map_or(Arg::Null, Arg::Int));
             let was_open = v.change.kind.replaces_open(v.fields.is_open());
+            row.push(Arg::Int(i64::from(was_open)));
+            let params: Vec<&dyn Param> = row.iter().map(|a| a as &dyn Param).collect();
             n += tx.execute(
-                "UPDATE records SET version = ?5, open = ?6, fingerprint = ?7, end_date = ?8
-                 WHERE open = ?1 AND la_code = ?2 AND nhs = ?3 AND plan_type = ?4 AND version = ?9",
-                args![
-                    was_open,
-                    la.as_u16(),
-                    v.change.key.nhs.value() as i64,
-                    v.change.key.plan_type.as_str(),
-                    id,
-                    v.fields.is_open(),
-                    v.fields.fingerprint() as i64,
-                    v.end.as_ref().map(|d| d.as_str()),
-                    v.change.previous,
-                ],
+                "UPDATE records SET version = ?4, open = ?5, fingerprint = ?6, end_date = ?7
+                 WHERE open = ?9 AND la_code = ?1 AND nhs = ?2 AND plan_type = ?3 AND version = ?8",
+                &params,
             )?;
         }
         n

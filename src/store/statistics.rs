@@ -12,9 +12,9 @@
 //! report's reads through that index then cost more than a scan of every record ever
 //! held, which the planner takes instead (one of the report's queries on 1.5 M closed
 //! records: 193 ms scanning them, 79 ms through the index once vacuumed, with the
-//! connection's `random_page_cost`, see `pgconnect`). A daily refresh of a large store writes far less than
-//! it holds, and leaves autovacuum to it. SQLite plans without statistics; nothing is
-//! done there.
+//! connection's `random_page_cost`, see `pgconnect`). A daily refresh of a large store
+//! writes far less than it holds, and leaves autovacuum to it. SQLite plans without
+//! statistics; nothing is done there.
 
 use super::db::{args, Sql};
 use super::Store;
@@ -32,11 +32,10 @@ const VACUUMED: [&str; 1] = ["records"];
 /// `store/records.rs`, `store/health.rs`). The statistics of its eight other columns
 /// (LA, NHS number, start date, phones, reference, change, file) made each analysis in
 /// the file's path two and a half to three times as long (at 150,000 versions, in pairs:
-/// whole 100–120 ms against 35–39 for five of these columns; 137–183 against 57–61 with
-/// `plan_type`).
-/// Autovacuum still analyzes the whole table later, off that path (an analysis of some
-/// columns leaves the table's count of changes for it). The other tables are analyzed
-/// whole.
+/// whole 100–120 ms against 35–39 for this list without `plan_type`; 137–183 against
+/// 57–61 with it). Autovacuum still analyzes the whole table later, off that path (an
+/// analysis of some columns leaves the table's count of changes for it). The other
+/// tables are analyzed whole.
 const ANALYZED: [(&str, &str); 1] = [(
     "record_versions",
     "(id, previous, known_from, end_date, expected_delivery, plan_type)",
