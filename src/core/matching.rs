@@ -53,6 +53,17 @@ pub fn status_on(fields: &RecordFields, day: NaiveDate) -> Option<Status> {
     }
 }
 
+/// The earliest end date a record may have and still be shown at an attendance a file
+/// received at `now` may hold: attendances go back at most `max_age_days` (and a day for
+/// time zones), records ended within the 12 months before one are shown.
+pub fn shown_since(now: chrono::DateTime<chrono::Utc>, max_age_days: u32) -> chrono::NaiveDate {
+    let earliest = (now - chrono::Duration::days(i64::from(max_age_days) + 1)).date_naive();
+    earliest
+        .checked_sub_months(chrono::Months::new(12))
+        .and_then(|d| d.pred_opt())
+        .unwrap_or(chrono::NaiveDate::MIN)
+}
+
 /// The flags a child's records give at `at` (open first, then ended; by LA and plan).
 pub fn flags_at(records: &[ChildRecord], at: DateTime<Utc>) -> Vec<Flag> {
     let day = at.date_naive();

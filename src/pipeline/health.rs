@@ -67,17 +67,6 @@ fn flagged_row<'a>((a, lookup): &'a (&Attendance, Lookup)) -> FlaggedRow<'a> {
     }
 }
 
-/// The earliest end date a record may have and still be shown at an attendance a file
-/// received at `now` may hold: attendances go back at most `max_age_days` (and a day for
-/// time zones), records ended within the 12 months before one are shown.
-fn shown_since(now: chrono::DateTime<chrono::Utc>, max_age_days: u32) -> chrono::NaiveDate {
-    let earliest = (now - chrono::Duration::days(i64::from(max_age_days) + 1)).date_naive();
-    earliest
-        .checked_sub_months(chrono::Months::new(12))
-        .and_then(|d| d.pred_opt())
-        .unwrap_or(chrono::NaiveDate::MIN)
-}
-
 /// Matches one attendance and records what must be recorded (read ahead by
 /// [`HealthTx::read_ahead`]).
 pub fn look_up(tx: &mut HealthTx<'_>, a: &Attendance) -> Result<Lookup> {
@@ -186,7 +175,7 @@ impl Gateway<'_> {
         let big = opened.meta.len() > 64 * 1024;
         let identity = opened.meta.clone();
         let known = if big {
-            Some(self.store.known_nhs(shown_since(
+            Some(self.store.known_nhs(crate::core::matching::shown_since(
                 self.clock.now(),
                 self.config.attendance_max_age_days,
             ))?)
