@@ -53,7 +53,15 @@ pub fn pg_dialect(sqlite: &str) -> String {
     let mut out = String::with_capacity(sqlite.len() + 64);
     let mut rest = sqlite;
     // CREATE TRIGGER t BEFORE DELETE ON x BEGIN SELECT RAISE(ABORT, 'why'); END;
+    // (a trigger on a line for PostgreSQL alone is in its dialect already).
     while let Some(start) = rest.find("CREATE TRIGGER") {
+        let line = rest[..start].rfind('\n').map_or(0, |i| i + 1);
+        if rest[line..start].trim_start().starts_with("-- postgres: ") {
+            let end = rest[start..].find('\n').map_or(rest.len(), |e| start + e);
+            out.push_str(&rest[..end]);
+            rest = &rest[end..];
+            continue;
+        }
         out.push_str(&rest[..start]);
         let end = rest[start..]
             .find("END;")
@@ -349,6 +357,17 @@ mod tests {
         let only = pg_dialect("-- a comment\n    -- postgres: ALTER TABLE t DROP CONSTRAINT c;\n");
         assert_eq!(only, "-- a comment\n    ALTER TABLE t DROP CONSTRAINT c;\n");
         assert_eq!(pg_dialect("-- sqlite only\n    DROP TABLE t;\n"), "");
+        // A trigger for PostgreSQL alone is left as written, and one after it translated.
+        let own =
+            "-- postgres: CREATE TRIGGER a BEFORE DELETE ON t FOR EACH ROW EXECUTE FUNCTION f();\n";
+        let pg = pg_dialect(&format!(
+            "{own}CREATE TRIGGER b BEFORE DELETE ON t BEGIN SELECT RAISE(ABORT, 'no'); END;"
+        ));
+        assert_eq!(
+            pg,
+            "CREATE TRIGGER a BEFORE DELETE ON t FOR EACH ROW EXECUTE FUNCTION f();\n\
+             CREATE TRIGGER b BEFORE DELETE ON t FOR EACH ROW EXECUTE FUNCTION cpis_refuse('no');"
+        );
         for sql in MIGRATIONS {
             let pg = pg_dialect(sql);
             assert!(
