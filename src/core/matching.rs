@@ -44,13 +44,15 @@ pub fn status_on(fields: &RecordFields, day: NaiveDate) -> Option<Status> {
     match fields.end {
         None => Some(Status::Open),
         Some(end) if end >= day => Some(Status::Open),
-        Some(end) => {
-            let year_before = day
-                .checked_sub_months(Months::new(12))
-                .unwrap_or(NaiveDate::MIN);
-            (end >= year_before).then_some(Status::Ended)
-        }
+        Some(end) => (end >= ended_shown_from(day)).then_some(Status::Ended),
     }
+}
+
+/// The earliest end date a record ended before `day` may have and still be shown at it
+/// (ended within the 12 months before it).
+pub fn ended_shown_from(day: NaiveDate) -> NaiveDate {
+    day.checked_sub_months(Months::new(12))
+        .unwrap_or(NaiveDate::MIN)
 }
 
 /// The earliest end date a record may have and still be shown at an attendance a file
@@ -58,10 +60,9 @@ pub fn status_on(fields: &RecordFields, day: NaiveDate) -> Option<Status> {
 /// time zones), records ended within the 12 months before one are shown.
 pub fn shown_since(now: chrono::DateTime<chrono::Utc>, max_age_days: u32) -> chrono::NaiveDate {
     let earliest = (now - chrono::Duration::days(i64::from(max_age_days) + 1)).date_naive();
-    earliest
-        .checked_sub_months(chrono::Months::new(12))
-        .and_then(|d| d.pred_opt())
-        .unwrap_or(chrono::NaiveDate::MIN)
+    ended_shown_from(earliest)
+        .pred_opt()
+        .unwrap_or(NaiveDate::MIN)
 }
 
 /// The flags a child's records give at `at` (open first, then ended; by LA and plan).

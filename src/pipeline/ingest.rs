@@ -521,12 +521,18 @@ impl<'a> Gateway<'a> {
         }
         report.changes = Some(diff.counts);
         report.processed_at = self.clock.now();
+        // Records ended before any look-up from now on could show them go cold.
+        let cold_before = crate::core::matching::shown_since(
+            report.processed_at,
+            self.config.attendance_max_age_days,
+        );
         let id = match released {
             None => self.store.apply_file(
                 &report,
                 la,
                 &diff,
                 report.processed_at,
+                cold_before,
                 crate::store::Injected {
                     fail_after: match self.fault {
                         Some(Fault::ApplyAfter(n)) => Some(n),
@@ -547,6 +553,7 @@ impl<'a> Gateway<'a> {
                     la,
                     &diff,
                     report.processed_at,
+                    cold_before,
                 )?;
                 file_id
             }

@@ -255,14 +255,17 @@ impl Store {
         Ok(id)
     }
 
-    /// Registers a file and applies its changes to the LA's records, in one transaction.
+    /// Registers a file and applies its changes to the LA's records, in one transaction,
+    /// in which the LA's records ended before `cold_before` are kept cold.
     /// `injected` holds the failures tests inject (none otherwise).
+    #[allow(clippy::too_many_arguments)]
     pub fn apply_file(
         &mut self,
         report: &FileReport,
         la: LaCode,
         diff: &Diff,
         known_from: DateTime<Utc>,
+        cold_before: chrono::NaiveDate,
         injected: Injected,
         inbound: Option<&str>,
     ) -> Result<i64> {
@@ -274,7 +277,7 @@ impl Store {
             let kib = (changes.len() / 8).min(512 * 1024) as i64;
             self.conn()?.pragma_update(None, "cache_size", -kib)?;
         }
-        let result = (|| {
+        let result: Result<(i64, u64)> = (|| {
             let mut tx = self.write()?;
             let id = insert_file(&mut tx, report, true, inbound)?;
             super::records::write_changes(
@@ -286,25 +289,32 @@ impl Store {
                 injected.fail_after,
             )?;
             insert_retained(&mut tx, id, la, diff)?;
+            let cold = super::records::keep_cold(&mut tx, la, cold_before)?;
             if let Some(pause) = injected.pause_before_commit {
                 tracing::info!(file = %report.file, "pausing before commit (injected)");
                 std::thread::sleep(pause);
             }
             tx.commit()?;
-            Ok(id)
+            Ok((id, cold))
         })();
         if big {
             self.conn()?
                 .pragma_update(None, "cache_size", super::CACHE_KIB)?;
         }
-        if result.is_ok() {
-            let n = changes.len();
-            self.wrote(&[("records", n), ("record_versions", n)]);
-        }
-        result
+        let (id, cold) = result?;
+        let n = changes.len();
+        self.wrote(&[
+            ("records", n),
+            ("record_versions", n),
+            ("records_cold", cold as usize),
+        ]);
+        self.moved_out(cold as usize);
+        Ok(id)
     }
 
-    /// Applies a released quarantined file: its registry entry takes the new report.
+    /// Applies a released quarantined file: its registry entry takes the new report
+    /// (and, as [`Store::apply_file`], the records ended before `cold_before` go cold).
+    #[allow(clippy::too_many_arguments)]
     pub fn release_quarantined(
         &mut self,
         number: i64,
@@ -313,12 +323,14 @@ impl Store {
         la: LaCode,
         diff: &Diff,
         known_from: DateTime<Utc>,
+        cold_before: chrono::NaiveDate,
     ) -> Result<()> {
         let mut tx = self.write()?;
         decide(&mut tx, number, "released", known_from)?;
         update_report(&mut tx, file_id, report, true)?;
         super::records::write_changes(&mut tx, la, file_id, &diff.changes, known_from, None)?;
         insert_retained(&mut tx, file_id, la, diff)?;
+        super::records::keep_cold(&mut tx, la, cold_before)?;
         tx.commit()?;
         Ok(())
     }

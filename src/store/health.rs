@@ -5,7 +5,7 @@ use super::db::{args, marks, Arg, Guarded, Param, Sql, KEYS_PER_STATEMENT};
 use super::{ts, Store};
 use crate::core::attendance::Attendance;
 use crate::core::ids::LaCode;
-use crate::core::matching::ChildRecord;
+use crate::core::matching::{ended_shown_from, ChildRecord};
 use crate::core::nhs::NhsNumber;
 use crate::core::plan::PlanType;
 use crate::core::report::FileReport;
@@ -161,17 +161,27 @@ impl Store {
 
     /// Every NHS number with a record a look-up could show: open, or ended on or after
     /// `ended_since` (records ended earlier show nothing), to skip look-ups that would find
-    /// nothing. Read through the open records and the index of end dates: the years of
-    /// closed records are not (a record has an end date exactly when it is closed).
+    /// nothing. Read through the open records and the indexes of end dates (in `records`
+    /// and `records_cold`): the years of closed records are not (a record has an end date
+    /// exactly when it is closed). A number of a record reopened since it went cold may
+    /// be among them: it only costs that child a look-up.
     pub fn known_nhs(
         &mut self,
         ended_since: chrono::NaiveDate,
     ) -> Result<rustc_hash::FxHashSet<i64>> {
         let mut set = rustc_hash::FxHashSet::default();
+        let since = ended_since.to_string();
+        let cold = if super::records::cold_reaches(self.db(), &since)? {
+            " UNION SELECT nhs FROM records_cold WHERE end_date >= ?1"
+        } else {
+            ""
+        };
         self.db().each_row(
-            "SELECT nhs FROM records WHERE open = 1
-             UNION SELECT nhs FROM records WHERE end_date >= ?1",
-            args![ended_since.to_string()],
+            &format!(
+                "SELECT nhs FROM records WHERE open = 1
+                 UNION SELECT nhs FROM records WHERE end_date >= ?1{cold}"
+            ),
+            args![since],
             &mut |r| {
                 set.insert(r.get(0)?);
                 Ok(())
@@ -444,7 +454,22 @@ impl HealthTx<'_> {
         children.sort_unstable();
         children.dedup();
         for chunk in children.chunks(KEYS_PER_STATEMENT) {
-            self.read_records(chunk)?;
+            self.read_records(chunk, None)?;
+        }
+        // Records kept cold ended before any look-up made when they went cold could show
+        // them; an attendance older than that (the largest age allowed since raised) reads
+        // them too.
+        let shown_from = ended_shown_from(earliest.date_naive()).to_string();
+        if super::records::cold_reaches(&mut *self.tx, &shown_from)? {
+            for chunk in children.chunks(KEYS_PER_STATEMENT) {
+                self.read_records(chunk, Some(&shown_from))?;
+            }
+            for records in self.records.values_mut() {
+                records.sort_by(|a, b| {
+                    (a.la.as_u16(), a.plan_type.as_str())
+                        .cmp(&(b.la.as_u16(), b.plan_type.as_str()))
+                });
+            }
         }
         children.retain(|n| self.records.contains_key(n));
         for chunk in children.chunks(KEYS_PER_STATEMENT) {
@@ -460,17 +485,37 @@ impl HealthTx<'_> {
         Ok(())
     }
 
-    fn read_records(&mut self, children: &[i64]) -> Result<()> {
-        let params: Vec<&dyn Param> = children.iter().map(|n| n as &dyn Param).collect();
+    /// Reads the records of `children`, or with `cold_since` their records kept cold that
+    /// ended on or after it, each the last time its key ended and only if the key is not
+    /// back in `records`.
+    fn read_records(&mut self, children: &[i64], cold_since: Option<&str>) -> Result<()> {
+        let mut params: Vec<&dyn Param> = children.iter().map(|n| n as &dyn Param).collect();
+        let list = marks(1, children.len());
+        let from = match &cold_since {
+            None => format!(
+                "records r JOIN record_versions v ON v.id = r.version WHERE r.nhs IN ({list})"
+            ),
+            Some(since) => {
+                params.push(since);
+                format!(
+                    "records_cold r JOIN record_versions v ON v.id = r.version
+                     WHERE r.nhs IN ({list}) AND r.end_date >= ?{}
+                       AND NOT EXISTS (SELECT 1 FROM records h WHERE h.nhs = r.nhs
+                           AND h.la_code = r.la_code AND h.plan_type = r.plan_type)
+                       AND NOT EXISTS (SELECT 1 FROM records_cold d WHERE d.nhs = r.nhs
+                           AND d.la_code = r.la_code AND d.plan_type = r.plan_type
+                           AND d.version > r.version)",
+                    children.len() + 1
+                )
+            }
+        };
         let records = &mut self.records;
         self.tx.each_row(
             &format!(
                 "SELECT r.nhs, r.la_code, r.plan_type, v.start_date, v.end_date, v.edt_phone,
                         v.office_phone, v.local_ref, v.expected_delivery
-                 FROM records r JOIN record_versions v ON v.id = r.version
-                 WHERE r.nhs IN ({})
-                 ORDER BY r.nhs, r.la_code, r.plan_type",
-                marks(1, children.len())
+                 FROM {from}
+                 ORDER BY r.nhs, r.la_code, r.plan_type"
             ),
             &params,
             &mut |r| {

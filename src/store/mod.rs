@@ -406,6 +406,40 @@ const MIGRATIONS: &[&str] = &[
     -- postgres: ALTER TABLE notifications DROP CONSTRAINT notifications_batch_id_fkey;
     -- postgres: DO $$ BEGIN EXECUTE 'ALTER TABLE files ALTER COLUMN response SET COMPRESSION lz4'; EXCEPTION WHEN feature_not_supported OR syntax_error THEN NULL; END $$;
     "#,
+    // 18: records ended before any look-up could show them (ARCHITECTURE.md, "Costs at
+    // scale") leave `records` for `records_cold`, by the LA's next file, so what a day reads
+    // and writes stays the size of what is open or recently ended. A row there is the
+    // last version of one ended record, never changed or deleted; one named again is
+    // reopened into `records` (its new version's predecessor is this one) and its row
+    // stays, so a key may have several rows there, each an earlier time it ended. A record
+    // leaves `records` only kept here (on SQLite, migration 19).
+    r#"
+    CREATE TABLE records_cold (
+        version     INTEGER PRIMARY KEY,
+        la_code     INTEGER NOT NULL,
+        nhs         INTEGER NOT NULL,
+        plan_type   TEXT NOT NULL,
+        fingerprint INTEGER NOT NULL,
+        end_date    TEXT NOT NULL
+    );
+    CREATE INDEX records_cold_by_nhs ON records_cold (nhs, la_code, plan_type);
+    CREATE INDEX records_cold_ended ON records_cold (end_date);
+    CREATE TRIGGER records_cold_no_delete BEFORE DELETE ON records_cold
+    BEGIN SELECT RAISE(ABORT, 'ended records are kept, never deleted'); END;
+    CREATE TRIGGER records_cold_no_update BEFORE UPDATE ON records_cold
+    BEGIN SELECT RAISE(ABORT, 'ended records are kept as they ended'); END;
+    -- postgres: DROP TRIGGER records_no_delete ON records;
+    -- postgres: CREATE FUNCTION cpis_records_kept() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NOT EXISTS (SELECT 1 FROM records_cold c WHERE c.version = OLD.version AND c.la_code = OLD.la_code AND c.nhs = OLD.nhs AND c.plan_type = OLD.plan_type) THEN RAISE EXCEPTION 'records are closed, never deleted'; END IF; RETURN OLD; END $$;
+    -- postgres: CREATE TRIGGER records_no_delete BEFORE DELETE ON records FOR EACH ROW EXECUTE FUNCTION cpis_records_kept();
+    "#,
+    // 19 (SQLite only): what 18 did to PostgreSQL's `records_no_delete`.
+    r#"-- sqlite only
+    DROP TRIGGER records_no_delete;
+    CREATE TRIGGER records_no_delete BEFORE DELETE ON records
+    WHEN NOT EXISTS (SELECT 1 FROM records_cold c WHERE c.version = OLD.version
+        AND c.la_code = OLD.la_code AND c.nhs = OLD.nhs AND c.plan_type = OLD.plan_type)
+    BEGIN SELECT RAISE(ABORT, 'records are closed, never deleted'); END;
+    "#,
 ];
 
 /// How long a command waits for another one's write to finish before giving up.

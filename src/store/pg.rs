@@ -20,6 +20,7 @@ pub const TABLES: &[&str] = &[
     "files",
     "record_versions",
     "records",
+    "records_cold",
     "quarantine",
     "presentations",
     "notify_batches",

@@ -1102,3 +1102,68 @@ fn an_entry_turned_back_to_an_older_hash_version_is_caught() {
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("entry 2"), "{text}");
 }
+
+#[test]
+fn a_record_kept_cold_is_shown_again_when_older_attendances_are_allowed() {
+    // Child 9 ended in June 2025: by November 2026 no attendance of the last 7 days can
+    // show it, so the extract that says so keeps it cold. Allowed attendances of a year
+    // back, a look-up dated December 2025 must show it again, ended.
+    let dir = temp();
+    let config = |max_age: u32| {
+        fs::write(
+            dir.path().join("config.toml"),
+            format!(
+                "[gateway]\nroot = \"var\"\nlocal_authorities = [\"202\"]\n\
+                 attendance_max_age_days = {max_age}\n\
+                 [[health_org]]\nods = \"RWG\"\nname = \"West Herts\"\n"
+            ),
+        )
+        .unwrap()
+    };
+    config(7);
+    let extract = dir.path().join("CPIS_EXTRACT_202_20261120T020000.csv");
+    fs::write(
+        &extract,
+        format!(
+            "nhs_number,plan_type,start_date,end_date,la_code,edt_phone,office_phone,local_ref\n\
+             {},CPP,2026-03-01,,202,01632 960101,01632 960102,C-1\n\
+             {},CPP,2024-01-01,2025-06-01,202,01632 960101,01632 960102,C-9\n",
+            nhs(1),
+            nhs(9)
+        ),
+    )
+    .unwrap();
+    let now = "2026-11-21T10:00:00Z";
+    let out = gateway(dir.path())
+        .env("CPIS_GATEWAY_NOW", now)
+        .args(["ingest", "--mailbox", "LA202"])
+        .arg(&extract)
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert_eq!(
+        crate::backend::count(dir.path(), "SELECT count(*) FROM records_cold"),
+        1
+    );
+    let query = |at: &str| -> Value {
+        let out = gateway(dir.path())
+            .env("CPIS_GATEWAY_NOW", now)
+            .args(["query", &nhs(9), "--org", "RWG", "--user", "Dr Q"])
+            .args(["--role", "Doctor", "--setting", "ED", "--at", at])
+            .args(["--format", "json"])
+            .output()
+            .unwrap();
+        assert_ok(&out);
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    assert_eq!(
+        query("2026-11-21T09:00:00Z")["flags"],
+        serde_json::json!([]),
+        "ended over a year before: not shown"
+    );
+    config(366);
+    let v = query("2025-12-01T09:00:00Z");
+    assert_eq!(v["flagged"], false, "{v}");
+    assert_eq!(v["flags"][0]["status"], "ended", "{v}");
+    assert_eq!(v["flags"][0]["end_date"], "2025-06-01", "{v}");
+}

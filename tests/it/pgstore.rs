@@ -59,7 +59,7 @@ fn store_copy_moves_a_store_into_postgres_verified_once() {
     assert_ok(&out);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("copied and verified: 21 tables"),
+        stdout.contains("copied and verified: 22 tables"),
         "{stdout}"
     );
     for table in [
@@ -77,7 +77,7 @@ fn store_copy_moves_a_store_into_postgres_verified_once() {
             "{table}"
         );
     }
-    assert_eq!(pg.query("SELECT version FROM schema_version"), "17");
+    assert_eq!(pg.query("SELECT version FROM schema_version"), "19");
     // The same history, hash chain and all.
     let chain = "SELECT string_agg(hash, ',' ORDER BY id) FROM access_log";
     let sqlite_chain = Command::new("sqlite3")
@@ -364,12 +364,13 @@ fn a_bulk_load_leaves_the_planner_statistics_it_reads_by() {
         ),
         "t"
     );
+    // (Those of `gen`'s records that ended long ago are kept cold, out of `records`.)
     for table in ["records", "record_versions"] {
         assert_eq!(
             pg.query(&format!(
                 "SELECT CAST(reltuples AS BIGINT) FROM pg_class WHERE relname = '{table}'"
             )),
-            held.to_string(),
+            pg.query(&format!("SELECT count(*) FROM {table}")),
             "{table}"
         );
     }

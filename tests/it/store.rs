@@ -106,11 +106,17 @@ impl Work {
     /// Every row of every table, as text: equal dumps mean an unchanged store.
     fn dump(&self) -> String {
         let mut out = String::new();
-        for table in ["files", "record_versions", "records", "quarantine"] {
-            let order = if table == "records" {
-                "la_code, nhs, plan_type"
-            } else {
-                "id"
+        for table in [
+            "files",
+            "record_versions",
+            "records",
+            "records_cold",
+            "quarantine",
+        ] {
+            let order = match table {
+                "records" => "la_code, nhs, plan_type",
+                "records_cold" => "version",
+                _ => "id",
             };
             for r in backend::sql(
                 self.path(),
@@ -540,13 +546,7 @@ fn history_answers_what_was_known_at_any_moment() {
     assert_eq!(w.ingest_at("2026-11-20T03:00:00Z", "LA919", &d2, &[]).0, 0);
     assert_eq!(w.ingest_at("2026-11-21T03:00:00Z", "LA919", &d3, &[]).0, 0);
 
-    let mut store = match backend::store_url(w.path()) {
-        Some(url) => Store::open_at(&Location::Postgres(Box::new(
-            cpis_gateway::store::Target::parse(&url, Path::new(".")).unwrap(),
-        )))
-        .unwrap(),
-        None => Store::open(&w.store()).unwrap(),
-    };
+    let mut store = open_store(&w);
     let n = NhsNumber::parse(&nhs(child)).unwrap();
     let mut at = |t: &str| {
         let v = store.records_at(n, t.parse().unwrap()).unwrap();
@@ -601,6 +601,146 @@ fn history_answers_what_was_known_at_any_moment() {
     );
 }
 
+/// The store as this process opens it (SQLite, or PostgreSQL when the tests run on it).
+fn open_store(w: &Work) -> Store {
+    match backend::store_url(w.path()) {
+        Some(url) => Store::open_at(&Location::Postgres(Box::new(
+            cpis_gateway::store::Target::parse(&url, Path::new(".")).unwrap(),
+        )))
+        .unwrap(),
+        None => Store::open(&w.store()).unwrap(),
+    }
+}
+
+#[test]
+fn records_ended_long_ago_go_cold_and_come_back_when_named_again() {
+    let w = Work::new();
+    let open = |i: u64| row(i, "CPP", "2023-06-01", "", "919", P1, &format!("A{i}"));
+    let steady: Vec<String> = std::iter::once(1).chain(4..=12).map(open).collect();
+    let with = |extra: &[String]| [&steady[..], extra].concat();
+    let child2 = |start: &str, end: &str| row(2, "CPP", start, end, "919", P1, "A2");
+    let file = |stamp: &str, rows: &[String]| w.extract("919", stamp, rows);
+    let count = |sql: &str| backend::count(w.path(), sql);
+    let nhs2: i64 = nhs(2).parse().unwrap();
+
+    // 2024: child 2 ended a week ago; child 3 open.
+    let a = file(
+        "20240110T020000",
+        &with(&[
+            child2("2023-06-01", "2024-01-05"),
+            row(3, "LAC", "2023-06-01", "", "919", P1, "A3"),
+        ]),
+    );
+    assert_eq!(w.ingest_at("2024-01-10T03:00:00Z", "LA919", &a, &[]).0, 0);
+    assert_eq!(count("SELECT count(*) FROM records_cold"), 0);
+    // Mid-2025: child 3 is gone (closed by absence, today); child 2 ended before any
+    // look-up from now on could show it, so it leaves the current records, kept cold.
+    let b = file("20250601T020000", &steady);
+    let (code, report) = w.ingest_at("2025-06-01T03:00:00Z", "LA919", &b, &[]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(changes(&report), [0, 0, 10, 0, 0, 1, 0]);
+    let cold = |sql: &str| backend::sql(w.path(), sql);
+    assert_eq!(
+        cold("SELECT nhs, la_code, plan_type, end_date FROM records_cold"),
+        vec![format!("{nhs2}|919|CPP|2024-01-05")]
+    );
+    assert_eq!(
+        count(&format!("SELECT count(*) FROM records WHERE nhs = {nhs2}")),
+        0
+    );
+    assert_eq!(count("SELECT count(*) FROM records"), 11);
+    // Neither the cold rows nor the current records can be deleted or changed by hand.
+    for (statement, refusal) in [
+        (
+            "DELETE FROM records_cold",
+            "ended records are kept, never deleted",
+        ),
+        (
+            "UPDATE records_cold SET fingerprint = 0",
+            "ended records are kept as they ended",
+        ),
+        ("DELETE FROM records", "records are closed, never deleted"),
+    ] {
+        let said = backend::try_sql(w.path(), statement);
+        assert!(said.contains(refusal), "{statement}: {said}");
+    }
+
+    // Late 2026: child 2 is named again, open: reopened from its cold row, which stays
+    // (when it ended before); child 3, ended mid-2025, goes cold in the same file.
+    let c = file("20261120T020000", &with(&[child2("2026-10-01", "")]));
+    let (code, report) = w.ingest_at("2026-11-20T03:00:00Z", "LA919", &c, &[]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(changes(&report), [0, 0, 10, 0, 1, 0, 0]);
+    assert_eq!(count("SELECT count(*) FROM records_cold"), 2);
+    let first = count(&format!(
+        "SELECT version FROM records_cold WHERE nhs = {nhs2}"
+    ));
+    assert_eq!(
+        count(&format!(
+            "SELECT v.previous FROM records r JOIN record_versions v ON v.id = r.version
+             WHERE r.nhs = {nhs2} AND r.open = 1"
+        )),
+        first,
+        "the reopened record's new version follows the one kept cold"
+    );
+
+    // 2028: it ends again and goes cold in the same file; named again, the reopening
+    // follows the latest time it ended, not the first.
+    let d = file(
+        "20280110T020000",
+        &with(&[child2("2026-10-01", "2026-12-01")]),
+    );
+    assert_eq!(w.ingest_at("2028-01-10T03:00:00Z", "LA919", &d, &[]).0, 0);
+    assert_eq!(
+        count(&format!(
+            "SELECT count(*) FROM records_cold WHERE nhs = {nhs2}"
+        )),
+        2
+    );
+    assert_eq!(
+        count(&format!("SELECT count(*) FROM records WHERE nhs = {nhs2}")),
+        0
+    );
+    let second = count(&format!(
+        "SELECT max(version) FROM records_cold WHERE nhs = {nhs2}"
+    ));
+    let e = file("20280201T020000", &with(&[child2("2028-01-20", "")]));
+    let (code, report) = w.ingest_at("2028-02-01T03:00:00Z", "LA919", &e, &[]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(changes(&report)[4], 1, "reopened: {report}");
+    assert_eq!(
+        count(&format!(
+            "SELECT v.previous FROM records r JOIN record_versions v ON v.id = r.version
+             WHERE r.nhs = {nhs2}"
+        )),
+        second
+    );
+
+    // The history walks through the cold rows: every version once, each replaced when
+    // its successor was known.
+    let mut store = open_store(&w);
+    let n = NhsNumber::parse(&nhs(2)).unwrap();
+    let history = store.versions(n).unwrap();
+    let seen: Vec<(String, Option<String>)> = history
+        .iter()
+        .map(|v| (v.change.clone(), v.known_to.map(|t| t.to_rfc3339())))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("new".into(), Some("2026-11-20T03:00:00+00:00".into())),
+            ("reopened".into(), Some("2028-01-10T03:00:00+00:00".into())),
+            ("ended".into(), Some("2028-02-01T03:00:00+00:00".into())),
+            ("reopened".into(), None),
+        ]
+    );
+    let between = store
+        .records_at(n, "2027-06-01T00:00:00Z".parse().unwrap())
+        .unwrap();
+    assert_eq!(between.len(), 1);
+    assert_eq!(between[0].change, "reopened");
+}
+
 #[test]
 fn init_creates_every_mailbox_and_a_private_store() {
     use std::os::unix::fs::PermissionsExt;
@@ -625,7 +765,7 @@ fn init_creates_every_mailbox_and_a_private_store() {
         assert!(!w.store().exists());
         assert_eq!(
             backend::count(w.path(), "SELECT max(version) FROM schema_version"),
-            17
+            19
         );
     } else {
         let mode = fs::metadata(w.store()).unwrap().permissions().mode() & 0o777;
