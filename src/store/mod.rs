@@ -440,6 +440,35 @@ const MIGRATIONS: &[&str] = &[
         AND c.la_code = OLD.la_code AND c.nhs = OLD.nhs AND c.plan_type = OLD.plan_type)
     BEGIN SELECT RAISE(ABORT, 'records are closed, never deleted'); END;
     "#,
+    // 20 (SQLite only): records keyed by LA and key again, undoing 14's open-first order.
+    // 14 kept an LA's open records one range among years of closed ones; those now leave
+    // for `records_cold` (18), and with `open` in the key every closure and reopening
+    // rewrote the record's entry in `records_by_nhs`, at random among them, in each file's
+    // commit (a quarter of a refresh's WAL frames). Now a closure changes the row in place.
+    r#"-- sqlite only
+    DROP TRIGGER records_no_delete;
+    CREATE TABLE records_by_key (
+        la_code     INTEGER NOT NULL,
+        nhs         INTEGER NOT NULL,
+        plan_type   TEXT NOT NULL,
+        version     INTEGER NOT NULL REFERENCES record_versions (id),
+        open        INTEGER NOT NULL,
+        fingerprint INTEGER NOT NULL,
+        end_date    TEXT,
+        PRIMARY KEY (la_code, nhs, plan_type),
+        CHECK ((open = 0) = (end_date IS NOT NULL))
+    ) WITHOUT ROWID;
+    INSERT INTO records_by_key (la_code, nhs, plan_type, version, open, fingerprint, end_date)
+        SELECT la_code, nhs, plan_type, version, open, fingerprint, end_date FROM records;
+    DROP TABLE records;
+    ALTER TABLE records_by_key RENAME TO records;
+    CREATE INDEX records_by_nhs ON records (nhs);
+    CREATE INDEX records_ended ON records (end_date, nhs) WHERE end_date IS NOT NULL;
+    CREATE TRIGGER records_no_delete BEFORE DELETE ON records
+    WHEN NOT EXISTS (SELECT 1 FROM records_cold c WHERE c.version = OLD.version
+        AND c.la_code = OLD.la_code AND c.nhs = OLD.nhs AND c.plan_type = OLD.plan_type)
+    BEGIN SELECT RAISE(ABORT, 'records are closed, never deleted'); END;
+    "#,
 ];
 
 /// How long a command waits for another one's write to finish before giving up.
@@ -746,5 +775,34 @@ mod tests {
             )
             .unwrap();
         assert_eq!(index, 0);
+        // Migration 20 keys them by LA and key again: the same rows, the same rules.
+        for sql in &MIGRATIONS[14..] {
+            conn.execute_batch(sql).unwrap();
+        }
+        let after = rows(&conn);
+        assert_eq!(after.len(), 4);
+        assert!(
+            after.contains(&"919 9990000018 CPP 1 0 11 2026-11-20".to_owned()),
+            "{after:?}"
+        );
+        for refused in [
+            "INSERT INTO records VALUES (919, 9990000018, 'LAC', 5, 1, 15, NULL)",
+            "DELETE FROM records WHERE la_code = 201",
+            "INSERT INTO records VALUES (202, 9993000018, 'CPP', 6, 1, 16, '2026-01-01')",
+        ] {
+            let said = conn.execute(refused, []);
+            assert!(said.is_err(), "{refused}: {said:?}");
+        }
+        let table: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE name = 'records'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(
+            table.contains("PRIMARY KEY (la_code, nhs, plan_type)"),
+            "{table}"
+        );
     }
 }

@@ -520,10 +520,10 @@ fn record_row<'v>(la_code: Arg<'v>, v: &'v NewVersion<'_>, id: i64) -> Vec<Arg<'
 }
 
 /// Moves existing records to their new versions (each a new version and its id: the
-/// record moves to that id, and must still be at the version the new one replaces); none
-/// may have moved under this file. On SQLite each record is found by its key, open state
-/// first (the state the version replaced), so one seek finds it; on PostgreSQL one
-/// statement moves them all, from arrays of their columns.
+/// record moves to that id, and must still be at the version the new one replaces, in
+/// the open state that version had); none may have moved under this file. On SQLite each
+/// record is found by its key (one seek); on PostgreSQL one statement moves them all,
+/// from arrays of their columns.
 fn move_records(tx: &mut Tx<'_>, la: LaCode, moved: &[(&NewVersion<'_>, i64)]) -> Result<()> {
     if moved.is_empty() {
         return Ok(());

@@ -77,7 +77,7 @@ fn store_copy_moves_a_store_into_postgres_verified_once() {
             "{table}"
         );
     }
-    assert_eq!(pg.query("SELECT version FROM schema_version"), "19");
+    assert_eq!(pg.query("SELECT version FROM schema_version"), "20");
     // The same history, hash chain and all.
     let chain = "SELECT string_agg(hash, ',' ORDER BY id) FROM access_log";
     let sqlite_chain = Command::new("sqlite3")

@@ -765,7 +765,7 @@ fn init_creates_every_mailbox_and_a_private_store() {
         assert!(!w.store().exists());
         assert_eq!(
             backend::count(w.path(), "SELECT max(version) FROM schema_version"),
-            19
+            20
         );
     } else {
         let mode = fs::metadata(w.store()).unwrap().permissions().mode() & 0o777;
