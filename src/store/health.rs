@@ -453,23 +453,13 @@ impl HealthTx<'_> {
         let mut children: Vec<i64> = attendances.iter().map(|a| a.nhs.value() as i64).collect();
         children.sort_unstable();
         children.dedup();
-        for chunk in children.chunks(KEYS_PER_STATEMENT) {
-            self.read_records(chunk, None)?;
-        }
         // Records kept cold ended before any look-up made when they went cold could show
         // them; an attendance older than that (the largest age allowed since raised) reads
         // them too.
         let shown_from = ended_shown_from(earliest.date_naive()).to_string();
-        if super::records::cold_reaches(&mut *self.tx, &shown_from)? {
-            for chunk in children.chunks(KEYS_PER_STATEMENT) {
-                self.read_records(chunk, Some(&shown_from))?;
-            }
-            for records in self.records.values_mut() {
-                records.sort_by(|a, b| {
-                    (a.la.as_u16(), a.plan_type.as_str())
-                        .cmp(&(b.la.as_u16(), b.plan_type.as_str()))
-                });
-            }
+        let cold = super::records::cold_reaches(&mut *self.tx, &shown_from)?;
+        for chunk in children.chunks(KEYS_PER_STATEMENT) {
+            self.read_records(chunk, cold.then_some(shown_from.as_str()))?;
         }
         children.retain(|n| self.records.contains_key(n));
         for chunk in children.chunks(KEYS_PER_STATEMENT) {
@@ -485,40 +475,35 @@ impl HealthTx<'_> {
         Ok(())
     }
 
-    /// Reads the records of `children`, or with `cold_since` their records kept cold that
-    /// ended on or after it, each the last time its key ended and only if the key is not
-    /// back in `records`.
+    /// Reads the records of `children`, and with `cold_since` in the same statement their
+    /// records kept cold that ended on or after it, each the last time its key ended and
+    /// only if the key is not back in `records`.
     fn read_records(&mut self, children: &[i64], cold_since: Option<&str>) -> Result<()> {
         let mut params: Vec<&dyn Param> = children.iter().map(|n| n as &dyn Param).collect();
         let list = marks(1, children.len());
-        let from = match &cold_since {
-            None => format!(
-                "records r JOIN record_versions v ON v.id = r.version WHERE r.nhs IN ({list})"
-            ),
-            Some(since) => {
-                params.push(since);
-                format!(
-                    "records_cold r JOIN record_versions v ON v.id = r.version
-                     WHERE r.nhs IN ({list}) AND r.end_date >= ?{}
-                       AND NOT EXISTS (SELECT 1 FROM records h WHERE h.nhs = r.nhs
-                           AND h.la_code = r.la_code AND h.plan_type = r.plan_type)
-                       AND NOT EXISTS (SELECT 1 FROM records_cold d WHERE d.nhs = r.nhs
-                           AND d.la_code = r.la_code AND d.plan_type = r.plan_type
-                           AND d.version > r.version)",
-                    children.len() + 1
-                )
-            }
-        };
+        let columns = "r.nhs, r.la_code, r.plan_type, v.start_date, v.end_date, v.edt_phone,
+                       v.office_phone, v.local_ref, v.expected_delivery";
+        let mut sql = format!(
+            "SELECT {columns} FROM records r JOIN record_versions v ON v.id = r.version
+              WHERE r.nhs IN ({list})"
+        );
+        if let Some(since) = &cold_since {
+            params.push(since);
+            sql.push_str(&format!(
+                " UNION ALL
+                 SELECT {columns} FROM records_cold r JOIN record_versions v ON v.id = r.version
+                  WHERE r.nhs IN ({list}) AND r.end_date >= ?{}
+                    AND NOT EXISTS (SELECT 1 FROM records h WHERE h.nhs = r.nhs
+                        AND h.la_code = r.la_code AND h.plan_type = r.plan_type)
+                    AND NOT EXISTS (SELECT 1 FROM records_cold d WHERE d.nhs = r.nhs
+                        AND d.la_code = r.la_code AND d.plan_type = r.plan_type
+                        AND d.version > r.version)",
+                children.len() + 1
+            ));
+        }
         let records = &mut self.records;
-        self.tx.each_row(
-            &format!(
-                "SELECT r.nhs, r.la_code, r.plan_type, v.start_date, v.end_date, v.edt_phone,
-                        v.office_phone, v.local_ref, v.expected_delivery
-                 FROM {from}
-                 ORDER BY r.nhs, r.la_code, r.plan_type"
-            ),
-            &params,
-            &mut |r| {
+        self.tx
+            .each_row(&format!("{sql} ORDER BY 1, 2, 3"), &params, &mut |r| {
                 let la: u16 = r.get(1)?;
                 let plan: String = r.get(2)?;
                 records.entry(r.get(0)?).or_default().push(ChildRecord {
@@ -529,8 +514,7 @@ impl HealthTx<'_> {
                     fields: super::records::fields(r, 3)?,
                 });
                 Ok(())
-            },
-        )
+            })
     }
 
     fn read_presentations(&mut self, children: &[i64], since: &str) -> Result<()> {
