@@ -103,11 +103,22 @@ impl Store {
     /// key ended among the records kept cold. Looked up by key, so the cost follows the
     /// keys, not the LA's history; past [`KEYS_LOOKED_UP`] keys (a first load), the LA's
     /// closed records in `records` are read instead, which costs no more than the keys.
+    /// An LA with no closed record (a first load) has none of its keys looked up.
     pub fn closed_records(&mut self, la: LaCode, keys: &[RowKey]) -> Result<Vec<StoredRecord>> {
+        let code = la.as_u16();
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let code = la.as_u16();
+        // Keys of one statement are looked up at once; before more, whether there can be
+        // anything to find.
+        let (hot, cold_rows) = if keys.len() <= super::db::KEYS_PER_STATEMENT {
+            (true, true)
+        } else {
+            self.any_closed(code)?
+        };
+        if !(hot || cold_rows) {
+            return Ok(Vec::new());
+        }
         let wanted: rustc_hash::FxHashSet<RowKey> = keys.iter().copied().collect();
         // Each key's row in `records`, else its latest cold row (the highest version).
         let mut found: rustc_hash::FxHashMap<RowKey, StoredRecord> = Default::default();
@@ -149,17 +160,15 @@ impl Store {
                 &mut take,
             )?;
         } else {
-            self.db().each_row(
-                "SELECT version, nhs, plan_type, fingerprint, 0 FROM records
-                 WHERE la_code = ?1 AND open = 0",
-                args![code],
-                &mut take,
-            )?;
-            // A store with no cold rows (a first load's) is not asked key by key.
-            let any: Option<i64> = self
-                .db()
-                .value("SELECT 1 FROM records_cold LIMIT 1", args![])?;
-            if any.is_some() {
+            if hot {
+                self.db().each_row(
+                    "SELECT version, nhs, plan_type, fingerprint, 0 FROM records
+                     WHERE la_code = ?1 AND open = 0",
+                    args![code],
+                    &mut take,
+                )?;
+            }
+            if cold_rows {
                 self.each_by_nhs(
                     &|list| {
                         format!(
@@ -175,6 +184,19 @@ impl Store {
         }
         cold.retain(|key, _| !found.contains_key(key));
         Ok(found.into_values().chain(cold.into_values()).collect())
+    }
+
+    /// Whether the LA has a closed record in `records`, and whether it has any kept cold
+    /// (a first load has neither). Each a `min` over the LA's range of an index, which
+    /// both planners read from its start (a `LIMIT 1` may be planned as a scan).
+    fn any_closed(&mut self, code: u16) -> Result<(bool, bool)> {
+        let row = self.db().one(
+            "SELECT (SELECT min(la_code) FROM records WHERE la_code = ?1 AND open = 0),
+                    (SELECT min(la_code) FROM records_cold WHERE la_code = ?1)",
+            args![code],
+        )?;
+        let found = |i| -> Result<bool> { Ok(row.get::<Option<i64>>(i)?.is_some()) };
+        Ok((found(0)?, found(1)?))
     }
 
     /// Runs the statement `sql` makes of a list of marks (`?2`, ...; the LA is `?1`) for

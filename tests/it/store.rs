@@ -741,6 +741,76 @@ fn records_ended_long_ago_go_cold_and_come_back_when_named_again() {
     assert_eq!(between[0].change, "reopened");
 }
 
+/// A file with more keys not open than one statement looks up (a first load's size) asks
+/// first whether its LA has any closed record: 919 has one only kept cold, 202 one only
+/// among the current records; named again, each is reopened after its last version.
+#[test]
+fn a_large_file_reopens_closed_records_current_and_cold() {
+    let w = Work::new();
+    let child =
+        |i: u64, la: &str, end: &str| row(i, "CPP", "2023-06-01", end, la, P1, &format!("A{i}"));
+    let count = |sql: &str| backend::count(w.path(), sql);
+    let ingest = |la: &str, stamp: &str, at: &str, rows: &[String]| {
+        let file = w.extract(la, stamp, rows);
+        let (code, report) = w.ingest_at(at, &format!("LA{la}"), &file, &[]);
+        assert_eq!(code, 0, "{report}");
+        report
+    };
+    let last_version = |i: u64| {
+        count(&format!(
+            "SELECT max(id) FROM record_versions WHERE nhs = {}",
+            nhs(i)
+        ))
+    };
+    ingest(
+        "919",
+        "20240110T020000",
+        "2024-01-10T03:00:00Z",
+        &[child(2, "919", "2024-01-05"), child(3, "919", "")],
+    );
+    // Mid-2025: 919's child 2 goes cold (its child 3 stays open); 202's child 50 ends.
+    ingest(
+        "919",
+        "20250601T020000",
+        "2025-06-01T03:00:00Z",
+        &[child(3, "919", "")],
+    );
+    ingest(
+        "202",
+        "20250601T020000",
+        "2025-06-01T03:00:00Z",
+        &[child(50, "202", "2025-05-01")],
+    );
+    assert_eq!(count("SELECT count(*) FROM records_cold"), 1);
+    assert_eq!(count("SELECT count(*) FROM records WHERE open = 0"), 1);
+    // 600 children new to the store, the child named again, and the LA's open ones.
+    let cases: [(&str, u64, std::ops::Range<u64>, &[u64]); 2] =
+        [("919", 2, 100..700, &[3]), ("202", 50, 1000..1600, &[])];
+    for (la, named, new, open) in cases {
+        let previous = last_version(named);
+        let rows: Vec<String> = new
+            .chain([named])
+            .chain(open.iter().copied())
+            .map(|i| child(i, la, ""))
+            .collect();
+        let report = ingest(la, "20250610T020000", "2025-06-10T03:00:00Z", &rows);
+        assert_eq!(
+            changes(&report)[..5],
+            [600, 0, open.len() as u64, 0, 1],
+            "{report}"
+        );
+        assert_eq!(
+            count(&format!(
+                "SELECT v.previous FROM records r JOIN record_versions v ON v.id = r.version
+                 WHERE r.nhs = {} AND r.open = 1",
+                nhs(named)
+            )),
+            previous,
+            "LA {la}"
+        );
+    }
+}
+
 #[test]
 fn init_creates_every_mailbox_and_a_private_store() {
     use std::os::unix::fs::PermissionsExt;
@@ -765,7 +835,8 @@ fn init_creates_every_mailbox_and_a_private_store() {
         assert!(!w.store().exists());
         assert_eq!(
             backend::count(w.path(), "SELECT max(version) FROM schema_version"),
-            20
+            21,
+            "every migration in src/store/mod.rs"
         );
     } else {
         let mode = fs::metadata(w.store()).unwrap().permissions().mode() & 0o777;
