@@ -6,14 +6,12 @@
 //! them whole: 70 ms for a look-up of 500 children instead of 2. So the store analyzes a
 //! table itself once the rows it wrote since the table was last analyzed reach what the
 //! table held then (at least [`FIRST`]): a doubling, so loading n rows analyzes it about
-//! log2(n / FIRST) times, each sampling a bounded number of rows. It vacuums `records` in
-//! the same go: a bulk write (a history loaded, a mass closure) leaves no page marked all
-//! visible and the open records' index full of entries for rows no longer open, and the
-//! report's reads through that index then cost more than a scan of every record ever
-//! held, which the planner takes instead (one of the report's queries on 1.5 M closed
-//! records: 193 ms scanning them, 79 ms through the index once vacuumed, with the
-//! connection's `random_page_cost`, see `pgconnect`). A daily refresh of a large store
-//! writes far less than it holds, and leaves autovacuum to it. Rows moved out of
+//! log2(n / FIRST) times, each sampling a bounded number of rows. A daily refresh of a
+//! large store writes far less than it holds, and leaves autovacuum to it. (Until
+//! migration 22 it vacuumed `records` in the same go, for the covering index of open
+//! records the report read alone, which a bulk write left full of entries for rows no
+//! longer open; the index is gone, records ended long ago being kept cold, and a first
+//! load's three vacuums with it.) Rows moved out of
 //! `records` (kept cold) count apart: once they reach a fifth of what it held (where
 //! autovacuum would start, a minute or more later), it is vacuumed and analyzed, since
 //! until then its index of end dates still lists every row moved out, which the next
@@ -24,11 +22,6 @@
 use super::db::{args, Sql};
 use super::Store;
 use std::collections::HashMap;
-
-/// The tables vacuumed as well as analyzed: those whose rows are updated in place and
-/// read through an index alone. The others only grow (history, logs), which leaves no
-/// dead rows, and nothing reads them by an index alone.
-const VACUUMED: [&str; 1] = ["records"];
 
 /// The columns analyzed of a table whose other columns no statement filters, joins or
 /// sorts by: the history's versions are read by id, by predecessor, by when they were
@@ -97,7 +90,7 @@ impl Store {
         if entry.0 < held.max(FIRST) && !moved_out {
             return Ok(());
         }
-        let vacuum = if VACUUMED.contains(&table) {
+        let vacuum = if moved_out {
             "VACUUM (ANALYZE)"
         } else {
             "ANALYZE"
