@@ -573,8 +573,20 @@ impl Sql for Db {
 }
 
 /// Keys looked up by one `IN (...)` statement at most (far below both backends' limits
-/// on parameters).
-pub const KEYS_PER_STATEMENT: usize = 500;
+/// on parameters; a length [`padded`] leaves as it is).
+pub const KEYS_PER_STATEMENT: usize = 512;
+
+/// `values` for an `IN (...)` list, padded by repeating the last to the next power of two,
+/// which changes no answer: lists of any length are then a few statement texts (ten up
+/// to [`KEYS_PER_STATEMENT`]), each prepared once. PostgreSQL prepares each new text (a
+/// round trip, a plan); a national refresh had 2 to 3 new ones a file.
+pub fn padded<T: Clone>(values: &[T]) -> Vec<T> {
+    let mut out = values.to_vec();
+    if let Some(last) = values.last() {
+        out.resize(values.len().next_power_of_two(), last.clone());
+    }
+    out
+}
 
 /// `n` parameter marks numbered from `first`, for an `IN (...)` list.
 pub fn marks(first: usize, n: usize) -> String {
@@ -839,6 +851,22 @@ mod tests {
                 {"id": 9, "text": "y", "other": "-Infinity"}
             ])
         );
+    }
+
+    #[test]
+    fn in_lists_are_padded_to_a_few_lengths_with_their_last_value() {
+        assert_eq!(padded::<i64>(&[]), Vec::<i64>::new());
+        assert_eq!(padded(&[1, 2, 3]), [1, 2, 3, 3]);
+        let lengths: Vec<usize> = [1, 2, 5, 8, 9, 100, 500, KEYS_PER_STATEMENT]
+            .iter()
+            .map(|&n| padded(&(0..n).collect::<Vec<_>>()).len())
+            .collect();
+        assert_eq!(lengths, [1, 2, 8, 8, 16, 128, 512, KEYS_PER_STATEMENT]);
+        // Nothing an `IN` list would answer changes: the same values, in their order.
+        let values: Vec<i64> = (0..37).map(|i| i * 7 % 11).collect();
+        let out = padded(&values);
+        assert_eq!(out[..values.len()], values[..]);
+        assert!(out[values.len()..].iter().all(|v| *v == values[36]));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The health side's tables: presentations (flagged children only), the notification
 //! outbox and its batches, the hash-chained access log and the not-found counts.
 
-use super::db::{args, marks, Arg, Guarded, Param, Sql, KEYS_PER_STATEMENT};
+use super::db::{args, marks, padded, Arg, Guarded, Param, Sql, KEYS_PER_STATEMENT};
 use super::{ts, Store};
 use crate::core::attendance::Attendance;
 use crate::core::ids::LaCode;
@@ -479,6 +479,7 @@ impl HealthTx<'_> {
     /// records kept cold that ended on or after it, each the last time its key ended and
     /// only if the key is not back in `records`.
     fn read_records(&mut self, children: &[i64], cold_since: Option<&str>) -> Result<()> {
+        let children = &padded(children)[..];
         let mut params: Vec<&dyn Param> = children.iter().map(|n| n as &dyn Param).collect();
         let list = marks(1, children.len());
         let columns = "r.nhs, r.la_code, r.plan_type, v.start_date, v.end_date, v.edt_phone,
@@ -518,6 +519,7 @@ impl HealthTx<'_> {
     }
 
     fn read_presentations(&mut self, children: &[i64], since: &str) -> Result<()> {
+        let children = &padded(children)[..];
         let mut params: Vec<&dyn Param> = vec![&since];
         params.extend(children.iter().map(|n| n as &dyn Param));
         let list = marks(2, children.len());

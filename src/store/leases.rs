@@ -187,6 +187,7 @@ impl Store {
     /// Gives up every one of `leases` that `owner` holds, a statement for many.
     pub fn release_all(&mut self, leases: &[String], owner: &str) -> Result<()> {
         for chunk in leases.chunks(super::db::KEYS_PER_STATEMENT) {
+            let chunk = super::db::padded(chunk);
             let mut params: Vec<&dyn super::db::Param> = vec![&owner];
             params.extend(chunk.iter().map(|l| l as &dyn super::db::Param));
             self.db().execute(

@@ -209,6 +209,7 @@ impl Store {
         f: &mut dyn FnMut(&Row) -> Result<()>,
     ) -> Result<()> {
         for chunk in numbers.chunks(super::db::KEYS_PER_STATEMENT) {
+            let chunk = super::db::padded(chunk);
             let mut params: Vec<&dyn Param> = vec![&code];
             params.extend(chunk.iter().map(|n| n as &dyn Param));
             let sql = sql(&super::db::marks(2, chunk.len()));
@@ -348,13 +349,13 @@ pub(super) fn write_changes(
         .filter_map(|c| c.previous)
         .collect();
     let mut current = std::collections::HashMap::with_capacity(closing.len());
-    for ids in closing.chunks(500) {
-        let marks: Vec<String> = (1..=ids.len()).map(|i| format!("?{i}")).collect();
+    for ids in closing.chunks(super::db::KEYS_PER_STATEMENT) {
+        let ids = super::db::padded(ids);
         let params: Vec<&dyn Param> = ids.iter().map(|id| id as &dyn Param).collect();
         tx.each_row(
             &format!(
                 "SELECT id, {FIELDS} FROM record_versions WHERE id IN ({})",
-                marks.join(", ")
+                super::db::marks(1, ids.len())
             ),
             &params,
             &mut |r| {
@@ -462,6 +463,7 @@ fn from_cold<'a, 'c>(
         .collect();
     let mut cold = rustc_hash::FxHashMap::default();
     for ids in closed.chunks(super::db::KEYS_PER_STATEMENT) {
+        let ids = super::db::padded(ids);
         let params: Vec<&dyn Param> = ids.iter().map(|id| id as &dyn Param).collect();
         tx.each_row(
             &format!(
