@@ -8,8 +8,9 @@
 #   2. 400 days back, the 150,000 only: the others are closed by absence (the bench's
 #      config lets an extract close them all);
 #   3. day 0: the national list today;
-# then it times, on that store (each the best of three: the refresh and the attendance
-# file each time from the same state, put back between):
+# then it times, on every store (each the best of three rounds, a round going through
+# every store in turn so the machine's drift falls on a figure and its baseline alike;
+# the refresh and the attendance file each time from the same state, put back between):
 #   - the daily refresh: day 1's 153 files (149,843 rows, 5,867 records written);
 #   - an attendance file of 40,000 rows, all children on the list (run --once);
 #   - 1,000 look-ups in process (examples/query_bench: median per look-up);
@@ -126,59 +127,81 @@ copy_db() {
     -c "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname IN ('$1', '$2') AND pid <> pg_backend_pid()" \
     -c "DROP DATABASE IF EXISTS $2 WITH (FORCE)" -c "CREATE DATABASE $2 TEMPLATE $1" >/dev/null
 }
-# The best of three times of running the daemon at $2 on the files of $1, each from the
-# state before the first (the machine's times drift; the best is the steadiest figure).
-best_run() {
-  local best="" t i
-  snapshot || { echo "cannot keep $root" >&2; exit 1; }
-  for i in 1 2 3; do
-    if [ "$i" -gt 1 ]; then restore || { echo "cannot put $root back" >&2; exit 1; }; fi
-    put "$1"
-    sync
-    t=$(timed run_at "$2")
-    # Each time the same work: nothing taken as a duplicate of an earlier try.
-    if grep -q 'outcome="duplicate"' "$root/stage.err"; then
-      echo "a timed run at $2 found duplicates: the store was not put back" >&2; exit 1
-    fi
-    if [ -z "$best" ] || python3 -c "import sys; sys.exit(not $t < $best)"; then best=$t; fi
-  done
-  echo "$best"
+declare -A fig
+# Keeps the best (smallest) of the figures given for $1.
+best_in() { if [ -z "${fig[$1]:-}" ] || python3 -c "import sys; sys.exit(not $2 < ${fig[$1]})"; then fig[$1]=$2; fi; }
+# Selects the store of backend $1 and level $2 (built below) as $root, $url and $db.
+use() {
+  backend=$1 root=$out/run/s_$1_$2 db=s_$1_$2 url=
+  if [ "$1" = postgres ]; then url=$(pgurl "$db"); fi
 }
-# The best of three times of a command that changes nothing the next run reads.
-best_of() {
-  local best="" t i
-  for i in 1 2 3; do
-    t=$(timed "$@")
-    if [ -z "$best" ] || python3 -c "import sys; sys.exit(not $t < $best)"; then best=$t; fi
-  done
-  echo "$best"
+# Times the daemon at $2 on the files of $1, from the state kept (restored first).
+once() {
+  restore || { echo "cannot put $root back" >&2; exit 1; }
+  put "$1"
+  sync
+  local t
+  t=$(timed run_at "$2")
+  # Each time the same work: nothing taken as a duplicate of an earlier try.
+  if grep -q 'outcome="duplicate"' "$root/stage.err"; then
+    echo "a timed run at $2 found duplicates: the store was not put back" >&2; exit 1
+  fi
+  echo "$t"
+}
+# Times it (as `once`) into the figure $1, keeping the best; a failure stops the bench.
+take() {
+  local t
+  t=$(once "$2" "$3")
+  best_in "$1" "$t"
 }
 
-declare -A fig
+# The stores, built first; then each figure is timed in three rounds that go through
+# every store in turn, so that the machine's drift over the minutes of a run falls on a
+# figure and its baseline alike (timing one store's three tries, then the next store's,
+# gave the same code 0.77x to 1.25x between runs); the best of the three is kept.
+first=$(echo $levels | cut -d' ' -f1)
 for backend in sqlite postgres; do
   for h in $levels; do
     fresh "s_${backend}_$h"
     stage "$out/src/hist-$h" 2024-09-10T03:00:00Z
     stage "$out/src/close" 2025-10-10T03:00:00Z
-    if [ "$h" = "$(echo $levels | cut -d' ' -f1)" ] && [ "$h" = 0 ]; then
-      # The national first load: day 0 into an empty store of its own.
-      keep_root=$root keep_url=$url keep_db=$db
-      fresh "f_${backend}"
-      fig[$backend,first]=$(best_run "$out/src/day0" 2026-11-20T03:00:00Z)
-      rm -rf "$root.snap"
-      root=$keep_root url=$keep_url db=$keep_db
-    fi
     stage "$out/src/day0" 2026-11-20T03:00:00Z
-    fig[$backend,$h,refresh]=$(best_run "$out/src/day1" 2026-11-21T03:00:00Z)
-    fig[$backend,$h,attendance]=$(best_run "$out/src/att" 2026-11-22T01:30:00Z)
-    rm -rf "$root.snap"
-    looked=$(cd "$root" && CPIS_GATEWAY_STORE_URL=$url "$query_bench" var "$out/src/att/"*.csv 1000)
-    # Every child of the file was on the list: look-ups that flag nobody read another store.
-    case $looked in *"(0 flagged)"*|"") echo "look-ups on $backend did not flag the listed children: $looked" >&2; exit 1 ;; *) ;; esac
-    fig[$backend,$h,lookup]=$(echo "$looked" | sed -n 's/.*p50 \([0-9]*\) µs.*/\1/p')
-    fig[$backend,$h,report]=$(CPIS_GATEWAY_NOW=2026-11-22T02:00:00Z best_of gw report --date 2026-11-21)
-    echo "$backend, $h closed: refresh ${fig[$backend,$h,refresh]} s, attendance ${fig[$backend,$h,attendance]} s, look-up p50 ${fig[$backend,$h,lookup]} µs, report ${fig[$backend,$h,report]} s"
+    snapshot
   done
+  if [ "$first" = 0 ]; then
+    # The national first load: day 0 into an empty store of its own.
+    fresh "f_${backend}"
+    snapshot
+  fi
+done
+for round in 1 2 3; do
+  for backend in sqlite postgres; do
+    if [ "$first" = 0 ]; then
+      root=$out/run/f_$backend db=f_$backend url=
+      if [ "$backend" = postgres ]; then url=$(pgurl "$db"); fi
+      take "$backend,first" "$out/src/day0" 2026-11-20T03:00:00Z
+    fi
+    for h in $levels; do
+      use $backend $h
+      take "$backend,$h,refresh" "$out/src/day1" 2026-11-21T03:00:00Z
+    done
+  done
+done
+# Each store is now at day 1 (its last refresh): kept, for the attendance file.
+for backend in sqlite postgres; do
+  for h in $levels; do use $backend $h; snapshot; done
+done
+for round in 1 2 3; do
+  for backend in sqlite postgres; do
+    for h in $levels; do
+      use $backend $h
+      take "$backend,$h,attendance" "$out/src/att" 2026-11-22T01:30:00Z
+    done
+  done
+done
+for backend in sqlite postgres; do
+  rm -rf "$out/run/f_$backend" "$out/run/f_$backend.snap"
+  for h in $levels; do use $backend $h; rm -rf "$root.snap"; done
   if [[ " $log_on " == *" $backend "* ]]; then
     fresh "l_${backend}"
     stage "$out/src/hist-0" 2024-09-10T03:00:00Z
@@ -194,9 +217,36 @@ for backend in sqlite postgres; do
     CPIS_GATEWAY_NOW=2026-11-21T02:00:00Z gw report --date 2026-11-20 >/dev/null
     stage "$out/src/day1" 2026-11-21T03:00:00Z
     stage "$out/src/att" 2026-11-22T01:30:00Z
-    fig[$backend,log,report]=$(CPIS_GATEWAY_NOW=2026-11-22T02:00:00Z best_of gw report --date 2026-11-21)
-    entries=$(gw status --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_log"]["entries"])')
-    echo "$backend, $entries access-log entries (built in ${fig[$backend,logbuild]} s): report ${fig[$backend,log,report]} s"
+    fig[$backend,entries]=$(gw status --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_log"]["entries"])')
+  fi
+done
+# Look-ups and the nightly report of day 1, on each store after day 1 and the attendance
+# file (and on the store with the access log), in rounds as well.
+for round in 1 2 3; do
+  for backend in sqlite postgres; do
+    for h in $levels; do
+      use $backend $h
+      looked=$(cd "$root" && CPIS_GATEWAY_STORE_URL=$url "$query_bench" var "$out/src/att/"*.csv 1000)
+      # Every child of the file was on the list: look-ups that flag nobody read another store.
+      case $looked in *"(0 flagged)"*|"") echo "look-ups on $backend did not flag the listed children: $looked" >&2; exit 1 ;; *) ;; esac
+      best_in "$backend,$h,lookup" "$(echo "$looked" | sed -n 's/.*p50 \([0-9]*\) µs.*/\1/p')"
+      t=$(CPIS_GATEWAY_NOW=2026-11-22T02:00:00Z timed gw report --date 2026-11-21)
+      best_in "$backend,$h,report" "$t"
+    done
+    if [ -n "${fig[$backend,entries]:-}" ]; then
+      root=$out/run/l_$backend db=l_$backend url=
+      if [ "$backend" = postgres ]; then url=$(pgurl "$db"); fi
+      t=$(CPIS_GATEWAY_NOW=2026-11-22T02:00:00Z timed gw report --date 2026-11-21)
+      best_in "$backend,log,report" "$t"
+    fi
+  done
+done
+for backend in sqlite postgres; do
+  for h in $levels; do
+    echo "$backend, $h closed: refresh ${fig[$backend,$h,refresh]} s, attendance ${fig[$backend,$h,attendance]} s, look-up p50 ${fig[$backend,$h,lookup]} µs, report ${fig[$backend,$h,report]} s"
+  done
+  if [ -n "${fig[$backend,entries]:-}" ]; then
+    echo "$backend, ${fig[$backend,entries]} access-log entries (built in ${fig[$backend,logbuild]} s): report ${fig[$backend,log,report]} s"
   fi
 done
 
@@ -208,7 +258,6 @@ psql -c "DROP DATABASE IF EXISTS bare" -c "CREATE DATABASE bare"
 fig[floor,postgres]=$("$here/target/release/examples/bare_store" postgres "$(pgurl bare)" "$out/src/day0/"*.csv | sed -n 's/.* in \([0-9.]*\) s.*/\1/p')
 
 ratio() { python3 -c "print(f'{$1 / $2:.2f}x')"; }
-first=$(echo $levels | cut -d' ' -f1)
 echo
 echo "== ratios (each against its baseline in this run)"
 for backend in sqlite postgres; do
