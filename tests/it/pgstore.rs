@@ -378,3 +378,57 @@ fn a_bulk_load_leaves_the_planner_statistics_it_reads_by() {
         );
     }
 }
+
+/// Records moved out cold by the thousand leave `records` mostly empty pages, which every
+/// read of the open records would go through: the store rewrites the table then
+/// (`store/statistics.rs`), so it stays the size of what is hot.
+#[test]
+fn a_table_most_of_whose_rows_went_cold_is_rewritten() {
+    let pg = Postgres::start();
+    let root = Root::with(0, "max_closure_share = 1.0");
+    let on_pg = |now: &str, args: &[&str]| {
+        let out = gateway(root.path())
+            .env("CPIS_GATEWAY_STORE_URL", pg.url())
+            .env("CPIS_GATEWAY_NOW", now)
+            .args(args)
+            .output()
+            .unwrap();
+        assert_ok(&out);
+    };
+    let extract = |rows: &str, at: &str| {
+        gen_extract(
+            &root.inbox("LA919"),
+            &["--la", "919", "--rows", rows, "--at", at],
+        );
+    };
+    on_pg("2024-09-10T03:00:00Z", &["init"]);
+    // 2024: 30,000 children; 2025: a list of 100, the others closed by absence.
+    extract("30000", "20240910T020000");
+    on_pg("2024-09-10T03:00:00Z", &["run", "--once"]);
+    extract("100", "20251010T020000");
+    on_pg("2025-10-10T03:00:00Z", &["run", "--once"]);
+    let size = || -> i64 {
+        pg.query("SELECT pg_relation_size('records')")
+            .parse()
+            .unwrap()
+    };
+    let before = size();
+    // 2026: those closed more than a year ago go cold, all in this one file.
+    extract("100", "20261120T020000");
+    on_pg("2026-11-20T03:00:00Z", &["run", "--once"]);
+    let cold: i64 = pg
+        .query("SELECT count(*) FROM records_cold")
+        .parse()
+        .unwrap();
+    assert!(cold > 25_000, "{cold}");
+    let after = size();
+    assert!(
+        after * 20 < before,
+        "records: {before} bytes before, {after} after"
+    );
+    // What is left is what is hot: open, or ended within the year a look-up shows.
+    assert_eq!(
+        pg.query("SELECT count(*) FROM records"),
+        pg.query("SELECT count(*) FROM records WHERE open = 1 OR end_date >= '2025-11-01'")
+    );
+}
