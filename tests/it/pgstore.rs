@@ -39,13 +39,18 @@ fn sample_store() -> Root {
     root
 }
 
-fn sqlite_count(root: &Root, table: &str) -> String {
+/// What `sqlite3` prints for `sql` on the root's SQLite store.
+fn sqlite_value(root: &Root, sql: &str) -> String {
     let out = Command::new("sqlite3")
         .arg(root.path().join("var/store/cpis.sqlite"))
-        .arg(format!("SELECT count(*) FROM {table}"))
+        .arg(sql)
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn sqlite_count(root: &Root, table: &str) -> String {
+    sqlite_value(root, &format!("SELECT count(*) FROM {table}"))
 }
 
 #[test]
@@ -78,25 +83,17 @@ fn store_copy_moves_a_store_into_postgres_verified_once() {
         );
     }
     // At the schema the SQLite store was at (both apply every migration).
-    let sqlite_version = Command::new("sqlite3")
-        .arg(root.path().join("var/store/cpis.sqlite"))
-        .arg("PRAGMA user_version")
-        .output()
-        .unwrap();
     assert_eq!(
         pg.query("SELECT version FROM schema_version"),
-        String::from_utf8_lossy(&sqlite_version.stdout).trim()
+        sqlite_value(&root, "PRAGMA user_version")
     );
     // The same history, hash chain and all.
-    let chain = "SELECT string_agg(hash, ',' ORDER BY id) FROM access_log";
-    let sqlite_chain = Command::new("sqlite3")
-        .arg(root.path().join("var/store/cpis.sqlite"))
-        .arg("SELECT group_concat(hash, ',') FROM (SELECT hash FROM access_log ORDER BY id)")
-        .output()
-        .unwrap();
     assert_eq!(
-        pg.query(chain),
-        String::from_utf8_lossy(&sqlite_chain.stdout).trim()
+        pg.query("SELECT string_agg(hash, ',' ORDER BY id) FROM access_log"),
+        sqlite_value(
+            &root,
+            "SELECT group_concat(hash, ',') FROM (SELECT hash FROM access_log ORDER BY id)"
+        )
     );
     // PostgreSQL keeps the history and the log append-only too.
     assert!(pg
