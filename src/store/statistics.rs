@@ -11,13 +11,15 @@
 //! migration 22 it vacuumed `records` in the same go, for the covering index of open
 //! records the report read alone, which a bulk write left full of entries for rows no
 //! longer open; the index is gone, records ended long ago being kept cold, and a first
-//! load's three vacuums with it.) Rows moved out of
-//! `records` (kept cold) count apart: once they reach a fifth of what it held (where
-//! autovacuum would start, a minute or more later), it is vacuumed and analyzed, since
-//! until then its index of end dates still lists every row moved out, which the next
-//! file's move reads through (the first day after the upgrade to migration 18 moves
-//! every long-ended record out: 473 ms a file at 1.5 M moved, measured). SQLite plans
-//! without statistics and reuses freed pages at once; nothing is done there.
+//! load's three vacuums with it.)
+//!
+//! Rows moved out of `records` (kept cold) count apart: once they reach a fifth of what it
+//! held (where autovacuum would start, a minute or more later), it is vacuumed and
+//! analyzed, since until then its index of end dates still lists every row moved out,
+//! which the next file's move reads through (the first day after the upgrade to migration
+//! 18 moves every long-ended record out: 473 ms a file at 1.5 M moved, measured); and if
+//! its live rows then fit in a quarter of its pages, it is rewritten ([`bloated`]).
+//! SQLite plans without statistics and reuses freed pages at once; nothing is done there.
 
 use super::db::{args, Sql};
 use super::Store;
