@@ -28,7 +28,7 @@ pub struct ExtractHeader {
 }
 
 /// A `BufRead` that refuses to hand out more than `limit` bytes between two resets.
-struct Budget<R> {
+pub struct Budget<R> {
     inner: R,
     used: usize,
 }
@@ -83,11 +83,11 @@ pub struct XmlRows<R: BufRead> {
     finished: bool,
 }
 
-fn xml_problem(message: impl Into<String>) -> SourceError {
+pub(super) fn xml_problem(message: impl Into<String>) -> SourceError {
     SourceError::File(FileProblem::new(Code::Xml, message))
 }
 
-fn map_error(err: quick_xml::Error, position: u64) -> SourceError {
+pub(super) fn map_error(err: quick_xml::Error, position: u64) -> SourceError {
     match err {
         quick_xml::Error::Io(e) if e.get_ref().is_some_and(|inner| inner.is::<ItemTooLarge>()) => {
             xml_problem(format!(
@@ -109,35 +109,33 @@ fn is_extract_ns(ns: &ResolveResult<'_>) -> bool {
     matches!(ns, ResolveResult::Bound(Namespace(n)) if *n == NAMESPACE.as_bytes())
 }
 
-impl<R: BufRead> XmlRows<R> {
-    /// Reads up to and including the root `Extract` start tag.
-    pub fn new(input: R) -> Result<XmlRows<R>, SourceError> {
+/// An XML document read up to and including its root element's start tag.
+pub struct Prolog<R: BufRead> {
+    pub(super) reader: NsReader<Budget<R>>,
+    pub(super) buf: Vec<u8>,
+    /// The root element, whether it is in `namespace`, and whether it was `<Root/>`.
+    pub(super) root: BytesStart<'static>,
+    pub(super) namespace: Option<Vec<u8>>,
+    pub(super) empty: bool,
+}
+
+impl<R: BufRead> Prolog<R> {
+    /// Reads the declaration (UTF-8 only), comments and processing instructions before
+    /// the root element, refusing a DTD, an empty file and a document without an element.
+    pub fn read(input: R) -> Result<Prolog<R>, SourceError> {
         let mut reader = NsReader::from_reader(Budget {
             inner: input,
             used: 0,
         });
         reader.config_mut().check_comments = true;
-        let mut rows = XmlRows {
-            reader,
-            buf: Vec::new(),
-            header: ExtractHeader {
-                la_code: String::new(),
-                extracted_at: DateTime::<Utc>::MIN_UTC,
-                record_count: 0,
-            },
-            values: Default::default(),
-            present: [false; COLUMN_COUNT],
-            row: 0,
-            finished: false,
-        };
+        let mut buf = Vec::new();
         let mut saw_anything = false;
         loop {
-            rows.buf.clear();
-            rows.reader.get_mut().used = 0;
-            let position = rows.reader.buffer_position();
-            let (ns, event) = rows
-                .reader
-                .read_resolved_event_into(&mut rows.buf)
+            buf.clear();
+            reader.get_mut().used = 0;
+            let position = reader.buffer_position();
+            let (ns, event) = reader
+                .read_resolved_event_into(&mut buf)
                 .map_err(|e| map_error(e, position))?;
             match event {
                 Event::Decl(decl) => {
@@ -164,30 +162,85 @@ impl<R: BufRead> XmlRows<R> {
                     ))
                 }
                 Event::Start(ref e) | Event::Empty(ref e) => {
+                    let namespace = match ns {
+                        ResolveResult::Bound(Namespace(n)) => Some(n.to_vec()),
+                        _ => None,
+                    };
                     let empty = matches!(event, Event::Empty(_));
-                    if e.local_name().as_ref() != b"Extract" || !is_extract_ns(&ns) {
-                        return Err(xml_problem(format!(
-                            "the root element must be Extract in namespace {NAMESPACE}"
-                        )));
-                    }
-                    let header = read_header(e)?;
-                    rows.header = header;
-                    rows.finished = empty;
-                    if empty {
-                        rows.read_epilogue()?;
-                    }
-                    return Ok(rows);
+                    let root = e.clone().into_owned();
+                    return Ok(Prolog {
+                        reader,
+                        buf,
+                        root,
+                        namespace,
+                        empty,
+                    });
                 }
                 Event::Eof if !saw_anything => {
                     return Err(FileProblem::new(Code::Empty, "the file is empty").into())
                 }
-                Event::Eof => return Err(xml_problem("the document has no Extract element")),
+                Event::Eof => return Err(xml_problem("the document has no root element")),
                 other => {
                     saw_anything = true;
                     check_misc(&other)?
                 }
             }
         }
+    }
+
+    /// Whether the root element is `name` in namespace `namespace`.
+    pub fn root_is(&self, name: &str, namespace: &str) -> bool {
+        self.root.local_name().as_ref() == name.as_bytes()
+            && self.namespace.as_deref() == Some(namespace.as_bytes())
+    }
+}
+
+/// After the root element's end: only comments, processing instructions and white space.
+pub(super) fn read_epilogue<R: BufRead>(
+    reader: &mut NsReader<Budget<R>>,
+    buf: &mut Vec<u8>,
+) -> Result<(), SourceError> {
+    loop {
+        buf.clear();
+        reader.get_mut().used = 0;
+        let position = reader.buffer_position();
+        match reader
+            .read_event_into(buf)
+            .map_err(|e| map_error(e, position))?
+        {
+            Event::Eof => return Ok(()),
+            other => check_misc(&other)?,
+        }
+    }
+}
+
+impl<R: BufRead> XmlRows<R> {
+    /// Reads up to and including the root `Extract` start tag.
+    pub fn new(input: R) -> Result<XmlRows<R>, SourceError> {
+        Self::from_prolog(Prolog::read(input)?)
+    }
+
+    /// Goes on from a document read up to its root, which must be `Extract`.
+    pub fn from_prolog(prolog: Prolog<R>) -> Result<XmlRows<R>, SourceError> {
+        if !prolog.root_is("Extract", NAMESPACE) {
+            return Err(xml_problem(format!(
+                "the root element must be Extract in namespace {NAMESPACE}"
+            )));
+        }
+        let header = read_header(&prolog.root)?;
+        let mut rows = XmlRows {
+            reader: prolog.reader,
+            buf: prolog.buf,
+            header,
+            values: Default::default(),
+            present: [false; COLUMN_COUNT],
+            row: 0,
+            finished: prolog.empty,
+        };
+        if rows.finished {
+            rows.read_epilogue()?;
+        }
+        Ok(rows)
     }
 
     /// The root element's attributes.
@@ -197,19 +250,7 @@ impl<R: BufRead> XmlRows<R> {
 
     /// After `</Extract>`: only comments, processing instructions and white space.
     fn read_epilogue(&mut self) -> Result<(), SourceError> {
-        loop {
-            self.buf.clear();
-            self.reader.get_mut().used = 0;
-            let position = self.reader.buffer_position();
-            match self
-                .reader
-                .read_event_into(&mut self.buf)
-                .map_err(|e| map_error(e, position))?
-            {
-                Event::Eof => return Ok(()),
-                other => check_misc(&other)?,
-            }
-        }
+        read_epilogue(&mut self.reader, &mut self.buf)
     }
 
     fn read_plan(&mut self, e: &BytesStart<'_>) -> Result<(), SourceError> {
@@ -306,7 +347,7 @@ fn read_header(e: &BytesStart<'_>) -> Result<ExtractHeader, SourceError> {
 }
 
 /// Comments, processing instructions and white space may stand between elements; nothing else.
-fn check_misc(event: &Event<'_>) -> Result<(), SourceError> {
+pub(super) fn check_misc(event: &Event<'_>) -> Result<(), SourceError> {
     match event {
         Event::Comment(_) | Event::PI(_) | Event::Decl(_) => Ok(()),
         Event::Text(t) if t.iter().all(u8::is_ascii_whitespace) => Ok(()),
