@@ -14,9 +14,9 @@ bin=target/release/cpis-gateway
 printf '[gateway]\nroot = "var"\nsettle_ms = 100\n\n[[health_org]]\nods = "RWG"\nname = "West Hertfordshire Teaching Hospitals NHS Trust"\n' > "$work/config.toml"
 gw() { "$bin" --config "$work/config.toml" "$@"; }
 gw init >/dev/null
-for f in inbox-samples/CPIS_EXTRACT_*; do
+for f in inbox-samples/CPIS_EXTRACT_* inbox-samples/CPIS_UPLOAD_*; do
   name=$(basename "$f")
-  la=${name#CPIS_EXTRACT_}
+  la=${name#CPIS_*_}
   la=${la%%_*}
   cp "$f" "$work/var/mailboxes/LA$la/in/"
 done
@@ -29,7 +29,7 @@ for f in inbox-samples/health/CPIS_ATTEND_RWG_*.csv; do
   sed -E "s/^([0-9]{10}),[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}[^,]*,/\1,$at,/" "$f" \
     > "$work/var/mailboxes/RWG/in/CPIS_ATTEND_RWG_$stamp.csv"
 done
-echo "== run --once over $(ls inbox-samples/CPIS_EXTRACT_* | wc -l) sample extracts and an attendance file (logs on stderr)"
+echo "== run --once over $(ls inbox-samples/CPIS_EXTRACT_* inbox-samples/CPIS_UPLOAD_* | wc -l) sample extracts (one a CP-IS upload) and an attendance file (logs on stderr)"
 status=0
 gw run --once || status=$?
 echo

@@ -40,7 +40,7 @@ pub fn parse_inbound_name(name: &str) -> Result<InboundName, String> {
             name.escape_debug().to_string()
         ));
     }
-    let expected = "expected CPIS_EXTRACT_<la_code>_<YYYYMMDDTHHMMSS>.csv|.xml or CPIS_ATTEND_<ods_code>_<YYYYMMDDTHHMMSS>.csv";
+    let expected = "expected CPIS_EXTRACT_<la_code>_<YYYYMMDDTHHMMSS>.csv|.xml, CPIS_UPLOAD_<la_code>_<YYYYMMDDTHHMMSS>.xml or CPIS_ATTEND_<ods_code>_<YYYYMMDDTHHMMSS>.csv";
     let (stem, ext) = name
         .rsplit_once('.')
         .ok_or_else(|| format!("{name:?} has no extension: {expected}"))?;
@@ -65,6 +65,16 @@ pub fn parse_inbound_name(name: &str) -> Result<InboundName, String> {
                 ExtractFormat::Xml
             };
             InboundKind::Extract { la, format }
+        }
+        // CP-IS's own upload (HL7 v3): an extract in XML whose root says which it is.
+        ("UPLOAD", "xml") => InboundKind::Extract {
+            la: LaCode::parse(owner).map_err(|e| format!("{name:?}: {e}"))?,
+            format: ExtractFormat::Xml,
+        },
+        ("UPLOAD", _) => {
+            return Err(format!(
+                "{name:?}: a CP-IS upload must be a .xml file, not .{ext}"
+            ))
         }
         ("EXTRACT", _) => {
             return Err(format!(

@@ -132,6 +132,17 @@ pub struct AttendanceCounts {
     pub not_flagged: u64,
 }
 
+/// What a CP-IS upload (HL7 v3 `File`) said of itself and held, beside the rows counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadCounts {
+    /// `File/id@extension`: the LA's file sequence number.
+    pub sequence: u64,
+    /// The `record` elements read (a record holds one to three plans, each a row).
+    pub records: u64,
+    /// Plans sent with a delete date: not rows, and treated as no longer sent.
+    pub deleted_plans: u64,
+}
+
 /// Whether the file is an LA extract or a health organisation's attendance file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -180,6 +191,9 @@ pub struct FileReport {
     /// For an attendance file: what matching did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attendance: Option<AttendanceCounts>,
+    /// For a CP-IS upload read to its end: its sequence number and records.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upload: Option<UploadCounts>,
     pub file_errors: Vec<FileProblem>,
     pub row_errors: Vec<RowProblem>,
     pub quarantine_id: Option<String>,
@@ -221,6 +235,7 @@ impl FileReport {
             blank_rows: 0,
             changes: None,
             attendance: None,
+            upload: None,
             file_errors: Vec::new(),
             row_errors: Vec::new(),
             quarantine_id: None,

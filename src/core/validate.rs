@@ -315,10 +315,15 @@ impl<'a> RowCheck<'_, 'a> {
         let parsed = parse_iso_date(text);
         if parsed.is_none() {
             let message = format!(
-                "{} {} is not a real calendar date written YYYY-MM-DD{}",
+                "{} {} is not a real calendar date written {}{}",
                 self.name(column),
                 shown(text),
-                super::hints::date(text).unwrap_or_default()
+                self.rules.dialect.date_form(),
+                match self.rules.dialect {
+                    Dialect::Cpis => None,
+                    _ => super::hints::date(text),
+                }
+                .unwrap_or_default()
             );
             self.report(column, Code::DateFormat, message);
         }

@@ -9,12 +9,13 @@
 use crate::config::Config;
 use crate::core::attendance::{read_attendance, Attendance, AttendanceRules};
 use crate::core::codes::{Code, Severity};
+use crate::core::extract::cpis::{self, CpisRows, UploadHeader};
 use crate::core::extract::csv::{CsvRecord, CsvRows};
-use crate::core::extract::xml::XmlRows;
-use crate::core::extract::{FileProblem, RawRow, RowBatch, RowSource, SourceError};
+use crate::core::extract::xml::{Prolog, XmlRows};
+use crate::core::extract::{Dialect, FileProblem, RawRow, RowBatch, RowSource, SourceError};
 use crate::core::filename::{parse_inbound_name, ExtractFormat, InboundKind, InboundName};
 use crate::core::ids::MailboxId;
-use crate::core::report::{error_rate_problem, FileKind, FileReport};
+use crate::core::report::{error_rate_problem, FileKind, FileReport, UploadCounts};
 use crate::core::validate::{ExtractRules, PlanRow, RowKey, RowProblem, Verdict};
 use crate::pipeline::dupes::{DuplicateFinder, MAX_ROWS};
 use crate::sys::clock::Clock;
@@ -281,6 +282,10 @@ fn read_rows(
         return Ok(());
     };
     let mut dupes = DuplicateFinder::new();
+    let mut dialect = match format {
+        ExtractFormat::Csv => Dialect::Csv,
+        ExtractFormat::Xml => Dialect::Xml,
+    };
     let result = match format {
         ExtractFormat::Csv => CsvRows::new(reader).and_then(|mut source| {
             let r = validate_rows(&mut source, la, name, keep, report, kept, &mut dupes);
@@ -288,7 +293,20 @@ fn read_rows(
             r
         }),
         ExtractFormat::Xml => {
-            XmlRows::new(BufReader::with_capacity(1 << 16, reader)).and_then(|mut source| {
+            Prolog::read(BufReader::with_capacity(1 << 16, reader)).and_then(|prolog| {
+                if prolog.root_is("File", cpis::NAMESPACE) {
+                    dialect = Dialect::Cpis;
+                    let mut source = CpisRows::from_prolog(prolog)?;
+                    check_sender(source.header(), la)?;
+                    validate_rows(&mut source, la, name, keep, report, kept, &mut dupes)?;
+                    report.upload = Some(UploadCounts {
+                        sequence: source.header().sequence,
+                        records: source.records(),
+                        deleted_plans: source.deleted(),
+                    });
+                    return Ok(());
+                }
+                let mut source = XmlRows::from_prolog(prolog)?;
                 let header = source.header().clone();
                 if header.la_code != la.to_string() {
                     return Err(FileProblem::new(
@@ -320,10 +338,6 @@ fn read_rows(
         Err(SourceError::File(p)) => report.file_errors.push(p),
         Err(SourceError::Io(e)) => return Err(e),
     }
-    let dialect = match format {
-        ExtractFormat::Csv => crate::core::extract::Dialect::Csv,
-        ExtractFormat::Xml => crate::core::extract::Dialect::Xml,
-    };
     mark_duplicates(
         dupes.finish()?,
         report,
@@ -331,6 +345,22 @@ fn read_rows(
         dialect.name(crate::core::extract::Column::NhsNumber),
     );
     Ok(())
+}
+
+/// `NOT_AUTHORISED` unless a CP-IS upload's sending organisation is the LA whose file it
+/// is (by its name, which the mailbox has already matched).
+fn check_sender(header: &UploadHeader, la: crate::core::ids::LaCode) -> Result<(), SourceError> {
+    if header.la_code == la.to_string() {
+        return Ok(());
+    }
+    Err(FileProblem::new(
+        Code::NotAuthorised,
+        format!(
+            "the upload's sending organisation (communicationFunctionSnd/organisation/id) is {}, not LA {la} whose file this is: an LA may only send its own children",
+            crate::core::extract::shown(&header.la_code)
+        ),
+    )
+    .into())
 }
 
 fn validate_rows(
@@ -435,25 +465,41 @@ impl<R: io::Read + Send> ReadAhead for CsvRows<R> {
     }
 }
 
-/// XML: the other thread parses rows whole and copies them over.
+/// XML and CP-IS uploads: the other thread parses rows whole and copies them over.
+fn read_rows_ahead(
+    source: &mut (dyn RowSource + Send),
+    each: &mut dyn FnMut(RawRow<'_>) -> Result<(), SourceError>,
+) -> Result<(), SourceError> {
+    read_ahead(
+        &mut |batch: &mut RowBatch| {
+            batch.clear();
+            while batch.len() < BATCH_ROWS && batch.bytes() < BATCH_BYTES {
+                match source.next_row()? {
+                    Some(raw) => batch.push(&raw),
+                    None => return Ok(false),
+                }
+            }
+            Ok(true)
+        },
+        &mut |batch: &RowBatch| batch.rows().try_for_each(&mut *each),
+    )
+}
+
 impl<R: io::BufRead + Send> ReadAhead for XmlRows<R> {
     fn each_row_read_ahead(
         &mut self,
         each: &mut dyn FnMut(RawRow<'_>) -> Result<(), SourceError>,
     ) -> Result<(), SourceError> {
-        read_ahead(
-            &mut |batch: &mut RowBatch| {
-                batch.clear();
-                while batch.len() < BATCH_ROWS && batch.bytes() < BATCH_BYTES {
-                    match self.next_row()? {
-                        Some(raw) => batch.push(&raw),
-                        None => return Ok(false),
-                    }
-                }
-                Ok(true)
-            },
-            &mut |batch: &RowBatch| batch.rows().try_for_each(&mut *each),
-        )
+        read_rows_ahead(self, each)
+    }
+}
+
+impl<R: io::BufRead + Send> ReadAhead for CpisRows<R> {
+    fn each_row_read_ahead(
+        &mut self,
+        each: &mut dyn FnMut(RawRow<'_>) -> Result<(), SourceError>,
+    ) -> Result<(), SourceError> {
+        read_rows_ahead(self, each)
     }
 }
 

@@ -443,6 +443,21 @@ impl<'a> Gateway<'a> {
         if rules.allow_stale || !checked.report.file_errors.is_empty() {
             return Ok(None);
         }
+        if let Some(upload) = checked.report.upload {
+            if let Some(last) = self
+                .store
+                .last_applied_sequence(la)?
+                .filter(|&last| upload.sequence as i64 <= last)
+            {
+                return Ok(Some(FileProblem::new(
+                    Code::Stale,
+                    format!(
+                        "the upload's sequence number (File/id) is {} but upload {last} of LA {la} is already applied: each upload must carry a higher number (an operator can replay this one with --force)",
+                        upload.sequence
+                    ),
+                )));
+            }
+        }
         let Some(last) = self
             .store
             .last_applied_extract(la)?

@@ -128,6 +128,17 @@ impl Store {
         text.as_deref().map(parse_ts).transpose()
     }
 
+    /// The highest sequence number of the CP-IS uploads applied for an LA.
+    pub fn last_applied_sequence(&mut self, la: LaCode) -> Result<Option<i64>> {
+        Ok(self
+            .db()
+            .value(
+                "SELECT max(sequence) FROM files WHERE applied = 1 AND sender = ?1",
+                args![la.to_string()],
+            )?
+            .flatten())
+    }
+
     /// A processing of this very mailbox entry (same bytes, mailbox, name and `inbound`
     /// identity) committed before the gateway stopped, the entry still being in `in/`: (file
     /// id, stored report JSON). (A row from before migration 11, which had no identity, is
@@ -376,8 +387,8 @@ pub(super) fn insert_file(
     tx.insert(
         "INSERT INTO files (sha256, mailbox, name, kind, sender, extracted_at, received_at,
             processed_at, outcome, response_code, applied, rows, valid_rows, invalid_rows, report,
-            settled, dedup, inbound)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, 1, ?16, ?17)
+            settled, dedup, inbound, sequence)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, 1, ?16, ?17, ?18)
          RETURNING id",
         args![
             report.sha256,
@@ -401,6 +412,7 @@ pub(super) fn insert_file(
                     .iter()
                     .any(|p| matches!(p.code, Code::FileName | Code::NotAuthorised)),
             inbound,
+            report.upload.map(|u| u.sequence as i64),
         ],
     )
 }

@@ -486,6 +486,11 @@ const MIGRATIONS: &[&str] = &[
     -- postgres: DROP INDEX records_open;
     -- postgres: ALTER TABLE records SET (fillfactor = 90);
     "#,
+    // 23: a CP-IS upload's file sequence number (`File/id@extension`), kept with the file
+    // so that a repeated or lower number is refused as stale (interface 5A.5).
+    r#"
+    ALTER TABLE files ADD COLUMN sequence INTEGER;
+    "#,
 ];
 
 /// How long a command waits for another one's write to finish before giving up.

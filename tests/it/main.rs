@@ -20,4 +20,5 @@ mod schemas;
 mod sftp;
 mod store;
 mod systemd;
+mod uploads;
 mod validate;

@@ -835,7 +835,7 @@ fn init_creates_every_mailbox_and_a_private_store() {
         assert!(!w.store().exists());
         assert_eq!(
             backend::count(w.path(), "SELECT max(version) FROM schema_version"),
-            22,
+            23,
             "every migration in src/store/mod.rs"
         );
     } else {

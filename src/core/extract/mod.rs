@@ -1,6 +1,7 @@
 //! LA extracts (SPEC 2.2, 2.3): the columns, and streaming readers for CSV and XML that both
 //! yield numbered [`RawRow`]s into the same validator.
 
+pub mod cpis;
 pub mod csv;
 pub mod linecap;
 pub mod xml;
@@ -73,6 +74,22 @@ impl Column {
         }
     }
 
+    /// Where a CP-IS upload holds the column (interface 5A.3).
+    pub fn cpis_name(self) -> &'static str {
+        match self {
+            Column::NhsNumber => "id (NHS number)",
+            Column::PlanType => "pertinentInformation",
+            Column::StartDate => "StartDate",
+            Column::EndDate => "EndDate",
+            Column::LaCode => "organisation id",
+            Column::LaName => "organisation name",
+            Column::EdtPhone => "telecom EC",
+            Column::OfficePhone => "telecom WP",
+            Column::LocalRef => "id (local)",
+            Column::ExpectedDeliveryDate => "expectedDeliveryDate",
+        }
+    }
+
     /// Whether a CSV header must name the column. (In XML, `laCode` may be left to the root.)
     pub fn required(self) -> bool {
         matches!(
@@ -92,6 +109,8 @@ impl Column {
 pub enum Dialect {
     Csv,
     Xml,
+    /// CP-IS's own upload (HL7 v3).
+    Cpis,
 }
 
 impl Dialect {
@@ -99,6 +118,15 @@ impl Dialect {
         match self {
             Dialect::Csv => column.csv_name(),
             Dialect::Xml => column.xml_name(),
+            Dialect::Cpis => column.cpis_name(),
+        }
+    }
+
+    /// How the format writes a date.
+    pub fn date_form(self) -> &'static str {
+        match self {
+            Dialect::Csv | Dialect::Xml => "YYYY-MM-DD",
+            Dialect::Cpis => "YYYYMMDDHHMM",
         }
     }
 }

@@ -33,6 +33,13 @@ pub struct Budget<R> {
     used: usize,
 }
 
+impl<R> Budget<R> {
+    /// Starts counting again: the next item may take the whole budget.
+    pub(super) fn reset(&mut self) {
+        self.used = 0;
+    }
+}
+
 #[derive(Debug)]
 struct ItemTooLarge;
 

@@ -1,0 +1,926 @@
+//! Streaming reader for CP-IS's own upload: the HL7 v3 `File` (REPC_MT000002GB01) that LA
+//! case systems already send to CP-IS, read into the same rows as our CSV and XML
+//! (interface section 5A, which has the element-by-element mapping and the choices made
+//! where CP-IS's public sources are silent).
+//!
+//! The header (`creationTime`, `id`, `transmissionQuantity`, the sending organisation) is
+//! read first. Then each `record` is read whole into a small tree, at most
+//! [`MAX_RECORD_BYTES`] of document and [`MAX_RECORD_ELEMENTS`] elements (memory stays flat
+//! in the file's size), and gives a row for each plan in it (`pertinentInformation`: one
+//! to three). The bounds and refusals of our XML hold too: UTF-8 only, never a DTD, no item
+//! over [`super::xml::MAX_ITEM_BYTES`]. Elements the mapping does not use (HL7's `templateId`, the
+//! child's name and birth time) are read past and never kept.
+
+use super::xml::{check_misc, map_error, xml_problem, Prolog};
+use super::{Column, Dialect, FileProblem, RawRow, RowSource, SourceError, COLUMN_COUNT};
+use crate::core::codes::Code;
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::name::{Namespace, ResolveResult};
+use std::collections::VecDeque;
+use std::io::BufRead;
+
+/// The namespace of HL7 v3 messages.
+pub const NAMESPACE: &str = "urn:hl7-org:v3";
+
+/// NHS England's localisation namespace (`npfitlc:contentId`).
+pub const LOCALISATION: &str = "NPFIT:HL7:Localisation";
+
+/// The `id@root` of an NHS number.
+pub const NHS_NUMBER_ROOT: &str = "2.16.840.1.113883.2.1.4.1";
+
+/// The `id@root` of the LA's own identifier for the child (our `local_ref`).
+pub const LOCAL_ID_ROOT: &str = "2.16.840.1.113883.2.1.3.2.4.18.24";
+
+/// The most document one `record` may take, and the most elements in it. A record with
+/// every element CP-IS defines, three plans and two subjects, is about 4 KiB and 60.
+pub const MAX_RECORD_BYTES: u64 = 64 * 1024;
+pub const MAX_RECORD_ELEMENTS: usize = 256;
+
+/// The deepest element below a `record` (the deepest CP-IS defines is 7).
+const MAX_DEPTH: usize = 16;
+
+/// What an upload's `File` says of itself, before its records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadHeader {
+    /// `id@extension`: the LA's file sequence number.
+    pub sequence: u64,
+    /// `transmissionQuantity@value`: how many records the file says it holds.
+    pub record_count: u64,
+    /// `communicationFunctionSnd/organisation`: its `id@extension`, its name, and its
+    /// office-hours (`WP`) and emergency duty (`EC`) phones without their `tel:`.
+    pub la_code: String,
+    pub la_name: String,
+    pub office_phone: Option<String>,
+    pub edt_phone: Option<String>,
+}
+
+/// An element read whole: its local name, its attributes (by local name, unescaped), its
+/// text, its child elements.
+#[derive(Debug, Default)]
+struct Element {
+    name: String,
+    attributes: Vec<(String, String)>,
+    text: String,
+    children: Vec<Element>,
+}
+
+impl Element {
+    fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.trim())
+    }
+
+    fn child(&self, name: &str) -> Option<&Element> {
+        self.children.iter().find(|c| c.name == name)
+    }
+
+    fn children_named<'e>(&'e self, name: &'e str) -> impl Iterator<Item = &'e Element> {
+        self.children.iter().filter(move |c| c.name == name)
+    }
+
+    /// The `value` attribute of the `value` child (HL7's way of holding a date).
+    fn value(&self) -> Option<&str> {
+        self.child("value")?.attribute("value")
+    }
+
+    /// A template's content: the child that is not its `contentId` nor HL7's
+    /// infrastructure (`realmCode`, `typeId`, `templateId`).
+    fn content(&self) -> Option<&Element> {
+        self.children.iter().find(|c| {
+            !matches!(
+                c.name.as_str(),
+                "contentId" | "realmCode" | "typeId" | "templateId"
+            )
+        })
+    }
+
+    /// The `extension` of the `id` child whose `root` is `root`.
+    fn id(&self, root: &str) -> Option<&str> {
+        self.children_named("id")
+            .find(|id| id.attribute("root") == Some(root))
+            .and_then(|id| id.attribute("extension"))
+    }
+}
+
+/// The plan a `pertinentInformation` holds, from its template's name
+/// (`COCT_TP146101GB01.CPPInformation`), and whose NHS number it is recorded under.
+fn plan_of(template: &str) -> (&str, Whose) {
+    match template.rsplit_once('.').map_or(template, |(_, name)| name) {
+        "CPPInformation" => ("CPP", Whose::Child),
+        "LACInformation" => ("LAC", Whose::Child),
+        // As in our extracts, an unborn child's plan is recorded under the mother's number.
+        "UCPInformation" => ("UCPP", Whose::Mother),
+        _ => (template, Whose::Child),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Whose {
+    Child,
+    Mother,
+}
+
+/// An HL7 date (`TS.NHS.DateType1`: `YYYYMMDDHHMM`, or a bare `YYYYMMDD`) that is a real
+/// day and time, as our `YYYY-MM-DD`; anything else as it was written, for the validator to
+/// refuse in the LA's own terms.
+fn date_of(value: &str) -> String {
+    let digits = value.bytes().all(|b| b.is_ascii_digit());
+    let time_ok = match value.len() {
+        12 => value[8..10] < *"24" && value[10..] < *"60",
+        8 => true,
+        _ => false,
+    };
+    let iso = format!(
+        "{}-{}-{}",
+        value.get(..4).unwrap_or(""),
+        value.get(4..6).unwrap_or(""),
+        value.get(6..8).unwrap_or("")
+    );
+    if digits && time_ok && crate::core::date::parse_iso_date(&iso).is_some() {
+        iso
+    } else {
+        value.to_owned()
+    }
+}
+
+/// A row's fields, owned, until the validator has it.
+type Fields = [Option<String>; COLUMN_COUNT];
+
+/// Reads the plans of a CP-IS upload one at a time.
+pub struct CpisRows<R: BufRead> {
+    prolog: Prolog<R>,
+    header: UploadHeader,
+    /// The start tag of the next `record`, read while looking for the end of the header.
+    next: Option<(BytesStart<'static>, bool)>,
+    /// Rows of the record read last that are still to be handed out.
+    pending: VecDeque<Fields>,
+    current: Fields,
+    row: u64,
+    records: u64,
+    deleted: u64,
+    finished: bool,
+}
+
+impl<R: BufRead> CpisRows<R> {
+    /// Goes on from a document read up to its root, which must be `File` in HL7's
+    /// namespace, and reads the header up to the first record.
+    pub fn from_prolog(prolog: Prolog<R>) -> Result<CpisRows<R>, SourceError> {
+        if !prolog.root_is("File", NAMESPACE) {
+            return Err(xml_problem(format!(
+                "the root element must be File in namespace {NAMESPACE}"
+            )));
+        }
+        let mut rows = CpisRows {
+            finished: prolog.empty,
+            prolog,
+            header: UploadHeader {
+                sequence: 0,
+                record_count: 0,
+                la_code: String::new(),
+                la_name: String::new(),
+                office_phone: None,
+                edt_phone: None,
+            },
+            next: None,
+            pending: VecDeque::new(),
+            current: Default::default(),
+            row: 0,
+            records: 0,
+            deleted: 0,
+        };
+        let mut parts: Vec<Element> = Vec::new();
+        while !rows.finished {
+            match rows.next_child()? {
+                Some((start, empty)) if start.local_name().as_ref() == b"record" => {
+                    rows.next = Some((start, empty));
+                    break;
+                }
+                Some((start, empty)) => parts.push(rows.read_element(&start, empty)?),
+                None => rows.finished = true,
+            }
+        }
+        rows.header = read_header(&parts)?;
+        Ok(rows)
+    }
+
+    /// The header, as read.
+    pub fn header(&self) -> &UploadHeader {
+        &self.header
+    }
+
+    /// Plans skipped because they carry a delete date (they count as absent).
+    pub fn deleted(&self) -> u64 {
+        self.deleted
+    }
+
+    /// The `record` elements read so far.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// The next element directly inside `File` (its start tag, and whether it was
+    /// `<x/>`), or `None` at `</File>`, after which only the epilogue may follow.
+    fn next_child(&mut self) -> Result<Option<(BytesStart<'static>, bool)>, SourceError> {
+        let p = &mut self.prolog;
+        loop {
+            p.buf.clear();
+            p.reader.get_mut().reset();
+            let position = p.reader.buffer_position();
+            let (ns, event) = p
+                .reader
+                .read_resolved_event_into(&mut p.buf)
+                .map_err(|e| map_error(e, position))?;
+            match event {
+                Event::Start(ref e) | Event::Empty(ref e) => {
+                    check_namespace(&ns, e)?;
+                    let empty = matches!(event, Event::Empty(_));
+                    return Ok(Some((e.clone().into_owned(), empty)));
+                }
+                Event::End(_) => {
+                    super::xml::read_epilogue(&mut p.reader, &mut p.buf)?;
+                    return Ok(None);
+                }
+                Event::Eof => {
+                    return Err(xml_problem(format!(
+                        "the document ends after {} records without </File>: the file is cut off, send it again",
+                        self.records
+                    )))
+                }
+                other => check_between(&other)?,
+            }
+        }
+    }
+
+    /// Reads the element that `start` opened, whole, within a record's bounds.
+    fn read_element(
+        &mut self,
+        start: &BytesStart<'_>,
+        empty: bool,
+    ) -> Result<Element, SourceError> {
+        let what = |records: u64| match start.local_name().as_ref() {
+            b"record" => format!("record {}", records + 1),
+            other => format!("<{}>", String::from_utf8_lossy(other)),
+        };
+        let mut stack = vec![element_of(start)?];
+        if empty {
+            return Ok(stack.pop().expect("the element read"));
+        }
+        let p = &mut self.prolog;
+        let began = p.reader.buffer_position();
+        let mut elements = 1;
+        loop {
+            p.buf.clear();
+            p.reader.get_mut().reset();
+            let position = p.reader.buffer_position();
+            if position - began > MAX_RECORD_BYTES || elements > MAX_RECORD_ELEMENTS {
+                return Err(xml_problem(format!(
+                    "{} is larger than {MAX_RECORD_BYTES} bytes or {MAX_RECORD_ELEMENTS} elements: no CP-IS record comes near that",
+                    what(self.records)
+                )));
+            }
+            let (ns, event) = p
+                .reader
+                .read_resolved_event_into(&mut p.buf)
+                .map_err(|e| map_error(e, position))?;
+            let top = stack.last_mut().expect("the element read is on the stack");
+            match event {
+                Event::Start(ref e) => {
+                    check_namespace(&ns, e)?;
+                    if stack.len() >= MAX_DEPTH {
+                        return Err(xml_problem(format!(
+                            "{} nests elements more than {MAX_DEPTH} deep",
+                            what(self.records)
+                        )));
+                    }
+                    elements += 1;
+                    stack.push(element_of(e)?);
+                }
+                Event::Empty(ref e) => {
+                    check_namespace(&ns, e)?;
+                    elements += 1;
+                    top.children.push(element_of(e)?);
+                }
+                Event::End(_) => {
+                    let done = stack.pop().expect("an end closes what the stack holds");
+                    match stack.last_mut() {
+                        Some(parent) => parent.children.push(done),
+                        None => return Ok(done),
+                    }
+                }
+                Event::Text(t) => top.text.push_str(
+                    &t.xml10_content()
+                        .map_err(|e| encoding_problem(&what(self.records), e))?,
+                ),
+                Event::CData(t) => top.text.push_str(
+                    &t.decode()
+                        .map_err(|e| encoding_problem(&what(self.records), e))?,
+                ),
+                Event::GeneralRef(r) => {
+                    let name = r
+                        .decode()
+                        .map_err(|e| encoding_problem(&what(self.records), e))?;
+                    let resolved = match r.resolve_char_ref() {
+                        Ok(Some(c)) => Some(c.to_string()),
+                        Ok(None) => {
+                            quick_xml::escape::resolve_predefined_entity(&name).map(str::to_owned)
+                        }
+                        Err(_) => None,
+                    };
+                    let Some(text) = resolved else {
+                        return Err(xml_problem(format!(
+                            "{}: &{name}; is not a character reference nor one of &lt; &gt; &amp; &apos; &quot;",
+                            what(self.records)
+                        )));
+                    };
+                    top.text.push_str(&text);
+                }
+                Event::Comment(_) | Event::PI(_) => {}
+                Event::Eof => {
+                    return Err(xml_problem(format!(
+                        "the document ends inside {}: the file is cut off, send it again",
+                        what(self.records)
+                    )))
+                }
+                Event::Decl(_) | Event::DocType(_) => {
+                    return Err(xml_problem(format!(
+                        "{} holds an XML declaration or a <!DOCTYPE>: DTDs are never accepted",
+                        what(self.records)
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Reads the next record into `pending`; `false` at the end of the file.
+    fn read_record(&mut self) -> Result<bool, SourceError> {
+        let (start, empty) = match self.next.take() {
+            Some(next) => next,
+            None => match self.next_child()? {
+                Some(next) => next,
+                None => {
+                    self.finished = true;
+                    return Ok(false);
+                }
+            },
+        };
+        if start.local_name().as_ref() != b"record" {
+            return Err(xml_problem(format!(
+                "<{}> after record {}: after the header, File holds only record elements",
+                String::from_utf8_lossy(start.local_name().as_ref()),
+                self.records
+            )));
+        }
+        let record = self.read_element(&start, empty)?;
+        self.records += 1;
+        let deleted = plans(&record, &self.header, &mut self.pending);
+        self.deleted += deleted;
+        Ok(true)
+    }
+}
+
+/// The rows of one `record` (one per plan, deleted plans left out), pushed onto `out`;
+/// how many plans were left out. A record with no plan at all still gives a row, with no
+/// plan type, so that the validator rejects it where the LA will see it.
+fn plans(record: &Element, header: &UploadHeader, out: &mut VecDeque<Fields>) -> u64 {
+    let empty = Element::default();
+    let record = record.child("CP-ISRecord").unwrap_or(&empty);
+    let subject = |suffix: &str| {
+        record
+            .children_named("subject")
+            .filter_map(Element::content)
+            .find(|c| c.name.ends_with(suffix))
+    };
+    let child = subject(".Child");
+    let mother = subject(".UnbornChild")
+        .and_then(|u| u.child("parentMotherPerson"))
+        .and_then(|p| p.child("playedMother"));
+    let row = |plan_type: Option<&str>, whose: Whose, start, end| {
+        let person = match whose {
+            Whose::Child => child,
+            Whose::Mother => mother,
+        };
+        let mut fields: Fields = Default::default();
+        let mut set = |column: Column, value: Option<String>| fields[column as usize] = value;
+        set(
+            Column::NhsNumber,
+            person
+                .and_then(|p| p.id(NHS_NUMBER_ROOT))
+                .map(str::to_owned),
+        );
+        set(Column::PlanType, plan_type.map(str::to_owned));
+        set(Column::StartDate, start);
+        // CP-IS requires an end date on every unborn child's plan: the date it is expected
+        // to end, at the birth. It is the expected delivery date; such a plan ends when the
+        // LA stops sending it or sends its delete date (interface 5A.4).
+        match whose {
+            Whose::Child => set(Column::EndDate, end),
+            Whose::Mother => set(Column::ExpectedDeliveryDate, end),
+        }
+        set(Column::LaCode, Some(header.la_code.clone()));
+        set(Column::LaName, Some(header.la_name.clone()));
+        set(Column::EdtPhone, header.edt_phone.clone());
+        set(Column::OfficePhone, header.office_phone.clone());
+        set(
+            Column::LocalRef,
+            person.and_then(|p| p.id(LOCAL_ID_ROOT)).map(str::to_owned),
+        );
+        for field in fields.iter_mut().flatten() {
+            *field = field.trim().to_owned();
+        }
+        fields
+    };
+    let mut deleted = 0;
+    let mut any = false;
+    for information in record.children_named("pertinentInformation") {
+        any = true;
+        let Some(template) = information.content() else {
+            out.push_back(row(None, Whose::Child, None, None));
+            continue;
+        };
+        let (plan_type, whose) = plan_of(&template.name);
+        let (mut start, mut end, mut delete) = (None, None, None);
+        for part in template.children.iter().filter_map(Element::content) {
+            let value = part.value().map(date_of);
+            if part.name.ends_with("StartDate") {
+                start = value;
+            } else if part.name.ends_with("EndDate") {
+                end = value;
+            } else if part.name.ends_with("DeleteDate") {
+                delete = value;
+            }
+        }
+        if delete.is_some_and(|d| !d.is_empty()) {
+            deleted += 1;
+            continue;
+        }
+        out.push_back(row(Some(plan_type), whose, start, end));
+    }
+    if !any {
+        out.push_back(row(None, Whose::Child, None, None));
+    }
+    deleted
+}
+
+/// The header, from the elements before the first record.
+fn read_header(parts: &[Element]) -> Result<UploadHeader, SourceError> {
+    let part = |name: &str| parts.iter().find(|p| p.name == name);
+    let missing = |what: &str| {
+        xml_problem(format!(
+            "File has no {what}: a CP-IS upload starts with creationTime, id, transmissionQuantity and communicationFunctionSnd"
+        ))
+    };
+    part("creationTime")
+        .and_then(|c| c.attribute("value"))
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| missing("creationTime value"))?;
+    let number = |name: &str, attribute: &str, what: &str| {
+        let text = part(name)
+            .and_then(|p| p.attribute(attribute))
+            .ok_or_else(|| missing(&format!("{name} {attribute}")))?;
+        // At most i64::MAX, which both stores hold.
+        text.parse::<u64>()
+            .ok()
+            .filter(|&n| i64::try_from(n).is_ok())
+            .ok_or_else(|| {
+                xml_problem(format!(
+                    "File {name} {attribute} {} is not a whole number (0 to {}): it is {what}",
+                    super::shown(text),
+                    i64::MAX
+                ))
+            })
+    };
+    let sequence = number("id", "extension", "the file's sequence number")?;
+    let record_count = number(
+        "transmissionQuantity",
+        "value",
+        "the number of records in the file",
+    )?;
+    let organisation = part("communicationFunctionSnd")
+        .and_then(|c| c.child("organisation"))
+        .ok_or_else(|| missing("communicationFunctionSnd organisation"))?;
+    let la_code = organisation
+        .child("id")
+        .and_then(|id| id.attribute("extension"))
+        .ok_or_else(|| missing("sending organisation id"))?
+        .to_owned();
+    let phone = |use_: &str| {
+        organisation
+            .children_named("telecom")
+            .find(|t| {
+                t.attribute("use")
+                    .is_some_and(|u| u.split_ascii_whitespace().any(|c| c == use_))
+            })
+            .and_then(|t| t.attribute("value"))
+            .map(|v| {
+                let v = v.trim();
+                v.get(..4)
+                    .filter(|scheme| scheme.eq_ignore_ascii_case("tel:"))
+                    .map_or(v, |_| &v[4..])
+                    .to_owned()
+            })
+    };
+    Ok(UploadHeader {
+        sequence,
+        record_count,
+        la_code,
+        la_name: organisation
+            .child("name")
+            .map(|n| n.text.trim().to_owned())
+            .unwrap_or_default(),
+        office_phone: phone("WP"),
+        edt_phone: phone("EC"),
+    })
+}
+
+/// An element's local name and attributes (namespace declarations left out).
+fn element_of(start: &BytesStart<'_>) -> Result<Element, SourceError> {
+    let name = String::from_utf8_lossy(start.local_name().as_ref()).into_owned();
+    let mut attributes = Vec::new();
+    for attr in start.attributes() {
+        let attr = attr.map_err(|err| xml_problem(format!("<{name}>: {err}")))?;
+        let key = attr.key.as_ref();
+        if key == b"xmlns" || key.starts_with(b"xmlns:") {
+            continue;
+        }
+        let value = attr.unescape_value().map_err(|err| {
+            xml_problem(format!(
+                "<{name}>: {err}: only &lt; &gt; &amp; &apos; &quot; and character references may be used"
+            ))
+        })?;
+        attributes.push((
+            String::from_utf8_lossy(attr.key.local_name().as_ref()).into_owned(),
+            value.into_owned(),
+        ));
+    }
+    Ok(Element {
+        name,
+        attributes,
+        ..Element::default()
+    })
+}
+
+/// Elements of an upload are HL7's, or NHS England's `contentId`.
+fn check_namespace(ns: &ResolveResult<'_>, e: &BytesStart<'_>) -> Result<(), SourceError> {
+    match ns {
+        ResolveResult::Bound(Namespace(n))
+            if *n == NAMESPACE.as_bytes() || *n == LOCALISATION.as_bytes() =>
+        {
+            Ok(())
+        }
+        _ => Err(xml_problem(format!(
+            "element <{}> is not in namespace {NAMESPACE}: a CP-IS upload holds only HL7 v3 elements",
+            String::from_utf8_lossy(e.name().as_ref())
+        ))),
+    }
+}
+
+/// Between `File`'s children: white space, comments and processing instructions only.
+fn check_between(event: &Event<'_>) -> Result<(), SourceError> {
+    match event {
+        Event::Text(t) if t.iter().all(u8::is_ascii_whitespace) => Ok(()),
+        Event::Text(_) | Event::CData(_) | Event::GeneralRef(_) => Err(xml_problem(
+            "text directly inside File: it holds only elements",
+        )),
+        other => check_misc(other),
+    }
+}
+
+fn encoding_problem(what: &str, e: impl std::fmt::Display) -> SourceError {
+    SourceError::File(FileProblem::new(
+        Code::Encoding,
+        format!("{what}: the text is not UTF-8 ({e}): save the file as UTF-8"),
+    ))
+}
+
+impl<R: BufRead> RowSource for CpisRows<R> {
+    fn next_row(&mut self) -> Result<Option<RawRow<'_>>, SourceError> {
+        while self.pending.is_empty() {
+            if self.finished || !self.read_record()? {
+                return Ok(None);
+            }
+        }
+        self.current = self.pending.pop_front().expect("a pending row");
+        self.row += 1;
+        let mut fields: [Option<&str>; COLUMN_COUNT] = [None; COLUMN_COUNT];
+        for (field, value) in fields.iter_mut().zip(&self.current) {
+            *field = value.as_deref();
+        }
+        Ok(Some(RawRow {
+            number: self.row,
+            line: None,
+            fields,
+        }))
+    }
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Cpis
+    }
+
+    fn finish(&mut self) -> Result<(), SourceError> {
+        if self.records != self.header.record_count {
+            return Err(FileProblem::new(
+                Code::RecordCount,
+                format!(
+                    "transmissionQuantity says {} but the document has {} record elements: the file may be truncated, send it again",
+                    self.header.record_count, self.records
+                ),
+            )
+            .into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record of one plan for a child (CPP, LAC) or an unborn child (UCP).
+    fn record(template: &str, nhs: &str, dates: &str) -> String {
+        let subject = if template.contains("UCP") {
+            format!(
+                r#"<npfitlc:contentId root="2.16.840.1.113883.2.1.3.2.4.18.16" extension="COCT_TP145100GB01#UnbornChild"/>
+   <COCT_TP145100GB01.UnbornChild><parentMotherPerson><birthTime value="19990101"/><name><given>M</given><family>X</family></name>
+    <playedMother><id root="{NHS_NUMBER_ROOT}" extension="{nhs}"/><id root="{LOCAL_ID_ROOT}" extension="U-1" assigningAuthorityName="919:Herts"/></playedMother></parentMotherPerson></COCT_TP145100GB01.UnbornChild>"#
+            )
+        } else {
+            format!(
+                r#"<npfitlc:contentId root="2.16.840.1.113883.2.1.3.2.4.18.16" extension="COCT_TP145101GB01#Child"/>
+   <COCT_TP145101GB01.Child><id root="{NHS_NUMBER_ROOT}" extension="{nhs}"/><id root="{LOCAL_ID_ROOT}" extension="C&amp;1"/>
+    <childPerson><birthTime value="20140529"/><name><given>A</given><family>B</family></name></childPerson></COCT_TP145101GB01.Child>"#
+            )
+        };
+        format!(
+            r#" <record><CP-ISRecord>
+  <pertinentInformation><npfitlc:contentId root="2.16.840.1.113883.2.1.3.2.4.18.16" extension="{template}"/>
+   <{template}>{dates}</{template}></pertinentInformation>
+  <subject>{subject}</subject>
+ </CP-ISRecord></record>
+"#
+        )
+    }
+
+    fn dates(kind: &str, start: &str, end: Option<&str>, delete: Option<&str>) -> String {
+        let mut out = format!(
+            "<component><{kind}StartDate><value value=\"{start}\"/></{kind}StartDate></component>"
+        );
+        if let Some(end) = end {
+            out += &format!(
+                "<component1><{kind}EndDate><value value=\"{end}\"/></{kind}EndDate></component1>"
+            );
+        }
+        if let Some(delete) = delete {
+            out += &format!("<component2><{kind}DeleteDate><value value=\"{delete}\"/></{kind}DeleteDate></component2>");
+        }
+        out
+    }
+
+    fn upload(records: &[String], count: usize) -> String {
+        format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<File xmlns="urn:hl7-org:v3" xmlns:npfitlc="NPFIT:HL7:Localisation">
+ <creationTime value="20261121020000"/>
+ <id extension="42"/>
+ <transmissionQuantity value="{count}"/>
+ <communicationFunctionSnd><organisation><id root="2.16.840.1.113883.2.1.3.2.4.19.1" extension="919"/>
+  <name>Hertfordshire</name><telecom value="tel:01632960002" use="WP"/><telecom value="tel:01632 960001" use="EC"/></organisation></communicationFunctionSnd>
+{}</File>
+"#,
+            records.concat()
+        )
+    }
+
+    fn cpp(nhs: &str) -> String {
+        record(
+            "COCT_TP146101GB01.CPPInformation",
+            nhs,
+            &dates("cPP", "202401020000", None, None),
+        )
+    }
+
+    fn read_all(input: &str) -> Result<(UploadHeader, Vec<Fields>, u64), SourceError> {
+        let mut source = CpisRows::from_prolog(Prolog::read(input.as_bytes())?)?;
+        let mut out = Vec::new();
+        while let Some(row) = source.next_row()? {
+            out.push(row.fields.map(|f| f.map(str::to_owned)));
+        }
+        source.finish()?;
+        Ok((source.header().clone(), out, source.deleted()))
+    }
+
+    fn file_code(input: &str) -> Code {
+        match read_all(input) {
+            Err(SourceError::File(p)) => p.code,
+            other => panic!("expected a file problem, got {other:?}"),
+        }
+    }
+
+    fn get(row: &Fields, column: Column) -> Option<&str> {
+        row[column as usize].as_deref()
+    }
+
+    #[test]
+    fn reads_the_header_and_a_row_for_each_plan() {
+        let lac = record(
+            "COCT_TP146100GB01.LACInformation",
+            "9990020000",
+            &dates("lAC", "202506300000", Some("202611010000"), None),
+        );
+        let ucp = record(
+            "COCT_TP146102GB01.UCPInformation",
+            "9990000026",
+            &dates("uCP", "202609010000", Some("202701150000"), None),
+        );
+        let (header, rows, deleted) = read_all(&upload(&[cpp("9990000018"), lac, ucp], 3)).unwrap();
+        assert_eq!(
+            header,
+            UploadHeader {
+                sequence: 42,
+                record_count: 3,
+                la_code: "919".into(),
+                la_name: "Hertfordshire".into(),
+                office_phone: Some("01632960002".into()),
+                edt_phone: Some("01632 960001".into()),
+            }
+        );
+        assert_eq!(deleted, 0);
+        let want = |row: &Fields, nhs, plan, start, end, edd, local| {
+            assert_eq!(get(row, Column::NhsNumber), Some(nhs));
+            assert_eq!(get(row, Column::PlanType), Some(plan));
+            assert_eq!(get(row, Column::StartDate), Some(start));
+            assert_eq!(get(row, Column::EndDate), end);
+            assert_eq!(get(row, Column::ExpectedDeliveryDate), edd);
+            assert_eq!(get(row, Column::LocalRef), Some(local));
+            assert_eq!(get(row, Column::LaCode), Some("919"));
+            assert_eq!(get(row, Column::EdtPhone), Some("01632 960001"));
+            assert_eq!(get(row, Column::OfficePhone), Some("01632960002"));
+        };
+        want(
+            &rows[0],
+            "9990000018",
+            "CPP",
+            "2024-01-02",
+            None,
+            None,
+            "C&1",
+        );
+        want(
+            &rows[1],
+            "9990020000",
+            "LAC",
+            "2025-06-30",
+            Some("2026-11-01"),
+            None,
+            "C&1",
+        );
+        // An unborn child's plan: the mother's number, its end date the expected delivery.
+        want(
+            &rows[2],
+            "9990000026",
+            "UCPP",
+            "2026-09-01",
+            None,
+            Some("2027-01-15"),
+            "U-1",
+        );
+        assert_eq!(rows.len(), 3);
+    }
+
+    #[test]
+    fn a_record_with_several_plans_gives_a_row_for_each() {
+        let two = cpp("9990000018").replace(
+            "</pertinentInformation>",
+            &format!(
+                "</pertinentInformation><pertinentInformation><npfitlc:contentId root=\"2.16.840.1.113883.2.1.3.2.4.18.16\" extension=\"COCT_TP146100GB01#LACInformation\"/><COCT_TP146100GB01.LACInformation>{}</COCT_TP146100GB01.LACInformation></pertinentInformation>",
+                dates("lAC", "202501010000", None, None)
+            ),
+        );
+        let (_, rows, _) = read_all(&upload(&[two], 1)).unwrap();
+        let plans: Vec<_> = rows
+            .iter()
+            .map(|r| (get(r, Column::NhsNumber), get(r, Column::PlanType)))
+            .collect();
+        assert_eq!(
+            plans,
+            [
+                (Some("9990000018"), Some("CPP")),
+                (Some("9990000018"), Some("LAC"))
+            ]
+        );
+    }
+
+    #[test]
+    fn a_deleted_plan_is_left_out_and_counted() {
+        let gone = record(
+            "COCT_TP146101GB01.CPPInformation",
+            "9990020000",
+            &dates("cPP", "202401020000", None, Some("202611200000")),
+        );
+        let (_, rows, deleted) = read_all(&upload(&[cpp("9990000018"), gone], 2)).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(deleted, 1);
+    }
+
+    #[test]
+    fn what_the_validator_must_refuse_is_passed_on_as_written() {
+        let odd = record(
+            "COCT_TP146199GB01.CINInformation",
+            "12345",
+            &dates("cIN", "21/11/2026", None, None),
+        );
+        let no_plan = cpp("9990000018").replace(
+            &cpp("9990000018")[cpp("9990000018").find("<pertinentInformation>").unwrap()
+                ..cpp("9990000018").find("<subject>").unwrap()],
+            "",
+        );
+        let (_, rows, _) = read_all(&upload(&[odd, no_plan], 2)).unwrap();
+        assert_eq!(
+            get(&rows[0], Column::PlanType),
+            Some("COCT_TP146199GB01.CINInformation")
+        );
+        assert_eq!(get(&rows[0], Column::NhsNumber), Some("12345"));
+        assert_eq!(get(&rows[0], Column::StartDate), Some("21/11/2026"));
+        // A record without a plan still gives a row, for the validator to reject.
+        assert_eq!(get(&rows[1], Column::PlanType), None);
+        assert_eq!(get(&rows[1], Column::NhsNumber), Some("9990000018"));
+        assert_eq!(rows.len(), 2);
+    }
+
+    #[test]
+    fn dates_are_hl7s_twelve_digits_or_eight() {
+        assert_eq!(date_of("202611210000"), "2026-11-21");
+        assert_eq!(date_of("202611212359"), "2026-11-21");
+        assert_eq!(date_of("20261121"), "2026-11-21");
+        // Left as written, for the validator to refuse with DATE_FORMAT.
+        for bad in [
+            "202611212460",
+            "2026112100",
+            "2026-11-21",
+            "202613210000",
+            "20261321x000",
+            "",
+        ] {
+            assert_eq!(date_of(bad), bad);
+        }
+    }
+
+    #[test]
+    fn file_errors() {
+        assert_eq!(
+            file_code(&upload(&[cpp("9990000018")], 2)),
+            Code::RecordCount
+        );
+        assert_eq!(
+            file_code(
+                &upload(&[cpp("9990000018")], 1).replace("extension=\"42\"", "extension=\"x\"")
+            ),
+            Code::Xml
+        );
+        assert_eq!(
+            file_code(&upload(&[], 0).replace(" <id extension=\"42\"/>\n", "")),
+            Code::Xml
+        );
+        let doc = upload(&[cpp("9990000018")], 1);
+        let cut = &doc[..doc.len() - 40];
+        assert_eq!(file_code(cut), Code::Xml);
+        assert_eq!(
+            file_code(&doc.replace("<subject>", "<subject><x:y xmlns:x=\"urn:other\"/>")),
+            Code::Xml
+        );
+        assert_eq!(file_code(&doc.replace("C&amp;1", "&lol;")), Code::Xml);
+        assert_eq!(
+            file_code(&doc.replace("</File>", "<creationTime value=\"1\"/></File>")),
+            Code::Xml
+        );
+        let dtd = doc.replace("<File ", "<!DOCTYPE File [<!ENTITY x \"y\">]><File ");
+        assert!(matches!(
+            Prolog::read(dtd.as_bytes()).err(),
+            Some(SourceError::File(p)) if p.code == Code::Xml
+        ));
+    }
+
+    #[test]
+    fn no_record_can_make_the_reader_hold_more_than_its_bounds() {
+        let deep = format!(
+            "{}{}",
+            "<a>".repeat(MAX_DEPTH + 1),
+            "</a>".repeat(MAX_DEPTH + 1)
+        );
+        let wide = "<a/>".repeat(MAX_RECORD_ELEMENTS + 1);
+        let long = format!("<a>{}</a>", "x".repeat(MAX_RECORD_BYTES as usize));
+        for inside in [deep, wide, long] {
+            let doc =
+                upload(&[cpp("9990000018")], 1).replace("<subject>", &format!("<subject>{inside}"));
+            assert_eq!(file_code(&doc), Code::Xml);
+        }
+    }
+
+    #[test]
+    fn an_empty_upload_is_an_empty_list() {
+        let (header, rows, _) = read_all(&upload(&[], 0)).unwrap();
+        assert_eq!(header.record_count, 0);
+        assert!(rows.is_empty());
+    }
+}

@@ -1,0 +1,198 @@
+//! CP-IS's own upload (HL7 v3 `File`): read into the same rows as our extracts, and the
+//! same children sent either way give the same store.
+
+use crate::backend;
+use crate::helpers::*;
+use serde_json::Value;
+use std::fs;
+use std::path::Path;
+
+const UPLOAD: &str = "CPIS_UPLOAD_908_20261121T023000.xml";
+
+/// The children of the sample upload, as our CSV (its deleted plan left out).
+const AS_CSV: &str = "nhs_number,plan_type,start_date,end_date,la_code,la_name,edt_phone,office_phone,local_ref,expected_delivery_date
+9997770005,CPP,2024-03-11,,908,Cornwall Council,01632960450,01632960451,908-C-0001,
+9997770013,CPP,2025-02-20,,908,Cornwall Council,01632960450,01632960451,908-C-0002,
+9997770013,LAC,2025-07-01,,908,Cornwall Council,01632960450,01632960451,908-C-0002,
+9997770021,LAC,2023-09-04,2026-12-31,908,Cornwall Council,01632960450,01632960451,908-C-0003,
+9997770048,UCPP,2026-10-05,,908,Cornwall Council,01632960450,01632960451,908-U-0001,2027-03-02
+";
+
+fn sample() -> String {
+    fs::read_to_string(samples().join(UPLOAD)).unwrap()
+}
+
+#[test]
+fn a_cpis_upload_is_read_as_the_rows_of_an_extract_whatever_its_name() {
+    let dir = temp();
+    let (code, reports) = validate_json(dir.path(), &[], &[&samples().join(UPLOAD)]);
+    assert_eq!(code, 0, "{reports:?}");
+    let r = &reports[0];
+    assert_eq!(r["outcome"], "accepted", "{r}");
+    assert_eq!(r["mailbox"], "LA908");
+    // Five plans in four records that are not deleted (one record holds two plans).
+    assert_eq!(r["rows"], 5);
+    assert_eq!(r["valid_rows"], 5);
+    // The root decides: the same document named as an XML extract is read the same way.
+    let renamed = dir.path().join("CPIS_EXTRACT_908_20261121T023000.xml");
+    fs::write(&renamed, sample()).unwrap();
+    let (code, reports) = validate_json(dir.path(), &[], &[&renamed]);
+    assert_eq!((code, &reports[0]["rows"]), (0, &Value::from(5)));
+    // And an upload must be XML.
+    let csv = dir.path().join("CPIS_UPLOAD_908_20261121T023000.csv");
+    fs::write(&csv, AS_CSV).unwrap();
+    let (_, reports) = validate_json(dir.path(), &[], &[&csv]);
+    assert_eq!(file_codes(&reports[0]), ["FILE_NAME"]);
+}
+
+#[test]
+fn a_bad_record_is_reported_where_the_la_can_find_it() {
+    let dir = temp();
+    let file = samples().join("bad/NHS_CHECK_DIGIT").join(UPLOAD);
+    let (code, reports) = validate_json(dir.path(), &[], &[&file]);
+    assert_eq!(code, 1);
+    let r = &reports[0];
+    assert_eq!(r["response_code"], "CPF03", "{r}");
+    assert_eq!(
+        row_codes(r),
+        [
+            (2, "NHS_CHECK_DIGIT".to_owned()),
+            (3, "DATE_FORMAT".to_owned())
+        ]
+    );
+    let date = &r["row_errors"][1];
+    assert_eq!(date["column"], "StartDate");
+    assert!(
+        date["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"202313040000\""),
+        "echoed as the LA wrote it: {date}"
+    );
+}
+
+/// A root whose only LA is Cornwall (908), closures unguarded.
+fn root() -> tempfile::TempDir {
+    let dir = temp();
+    fs::write(
+        dir.path().join("config.toml"),
+        "[gateway]\nroot = \"var\"\nsettle_ms = 0\nlocal_authorities = [\"908\"]\nmax_closure_share = 1.0\n",
+    )
+    .unwrap();
+    assert_ok(&gateway(dir.path()).arg("init").output().unwrap());
+    dir
+}
+
+/// Drops `name` into Cornwall's mailbox, runs the daemon once (which exits 1 when it
+/// refused a file), returns the ack.
+fn send(dir: &Path, name: &str, bytes: &str) -> Value {
+    let inbox = dir.join("var/mailboxes/LA908/in");
+    fs::write(inbox.join(name), bytes).unwrap();
+    let out = gateway(dir).args(["run", "--once"]).output().unwrap();
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stem = name.rsplit_once('.').unwrap().0;
+    let ack = dir.join(format!("var/mailboxes/LA908/out/CPIS_ACK_{stem}.json"));
+    serde_json::from_str(&fs::read_to_string(ack).unwrap()).unwrap()
+}
+
+/// The records and their versions, as the store holds them.
+fn store(dir: &Path) -> Vec<String> {
+    [
+        "SELECT la_code, nhs, plan_type, open, fingerprint FROM records ORDER BY 1, 2, 3",
+        "SELECT la_code, nhs, plan_type, start_date, end_date, edt_phone, office_phone, local_ref, expected_delivery, change FROM record_versions ORDER BY 1, 2, 3, id",
+    ]
+    .iter()
+    .flat_map(|q| backend::sql(dir, q))
+    .collect()
+}
+
+#[test]
+fn the_same_children_as_a_cpis_upload_and_as_csv_give_the_same_store() {
+    let (upload, csv) = (root(), root());
+    let by_upload = send(upload.path(), UPLOAD, &sample());
+    let by_csv = send(csv.path(), "CPIS_EXTRACT_908_20261121T023000.csv", AS_CSV);
+    assert_eq!(by_upload["outcome"], "accepted", "{by_upload}");
+    assert_eq!(by_upload["changes"], by_csv["changes"]);
+    assert_eq!(by_upload["changes"]["new"], 5, "{by_upload}");
+    assert_eq!(store(upload.path()), store(csv.path()));
+    assert!(
+        store(upload.path())
+            .iter()
+            .any(|r| r.contains("|UCPP|") && r.contains("2027-03-02")),
+        "the unborn child's plan, its end date kept as the expected delivery"
+    );
+
+    // The next day a plan comes with its delete date: as if it were no longer sent.
+    let deleted = sample()
+        .replacen("<id extension=\"118\"/>", "<id extension=\"119\"/>", 1)
+        .replacen(
+            "<cPPStartDate><value value=\"202403110000\"/></cPPStartDate></component>",
+            "<cPPStartDate><value value=\"202403110000\"/></cPPStartDate></component>\n     <component2><cPPDeleteDate><value value=\"202611210000\"/></cPPDeleteDate></component2>",
+            1,
+        );
+    assert_ne!(deleted, sample());
+    let day2 = "CPIS_UPLOAD_908_20261122T023000.xml";
+    let by_upload = send(upload.path(), day2, &deleted);
+    let without: String = AS_CSV
+        .lines()
+        .filter(|l| !l.starts_with("9997770005"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let by_csv = send(csv.path(), "CPIS_EXTRACT_908_20261122T023000.csv", &without);
+    assert_eq!(by_upload["changes"], by_csv["changes"]);
+    assert_eq!(by_upload["changes"]["closed_by_absence"], 1, "{by_upload}");
+    assert_eq!(store(upload.path()), store(csv.path()));
+}
+
+#[test]
+fn names_and_birth_dates_in_an_upload_are_never_kept() {
+    let dir = root();
+    send(dir.path(), UPLOAD, &sample());
+    let everything = backend::dump(dir.path());
+    assert!(everything.contains("9997770013"), "the store was dumped");
+    for read_past in ["Sample", "Mother", "20150314", "2015-03-14", "19980702"] {
+        assert!(
+            !everything.contains(read_past),
+            "{read_past} is in the store"
+        );
+    }
+}
+
+#[test]
+fn an_upload_whose_sequence_number_is_not_above_the_last_applied_is_stale() {
+    let dir = root();
+    let first = send(dir.path(), UPLOAD, &sample());
+    assert_eq!(first["upload"]["sequence"], 118, "{first}");
+    assert_eq!(first["upload"]["records"], 5);
+    assert_eq!(first["upload"]["deleted_plans"], 1);
+    // Later names, so only the number can make them stale.
+    for (stamp, sequence, outcome) in [
+        ("20261122T020000", 118, "rejected"),
+        ("20261122T030000", 117, "rejected"),
+        ("20261122T040000", 119, "accepted"),
+        ("20261122T050000", 119, "rejected"),
+    ] {
+        let again = sample().replacen(
+            "<id extension=\"118\"/>",
+            &format!("<id extension=\"{sequence}\"/>"),
+            1,
+        );
+        let ack = send(dir.path(), &format!("CPIS_UPLOAD_908_{stamp}.xml"), &again);
+        assert_eq!(ack["outcome"], outcome, "{sequence}: {ack}");
+        if outcome == "rejected" {
+            assert_eq!(file_codes(&ack), ["STALE"], "{ack}");
+            assert!(ack["file_errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("sequence number"));
+        }
+    }
+    // An extract in our own formats carries no number and is not held to one.
+    let csv = send(dir.path(), "CPIS_EXTRACT_908_20261123T020000.csv", AS_CSV);
+    assert_eq!(csv["outcome"], "accepted", "{csv}");
+    assert!(csv.get("upload").is_none());
+}
