@@ -11,6 +11,7 @@ pub mod dq;
 pub mod dq_files;
 pub mod extract;
 pub mod filename;
+pub mod fileresponse;
 pub mod hints;
 pub mod ids;
 pub mod matching;

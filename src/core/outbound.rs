@@ -47,6 +47,11 @@ pub fn ack_json_name(file: &str) -> String {
     format!("CPIS_ACK_{}.json", stem(file))
 }
 
+/// `CPIS_ACK_<stem>.xml`: CP-IS's own acknowledgement (`FileResponse`), for an upload.
+pub fn ack_xml_name(file: &str) -> String {
+    format!("CPIS_ACK_{}.xml", stem(file))
+}
+
 /// `CPIS_ACK_<stem>.csv`
 pub fn ack_csv_name(file: &str) -> String {
     format!("CPIS_ACK_{}.csv", stem(file))

@@ -9,12 +9,13 @@
 //! once its outcome, with the entry's identity, is committed. Either way it is never lost.
 //! `Gateway` (configuration, clock, folders, store) is the context every step runs in.
 
+use super::cpis_ack;
 use crate::config::Config;
 use crate::core::codes::Code;
 use crate::core::extract::FileProblem;
 use crate::core::filename::InboundKind;
 use crate::core::ids::{LaCode, MailboxId};
-use crate::core::outbound::{ack_csv, ack_csv_name, ack_json_name, has_problems};
+use crate::core::outbound::{ack_csv, ack_csv_name, ack_json_name, ack_xml_name, has_problems};
 use crate::core::reconcile::{quarantine_reason, reconcile};
 use crate::core::report::{FileKind, FileReport, Outcome};
 use crate::pipeline::check::{check_opened, CheckedExtract, Keep};
@@ -73,6 +74,15 @@ pub(super) fn rewrite_unless_there(dir: &Path, name: &str, bytes: &[u8]) -> Resu
         write_atomic(dir, name, bytes)?;
     }
     Ok(())
+}
+
+/// The LA a CP-IS upload came from, when `report` is of one in an LA's mailbox: it gets
+/// CP-IS's own acknowledgement too.
+fn upload_sender(report: &FileReport, mailbox: &MailboxId) -> Option<LaCode> {
+    match mailbox {
+        MailboxId::La(la) if cpis_ack::is_upload(report) => Some(*la),
+        _ => None,
+    }
 }
 
 /// Fails if an archived file's bytes are no longer those received: an altered copy is
@@ -373,6 +383,13 @@ impl<'a> Gateway<'a> {
         if has_problems(report) {
             rewrite_unless_there(&out, &ack_csv_name(&report.file), &ack_csv(report))?;
         }
+        if let Some(la) = upload_sender(report, mailbox) {
+            let archived = archive_path(&self.layout.archive(), &report.sha256);
+            let archived = archived.exists().then_some(archived);
+            crate::sys::fsutil::write_renamed_with(&out, &ack_xml_name(&report.file), true, |w| {
+                cpis_ack::write(report, la, archived.as_deref(), w)
+            })?;
+        }
         Ok(())
     }
 
@@ -595,6 +612,14 @@ impl<'a> Gateway<'a> {
         }
         if has_problems(report) {
             self.write_out(&out, &ack_csv_name(&report.file), &ack_csv(report))?;
+        }
+        // Before the JSON, whose presence says the acknowledgement is written.
+        if let Some(la) = upload_sender(report, mailbox) {
+            let archived = archive_path(&self.layout.archive(), &report.sha256);
+            let archived = archived.exists().then_some(archived);
+            self.write_out_with(&out, &ack_xml_name(&report.file), |w| {
+                cpis_ack::write(report, la, archived.as_deref(), w)
+            })?;
         }
         let mut json = serde_json::to_vec_pretty(report)?;
         json.push(b'\n');

@@ -5,6 +5,7 @@
 //! their outcome is durable, a pass at a time in the daemon (`settle`).
 
 pub mod check;
+mod cpis_ack;
 pub mod decisions;
 pub mod dupes;
 pub mod health;

@@ -14,7 +14,7 @@
 
 use super::ingest::Gateway;
 use crate::sys::durable::{Entry, Pending};
-use crate::sys::fsutil::{still_at, sync_file_systems, write_atomic, write_atomic_unsynced};
+use crate::sys::fsutil::{still_at, sync_file_systems, write_renamed_with};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -28,15 +28,24 @@ impl Gateway<'_> {
     /// Writes an outbound file: unsynced when a pass is settled at once (its folder is
     /// synced then), synced now otherwise.
     pub(crate) fn write_out(&mut self, dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-        match &mut self.pending {
+        self.write_out_with(dir, name, |w| w.write_all(bytes))
+    }
+
+    /// As [`write_out`](Self::write_out), for what `write` writes piece by piece.
+    pub(crate) fn write_out_with(
+        &mut self,
+        dir: &Path,
+        name: &str,
+        write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+    ) -> Result<()> {
+        let sync = match &mut self.pending {
             Some(pending) => {
-                write_atomic_unsynced(dir, name, bytes)?;
                 pending.dirs.insert(dir.to_path_buf());
+                false
             }
-            None => {
-                write_atomic(dir, name, bytes)?;
-            }
-        }
+            None => true,
+        };
+        write_renamed_with(dir, name, sync, write)?;
         Ok(())
     }
 

@@ -35,22 +35,28 @@ pub fn create_private_file(path: &Path) -> Result<()> {
 /// file is a new one (`O_EXCL`, a random name, mode 0600): nothing planted in `dir` under
 /// any name is opened, followed or truncated.
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {
-    write_renamed(dir, name, bytes, true)
+    write_renamed_with(dir, name, true, |w| w.write_all(bytes))
 }
 
-/// As [`write_atomic`], without syncing: for a file made durable later, with the others of
-/// its pass, by [`sync_file_systems`]. Until then a power cut (not a crash of the process)
-/// may leave it empty, so whatever depends on it must wait for that sync.
-pub fn write_atomic_unsynced(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {
-    write_renamed(dir, name, bytes, false)
-}
-
-fn write_renamed(dir: &Path, name: &str, bytes: &[u8], sync: bool) -> Result<PathBuf> {
+/// As [`write_atomic`], for what `write` writes piece by piece rather than holds whole;
+/// with `sync` false, not synced: for a file made durable later, with the others of its
+/// pass, by [`sync_file_systems`]. Until then a power cut (not a crash of the process) may
+/// leave it empty, so whatever depends on it must wait for that sync.
+pub fn write_renamed_with(
+    dir: &Path,
+    name: &str,
+    sync: bool,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<PathBuf> {
     create_private_dir(dir)?;
     let path = dir.join(name);
     let write = || -> io::Result<()> {
         let mut tmp = new_temp(dir, &format!(".{name}."))?;
-        tmp.write_all(bytes)?;
+        {
+            let mut buffered = io::BufWriter::new(tmp.as_file_mut());
+            write(&mut buffered)?;
+            buffered.flush()?;
+        }
         if sync {
             tmp.as_file().sync_data()?;
         }

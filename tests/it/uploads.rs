@@ -57,17 +57,27 @@ fn a_bad_record_is_reported_where_the_la_can_find_it() {
         row_codes(r),
         [
             (2, "NHS_CHECK_DIGIT".to_owned()),
-            (3, "DATE_FORMAT".to_owned())
+            (3, "DATE_ORDER".to_owned())
         ]
     );
-    let date = &r["row_errors"][1];
-    assert_eq!(date["column"], "StartDate");
-    assert!(
-        date["message"]
-            .as_str()
+    assert_eq!(r["row_errors"][1]["column"], "EndDate");
+    // A date that is not HL7's is echoed as the LA wrote it, in HL7's terms.
+    let month_13 = dir.path().join(UPLOAD);
+    fs::write(
+        &month_13,
+        fs::read_to_string(&file)
             .unwrap()
-            .contains("\"202313040000\""),
-        "echoed as the LA wrote it: {date}"
+            .replacen("202509040000", "202513040000", 1),
+    )
+    .unwrap();
+    let (_, reports) = validate_json(dir.path(), &[], &[&month_13]);
+    let date = &reports[0]["row_errors"][1];
+    assert_eq!(date["code"], "DATE_FORMAT", "{date}");
+    assert_eq!(date["column"], "StartDate");
+    let message = date["message"].as_str().unwrap();
+    assert!(
+        message.contains("\"202513040000\"") && message.contains("YYYYMMDDHHMM"),
+        "{message}"
     );
 }
 
@@ -195,4 +205,193 @@ fn an_upload_whose_sequence_number_is_not_above_the_last_applied_is_stale() {
     let csv = send(dir.path(), "CPIS_EXTRACT_908_20261123T020000.csv", AS_CSV);
     assert_eq!(csv["outcome"], "accepted", "{csv}");
     assert!(csv.get("upload").is_none());
+}
+
+fn xmllint(schema: &str, file: &Path) -> std::process::Output {
+    std::process::Command::new("xmllint")
+        .args(["--noout", "--nonet", "--schema"])
+        .arg(repo().join("schemas").join(schema))
+        .arg(file)
+        .output()
+        .expect("xmllint is needed for this test: apt-get install libxml2-utils (.ci/run does)")
+}
+
+/// Sends `bytes` as `name` and returns CP-IS's acknowledgement, checked against our schema.
+fn file_response(dir: &Path, name: &str, bytes: &str) -> String {
+    send(dir, name, bytes);
+    let stem = name.rsplit_once('.').unwrap().0;
+    let path = dir.join(format!("var/mailboxes/LA908/out/CPIS_ACK_{stem}.xml"));
+    let out = xmllint("cpis-file-response.xsd", &path);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    fs::read_to_string(path).unwrap()
+}
+
+/// The text of each `<location>`, with its record response code.
+fn details(response: &str) -> Vec<(String, String)> {
+    response
+        .split("<acknowledgementRecordDetail>")
+        .skip(1)
+        .map(|d| {
+            let code = d
+                .split("code=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            let location = d
+                .split("<location>")
+                .nth(1)
+                .unwrap()
+                .split("</location>")
+                .next()
+                .unwrap();
+            (code.to_owned(), location.to_owned())
+        })
+        .collect()
+}
+
+fn count(response: &str, element: &str) -> String {
+    response
+        .split(&format!("<{element}><value value=\""))
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn an_upload_is_answered_with_cp_iss_own_file_response_too() {
+    let dir = root();
+    let clean = file_response(dir.path(), UPLOAD, &sample());
+    for piece in [
+        "<id extension=\"118\"/>",
+        "<transmissionQuantity value=\"5\"/>",
+        "code=\"CPF02\" displayName=\"Successful File Upload\"",
+        "<id root=\"2.16.840.1.113883.2.1.3.2.4.19.1\" extension=\"908\"/>",
+        "<name>Cornwall Council</name>",
+        "<telecom value=\"tel:01632960450\" use=\"EC\"/>",
+    ] {
+        assert!(clean.contains(piece), "{piece}: {clean}");
+    }
+    // Every record applied, the deleted plan's too; none returned.
+    let applied: Vec<_> = (1..=5).map(|_| "CPR06".to_owned()).collect();
+    assert_eq!(
+        details(&clean).into_iter().map(|d| d.0).collect::<Vec<_>>(),
+        applied
+    );
+    assert_eq!(details(&clean)[1].1, "record 2: NHS number 9997770013");
+    assert_eq!(count(&clean, "failedReturnedCP-ISRecords"), "0");
+    assert_eq!(count(&clean, "successfulReturnedCP-ISRecords"), "5");
+    assert!(!clean.contains("<message>"));
+
+    // Bad records: each found by position and number, the refused ones returned as sent.
+    let bad = fs::read_to_string(samples().join("bad/NHS_CHECK_DIGIT").join(UPLOAD))
+        .unwrap()
+        .replacen("<id extension=\"118\"/>", "<id extension=\"119\"/>", 1);
+    let partial = file_response(dir.path(), "CPIS_UPLOAD_908_20261122T023000.xml", &bad);
+    assert!(partial.contains("code=\"CPF03\" displayName=\"Partial File Upload\""));
+    assert_eq!(
+        details(&partial),
+        [
+            ("CPR06", "record 1: NHS number 9997770005"),
+            ("CPR04", "record 2: NHS number 9997770014"),
+            ("CPR07", "record 3: NHS number 9997770021"),
+            ("CPR06", "record 4: NHS number 9997770048"),
+        ]
+        .map(|(c, l)| (c.to_owned(), l.to_owned()))
+    );
+    assert_eq!(count(&partial, "failedReturnedCP-ISRecords"), "2");
+    assert_eq!(count(&partial, "successfulReturnedCP-ISRecords"), "2");
+    let returned = partial.split("<message>").skip(1).collect::<Vec<_>>();
+    assert_eq!(returned.len(), 2);
+    assert!(returned[0].contains("extension=\"9997770014\""));
+    assert!(returned[1].contains("<lACEndDate><value value=\"202309040000\"/>"));
+    assert!(
+        !partial.contains("9997770005\"/>"),
+        "applied records are not returned"
+    );
+
+    // Nothing applied: the file's code alone.
+    let stale = file_response(dir.path(), "CPIS_UPLOAD_908_20261123T023000.xml", &sample());
+    assert!(stale.contains("code=\"CPF04\""), "{stale}");
+    assert!(!stale.contains("<acknowledgementRecord>"));
+    let other = fs::read_to_string(samples().join("bad/NOT_AUTHORISED").join(UPLOAD)).unwrap();
+    let refused = file_response(dir.path(), "CPIS_UPLOAD_908_20261124T023000.xml", &other);
+    assert!(refused.contains("code=\"CPF04\""), "{refused}");
+    assert!(
+        refused.contains("extension=\"908\"/>") && !refused.contains("extension=\"886\"/>"),
+        "it goes to the mailbox's LA, not the organisation the file named: {refused}"
+    );
+
+    // Unreadable: what is not known is -1.
+    let cut = &sample()[..900];
+    let broken = file_response(dir.path(), "CPIS_UPLOAD_908_20261125T023000.xml", cut);
+    assert!(broken.contains("code=\"CPF01\" displayName=\"File Level Error\""));
+    assert!(
+        broken.contains("<transmissionQuantity value=\"-1\"/>"),
+        "{broken}"
+    );
+}
+
+#[test]
+fn every_upload_sample_validates_against_our_schema_of_cp_iss() {
+    let mut samples_seen = 0;
+    let mut folders = vec![samples()];
+    while let Some(folder) = folders.pop() {
+        for entry in fs::read_dir(folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path);
+            } else if path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("CPIS_UPLOAD_"))
+            {
+                let out = xmllint("cpis-upload.xsd", &path);
+                assert!(
+                    out.status.success(),
+                    "{}: {}",
+                    path.display(),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                samples_seen += 1;
+            }
+        }
+    }
+    assert_eq!(samples_seen, 3);
+    // Not vacuous: what CP-IS's schema refuses, ours does.
+    let dir = temp();
+    for (what, from, to) in [
+        ("a date to the day", "202403110000", "20240311"),
+        (
+            "a phone with a space",
+            "tel:01632960451",
+            "tel:01632 960451",
+        ),
+        (
+            "an unborn child's plan without its end",
+            "<component1><uCPEndDate>",
+            "<component3><uCPEndDate>",
+        ),
+        (
+            "a name with family first",
+            "<given>Sample</given><family>Child</family>",
+            "<family>Child</family><given>Sample</given>",
+        ),
+    ] {
+        let file = dir.path().join("mutated.xml");
+        let mutated = sample().replacen(from, to, 1);
+        assert_ne!(mutated, sample(), "{what}");
+        fs::write(&file, mutated).unwrap();
+        assert!(
+            !xmllint("cpis-upload.xsd", &file).status.success(),
+            "{what}"
+        );
+    }
 }

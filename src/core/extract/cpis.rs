@@ -59,6 +59,8 @@ pub struct UploadHeader {
 #[derive(Debug, Default)]
 struct Element {
     name: String,
+    /// In NHS England's localisation namespace (`npfitlc:contentId`) rather than HL7's.
+    localisation: bool,
     attributes: Vec<(String, String)>,
     text: String,
     children: Vec<Element>,
@@ -234,7 +236,12 @@ impl<R: BufRead> CpisRows<R> {
                 .map_err(|e| map_error(e, position))?;
             match event {
                 Event::Start(ref e) | Event::Empty(ref e) => {
-                    check_namespace(&ns, e)?;
+                    if check_namespace(&ns, e)? {
+                        return Err(xml_problem(format!(
+                            "<{}> directly inside File: File holds HL7's elements only",
+                            String::from_utf8_lossy(e.name().as_ref())
+                        )));
+                    }
                     let empty = matches!(event, Event::Empty(_));
                     return Ok(Some((e.clone().into_owned(), empty)));
                 }
@@ -263,7 +270,8 @@ impl<R: BufRead> CpisRows<R> {
             b"record" => format!("record {}", records + 1),
             other => format!("<{}>", String::from_utf8_lossy(other)),
         };
-        let mut stack = vec![element_of(start)?];
+        // Whatever was under `File` was checked to be HL7's (`next_child`).
+        let mut stack = vec![element_of(start, false)?];
         if empty {
             return Ok(stack.pop().expect("the element read"));
         }
@@ -287,7 +295,7 @@ impl<R: BufRead> CpisRows<R> {
             let top = stack.last_mut().expect("the element read is on the stack");
             match event {
                 Event::Start(ref e) => {
-                    check_namespace(&ns, e)?;
+                    let localisation = check_namespace(&ns, e)?;
                     if stack.len() >= MAX_DEPTH {
                         return Err(xml_problem(format!(
                             "{} nests elements more than {MAX_DEPTH} deep",
@@ -295,12 +303,12 @@ impl<R: BufRead> CpisRows<R> {
                         )));
                     }
                     elements += 1;
-                    stack.push(element_of(e)?);
+                    stack.push(element_of(e, localisation)?);
                 }
                 Event::Empty(ref e) => {
-                    check_namespace(&ns, e)?;
+                    let localisation = check_namespace(&ns, e)?;
                     elements += 1;
-                    top.children.push(element_of(e)?);
+                    top.children.push(element_of(e, localisation)?);
                 }
                 Event::End(_) => {
                     let done = stack.pop().expect("an end closes what the stack holds");
@@ -353,15 +361,15 @@ impl<R: BufRead> CpisRows<R> {
         }
     }
 
-    /// Reads the next record into `pending`; `false` at the end of the file.
-    fn read_record(&mut self) -> Result<bool, SourceError> {
+    /// The next `record`, read whole; `None` at the end of the file.
+    fn next_record_element(&mut self) -> Result<Option<Element>, SourceError> {
         let (start, empty) = match self.next.take() {
             Some(next) => next,
             None => match self.next_child()? {
                 Some(next) => next,
                 None => {
                     self.finished = true;
-                    return Ok(false);
+                    return Ok(None);
                 }
             },
         };
@@ -374,10 +382,110 @@ impl<R: BufRead> CpisRows<R> {
         }
         let record = self.read_element(&start, empty)?;
         self.records += 1;
-        let deleted = plans(&record, &self.header, &mut self.pending);
-        self.deleted += deleted;
+        Ok(Some(record))
+    }
+
+    /// Reads the next record into `pending`; `false` at the end of the file.
+    fn read_record(&mut self) -> Result<bool, SourceError> {
+        let Some(record) = self.next_record_element()? else {
+            return Ok(false);
+        };
+        self.deleted += plans(&record, &self.header, &mut self.pending);
         Ok(true)
     }
+
+    /// The next record whole, with how many rows it gives: what CP-IS's acknowledgement
+    /// says of each record (its rows are the next `rows` after the previous record's).
+    /// `None` at the end of the file; use this or [`RowSource::next_row`], not both.
+    pub fn next_record(&mut self) -> Result<Option<UploadRecord>, SourceError> {
+        let Some(element) = self.next_record_element()? else {
+            return Ok(None);
+        };
+        let mut rows = VecDeque::new();
+        self.deleted += plans(&element, &self.header, &mut rows);
+        let nhs = rows
+            .front()
+            .and_then(|r| r[Column::NhsNumber as usize].clone())
+            .or_else(|| {
+                // A record whose plans were all deleted still names its person.
+                let person = element.child("CP-ISRecord")?;
+                person
+                    .children_named("subject")
+                    .filter_map(Element::content)
+                    .find_map(|c| {
+                        c.id(NHS_NUMBER_ROOT).or_else(|| {
+                            c.child("parentMotherPerson")?
+                                .child("playedMother")?
+                                .id(NHS_NUMBER_ROOT)
+                        })
+                    })
+                    .map(|n| n.trim().to_owned())
+            });
+        Ok(Some(UploadRecord {
+            element,
+            rows: rows.len() as u64,
+            nhs,
+        }))
+    }
+}
+
+/// A record of an upload, read whole (see [`CpisRows::next_record`]).
+#[derive(Debug)]
+pub struct UploadRecord {
+    element: Element,
+    /// The rows it gives (its plans but the deleted ones; one for a record with no plan).
+    pub rows: u64,
+    /// The NHS number its first row has, as sent (or its person's, when every plan was
+    /// deleted); `None` if it has none.
+    pub nhs: Option<String>,
+}
+
+impl UploadRecord {
+    /// Its plans (`pertinentInformation`) and people (`subject`) as XML, as they were
+    /// sent (HL7's infrastructure elements and comments aside), for CP-IS's
+    /// acknowledgement to return it. `npfitlc` must be bound where this is written.
+    pub fn echo(&self, out: &mut String) {
+        if let Some(record) = self.element.child("CP-ISRecord") {
+            for name in ["pertinentInformation", "subject"] {
+                for part in record.children_named(name) {
+                    write_element(part, out);
+                }
+            }
+        }
+    }
+}
+
+/// Writes `e` and everything in it (an element with children keeps no text of its own:
+/// what stood between them was white space).
+fn write_element(e: &Element, out: &mut String) {
+    let name = if e.localisation {
+        format!("npfitlc:{}", e.name)
+    } else {
+        e.name.clone()
+    };
+    out.push('<');
+    out.push_str(&name);
+    for (key, value) in &e.attributes {
+        out.push(' ');
+        out.push_str(key);
+        out.push_str("=\"");
+        out.push_str(&quick_xml::escape::escape(value.as_str()));
+        out.push('"');
+    }
+    if e.children.is_empty() && e.text.is_empty() {
+        out.push_str("/>");
+        return;
+    }
+    out.push('>');
+    if e.children.is_empty() {
+        out.push_str(&quick_xml::escape::escape(e.text.as_str()));
+    }
+    for child in &e.children {
+        write_element(child, out);
+    }
+    out.push_str("</");
+    out.push_str(&name);
+    out.push('>');
 }
 
 /// The rows of one `record` (one per plan, deleted plans left out), pushed onto `out`;
@@ -535,7 +643,7 @@ fn read_header(parts: &[Element]) -> Result<UploadHeader, SourceError> {
 }
 
 /// An element's local name and attributes (namespace declarations left out).
-fn element_of(start: &BytesStart<'_>) -> Result<Element, SourceError> {
+fn element_of(start: &BytesStart<'_>, localisation: bool) -> Result<Element, SourceError> {
     let name = String::from_utf8_lossy(start.local_name().as_ref()).into_owned();
     let mut attributes = Vec::new();
     for attr in start.attributes() {
@@ -556,19 +664,17 @@ fn element_of(start: &BytesStart<'_>) -> Result<Element, SourceError> {
     }
     Ok(Element {
         name,
+        localisation,
         attributes,
         ..Element::default()
     })
 }
 
-/// Elements of an upload are HL7's, or NHS England's `contentId`.
-fn check_namespace(ns: &ResolveResult<'_>, e: &BytesStart<'_>) -> Result<(), SourceError> {
+/// Elements of an upload are HL7's, or NHS England's `contentId`: whether it is the latter.
+fn check_namespace(ns: &ResolveResult<'_>, e: &BytesStart<'_>) -> Result<bool, SourceError> {
     match ns {
-        ResolveResult::Bound(Namespace(n))
-            if *n == NAMESPACE.as_bytes() || *n == LOCALISATION.as_bytes() =>
-        {
-            Ok(())
-        }
+        ResolveResult::Bound(Namespace(n)) if *n == NAMESPACE.as_bytes() => Ok(false),
+        ResolveResult::Bound(Namespace(n)) if *n == LOCALISATION.as_bytes() => Ok(true),
         _ => Err(xml_problem(format!(
             "element <{}> is not in namespace {NAMESPACE}: a CP-IS upload holds only HL7 v3 elements",
             String::from_utf8_lossy(e.name().as_ref())
