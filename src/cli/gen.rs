@@ -98,6 +98,8 @@ pub struct NationalArgs {
 pub enum GenFormat {
     Csv,
     Xml,
+    /// CP-IS's own upload (HL7 v3 `File`), named CPIS_UPLOAD_…
+    Cpis,
 }
 
 #[derive(Debug, Args)]
@@ -175,6 +177,7 @@ fn format_of(f: GenFormat) -> ExtractFormat {
     match f {
         GenFormat::Csv => ExtractFormat::Csv,
         GenFormat::Xml => ExtractFormat::Xml,
+        GenFormat::Cpis => ExtractFormat::Upload,
     }
 }
 

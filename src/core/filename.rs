@@ -4,11 +4,14 @@ use super::date::parse_compact_utc;
 use super::ids::{LaCode, OdsCode};
 use chrono::{DateTime, Utc};
 
-/// The format of an LA extract, from its extension.
+/// The format of an LA extract, from its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExtractFormat {
     Csv,
     Xml,
+    /// CP-IS's own upload (HL7 v3 `File`), named `CPIS_UPLOAD_…`. (An `.xml` extract is
+    /// read as one too when its root says so.)
+    Upload,
 }
 
 /// What an inbound file claims to be, read from its name.
@@ -69,7 +72,7 @@ pub fn parse_inbound_name(name: &str) -> Result<InboundName, String> {
         // CP-IS's own upload (HL7 v3): an extract in XML whose root says which it is.
         ("UPLOAD", "xml") => InboundKind::Extract {
             la: LaCode::parse(owner).map_err(|e| format!("{name:?}: {e}"))?,
-            format: ExtractFormat::Xml,
+            format: ExtractFormat::Upload,
         },
         ("UPLOAD", _) => {
             return Err(format!(

@@ -113,7 +113,7 @@ impl Fault {
             Fault::Duplicate => Code::Duplicate,
             Fault::EddNotUcpp => Code::EddNotUcpp,
             Fault::EddPassed => Code::EddPassed,
-            Fault::Truncate if format == ExtractFormat::Xml => Code::RecordCount,
+            Fault::Truncate if format != ExtractFormat::Csv => Code::RecordCount,
             Fault::UnknownColumn if format == ExtractFormat::Xml => Code::Xml,
             Fault::Truncate | Fault::UnknownColumn => Code::Header,
             Fault::Empty => Code::Empty,
@@ -300,16 +300,29 @@ fn gcd(a: u64, b: u64) -> u64 {
 
 /// The file name the spec's extract gets.
 pub fn file_name(spec: &ExtractSpec) -> String {
-    let ext = match spec.format {
-        ExtractFormat::Csv => "csv",
-        ExtractFormat::Xml => "xml",
+    let (kind, ext) = match spec.format {
+        ExtractFormat::Csv => ("EXTRACT", "csv"),
+        ExtractFormat::Xml => ("EXTRACT", "xml"),
+        ExtractFormat::Upload => ("UPLOAD", "xml"),
     };
     format!(
-        "CPIS_EXTRACT_{}_{}.{ext}",
+        "CPIS_{kind}_{}_{}.{ext}",
         spec.la,
         format_compact_utc(spec.extracted_at)
     )
 }
+
+/// Faults a CP-IS upload cannot carry: its phones, LA and LA name are the file's, not a
+/// row's, an expected delivery date exists only on an unborn child's plan, and elements
+/// it does not know are read past.
+const NOT_IN_AN_UPLOAD: [Fault; 6] = [
+    Fault::LaMismatch,
+    Fault::PhoneMissing,
+    Fault::PhoneFormat,
+    Fault::FieldTooLong,
+    Fault::EddNotUcpp,
+    Fault::UnknownColumn,
+];
 
 /// Chooses which rows get which row fault. Rows are 1-based; each row gets at most one fault,
 /// and the rows a duplicate copies are left clean.
@@ -496,6 +509,18 @@ pub fn write_extract(spec: &ExtractSpec, out: &mut impl Write) -> Result<Manifes
             "the doctype fault applies to XML extracts only".into(),
         ));
     }
+    if spec.format == ExtractFormat::Upload {
+        if let Some(&(fault, _)) = spec
+            .faults
+            .iter()
+            .find(|&&(f, n)| n > 0 && NOT_IN_AN_UPLOAD.contains(&f))
+        {
+            return Err(GenError::Spec(format!(
+                "a CP-IS upload cannot carry the {} fault: its phones, LA and LA name are the file's, and it has no expected delivery date but an unborn child's",
+                fault.name()
+            )));
+        }
+    }
     let gen = Generator::new(spec);
     let placed = place_faults(spec, &gen).map_err(GenError::Spec)?;
     let has = |f: Fault| spec.faults.iter().any(|&(g, n)| g == f && n > 0);
@@ -616,8 +641,134 @@ pub fn write_extract(spec: &ExtractSpec, out: &mut impl Write) -> Result<Manifes
             }
             write!(out, "</Extract>{eol}")?;
         }
+        ExtractFormat::Upload => {
+            let written = if has(Fault::Truncate) {
+                manifest.rows.saturating_sub(1)
+            } else {
+                manifest.rows
+            };
+            write_upload(spec, &gen, &faults, manifest.rows, written, out)?;
+        }
     }
     Ok(manifest)
+}
+
+/// A date as HL7 writes it (`YYYYMMDDHHMM`); anything that is not `YYYY-MM-DD` as it is.
+fn hl7_date(text: &str) -> String {
+    let b = text.as_bytes();
+    if b.len() == 10 && b[4] == b'-' && b[7] == b'-' {
+        format!("{}{}{}0000", &text[..4], &text[5..7], &text[8..])
+    } else {
+        text.to_owned()
+    }
+}
+
+/// A CP-IS upload (REPC_MT000002GB01) of the spec's rows, a record for each. Its sequence
+/// number is the day's number plus one. An unborn child's plan carries its expected
+/// delivery date as its (required) end date, so one that has ended is written open.
+fn write_upload(
+    spec: &ExtractSpec,
+    gen: &Generator<'_>,
+    faults: &std::collections::HashMap<u64, (Fault, u64)>,
+    declared: u64,
+    written: u64,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let first = render_row(gen, (0, false), None);
+    let phone = |text: &str| text.replace(' ', "");
+    let mut head = String::new();
+    head.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    if spec
+        .faults
+        .iter()
+        .any(|&(f, n)| f == Fault::Doctype && n > 0)
+    {
+        head.push_str("<!DOCTYPE File [<!ENTITY lol \"lol\">]>\n");
+    }
+    head.push_str(&format!(
+        "<File xmlns=\"{}\" xmlns:npfitlc=\"{}\">\n <creationTime value=\"{}\"/>\n <id extension=\"{}\"/>\n <transmissionQuantity value=\"{declared}\"/>\n <communicationFunctionSnd><organisation><id root=\"2.16.840.1.113883.2.1.3.2.4.19.1\" extension=\"{}\"/><name>",
+        super::extract::cpis::NAMESPACE,
+        super::extract::cpis::LOCALISATION,
+        spec.extracted_at.format("%Y%m%d%H%M%S"),
+        spec.day + 1,
+        spec.la,
+    ));
+    xml_escape(&first[Column::LaName as usize], &mut head);
+    head.push_str(&format!(
+        "</name><telecom value=\"tel:{}\" use=\"WP\"/><telecom value=\"tel:{}\" use=\"EC\"/></organisation></communicationFunctionSnd>\n",
+        phone(&first[Column::OfficePhone as usize]),
+        phone(&first[Column::EdtPhone as usize]),
+    ));
+    out.write_all(head.as_bytes())?;
+    let content = "<npfitlc:contentId root=\"2.16.840.1.113883.2.1.3.2.4.18.16\" extension=";
+    let mut record = String::new();
+    for (row, at) in (1..=written).zip(emitted(spec)) {
+        let f = render_row(gen, at, faults.get(&row).copied());
+        let field = |c: Column| f[c as usize].as_str();
+        let (template, prefix, person) = match field(Column::PlanType) {
+            "CPP" => ("COCT_TP146101GB01.CPPInformation", "cPP", "Child"),
+            "LAC" => ("COCT_TP146100GB01.LACInformation", "lAC", "Child"),
+            "UCPP" => ("COCT_TP146102GB01.UCPInformation", "uCP", "UnbornChild"),
+            _ => ("COCT_TP146199GB01.CINInformation", "cIN", "Child"),
+        };
+        let unborn = person == "UnbornChild";
+        let end = if unborn {
+            field(Column::ExpectedDeliveryDate)
+        } else {
+            field(Column::EndDate)
+        };
+        record.clear();
+        record.push_str(" <record><CP-ISRecord><pertinentInformation>");
+        record.push_str(&format!(
+            "{content}\"{}\"/><{template}>",
+            template.replacen('.', "#", 1)
+        ));
+        for (component, part, date) in [
+            ("component", "StartDate", field(Column::StartDate)),
+            ("component1", "EndDate", end),
+        ] {
+            if !date.is_empty() {
+                record.push_str(&format!("<{component}><{prefix}{part}><value value=\""));
+                xml_escape(&hl7_date(date), &mut record);
+                record.push_str(&format!("\"/></{prefix}{part}></{component}>"));
+            }
+        }
+        record.push_str(&format!("</{template}></pertinentInformation><subject>"));
+        let template = if unborn {
+            "COCT_TP145100GB01.UnbornChild"
+        } else {
+            "COCT_TP145101GB01.Child"
+        };
+        record.push_str(&format!(
+            "{content}\"{}\"/><{template}>",
+            template.replacen('.', "#", 1)
+        ));
+        let mut ids = String::new();
+        for (root, value) in [
+            (
+                super::extract::cpis::NHS_NUMBER_ROOT,
+                field(Column::NhsNumber),
+            ),
+            (super::extract::cpis::LOCAL_ID_ROOT, field(Column::LocalRef)),
+        ] {
+            if !value.is_empty() {
+                ids.push_str(&format!("<id root=\"{root}\" extension=\""));
+                xml_escape(value, &mut ids);
+                ids.push_str("\"/>");
+            }
+        }
+        let person = "<birthTime value=\"20150101\"/><name><given>Generated</given><family>Person</family></name>";
+        if unborn {
+            record.push_str(&format!(
+                "<parentMotherPerson>{person}<playedMother>{ids}</playedMother></parentMotherPerson>"
+            ));
+        } else {
+            record.push_str(&format!("{ids}<childPerson>{person}</childPerson>"));
+        }
+        record.push_str(&format!("</{template}></subject></CP-ISRecord></record>\n"));
+        out.write_all(record.as_bytes())?;
+    }
+    out.write_all(b"</File>\n")
 }
 
 /// The LA extracts `gen national` writes: one spec per English LA, children kept apart.

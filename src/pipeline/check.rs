@@ -284,7 +284,7 @@ fn read_rows(
     let mut dupes = DuplicateFinder::new();
     let mut dialect = match format {
         ExtractFormat::Csv => Dialect::Csv,
-        ExtractFormat::Xml => Dialect::Xml,
+        ExtractFormat::Xml | ExtractFormat::Upload => Dialect::Xml,
     };
     let result = match format {
         ExtractFormat::Csv => CsvRows::new(reader).and_then(|mut source| {
@@ -292,7 +292,8 @@ fn read_rows(
             report.blank_rows = source.blank_rows();
             r
         }),
-        ExtractFormat::Xml => {
+        // The root decides which reader follows.
+        ExtractFormat::Xml | ExtractFormat::Upload => {
             Prolog::read(BufReader::with_capacity(1 << 16, reader)).and_then(|prolog| {
                 if prolog.root_is("File", cpis::NAMESPACE) {
                     dialect = Dialect::Cpis;

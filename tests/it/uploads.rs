@@ -395,3 +395,89 @@ fn every_upload_sample_validates_against_our_schema_of_cp_iss() {
         );
     }
 }
+
+#[test]
+fn gen_writes_uploads_whose_faults_are_found_at_their_rows() {
+    let dir = temp();
+    let faults = [
+        "check-digit:2",
+        "nhs-format",
+        "nhs-missing",
+        "plan-type",
+        "date-missing",
+        "date-format",
+        "date-order",
+        "date-future",
+        "duplicate:2",
+        "edd-passed",
+    ];
+    let mut args = vec![
+        "--la",
+        "908",
+        "--rows",
+        "400",
+        "--seed",
+        "11",
+        "--format",
+        "cpis",
+        "--at",
+        "20261121T020000",
+    ];
+    for f in &faults {
+        args.extend(["--fault", f]);
+    }
+    let manifest = gen_extract(dir.path(), &args);
+    assert_eq!(manifest["file"], "CPIS_UPLOAD_908_20261121T020000.xml");
+    let file = dir.path().join(manifest["file"].as_str().unwrap());
+    let (code, reports) = validate_json(dir.path(), &[], &[&file]);
+    assert_eq!(code, 1);
+    let expected: Vec<(u64, String)> = manifest["expected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e[0].as_u64().unwrap(), e[1].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(row_codes(&reports[0]), expected);
+    assert_eq!(
+        reports[0]["invalid_rows"], 13,
+        "9 faulty rows and 4 duplicates"
+    );
+    assert_eq!(reports[0]["upload"]["records"], 400);
+
+    // A clean one is what CP-IS's schema (as ours says it) allows; a fault of the file's
+    // phones cannot be written.
+    let clean = gen_extract(
+        dir.path(),
+        &[
+            "--la",
+            "908",
+            "--rows",
+            "50",
+            "--format",
+            "cpis",
+            "--at",
+            "20261121T030000",
+        ],
+    );
+    let out = xmllint(
+        "cpis-upload.xsd",
+        &dir.path().join(clean["file"].as_str().unwrap()),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let refused = gateway(dir.path())
+        .args([
+            "gen", "extract", "--la", "908", "--rows", "5", "--format", "cpis",
+        ])
+        .args(["--fault", "phone-missing", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("cannot carry the phone-missing fault")
+    );
+}
