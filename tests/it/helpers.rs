@@ -94,6 +94,16 @@ pub fn gen_extract(dir: &Path, args: &[&str]) -> Value {
 
 /// The i-th valid NHS number from `base` (a nine-digit 999-range start): each test file
 /// uses its own base so their children never meet.
+/// The `(row, code)` pairs a `gen --manifest` says its file must produce.
+pub fn manifest_expected(manifest: &Value) -> Vec<(u64, String)> {
+    manifest["expected"]
+        .as_array()
+        .expect("a manifest lists what it expects")
+        .iter()
+        .map(|e| (e[0].as_u64().unwrap(), e[1].as_str().unwrap().to_owned()))
+        .collect()
+}
+
 pub fn test_nhs(base: u64, i: u64) -> String {
     (0..)
         .filter_map(|k| cpis_gateway::core::nhs::NhsNumber::from_first_nine(base + i * 10 + k))

@@ -3,6 +3,7 @@
 
 use crate::backend;
 use crate::helpers::*;
+use crate::schemas::xmllint;
 use serde_json::Value;
 use std::fs;
 use std::path::Path;
@@ -207,15 +208,6 @@ fn an_upload_whose_sequence_number_is_not_above_the_last_applied_is_stale() {
     assert!(csv.get("upload").is_none());
 }
 
-fn xmllint(schema: &str, file: &Path) -> std::process::Output {
-    std::process::Command::new("xmllint")
-        .args(["--noout", "--nonet", "--schema"])
-        .arg(repo().join("schemas").join(schema))
-        .arg(file)
-        .output()
-        .expect("xmllint is needed for this test: apt-get install libxml2-utils (.ci/run does)")
-}
-
 /// Sends `bytes` as `name` and returns CP-IS's acknowledgement, checked against our schema.
 fn file_response(dir: &Path, name: &str, bytes: &str) -> String {
     send(dir, name, bytes);
@@ -399,18 +391,6 @@ fn every_upload_sample_validates_against_our_schema_of_cp_iss() {
 #[test]
 fn gen_writes_uploads_whose_faults_are_found_at_their_rows() {
     let dir = temp();
-    let faults = [
-        "check-digit:2",
-        "nhs-format",
-        "nhs-missing",
-        "plan-type",
-        "date-missing",
-        "date-format",
-        "date-order",
-        "date-future",
-        "duplicate:2",
-        "edd-passed",
-    ];
     let mut args = vec![
         "--la",
         "908",
@@ -423,7 +403,7 @@ fn gen_writes_uploads_whose_faults_are_found_at_their_rows() {
         "--at",
         "20261121T020000",
     ];
-    for f in &faults {
+    for f in crate::validate::FAULTS_IN_EVERY_FORMAT {
         args.extend(["--fault", f]);
     }
     let manifest = gen_extract(dir.path(), &args);
@@ -431,13 +411,7 @@ fn gen_writes_uploads_whose_faults_are_found_at_their_rows() {
     let file = dir.path().join(manifest["file"].as_str().unwrap());
     let (code, reports) = validate_json(dir.path(), &[], &[&file]);
     assert_eq!(code, 1);
-    let expected: Vec<(u64, String)> = manifest["expected"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| (e[0].as_u64().unwrap(), e[1].as_str().unwrap().to_owned()))
-        .collect();
-    assert_eq!(row_codes(&reports[0]), expected);
+    assert_eq!(row_codes(&reports[0]), manifest_expected(&manifest));
     assert_eq!(
         reports[0]["invalid_rows"], 13,
         "9 faulty rows and 4 duplicates"
