@@ -80,6 +80,17 @@ fn a_bad_record_is_reported_where_the_la_can_find_it() {
         message.contains("\"202513040000\"") && message.contains("YYYYMMDDHHMM"),
         "{message}"
     );
+    // Twelve bytes with a character across where the time starts: refused, not a crash.
+    fs::write(
+        &month_13,
+        fs::read_to_string(&file)
+            .unwrap()
+            .replacen("202509040000", "2025090é000", 1),
+    )
+    .unwrap();
+    let (code, reports) = validate_json(dir.path(), &[], &[&month_13]);
+    assert_eq!(code, 1);
+    assert_eq!(reports[0]["row_errors"][1]["code"], "DATE_FORMAT");
 }
 
 /// A root whose only LA is Cornwall (908), closures unguarded.

@@ -128,19 +128,21 @@ enum Whose {
 /// day and time, as our `YYYY-MM-DD`; anything else as it was written, for the validator to
 /// refuse in the LA's own terms.
 fn date_of(value: &str) -> String {
+    // Digits only, so that every slice below falls between characters.
     let digits = value.bytes().all(|b| b.is_ascii_digit());
-    let time_ok = match value.len() {
-        12 => value[8..10] < *"24" && value[10..] < *"60",
-        8 => true,
-        _ => false,
-    };
+    let time_ok = digits
+        && match value.len() {
+            12 => value[8..10] < *"24" && value[10..] < *"60",
+            8 => true,
+            _ => false,
+        };
     let iso = format!(
         "{}-{}-{}",
         value.get(..4).unwrap_or(""),
         value.get(4..6).unwrap_or(""),
         value.get(6..8).unwrap_or("")
     );
-    if digits && time_ok && crate::core::date::parse_iso_date(&iso).is_some() {
+    if time_ok && crate::core::date::parse_iso_date(&iso).is_some() {
         iso
     } else {
         value.to_owned()
@@ -967,6 +969,9 @@ mod tests {
             "202613210000",
             "20261321x000",
             "",
+            // Twelve bytes: a character across a slice must not panic.
+            "2026112é000",
+            "202611210é0",
         ] {
             assert_eq!(date_of(bad), bad);
         }
