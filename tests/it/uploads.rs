@@ -466,3 +466,28 @@ fn gen_writes_uploads_whose_faults_are_found_at_their_rows() {
         String::from_utf8_lossy(&refused.stderr).contains("cannot carry the phone-missing fault")
     );
 }
+
+#[test]
+fn elements_before_the_first_record_cannot_make_the_reader_hold_the_file() {
+    let dir = temp();
+    // 2 million header elements (50 MB) before the records: refused with memory flat.
+    let at = sample().find(" <communicationFunctionSnd>").unwrap();
+    let mut bytes = sample()[..at].to_owned();
+    bytes.push_str(&" <creationTime value=\"1\"/>\n".repeat(2_000_000));
+    bytes.push_str(&sample()[at..]);
+    let path = dir.path().join(UPLOAD);
+    fs::write(&path, bytes).unwrap();
+    let out = under_ulimit(
+        dir.path(),
+        400_000,
+        &format!("validate --format json {}", path.display()),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reports: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(file_codes(&reports[0]), ["XML"]);
+}

@@ -39,6 +39,9 @@ pub const MAX_RECORD_ELEMENTS: usize = 256;
 /// The deepest element below a `record` (the deepest CP-IS defines is 7).
 const MAX_DEPTH: usize = 16;
 
+/// The most elements `File` may hold before its first record (CP-IS defines 4).
+const MAX_HEADER_ELEMENTS: usize = 16;
+
 /// What an upload's `File` says of itself, before its records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadHeader {
@@ -200,6 +203,11 @@ impl<R: BufRead> CpisRows<R> {
                 Some((start, empty)) if start.local_name().as_ref() == b"record" => {
                     rows.next = Some((start, empty));
                     break;
+                }
+                Some(_) if parts.len() == MAX_HEADER_ELEMENTS => {
+                    return Err(xml_problem(format!(
+                        "File holds more than {MAX_HEADER_ELEMENTS} elements before its first record: a CP-IS upload's header has 4"
+                    )))
                 }
                 Some((start, empty)) => parts.push(rows.read_element(&start, empty)?),
                 None => rows.finished = true,
