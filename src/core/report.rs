@@ -207,6 +207,10 @@ pub struct FileReport {
     /// bytes sent again (with a good control file) are not a duplicate of it.
     #[serde(skip)]
     pub refused_outside: bool,
+    /// The file's root is CP-IS's `File`: it is answered with CP-IS's acknowledgement too,
+    /// however far it could be read.
+    #[serde(skip)]
+    pub root_is_upload: bool,
 }
 
 impl FileReport {
@@ -242,6 +246,7 @@ impl FileReport {
             quarantine_reason: None,
             duplicate_of: None,
             refused_outside: false,
+            root_is_upload: false,
         }
     }
 

@@ -297,15 +297,19 @@ fn read_rows(
             Prolog::read(BufReader::with_capacity(1 << 16, reader)).and_then(|prolog| {
                 if prolog.root_is("File", cpis::NAMESPACE) {
                     dialect = Dialect::Cpis;
+                    report.root_is_upload = true;
                     let mut source = CpisRows::from_prolog(prolog)?;
                     check_sender(source.header(), la)?;
-                    validate_rows(&mut source, la, name, keep, report, kept, &mut dupes)?;
-                    report.upload = Some(UploadCounts {
-                        sequence: source.header().sequence,
-                        records: source.records(),
-                        deleted_plans: source.deleted(),
-                    });
-                    return Ok(());
+                    let read = validate_rows(&mut source, la, name, keep, report, kept, &mut dupes);
+                    // Read to its end, though its record count may be wrong.
+                    if source.at_end() {
+                        report.upload = Some(UploadCounts {
+                            sequence: source.header().sequence,
+                            records: source.records(),
+                            deleted_plans: source.deleted(),
+                        });
+                    }
+                    return read;
                 }
                 let mut source = XmlRows::from_prolog(prolog)?;
                 let header = source.header().clone();

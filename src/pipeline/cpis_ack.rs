@@ -16,7 +16,7 @@ use std::path::Path;
 /// Whether `report` is of a CP-IS upload (by its root, or by its name when it could not be
 /// read that far).
 pub(crate) fn is_upload(report: &FileReport) -> bool {
-    report.upload.is_some() || report.file.starts_with("CPIS_UPLOAD_")
+    report.root_is_upload || report.upload.is_some() || report.file.starts_with("CPIS_UPLOAD_")
 }
 
 type Upload = CpisRows<BufReader<File>>;

@@ -341,6 +341,24 @@ fn an_upload_is_answered_with_cp_iss_own_file_response_too() {
         broken.contains("<transmissionQuantity value=\"-1\"/>"),
         "{broken}"
     );
+    // Read to its end with a wrong count: the records read are known.
+    let miscounted = sample()
+        .replacen(
+            "<transmissionQuantity value=\"5\"/>",
+            "<transmissionQuantity value=\"6\"/>",
+            1,
+        )
+        .replacen("<id extension=\"118\"/>", "<id extension=\"120\"/>", 1);
+    let counted = file_response(
+        dir.path(),
+        "CPIS_UPLOAD_908_20261126T023000.xml",
+        &miscounted,
+    );
+    assert!(counted.contains("code=\"CPF01\""), "{counted}");
+    assert!(
+        counted.contains("<transmissionQuantity value=\"5\"/>"),
+        "{counted}"
+    );
 }
 
 #[test]
@@ -490,4 +508,111 @@ fn elements_before_the_first_record_cannot_make_the_reader_hold_the_file() {
     );
     let reports: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(file_codes(&reports[0]), ["XML"]);
+}
+
+/// `xmllint --noout`: whether `file` is well-formed XML.
+fn well_formed(file: &Path) -> bool {
+    std::process::Command::new("xmllint")
+        .args(["--noout", "--nonet"])
+        .arg(file)
+        .output()
+        .expect("xmllint")
+        .status
+        .success()
+}
+
+#[test]
+fn a_hostile_upload_is_refused_by_code_and_answered_with_well_formed_xml() {
+    let refused_record = |inside: &str| {
+        // The second record's number fails its check digit: it is returned as sent.
+        sample().replacen("9997770013", "9997770014", 1).replacen(
+            "<birthTime value=\"20150314\"/>",
+            inside,
+            2,
+        )
+    };
+    let cases: Vec<(&str, String, &str)> =
+        vec![
+        (
+            "a control character in the header",
+            sample().replacen("Cornwall Council</name>", "Corn&#1;wall</name>", 1),
+            "XML",
+        ),
+        (
+            "a raw control character in a record",
+            sample().replacen("<given>Sample</given>", "<given>Sa\u{1}mple</given>", 1),
+            "XML",
+        ),
+        (
+            "a name XML does not allow",
+            sample().replacen("<subject>", "<subject><_1abc/><1abc/>", 1),
+            "XML",
+        ),
+        (
+            "forty attributes on one element",
+            sample().replacen(
+                "<subject>",
+                &format!(
+                    "<subject {}>",
+                    (0..40).map(|i| format!("a{i}=\"x\"")).collect::<Vec<_>>().join(" ")
+                ),
+                1,
+            ),
+            "XML",
+        ),
+        (
+            "a root declaring forty namespaces",
+            sample().replacen(
+                "<File ",
+                &format!(
+                    "<File {} ",
+                    (0..40).map(|i| format!("xmlns:p{i}=\"urn:p\"")).collect::<Vec<_>>().join(" ")
+                ),
+                1,
+            ),
+            "XML",
+        ),
+        (
+            "two CP-ISRecord elements in one record",
+            sample().replacen(
+                "</CP-ISRecord>\n </record>",
+                "</CP-ISRecord>\n  <CP-ISRecord/>\n </record>",
+                1,
+            ),
+            "XML",
+        ),
+        (
+            "attributes of one name under two prefixes, in a record returned",
+            refused_record(
+                "<birthTime xmlns:p=\"urn:p\" p:value=\"1\" xml:lang=\"en\" value=\"20150314\"/>",
+            ),
+            "NHS_CHECK_DIGIT",
+        ),
+    ];
+    for (i, (what, bytes, code)) in cases.iter().enumerate() {
+        let dir = root();
+        let name = format!("CPIS_UPLOAD_908_20261121T02300{i}.xml");
+        let ack = send(dir.path(), &name, bytes);
+        let mut codes = file_codes(&ack);
+        codes.extend(row_codes(&ack).into_iter().map(|(_, c)| c));
+        assert!(codes.contains(&code.to_string()), "{what}: {ack}");
+        let stem = name.rsplit_once('.').unwrap().0;
+        let response = dir
+            .path()
+            .join(format!("var/mailboxes/LA908/out/CPIS_ACK_{stem}.xml"));
+        assert!(
+            well_formed(&response),
+            "{what}: {}",
+            fs::read_to_string(&response).unwrap()
+        );
+    }
+    // An upload named as an extract and refused is answered as an upload all the same.
+    let dir = root();
+    let other = fs::read_to_string(samples().join("bad/NOT_AUTHORISED").join(UPLOAD)).unwrap();
+    let ack = send(dir.path(), "CPIS_EXTRACT_908_20261121T023000.xml", &other);
+    assert_eq!(file_codes(&ack), ["NOT_AUTHORISED"]);
+    let response = dir
+        .path()
+        .join("var/mailboxes/LA908/out/CPIS_ACK_CPIS_EXTRACT_908_20261121T023000.xml");
+    assert!(response.exists(), "no FileResponse");
 }

@@ -42,6 +42,30 @@ const MAX_DEPTH: usize = 16;
 /// The most elements `File` may hold before its first record (CP-IS defines 4).
 const MAX_HEADER_ELEMENTS: usize = 16;
 
+/// The most attributes (namespace declarations included) one element may have: CP-IS's
+/// have at most 3. Each is checked against the others, and each declaration is searched
+/// by every element inside it: their number must not be the sender's to choose.
+pub const MAX_ATTRIBUTES: usize = 32;
+
+/// Whether XML 1.0 allows every character of `text` (a character reference may name one
+/// it does not, and the parser lets raw control characters through): what is returned to
+/// the LA in CP-IS's acknowledgement must stay well-formed.
+fn xml_chars(text: &str) -> bool {
+    text.chars().all(|c| {
+        matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+    })
+}
+
+/// Whether `name` is a name HL7's messages use: ASCII letters, digits, `.`, `-` and `_`,
+/// not starting with a digit, `.` or `-`.
+fn hl7_name(name: &[u8]) -> bool {
+    name.first()
+        .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_')
+        && name
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+}
+
 /// What an upload's `File` says of itself, before its records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadHeader {
@@ -179,6 +203,7 @@ impl<R: BufRead> CpisRows<R> {
                 "the root element must be File in namespace {NAMESPACE}"
             )));
         }
+        element_of(&prolog.root, false)?;
         let mut rows = CpisRows {
             finished: prolog.empty,
             prolog,
@@ -230,6 +255,11 @@ impl<R: BufRead> CpisRows<R> {
     /// The `record` elements read so far.
     pub fn records(&self) -> u64 {
         self.records
+    }
+
+    /// Whether every record was read (`</File>` reached).
+    pub fn at_end(&self) -> bool {
+        self.finished && self.next.is_none()
     }
 
     /// The next element directly inside `File` (its start tag, and whether it was
@@ -327,14 +357,18 @@ impl<R: BufRead> CpisRows<R> {
                         None => return Ok(done),
                     }
                 }
-                Event::Text(t) => top.text.push_str(
-                    &t.xml10_content()
-                        .map_err(|e| encoding_problem(&what(self.records), e))?,
-                ),
-                Event::CData(t) => top.text.push_str(
-                    &t.decode()
-                        .map_err(|e| encoding_problem(&what(self.records), e))?,
-                ),
+                Event::Text(t) => {
+                    let text = t
+                        .xml10_content()
+                        .map_err(|e| encoding_problem(&what(self.records), e))?;
+                    push_text(&mut top.text, &text, &what(self.records))?;
+                }
+                Event::CData(t) => {
+                    let text = t
+                        .decode()
+                        .map_err(|e| encoding_problem(&what(self.records), e))?;
+                    push_text(&mut top.text, &text, &what(self.records))?;
+                }
                 Event::GeneralRef(r) => {
                     let name = r
                         .decode()
@@ -352,7 +386,7 @@ impl<R: BufRead> CpisRows<R> {
                             what(self.records)
                         )));
                     };
-                    top.text.push_str(&text);
+                    push_text(&mut top.text, &text, &what(self.records))?;
                 }
                 Event::Comment(_) | Event::PI(_) => {}
                 Event::Eof => {
@@ -391,6 +425,12 @@ impl<R: BufRead> CpisRows<R> {
             )));
         }
         let record = self.read_element(&start, empty)?;
+        if record.children_named("CP-ISRecord").count() > 1 {
+            return Err(xml_problem(format!(
+                "record {} holds more than one CP-ISRecord: send one record for each",
+                self.records + 1
+            )));
+        }
         self.records += 1;
         Ok(Some(record))
     }
@@ -597,9 +637,10 @@ fn read_header(parts: &[Element]) -> Result<UploadHeader, SourceError> {
         let text = part(name)
             .and_then(|p| p.attribute(attribute))
             .ok_or_else(|| missing(&format!("{name} {attribute}")))?;
-        // At most i64::MAX, which both stores hold.
-        text.parse::<u64>()
-            .ok()
+        // Digits only (no sign), at most i64::MAX, which both stores hold.
+        Some(text)
+            .filter(|t| t.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|t| t.parse::<u64>().ok())
             .filter(|&n| i64::try_from(n).is_ok())
             .ok_or_else(|| {
                 xml_problem(format!(
@@ -652,23 +693,52 @@ fn read_header(parts: &[Element]) -> Result<UploadHeader, SourceError> {
     })
 }
 
-/// An element's local name and attributes (namespace declarations left out).
+/// An element's local name and unprefixed attributes (namespace declarations, and
+/// attributes of other vocabularies such as `xml:lang`, left out: HL7's own have no
+/// prefix). Refuses names HL7 does not use, more than [`MAX_ATTRIBUTES`] attributes and
+/// characters XML does not allow.
 fn element_of(start: &BytesStart<'_>, localisation: bool) -> Result<Element, SourceError> {
-    let name = String::from_utf8_lossy(start.local_name().as_ref()).into_owned();
+    let shown = String::from_utf8_lossy(start.name().as_ref()).into_owned();
+    let local = start.local_name();
+    if !hl7_name(local.as_ref()) || start.name().prefix().is_some_and(|p| !hl7_name(p.as_ref())) {
+        return Err(xml_problem(format!(
+            "element {} has a name no HL7 message uses",
+            super::shown(&shown)
+        )));
+    }
+    let name = String::from_utf8_lossy(local.as_ref()).into_owned();
+    if start.attributes().with_checks(false).count() > MAX_ATTRIBUTES {
+        return Err(xml_problem(format!(
+            "<{name}> has more than {MAX_ATTRIBUTES} attributes: no CP-IS element comes near that"
+        )));
+    }
     let mut attributes = Vec::new();
     for attr in start.attributes() {
         let attr = attr.map_err(|err| xml_problem(format!("<{name}>: {err}")))?;
-        let key = attr.key.as_ref();
-        if key == b"xmlns" || key.starts_with(b"xmlns:") {
-            continue;
+        let key = attr.key;
+        if !hl7_name(key.local_name().as_ref())
+            || key.prefix().is_some_and(|p| !hl7_name(p.as_ref()))
+        {
+            return Err(xml_problem(format!(
+                "<{name}> has an attribute whose name no HL7 message uses: {}",
+                super::shown(&String::from_utf8_lossy(key.as_ref()))
+            )));
         }
         let value = attr.unescape_value().map_err(|err| {
             xml_problem(format!(
                 "<{name}>: {err}: only &lt; &gt; &amp; &apos; &quot; and character references may be used"
             ))
         })?;
+        if !xml_chars(&value) {
+            return Err(xml_problem(format!(
+                "<{name}>: an attribute holds a character XML does not allow: remove it"
+            )));
+        }
+        if key.prefix().is_some() || key.as_ref() == b"xmlns" {
+            continue;
+        }
         attributes.push((
-            String::from_utf8_lossy(attr.key.local_name().as_ref()).into_owned(),
+            String::from_utf8_lossy(key.as_ref()).into_owned(),
             value.into_owned(),
         ));
     }
@@ -701,6 +771,17 @@ fn check_between(event: &Event<'_>) -> Result<(), SourceError> {
         )),
         other => check_misc(other),
     }
+}
+
+/// Appends `text` to an element's, refusing characters XML does not allow.
+fn push_text(to: &mut String, text: &str, what: &str) -> Result<(), SourceError> {
+    if !xml_chars(text) {
+        return Err(xml_problem(format!(
+            "{what} holds a character XML does not allow: remove it"
+        )));
+    }
+    to.push_str(text);
+    Ok(())
 }
 
 fn encoding_problem(what: &str, e: impl std::fmt::Display) -> SourceError {

@@ -234,6 +234,13 @@ impl<R: BufRead> XmlRows<R> {
                 "the root element must be Extract in namespace {NAMESPACE}"
             )));
         }
+        // Every Plan's name is looked up among the root's namespace declarations.
+        if prolog.root.attributes().with_checks(false).count() > super::cpis::MAX_ATTRIBUTES {
+            return Err(xml_problem(format!(
+                "Extract has more than {} attributes: it has 3 and its namespace",
+                super::cpis::MAX_ATTRIBUTES
+            )));
+        }
         let header = read_header(&prolog.root)?;
         let mut rows = XmlRows {
             reader: prolog.reader,
@@ -557,6 +564,14 @@ mod tests {
         );
         assert_eq!(file_code(&doc("<Plan><Child/></Plan>", 1)), Code::Xml);
         assert_eq!(file_code(&doc("hello", 0)), Code::Xml);
+        // Every Plan is looked up among the root's namespace declarations: a few only.
+        let crowded = (0..40)
+            .map(|i| format!(" xmlns:p{i}=\"urn:p\""))
+            .collect::<String>();
+        assert_eq!(
+            file_code(&doc(PLAN, 1).replacen("<Extract ", &format!("<Extract{crowded} "), 1)),
+            Code::Xml
+        );
         assert_eq!(
             file_code(&doc(PLAN, 1).replace("xmlns=\"urn:cpis-gateway:extract:1\"", "")),
             Code::Xml
