@@ -12,7 +12,9 @@
 //! child's name and birth time) are read past and never kept.
 
 use super::xml::{check_misc, map_error, xml_problem, Prolog};
-use super::{Column, Dialect, FileProblem, RawRow, RowSource, SourceError, COLUMN_COUNT};
+use super::{
+    Column, Dialect, FileProblem, RawRow, RowSource, SourceError, COLUMN_COUNT, MAX_ATTRIBUTES,
+};
 use crate::core::codes::Code;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::{Namespace, ResolveResult};
@@ -41,11 +43,6 @@ const MAX_DEPTH: usize = 16;
 
 /// The most elements `File` may hold before its first record (CP-IS defines 4).
 const MAX_HEADER_ELEMENTS: usize = 16;
-
-/// The most attributes (namespace declarations included) one element may have: CP-IS's
-/// have at most 3. Each is checked against the others, and each declaration is searched
-/// by every element inside it: their number must not be the sender's to choose.
-pub const MAX_ATTRIBUTES: usize = 32;
 
 /// Whether XML 1.0 allows every character of `text` (a character reference may name one
 /// it does not, and the parser lets raw control characters through): what is returned to

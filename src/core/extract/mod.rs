@@ -131,6 +131,12 @@ impl Dialect {
     }
 }
 
+/// The most attributes (namespace declarations included) an XML element may have where
+/// the reader could otherwise be made to work in their square (each checked against the
+/// others, each declaration searched by every element inside it): CP-IS's elements have
+/// at most 3, our `Extract` 4.
+pub const MAX_ATTRIBUTES: usize = 32;
+
 /// The largest field the gateway accepts, in bytes (SPEC 2.2).
 pub const MAX_FIELD_BYTES: usize = 256;
 

@@ -235,10 +235,10 @@ impl<R: BufRead> XmlRows<R> {
             )));
         }
         // Every Plan's name is looked up among the root's namespace declarations.
-        if prolog.root.attributes().with_checks(false).count() > super::cpis::MAX_ATTRIBUTES {
+        if prolog.root.attributes().with_checks(false).count() > super::MAX_ATTRIBUTES {
             return Err(xml_problem(format!(
                 "Extract has more than {} attributes: it has 3 and its namespace",
-                super::cpis::MAX_ATTRIBUTES
+                super::MAX_ATTRIBUTES
             )));
         }
         let header = read_header(&prolog.root)?;
