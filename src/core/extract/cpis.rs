@@ -131,14 +131,16 @@ impl Element {
 }
 
 /// The plan a `pertinentInformation` holds, from its template's name
-/// (`COCT_TP146101GB01.CPPInformation`), and whose NHS number it is recorded under.
-fn plan_of(template: &str) -> (&str, Whose) {
-    match template.rsplit_once('.').map_or(template, |(_, name)| name) {
-        "CPPInformation" => ("CPP", Whose::Child),
-        "LACInformation" => ("LAC", Whose::Child),
+/// (`COCT_TP146101GB01.CPPInformation`), and whose NHS number it is recorded under. Any
+/// other element is no plan: it is passed on in angle brackets, which no plan type has,
+/// so that even `<CPP>` is refused (`PLAN_TYPE`) and shown as it was written.
+fn plan_of(template: &str) -> (String, Whose) {
+    match template.rsplit_once('.').map_or("", |(_, name)| name) {
+        "CPPInformation" => ("CPP".into(), Whose::Child),
+        "LACInformation" => ("LAC".into(), Whose::Child),
         // As in our extracts, an unborn child's plan is recorded under the mother's number.
-        "UCPInformation" => ("UCPP", Whose::Mother),
-        _ => (template, Whose::Child),
+        "UCPInformation" => ("UCPP".into(), Whose::Mother),
+        _ => (format!("<{template}>"), Whose::Child),
     }
 }
 
@@ -610,7 +612,7 @@ fn plans(record: &Element, header: &UploadHeader, out: &mut VecDeque<Fields>) ->
             deleted += 1;
             continue;
         }
-        out.push_back(row(Some(plan_type), whose, start, end));
+        out.push_back(row(Some(&plan_type), whose, start, end));
     }
     if !any {
         out.push_back(row(None, Whose::Child, None, None));
@@ -1032,7 +1034,7 @@ mod tests {
         let (_, rows, _) = read_all(&upload(&[odd, no_plan], 2)).unwrap();
         assert_eq!(
             get(&rows[0], Column::PlanType),
-            Some("COCT_TP146199GB01.CINInformation")
+            Some("<COCT_TP146199GB01.CINInformation>")
         );
         assert_eq!(get(&rows[0], Column::NhsNumber), Some("12345"));
         assert_eq!(get(&rows[0], Column::StartDate), Some("21/11/2026"));
@@ -1040,6 +1042,15 @@ mod tests {
         assert_eq!(get(&rows[1], Column::PlanType), None);
         assert_eq!(get(&rows[1], Column::NhsNumber), Some("9990000018"));
         assert_eq!(rows.len(), 2);
+    }
+
+    #[test]
+    fn only_cp_iss_templates_are_plans_whatever_an_element_is_called() {
+        let bare = cpp("9990000018")
+            .replace("COCT_TP146101GB01.CPPInformation>", "cpp>")
+            .replace("cPPStartDate", "startDate");
+        let (_, rows, _) = read_all(&upload(&[bare], 1)).unwrap();
+        assert_eq!(get(&rows[0], Column::PlanType), Some("<cpp>"));
     }
 
     #[test]
