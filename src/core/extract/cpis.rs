@@ -1090,6 +1090,11 @@ mod tests {
             file_code(&upload(&[], 0).replace(" <id extension=\"42\"/>\n", "")),
             Code::Xml
         );
+        // Digits only: no sign.
+        assert_eq!(
+            file_code(&upload(&[], 0).replace("extension=\"42\"", "extension=\"+42\"")),
+            Code::Xml
+        );
         let doc = upload(&[cpp("9990000018")], 1);
         let cut = &doc[..doc.len() - 40];
         assert_eq!(file_code(cut), Code::Xml);
