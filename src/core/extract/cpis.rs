@@ -723,10 +723,11 @@ fn element_of(start: &BytesStart<'_>, localisation: bool) -> Result<Element, Sou
                 super::shown(&String::from_utf8_lossy(key.as_ref()))
             )));
         }
-        let value = attr.unescape_value().map_err(|err| {
-            xml_problem(format!(
+        let value = attr.unescape_value().map_err(|err| match err {
+            quick_xml::Error::Encoding(_) => encoding_problem(&format!("<{name}>"), err),
+            err => xml_problem(format!(
                 "<{name}>: {err}: only &lt; &gt; &amp; &apos; &quot; and character references may be used"
-            ))
+            )),
         })?;
         if !xml_chars(&value) {
             return Err(xml_problem(format!(
@@ -1112,6 +1113,37 @@ mod tests {
             Prolog::read(dtd.as_bytes()).err(),
             Some(SourceError::File(p)) if p.code == Code::Xml
         ));
+    }
+
+    #[test]
+    fn what_follows_the_root_and_bytes_not_utf8_are_named_for_what_they_are() {
+        let after = upload(&[cpp("9990000018")], 1).replace("</File>\n", "</File>\n<File/>\n");
+        match read_all(&after) {
+            Err(SourceError::File(p)) => {
+                assert_eq!(p.code, Code::Xml);
+                assert!(!p.message.contains("Plan"), "{}", p.message);
+                assert!(
+                    p.message.contains("after the root element"),
+                    "{}",
+                    p.message
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // A Latin-1 byte in an attribute value is the encoding's fault (interface 5).
+        let mut latin1 = upload(&[cpp("9990000018")], 1)
+            .replace("extension=\"C&amp;1\"", "extension=\"C#1\"")
+            .into_bytes();
+        let at = latin1.windows(3).position(|w| w == b"C#1").unwrap();
+        latin1[at + 1] = 0xe9;
+        let result = CpisRows::from_prolog(Prolog::read(&latin1[..]).unwrap()).and_then(|mut s| {
+            while s.next_row()?.is_some() {}
+            Ok(())
+        });
+        assert!(
+            matches!(&result, Err(SourceError::File(p)) if p.code == Code::Encoding),
+            "{result:?}"
+        );
     }
 
     #[test]

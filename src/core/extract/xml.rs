@@ -216,9 +216,20 @@ pub(super) fn read_epilogue<R: BufRead>(
             .map_err(|e| map_error(e, position))?
         {
             Event::Eof => return Ok(()),
+            Event::Start(_) | Event::Empty(_) | Event::End(_) | Event::CData(_) => {
+                return Err(after_root())
+            }
+            Event::Text(t) if !t.iter().all(u8::is_ascii_whitespace) => return Err(after_root()),
+            Event::GeneralRef(_) => return Err(after_root()),
             other => check_misc(&other)?,
         }
     }
+}
+
+fn after_root() -> SourceError {
+    xml_problem(
+        "something stands after the root element: only comments, processing instructions and white space may follow it",
+    )
 }
 
 impl<R: BufRead> XmlRows<R> {
