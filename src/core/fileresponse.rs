@@ -47,18 +47,15 @@ impl RecordResponse {
     /// file's row problems (sorted by row, as a report keeps them).
     pub fn of(problems: &[RowProblem], first: u64, rows: u64) -> RecordResponse {
         let start = problems.partition_point(|p| p.row < first);
-        let errors: Vec<Code> = problems[start..]
+        let mut errors = problems[start..]
             .iter()
             .take_while(|p| p.row < first + rows)
             .filter(|p| p.severity == Severity::Error)
             .map(|p| p.code)
-            .collect();
-        if errors.is_empty() {
+            .peekable();
+        if errors.peek().is_none() {
             RecordResponse::Applied
-        } else if errors
-            .iter()
-            .any(|c| matches!(c, Code::NhsFormat | Code::NhsCheckDigit))
-        {
+        } else if errors.any(|c| matches!(c, Code::NhsFormat | Code::NhsCheckDigit)) {
             RecordResponse::NhsNumber
         } else {
             RecordResponse::Refused

@@ -21,10 +21,11 @@ pub(crate) fn is_upload(report: &FileReport) -> bool {
 
 type Upload = CpisRows<BufReader<File>>;
 
-/// The archived upload, read up to its first record; `None` if it is not kept or cannot
-/// be read that far (its acknowledgement then says only what the report knows).
-fn open(archived: Option<&Path>) -> Option<Upload> {
-    let file = File::open(archived?).ok()?;
+/// The archived upload, read up to its first record; `None` if it is not kept (a file
+/// larger than the gateway takes) or cannot be read that far: its acknowledgement then
+/// says only what the report knows.
+fn open(archived: &Path) -> Option<Upload> {
+    let file = File::open(archived).ok()?;
     let prolog = Prolog::read(BufReader::with_capacity(1 << 16, file)).ok()?;
     CpisRows::from_prolog(prolog).ok()
 }
@@ -38,11 +39,12 @@ fn io_error(e: SourceError) -> io::Error {
     }
 }
 
-/// Writes the `FileResponse` of the upload `report` is of, which LA `la` sent.
+/// Writes the `FileResponse` of the upload `report` is of, which LA `la` sent; `archived`
+/// is where its archived copy is kept, if it is.
 pub(crate) fn write(
     report: &FileReport,
     la: LaCode,
-    archived: Option<&Path>,
+    archived: &Path,
     w: &mut dyn Write,
 ) -> io::Result<()> {
     let mut upload = open(archived);

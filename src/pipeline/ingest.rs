@@ -385,9 +385,8 @@ impl<'a> Gateway<'a> {
         }
         if let Some(la) = upload_sender(report, mailbox) {
             let archived = archive_path(&self.layout.archive(), &report.sha256);
-            let archived = archived.exists().then_some(archived);
             crate::sys::fsutil::write_renamed_with(&out, &ack_xml_name(&report.file), true, |w| {
-                cpis_ack::write(report, la, archived.as_deref(), w)
+                cpis_ack::write(report, la, &archived, w)
             })?;
         }
         Ok(())
@@ -616,9 +615,8 @@ impl<'a> Gateway<'a> {
         // Before the JSON, whose presence says the acknowledgement is written.
         if let Some(la) = upload_sender(report, mailbox) {
             let archived = archive_path(&self.layout.archive(), &report.sha256);
-            let archived = archived.exists().then_some(archived);
             self.write_out_with(&out, &ack_xml_name(&report.file), |w| {
-                cpis_ack::write(report, la, archived.as_deref(), w)
+                cpis_ack::write(report, la, &archived, w)
             })?;
         }
         let mut json = serde_json::to_vec_pretty(report)?;
