@@ -343,6 +343,11 @@ fn place_faults(spec: &ExtractSpec, gen: &Generator<'_>) -> Result<Vec<(u64, Fau
                 let suits = match fault {
                     Fault::EddNotUcpp => plan != PlanType::Ucpp,
                     Fault::EddPassed => plan == PlanType::Ucpp,
+                    // An unborn child's plan in an upload has no end date of its own (its
+                    // end is the expected delivery date).
+                    Fault::DateOrder => {
+                        plan != PlanType::Ucpp || spec.format != ExtractFormat::Upload
+                    }
                     _ => true,
                 };
                 if !suits || taken.contains(&row) {
@@ -982,5 +987,23 @@ mod tests {
             2
         );
         assert_eq!(m.file, "CPIS_EXTRACT_919_20261121T020000.csv");
+    }
+
+    #[test]
+    fn an_upload_puts_a_date_order_fault_only_where_an_end_date_is_written() {
+        // An unborn child's plan in an upload has no end date to put before its start.
+        let s = spec(400, ExtractFormat::Upload, vec![(Fault::DateOrder, 150)]);
+        let gen = Generator::new(&s);
+        let placed = place_faults(&s, &gen).unwrap();
+        assert_eq!(placed.len(), 150);
+        assert!(placed
+            .iter()
+            .all(|&(row, _, _)| gen.key(row - 1).1 != PlanType::Ucpp));
+        let csv = spec(400, ExtractFormat::Csv, vec![(Fault::DateOrder, 150)]);
+        let gen = Generator::new(&csv);
+        assert!(place_faults(&csv, &gen)
+            .unwrap()
+            .iter()
+            .any(|&(row, _, _)| gen.key(row - 1).1 == PlanType::Ucpp));
     }
 }
