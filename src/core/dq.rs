@@ -401,7 +401,7 @@ fn la_actions(la: LaCode, f: &LaFigures, age: Option<i64>, s: &Snapshot) -> Vec<
                 latest.name,
                 codes_text(&latest.codes)
             ),
-            "tell the LA's data officer: the acknowledgement lists every problem",
+            "tell the LA's data officer: the acknowledgement lists its problems",
             codes_text(&latest.codes),
         );
     }
@@ -536,7 +536,9 @@ pub fn build(s: Snapshot) -> National {
                 h.file,
                 codes_text(&h.codes)
             ),
-            todo: "tell the health organisation: the acknowledgement in its outbox lists every problem".into(),
+            todo:
+                "tell the health organisation: the acknowledgement in its outbox lists its problems"
+                    .into(),
             members: vec![],
         });
     }
@@ -664,7 +666,7 @@ mod tests {
             lines,
             [
                 "LA 202 Camden: CPIS_EXTRACT_202_20261120T020000.csv is quarantined: the extract would close 4 of the LA's 5 open records: decide it: cpis-gateway quarantine show Q4, then release or reject it",
-                "LA 202 Camden: its latest file CPIS_EXTRACT_202_20261121T020000.csv was rejected (ERROR_RATE, NHS_CHECK_DIGIT ×12): tell the LA's data officer: the acknowledgement lists every problem",
+                "LA 202 Camden: its latest file CPIS_EXTRACT_202_20261121T020000.csv was rejected (ERROR_RATE, NHS_CHECK_DIGIT ×12): tell the LA's data officer: the acknowledgement lists its problems",
                 "LA 330 Birmingham: has never sent an extract that could be applied: chase the LA: its export may not be set up, or every file was rejected",
                 "LA 202 Camden: no extract for 71 hours (last extracted 2026-11-19 01:00; 36 allowed): chase the LA's data officer",
                 "LA 919 Hertfordshire: 1 unborn-child plan(s) still open past the expected delivery date: the LA should end each or give the born child a plan of its own (listed in its CPIS_DQ file)",

@@ -4,9 +4,8 @@
 //! fixes; the caller streams the records between them (reading the archived upload again),
 //! so no piece holds more than one record.
 
-use super::codes::{Code, Severity};
 use super::extract::cpis::{LOCALISATION, NAMESPACE};
-use super::validate::RowProblem;
+use super::report::RefusedRows;
 use chrono::{DateTime, Utc};
 use quick_xml::escape::escape;
 use std::fmt::Write;
@@ -43,22 +42,15 @@ impl RecordResponse {
         }
     }
 
-    /// The response for a record whose rows are `rows` rows from `first`, from the
-    /// file's row problems (sorted by row, as a report keeps them).
-    pub fn of(problems: &[RowProblem], first: u64, rows: u64) -> RecordResponse {
-        let start = problems.partition_point(|p| p.row < first);
-        let mut errors = problems[start..]
-            .iter()
-            .take_while(|p| p.row < first + rows)
-            .filter(|p| p.severity == Severity::Error)
-            .map(|p| p.code)
-            .peekable();
-        if errors.peek().is_none() {
-            RecordResponse::Applied
-        } else if errors.any(|c| matches!(c, Code::NhsFormat | Code::NhsCheckDigit)) {
-            RecordResponse::NhsNumber
-        } else {
-            RecordResponse::Refused
+    /// The response for a record whose rows are `rows` rows from `first`, from what was
+    /// decided of each row.
+    pub fn of(refused: &RefusedRows, first: u64, rows: u64) -> RecordResponse {
+        let mut refused_rows = (first..first + rows).filter(|&r| refused.is_refused(r));
+        match refused_rows.next() {
+            None => RecordResponse::Applied,
+            Some(r) if refused.for_nhs_number(r) => RecordResponse::NhsNumber,
+            Some(_) if refused_rows.any(|r| refused.for_nhs_number(r)) => RecordResponse::NhsNumber,
+            Some(_) => RecordResponse::Refused,
         }
     }
 }
@@ -209,6 +201,8 @@ pub fn tail(out: &mut String, successful: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::codes::Code;
+    use crate::core::validate::RowProblem;
 
     fn problem(row: u64, code: Code) -> RowProblem {
         RowProblem {
@@ -224,13 +218,15 @@ mod tests {
 
     #[test]
     fn a_record_is_refused_for_any_error_of_its_rows_and_for_its_number_first() {
-        let problems = [
-            problem(2, Code::DateFormat),
-            problem(3, Code::EddPassed),
-            problem(4, Code::PlanType),
-            problem(5, Code::NhsCheckDigit),
-        ];
-        let of = |first, rows| RecordResponse::of(&problems, first, rows);
+        let mut refused = RefusedRows::default();
+        refused.mark(2, &[problem(2, Code::DateFormat)]);
+        refused.mark(4, &[problem(4, Code::PlanType)]);
+        refused.mark(
+            5,
+            &[problem(5, Code::EddPassed), problem(5, Code::NhsCheckDigit)],
+        );
+        // Row 3 had only a warning: it was not refused, so it is not marked.
+        let of = |first, rows| RecordResponse::of(&refused, first, rows);
         assert_eq!(of(1, 1), RecordResponse::Applied);
         assert_eq!(of(2, 1), RecordResponse::Refused);
         // A warning alone applies the row.

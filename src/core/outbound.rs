@@ -1,6 +1,7 @@
 //! Outbound file content: acknowledgement CSVs and the escaping every outbound CSV gets.
 
-use super::report::FileReport;
+use super::codes::Severity;
+use super::report::{FileReport, Unlisted, MAX_LISTED_PROBLEMS};
 use std::borrow::Cow;
 
 /// Escapes a cell against spreadsheet formula injection (SPEC 4.3): a cell starting with
@@ -108,11 +109,7 @@ fn write_problems(w: &mut csv::Writer<Vec<u8>>, report: &FileReport, lead: Optio
     for p in &report.row_errors {
         let row = p.row.to_string();
         let line = p.line.map(|l| l.to_string()).unwrap_or_default();
-        let severity = if p.severity == super::codes::Severity::Warning {
-            "warning"
-        } else {
-            "error"
-        };
+        let severity = severity_name(p.severity);
         let sent = p.sent.as_deref();
         let get = |f: fn(&super::validate::Sent) -> &str| sent.map_or("", f);
         record([
@@ -128,6 +125,38 @@ fn write_problems(w: &mut csv::Writer<Vec<u8>>, report: &FileReport, lead: Optio
             &p.message,
         ]);
     }
+    for u in &report.row_errors_unlisted {
+        record([
+            "",
+            "",
+            "",
+            u.code.as_str(),
+            severity_name(u.severity),
+            "",
+            "",
+            "",
+            "",
+            &unlisted_message(u),
+        ]);
+    }
+}
+
+fn severity_name(severity: Severity) -> &'static str {
+    if severity == Severity::Warning {
+        "warning"
+    } else {
+        "error"
+    }
+}
+
+/// What an acknowledgement says of problems it does not list.
+pub fn unlisted_message(u: &Unlisted) -> String {
+    format!(
+        "{} more {} {} not listed: an acknowledgement lists only the first {MAX_LISTED_PROBLEMS} row errors and warnings",
+        u.count,
+        u.code,
+        if u.count == 1 { severity_name(u.severity).to_owned() } else { format!("{}s", severity_name(u.severity)) }
+    )
 }
 
 /// A report's problems as the acknowledgement CSV (`CPIS_ACK_<stem>.csv`).

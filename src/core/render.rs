@@ -2,6 +2,7 @@
 //! and text from outside made safe for a terminal (`printable`).
 
 use super::codes::{Code, Severity};
+use super::outbound::unlisted_message;
 use super::report::FileReport;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -95,13 +96,24 @@ pub fn file_report_text(report: &FileReport) -> String {
             .or_default()
             .push(i);
     }
+    for u in &report.row_errors_unlisted {
+        by_code
+            .entry((u.severity == Severity::Warning, u.code))
+            .or_default();
+    }
     for ((warning, code), indexes) in &by_code {
         // Rows, not problems: one row can have the same code in two columns.
         let rows: std::collections::BTreeSet<u64> =
             indexes.iter().map(|&i| report.row_errors[i].row).collect();
+        let unlisted = report
+            .row_errors_unlisted
+            .iter()
+            .find(|u| u.code == *code && (u.severity == Severity::Warning) == *warning)
+            .map(|u| format!(", and {}", unlisted_message(u)))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "  {} {code}: {} row{} - {}",
+            "  {} {code}: {} row{}{unlisted} - {}",
             if *warning { "warning" } else { "error" },
             rows.len(),
             if rows.len() == 1 { "" } else { "s" },

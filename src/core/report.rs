@@ -143,6 +143,54 @@ pub struct UploadCounts {
     pub deleted_plans: u64,
 }
 
+/// Row errors and warnings listed in full at most, in row order: those beyond are only
+/// counted by code (`row_errors_unlisted`), so that a file of bad rows costs the gateway
+/// (and its acknowledgement) no more than this many.
+pub const MAX_LISTED_PROBLEMS: usize = 10_000;
+
+/// Row problems of one code and severity beyond the first [`MAX_LISTED_PROBLEMS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Unlisted {
+    pub code: Code,
+    pub severity: Severity,
+    pub count: u64,
+}
+
+/// Which rows were refused, and which of those for their NHS number (`NHS_FORMAT`,
+/// `NHS_CHECK_DIGIT`): a bit a row, so that what is decided of every row is known however
+/// many of its problems are listed.
+#[derive(Debug, Clone, Default)]
+pub struct RefusedRows {
+    refused: bit_set::BitSet,
+    nhs_number: bit_set::BitSet,
+}
+
+impl RefusedRows {
+    /// Marks `row` refused, with `problems` its own (for its NHS number if one says so).
+    pub fn mark(&mut self, row: u64, problems: &[RowProblem]) {
+        self.refused.insert(row as usize);
+        if problems.iter().any(|p| {
+            p.severity == Severity::Error && matches!(p.code, Code::NhsFormat | Code::NhsCheckDigit)
+        }) {
+            self.nhs_number.insert(row as usize);
+        }
+    }
+
+    /// Marks `row` refused for a reason other than its NHS number.
+    pub fn mark_refused(&mut self, row: u64) {
+        self.refused.insert(row as usize);
+    }
+
+    pub fn is_refused(&self, row: u64) -> bool {
+        self.refused.contains(row as usize)
+    }
+
+    /// Whether `row` was refused for its NHS number.
+    pub fn for_nhs_number(&self, row: u64) -> bool {
+        self.nhs_number.contains(row as usize)
+    }
+}
+
 /// Whether the file is an LA extract or a health organisation's attendance file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -196,6 +244,9 @@ pub struct FileReport {
     pub upload: Option<UploadCounts>,
     pub file_errors: Vec<FileProblem>,
     pub row_errors: Vec<RowProblem>,
+    /// Row problems beyond the first [`MAX_LISTED_PROBLEMS`], counted by code.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub row_errors_unlisted: Vec<Unlisted>,
     pub quarantine_id: Option<String>,
     /// Why the file waits for an operator (with `quarantine_id`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -211,6 +262,9 @@ pub struct FileReport {
     /// however far it could be read.
     #[serde(skip)]
     pub root_is_upload: bool,
+    /// Every refused row, listed or not (extracts only).
+    #[serde(skip)]
+    pub refused_rows: RefusedRows,
 }
 
 impl FileReport {
@@ -242,11 +296,13 @@ impl FileReport {
             upload: None,
             file_errors: Vec::new(),
             row_errors: Vec::new(),
+            row_errors_unlisted: Vec::new(),
             quarantine_id: None,
             quarantine_reason: None,
             duplicate_of: None,
             refused_outside: false,
             root_is_upload: false,
+            refused_rows: RefusedRows::default(),
         }
     }
 
@@ -254,6 +310,50 @@ impl FileReport {
     pub fn conclude(&mut self) {
         self.outcome = decide(&self.file_errors, self.rows, self.invalid_rows);
         self.response_code = self.outcome.response_code(&self.file_errors);
+    }
+
+    /// Takes a row's problems: listed while fewer than [`MAX_LISTED_PROBLEMS`] are, counted
+    /// by code after.
+    pub fn add_row_problems(&mut self, problems: impl IntoIterator<Item = RowProblem>) {
+        for p in problems {
+            if self.row_errors.len() < MAX_LISTED_PROBLEMS {
+                self.row_errors.push(p);
+            } else {
+                self.count_unlisted(p.code, p.severity, 1);
+            }
+        }
+    }
+
+    /// Counts `n` problems of `code` as not listed.
+    pub fn count_unlisted(&mut self, code: Code, severity: Severity, n: u64) {
+        match self
+            .row_errors_unlisted
+            .iter_mut()
+            .find(|u| u.code == code && u.severity == severity)
+        {
+            Some(u) => u.count += n,
+            None => self.row_errors_unlisted.push(Unlisted {
+                code,
+                severity,
+                count: n,
+            }),
+        }
+    }
+
+    /// Row warnings, listed or not.
+    pub fn count_warnings(&self) -> u64 {
+        let listed = self
+            .row_errors
+            .iter()
+            .filter(|p| p.severity == Severity::Warning)
+            .count() as u64;
+        let unlisted: u64 = self
+            .row_errors_unlisted
+            .iter()
+            .filter(|u| u.severity == Severity::Warning)
+            .map(|u| u.count)
+            .sum();
+        listed + unlisted
     }
 
     /// Row errors only (not warnings).

@@ -15,7 +15,9 @@ use crate::core::extract::xml::{Prolog, XmlRows};
 use crate::core::extract::{Dialect, FileProblem, RawRow, RowBatch, RowSource, SourceError};
 use crate::core::filename::{parse_inbound_name, ExtractFormat, InboundKind, InboundName};
 use crate::core::ids::MailboxId;
-use crate::core::report::{error_rate_problem, FileKind, FileReport, UploadCounts};
+use crate::core::report::{
+    error_rate_problem, FileKind, FileReport, UploadCounts, MAX_LISTED_PROBLEMS,
+};
 use crate::core::validate::{ExtractRules, PlanRow, RowKey, RowProblem, Verdict};
 use crate::pipeline::dupes::{DuplicateFinder, MAX_ROWS};
 use crate::sys::clock::Clock;
@@ -224,11 +226,7 @@ pub fn check_opened(
             report.file_errors.push(p);
         }
     }
-    report.warnings = report
-        .row_errors
-        .iter()
-        .filter(|p| p.severity == Severity::Warning)
-        .count() as u64;
+    report.warnings = report.count_warnings();
     report.conclude();
     report.processed_at = clock.now();
     Ok(CheckedExtract {
@@ -378,6 +376,7 @@ fn validate_rows(
     dupes: &mut DuplicateFinder,
 ) -> Result<(), SourceError> {
     let rules = ExtractRules::new(la, name.at, source.dialect());
+    let mut problems = Vec::new();
     let mut check = |raw: RawRow<'_>| {
         if raw.number > MAX_ROWS {
             return Err(FileProblem::new(
@@ -387,7 +386,12 @@ fn validate_rows(
             .into());
         }
         report.rows += 1;
-        match rules.check(&raw, &mut report.row_errors) {
+        let verdict = rules.check(&raw, &mut problems);
+        if let Verdict::Rejected { .. } = verdict {
+            report.refused_rows.mark(raw.number, &problems);
+        }
+        report.add_row_problems(problems.drain(..));
+        match verdict {
             Verdict::Valid(row) => {
                 report.valid_rows += 1;
                 dupes.push(row.key().packed(), row.row)?;
@@ -581,8 +585,9 @@ fn read_ahead<B: Batch>(
     })
 }
 
-/// Rejects every row of a repeated key (SPEC 2.4: both rows are rejected).
-/// `column` is the NHS number's name in the file's format.
+/// Rejects every row of a repeated key (SPEC 2.4: both rows are rejected), listing the
+/// `DUPLICATE`s among the first problems in row order and counting the rest.
+/// `dupes` is sorted by row; `column` is the NHS number's name in the file's format.
 fn mark_duplicates(
     dupes: Vec<(u64, u64)>,
     report: &mut FileReport,
@@ -596,27 +601,21 @@ fn mark_duplicates(
     for &(key, row) in &dupes {
         rows_of.entry(key).or_default().push(row);
     }
-    // Row errors are in row order until now, so a binary search finds a row's errors.
-    let had_error = |errors: &[RowProblem], row: u64| {
-        let start = errors.partition_point(|p| p.row < row);
-        errors[start..]
-            .iter()
-            .take_while(|p| p.row == row)
-            .any(|p| p.severity == Severity::Error)
-    };
-    let mut newly_invalid = std::collections::HashSet::new();
-    let mut added = Vec::with_capacity(dupes.len());
-    for &(key, row) in &dupes {
-        if !had_error(&report.row_errors, row) {
-            newly_invalid.insert(row);
+    let mut newly_invalid = 0;
+    for &(_, row) in &dupes {
+        if !report.refused_rows.is_refused(row) {
+            newly_invalid += 1;
+            report.refused_rows.mark_refused(row);
         }
+    }
+    let duplicate = |key: u64, row: u64| {
         let others: Vec<String> = rows_of[&key]
             .iter()
             .filter(|&&r| r != row)
             .take(5)
             .map(u64::to_string)
             .collect();
-        added.push(RowProblem {
+        RowProblem {
             row,
             line: None,
             column,
@@ -627,20 +626,43 @@ fn mark_duplicates(
                 others.join(", ")
             ),
             sent: None,
-            });
+        }
+    };
+    // Both lists are in row order (a row's own problems before its `DUPLICATE`): merged,
+    // the first `MAX_LISTED_PROBLEMS` are listed and the rest counted.
+    let listed = std::mem::take(&mut report.row_errors);
+    let mut merged = Vec::with_capacity(
+        listed.len().min(MAX_LISTED_PROBLEMS) + dupes.len().min(MAX_LISTED_PROBLEMS),
+    );
+    let mut listed = listed.into_iter().peekable();
+    let mut dupes = dupes.into_iter().peekable();
+    loop {
+        let next = match (listed.peek(), dupes.peek()) {
+            (Some(p), Some(&(_, row))) if row < p.row => dupes.next().map(Err),
+            (Some(_), _) => listed.next().map(Ok),
+            (None, _) => dupes.next().map(Err),
+        };
+        let Some(next) = next else { break };
+        match next {
+            Ok(p) if merged.len() < MAX_LISTED_PROBLEMS => merged.push(p),
+            Ok(p) => report.count_unlisted(p.code, p.severity, 1),
+            Err((key, row)) if merged.len() < MAX_LISTED_PROBLEMS => {
+                merged.push(duplicate(key, row))
+            }
+            Err(_) => report.count_unlisted(Code::Duplicate, Severity::Error, 1),
+        }
     }
-    report.valid_rows -= newly_invalid.len() as u64;
-    report.invalid_rows += newly_invalid.len() as u64;
-    let rejected_keys = &mut kept.rejected_keys;
+    report.row_errors = merged;
+    report.valid_rows -= newly_invalid;
+    report.invalid_rows += newly_invalid;
+    let (refused, rejected_keys) = (&report.refused_rows, &mut kept.rejected_keys);
     kept.valid.retain(|r| {
-        let dup = newly_invalid.contains(&r.row);
+        let dup = refused.is_refused(r.row);
         if dup {
             rejected_keys.push(r.key());
         }
         !dup
     });
-    report.row_errors.extend(added);
-    report.row_errors.sort_by_key(|p| p.row);
 }
 
 /// The result of checking an attendance file.
@@ -727,9 +749,11 @@ pub fn check_attendance(
             received_at,
             max_age_days: config.attendance_max_age_days,
         };
-        let problems = &mut report.row_errors;
+        let mut problems = Vec::new();
         let read = read_attendance(&mut reader, |row, fields| {
-            if let Some(a) = rules.check(row, fields, problems)? {
+            let checked = rules.check(row, fields, &mut problems);
+            report.add_row_problems(problems.drain(..));
+            if let Some(a) = checked? {
                 valid_rows += 1;
                 match interesting {
                     Some(wanted) if !wanted(a.nhs) => {

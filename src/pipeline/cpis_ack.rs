@@ -131,7 +131,7 @@ fn each_record(
     let (mut position, mut first_row) = (0, 1);
     while let Some(record) = upload.next_record().map_err(io_error)? {
         position += 1;
-        let response = RecordResponse::of(&report.row_errors, first_row, record.rows);
+        let response = RecordResponse::of(&report.refused_rows, first_row, record.rows);
         first_row += record.rows;
         each(position, &record, response)?;
     }

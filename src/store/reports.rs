@@ -78,9 +78,15 @@ const CODES: &str = "SELECT code, n FROM (
       SELECT json_extract(e.value, '$.code') AS code, 1000000000 AS n, 0 AS k
         FROM files f, json_each(f.report, '$.file_errors') e WHERE f.id = ?1
       UNION ALL
-      SELECT json_extract(e.value, '$.code'), count(*), 1
-        FROM files f, json_each(f.report, '$.row_errors') e
-        WHERE f.id = ?1 AND json_extract(e.value, '$.severity') = 'error' GROUP BY 1) AS c
+      SELECT code, sum(n), 1 FROM (
+        SELECT json_extract(e.value, '$.code') AS code, 1 AS n
+          FROM files f, json_each(f.report, '$.row_errors') e
+          WHERE f.id = ?1 AND json_extract(e.value, '$.severity') = 'error'
+        UNION ALL
+        SELECT json_extract(e.value, '$.code'), CAST(json_extract(e.value, '$.count') AS INTEGER)
+          FROM files f, json_each(f.report, '$.row_errors_unlisted') e
+          WHERE f.id = ?1 AND json_extract(e.value, '$.severity') = 'error') AS r
+      GROUP BY 1) AS c
     ORDER BY k, n DESC, code LIMIT 4";
 
 /// The LA a registered file (`f`) counts for: the LA whose mailbox it arrived in, whatever
@@ -268,10 +274,16 @@ impl Store {
         each_figure(
             conn,
             &mut out,
-            "SELECT CAST(f.sender AS INTEGER), json_extract(e.value, '$.code'), count(*)
-             FROM files f, json_each(f.report, '$.row_errors') e
-             WHERE f.kind = 'extract' AND f.outcome != 'duplicate' AND f.processed_at > ?1 AND f.processed_at <= ?2
-               AND json_extract(e.value, '$.severity') = 'error'
+            "SELECT la, code, sum(n) FROM (
+               SELECT CAST(f.sender AS INTEGER) AS la, json_extract(e.value, '$.code') AS code, 1 AS n
+               FROM files f, json_each(f.report, '$.row_errors') e
+               WHERE f.kind = 'extract' AND f.outcome != 'duplicate' AND f.processed_at > ?1 AND f.processed_at <= ?2
+                 AND json_extract(e.value, '$.severity') = 'error'
+               UNION ALL
+               SELECT CAST(f.sender AS INTEGER), json_extract(e.value, '$.code'), CAST(json_extract(e.value, '$.count') AS INTEGER)
+               FROM files f, json_each(f.report, '$.row_errors_unlisted') e
+               WHERE f.kind = 'extract' AND f.outcome != 'duplicate' AND f.processed_at > ?1 AND f.processed_at <= ?2
+                 AND json_extract(e.value, '$.severity') = 'error') AS r
              GROUP BY 1, 2",
             window,
             |f, r| {

@@ -414,7 +414,7 @@ fn eight_days_of_four_las_needs_action_pages_links_and_honest_dates() {
         needs_action(&day8),
         [
             "LA 919 Hertfordshire: CPIS_EXTRACT_919_20261115T020000.csv is quarantined: the extract would close 4 of the LA's 7 open records by absence (57.1%, more than the 20% allowed) — decide it: cpis-gateway quarantine show Q1, then release or reject it".to_owned(),
-            "LA 202 Camden: its latest file CPIS_EXTRACT_202_20261117T020000.csv was rejected (ERROR_RATE, DATE_FORMAT ×3) — tell the LA's data officer: the acknowledgement lists every problem".to_owned(),
+            "LA 202 Camden: its latest file CPIS_EXTRACT_202_20261117T020000.csv was rejected (ERROR_RATE, DATE_FORMAT ×3) — tell the LA's data officer: the acknowledgement lists its problems".to_owned(),
             "LA 202 Camden: has never sent an extract that could be applied — chase the LA: its export may not be set up, or every file was rejected".to_owned(),
             "LA 330 Birmingham: no extract for 142 hours (last extracted 2026-11-12 02:00; 36 allowed) — chase the LA's data officer".to_owned(),
             "LA 919 Hertfordshire: 1 unborn-child plan(s) still open past the expected delivery date — the LA should end each or give the born child a plan of its own (listed in its CPIS_DQ file)".to_owned(),
@@ -796,4 +796,45 @@ fn refused_files_are_counted_and_a_day_that_fails_stops_no_other() {
         .unwrap();
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["failed_reports"], serde_json::json!([]));
+}
+
+#[test]
+fn row_errors_beyond_those_listed_are_counted_in_the_report() {
+    let dir = temp();
+    config(dir.path());
+    ingest(
+        dir.path(),
+        "2026-11-20T03:00:00Z",
+        "LA919",
+        "CPIS_EXTRACT_919_20261120T020000.csv",
+        &format!("{HEADER}\n{}", row(1, "CPP", "2026-01-01", "", "919", "")),
+    );
+    // Rows 1 and 2 repeat a key; 10,005 rows have a bad NHS number: 10,000 problems are
+    // listed in the acknowledgement, the rest only counted.
+    let mut text = format!("{HEADER}\n");
+    text.push_str(&row(1, "CPP", "2026-01-01", "", "919", "").repeat(2));
+    for i in 0..10_005 {
+        text.push_str(&format!(
+            "12345,CPP,2026-01-01,,919,01632 960001,01632 960002,R{i},\n"
+        ));
+    }
+    ingest(
+        dir.path(),
+        "2026-11-21T03:00:00Z",
+        "LA919",
+        "CPIS_EXTRACT_919_20261121T020000.csv",
+        &text,
+    );
+    report(dir.path(), "2026-11-22T02:00:00Z", "2026-11-21");
+    let page = fs::read_to_string(dir.path().join("var/reports/2026-11-21/la/919.html")).unwrap();
+    assert!(
+        page.contains("ERROR_RATE, NHS_FORMAT ×10005, DUPLICATE ×2"),
+        "{page}"
+    );
+    let national =
+        fs::read_to_string(dir.path().join("var/reports/2026-11-21/index.html")).unwrap();
+    assert!(
+        national.contains("<th scope=\"col\">NHS_FORMAT</th><th scope=\"col\">DUPLICATE</th><th scope=\"col\">other</th><th scope=\"col\">Rows rejected</th></tr></thead><tbody><tr><td class=\"name\"><a href=\"la/919.html\">919 Hertfordshire</a></td><td>10005</td><td>2</td><td>0</td><td>10007</td>"),
+        "{national}"
+    );
 }

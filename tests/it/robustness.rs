@@ -1035,3 +1035,48 @@ fn with_memory_limit(dir: &std::path::Path, kib: u64, args: &str) -> std::proces
     );
     out
 }
+
+#[test]
+fn a_file_of_bad_rows_lists_its_first_problems_and_counts_the_rest_in_flat_memory() {
+    // 150,000 rows with many problems each: every problem listed, with the row as sent,
+    // took gigabytes; the first 10,000 are listed and the rest counted by code.
+    let dir = temp();
+    let path = dir.path().join("CPIS_EXTRACT_919_20261121T020000.csv");
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(fs::File::create(&path).unwrap());
+        writeln!(f, "nhs_number,plan_type,start_date,end_date,la_code,la_name,edt_phone,office_phone,local_ref,expected_delivery_date").unwrap();
+        let local_ref = "r".repeat(65);
+        for _ in 0..150_000 {
+            writeln!(
+                f,
+                "12345,XX,2026-13-01,2026-13-02,123,Somewhere,0,0,{local_ref},2026-13-03"
+            )
+            .unwrap();
+        }
+    }
+    let out = with_memory_limit(
+        dir.path(),
+        400_000,
+        &format!("validate --format json {}", path.display()),
+    );
+    let reports: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = &reports[0];
+    assert_schema("file-report.schema.json", report);
+    assert_eq!(report["invalid_rows"], 150_000);
+    let listed = report["row_errors"].as_array().unwrap();
+    assert_eq!(listed.len(), 10_000);
+    let per_row = listed.iter().filter(|p| p["row"] == 1).count() as u64;
+    assert!(per_row >= 5, "{per_row} problems in row 1");
+    // The first rows' problems, in row order.
+    let rows: Vec<u64> = listed.iter().map(|p| p["row"].as_u64().unwrap()).collect();
+    assert!(rows.windows(2).all(|w| w[0] <= w[1]));
+    assert_eq!(rows[9_999], 10_000_u64.div_ceil(per_row));
+    let unlisted: u64 = report["row_errors_unlisted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(10_000 + unlisted, 150_000 * per_row);
+}

@@ -616,3 +616,83 @@ fn a_hostile_upload_is_refused_by_code_and_answered_with_well_formed_xml() {
         .join("var/mailboxes/LA908/out/CPIS_ACK_CPIS_EXTRACT_908_20261121T023000.xml");
     assert!(response.exists(), "no FileResponse");
 }
+
+#[test]
+fn every_record_is_answered_for_even_when_its_problems_are_not_listed() {
+    // About 11,000 refused records of 24,000: the JSON acknowledgement lists 10,000
+    // problems, CP-IS's answers each record and returns every refused one.
+    let dir = root();
+    let manifest = gen_extract(
+        dir.path(),
+        &[
+            "--la",
+            "908",
+            "--rows",
+            "24000",
+            "--format",
+            "cpis",
+            "--at",
+            "20261121T020000",
+            "--fault",
+            "check-digit:10010",
+            "--fault",
+            "date-order:990",
+        ],
+    );
+    let expected = manifest_expected(&manifest);
+    let mut refused: Vec<u64> = expected.iter().map(|(row, _)| *row).collect();
+    refused.dedup();
+    let for_number = expected
+        .iter()
+        .filter(|(_, code)| code == "NHS_CHECK_DIGIT")
+        .count();
+    assert!(refused.len() > 10_000 && refused.len() < 12_000);
+    let name = manifest["file"].as_str().unwrap();
+    let bytes = fs::read_to_string(dir.path().join(name)).unwrap();
+    let response = file_response(dir.path(), name, &bytes);
+    let ack: Value = serde_json::from_str(
+        &fs::read_to_string(
+            dir.path()
+                .join("var/mailboxes/LA908/out/CPIS_ACK_CPIS_UPLOAD_908_20261121T020000.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(ack["outcome"], "partial");
+    assert_eq!(ack["invalid_rows"], refused.len());
+    assert_eq!(ack["row_errors"].as_array().unwrap().len(), 10_000);
+    assert!(ack["row_errors_unlisted"].is_array());
+    let details = details(&response);
+    assert_eq!(details.len(), 24_000);
+    let with = |code: &str| details.iter().filter(|(c, _)| c == code).count();
+    assert_eq!(
+        (with("CPR04"), with("CPR07"), with("CPR06")),
+        (
+            for_number,
+            refused.len() - for_number,
+            24_000 - refused.len()
+        )
+    );
+    // Each refused record is where the manifest put its fault.
+    let answered: Vec<u64> = details
+        .iter()
+        .filter(|(c, _)| c != "CPR06")
+        .map(|(_, l)| {
+            l["record ".len()..]
+                .split(':')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(answered, refused);
+    assert_eq!(
+        count(&response, "failedReturnedCP-ISRecords"),
+        refused.len().to_string()
+    );
+    assert_eq!(
+        count(&response, "successfulReturnedCP-ISRecords"),
+        (24_000 - refused.len()).to_string()
+    );
+}

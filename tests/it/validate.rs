@@ -423,3 +423,40 @@ fn attendance_files_validate_too() {
     assert_eq!(code, 1);
     assert_eq!(file_codes(&reports[0]), ["NOT_AUTHORISED"]);
 }
+
+#[test]
+fn duplicates_beyond_the_listed_problems_are_counted_and_the_first_are_listed_in_row_order() {
+    let dir = temp();
+    let path = dir.path().join("CPIS_EXTRACT_919_20261121T020000.csv");
+    let row = |nhs: &str| {
+        format!("{nhs},CPP,2026-01-02,,919,Hertfordshire,01632 960001,01632 960002,,\n")
+    };
+    let mut text = String::from("nhs_number,plan_type,start_date,end_date,la_code,la_name,edt_phone,office_phone,local_ref,expected_delivery_date\n");
+    // Rows 1 and 2 repeat a key; rows 3-10,007 have a bad NHS number (one problem each);
+    // rows 10,008 and 10,009 repeat another key.
+    let (early, late) = (test_nhs(999_700_000, 1), test_nhs(999_700_000, 2));
+    text.push_str(&row(&early).repeat(2));
+    text.push_str(&row("12345").repeat(10_005));
+    text.push_str(&row(&late).repeat(2));
+    fs::write(&path, text).unwrap();
+    let (code, reports) = validate_json(dir.path(), &[], &[&path]);
+    assert_eq!(code, 1);
+    let report = &reports[0];
+    assert_schema("file-report.schema.json", report);
+    assert_eq!(report["rows"], 10_009);
+    assert_eq!(report["invalid_rows"], 10_009);
+    assert_eq!(report["valid_rows"], 0);
+    let codes = row_codes(report);
+    assert_eq!(codes.len(), 10_000);
+    assert_eq!(codes[0], (1, "DUPLICATE".to_owned()));
+    assert_eq!(codes[1], (2, "DUPLICATE".to_owned()));
+    assert_eq!(codes[2], (3, "NHS_FORMAT".to_owned()));
+    assert_eq!(codes[9_999], (10_000, "NHS_FORMAT".to_owned()));
+    assert_eq!(
+        report["row_errors_unlisted"],
+        serde_json::json!([
+            {"code": "NHS_FORMAT", "severity": "error", "count": 7},
+            {"code": "DUPLICATE", "severity": "error", "count": 2}
+        ])
+    );
+}
