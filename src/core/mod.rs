@@ -3,6 +3,7 @@
 //! Nothing here touches the filesystem, a database, the network or the clock: readers take
 //! any `std::io::Read`, and times come in as arguments.
 
+pub mod access_notification;
 pub mod attendance;
 pub mod codes;
 pub mod control;
