@@ -21,6 +21,8 @@ struct RawConfig {
     #[serde(default)]
     health_org: Vec<RawHealthOrg>,
     #[serde(default)]
+    la: Vec<RawLa>,
+    #[serde(default)]
     sftp: Vec<RawSftp>,
     mesh: Option<RawMesh>,
     #[serde(default)]
@@ -81,6 +83,7 @@ struct RawGateway {
     overdue_hours: u32,
     attendance_max_age_days: u32,
     local_authorities: Option<Vec<String>>,
+    asid: Option<String>,
 }
 
 impl Default for RawGateway {
@@ -97,8 +100,29 @@ impl Default for RawGateway {
             overdue_hours: 36,
             attendance_max_age_days: 7,
             local_authorities: None,
+            asid: None,
         }
     }
+}
+
+/// `[[la]]`: what one LA wants that differs from the defaults.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLa {
+    code: String,
+    #[serde(default)]
+    notify_format: NotifyFormat,
+}
+
+/// How an LA's attendance notifications are written (interface 11.2).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyFormat {
+    /// `CPIS_NOTIFY_<la>_<stamp>.csv`.
+    #[default]
+    Csv,
+    /// CP-IS's own `CP-ISAccessToServiceNotification`, `CPIS_NOTIFY_<la>_<stamp>.xml`.
+    Cpis,
 }
 
 #[derive(Debug, Deserialize)]
@@ -244,6 +268,11 @@ pub struct Config {
     /// How far back (days before the file, or before now for `query`) an attendance may be.
     pub attendance_max_age_days: u32,
     pub local_authorities: Vec<LaCode>,
+    /// `[[la]] notify_format = "cpis"`: the LAs told of attendances in CP-IS's own message.
+    pub notify_cpis: Vec<LaCode>,
+    /// `gateway.asid`: the gateway's accredited system id (12 digits), which CP-IS's
+    /// attendance notification names as the system each look-up came through.
+    pub asid: Option<String>,
     pub health_orgs: Vec<HealthOrg>,
     pub sftp: Vec<SftpRemote>,
     pub mesh: Option<MeshConfig>,
@@ -372,6 +401,41 @@ impl Config {
                 out
             }
         };
+        let mut notify_cpis = Vec::new();
+        let mut las_listed = Vec::new();
+        for (i, la) in raw.la.iter().enumerate() {
+            let key = format!("la[{i}].code");
+            let code = LaCode::parse(&la.code).map_err(|e| bad(&key, e.to_string()))?;
+            if !local_authorities.contains(&code) {
+                return Err(bad(
+                    &key,
+                    format!("{code} is not in gateway.local_authorities"),
+                ));
+            }
+            if las_listed.contains(&code) {
+                return Err(bad(&key, format!("{code} is listed twice")));
+            }
+            las_listed.push(code);
+            if la.notify_format == NotifyFormat::Cpis {
+                notify_cpis.push(code);
+            }
+        }
+        let asid = g.asid.clone();
+        match &asid {
+            Some(a) if a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()) => {
+                return Err(bad(
+                    "gateway.asid",
+                    format!("{a:?} is not an accredited system id (12 digits)"),
+                ))
+            }
+            None if !notify_cpis.is_empty() => {
+                return Err(bad(
+                    "gateway.asid",
+                    "is required when an [[la]] has notify_format = \"cpis\": CP-IS's notification names the system each look-up came through".into(),
+                ))
+            }
+            _ => {}
+        }
         let mut health_orgs = Vec::new();
         for (i, org) in raw.health_org.into_iter().enumerate() {
             let ods = OdsCode::parse(&org.ods).ok_or_else(|| {
@@ -496,6 +560,8 @@ impl Config {
             overdue_hours: g.overdue_hours,
             attendance_max_age_days: g.attendance_max_age_days,
             local_authorities,
+            notify_cpis,
+            asid,
             health_orgs,
             sftp,
             mesh,

@@ -8,6 +8,7 @@
 //! previous 24 hours; scheduled settings are silent reads. Notifications are written per LA
 //! in batches whose file name is recorded first, so each is written exactly once.
 
+use crate::core::access_notification::{self, Access, Notification};
 use crate::core::attendance::Attendance;
 use crate::core::ids::{LaCode, MailboxId, OdsCode};
 use crate::core::matching::{flags_at, las_to_notify, Flag, Status};
@@ -344,7 +345,10 @@ impl Gateway<'_> {
     pub fn flush_notifications(&mut self) -> Result<usize> {
         let _turn = self.turn("notifications")?;
         let mut batches = self.store.unwritten_batches()?;
-        batches.extend(self.store.open_batches(self.clock.now())?);
+        batches.extend(
+            self.store
+                .open_batches(self.clock.now(), &self.config.notify_cpis)?,
+        );
         let mut written = 0;
         let mut failures = Vec::new();
         for (id, la, name) in batches {
@@ -374,7 +378,12 @@ impl Gateway<'_> {
         let write = !out.join(name).exists() && !out.join("sent").join(name).exists();
         if write {
             let rows = self.store.batch_rows(id)?;
-            write_atomic(&out, name, &notification_csv(&rows))?;
+            let bytes = if name.ends_with(".xml") {
+                self.access_notification(la, &rows)?
+            } else {
+                notification_csv(&rows)
+            };
+            write_atomic(&out, name, &bytes)?;
             if self.fault == Some(crate::sys::fault::Fault::AbortAfterNotifyWrite) {
                 std::process::abort();
             }
@@ -382,6 +391,50 @@ impl Gateway<'_> {
         }
         self.store.mark_batch_written(id)?;
         Ok(write)
+    }
+
+    /// CP-IS's `CP-ISAccessToServiceNotification` of a batch for `la`.
+    fn access_notification(
+        &mut self,
+        la: LaCode,
+        rows: &[crate::store::NotifyRow],
+    ) -> Result<Vec<u8>> {
+        let asid = self.config.asid.as_deref().ok_or_else(|| {
+            anyhow!("gateway.asid is not configured: CP-IS's notification cannot be written")
+        })?;
+        let upload_ref = self
+            .store
+            .newest_applied_file(la)?
+            .unwrap_or_else(|| "none".to_owned());
+        let mut numbers = Vec::with_capacity(rows.len());
+        for r in rows {
+            let at = chrono::DateTime::parse_from_rfc3339(&r.attended_at)
+                .map_err(|e| anyhow!("bad attendance time in the store: {e}"))?;
+            numbers.push((r.nhs.full(), at.with_timezone(&chrono::Utc)));
+        }
+        let accesses: Vec<Access<'_>> = rows
+            .iter()
+            .zip(&numbers)
+            .map(|(r, (nhs, at))| Access {
+                nhs_number: nhs,
+                plan_type: &r.plan_type,
+                local_ref: r.local_ref.as_deref(),
+                attended_at: *at,
+                org_ods: &r.org_ods,
+                org_name: &r.org_name,
+                user_name: &r.user_name,
+                user_role: &r.user_role,
+            })
+            .collect();
+        let head = Notification {
+            created: self.clock.now(),
+            la_code: &la.to_string(),
+            la_name: la.name(),
+            asid,
+            upload_ref: &upload_ref,
+        };
+        let mut new_id = || uuid::Uuid::new_v4().to_string().to_uppercase();
+        Ok(access_notification::document(&head, &accesses, &mut new_id).into_bytes())
     }
 }
 

@@ -139,6 +139,24 @@ impl Store {
             .flatten())
     }
 
+    /// The LA's newest applied file, as CP-IS's notification refers to it: its sequence
+    /// number if it was a CP-IS upload, else its name.
+    pub fn newest_applied_file(&mut self, la: LaCode) -> Result<Option<String>> {
+        let row = self.db().row(
+            "SELECT name, sequence FROM files WHERE applied = 1 AND sender = ?1
+             ORDER BY extracted_at DESC, id DESC LIMIT 1",
+            args![la.to_string()],
+        )?;
+        row.map(|r| {
+            let sequence: Option<i64> = r.get(1)?;
+            Ok(match sequence {
+                Some(n) => n.to_string(),
+                None => r.get(0)?,
+            })
+        })
+        .transpose()
+    }
+
     /// A processing of this very mailbox entry (same bytes, mailbox, name and `inbound`
     /// identity) committed before the gateway stopped, the entry still being in `in/`: (file
     /// id, stored report JSON). (A row from before migration 11, which had no identity, is

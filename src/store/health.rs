@@ -212,9 +212,14 @@ impl Store {
             .collect()
     }
 
-    /// Puts every pending notification of each LA into a new batch named for it; returns
+    /// Puts every pending notification of each LA into a new batch named for it (`.xml`
+    /// for the LAs in `cpis`, told in CP-IS's own message; `.csv` for the others); returns
     /// the new batches (id, LA, file name). The name is recorded before any file exists.
-    pub fn open_batches(&mut self, now: DateTime<Utc>) -> Result<Vec<(i64, u16, String)>> {
+    pub fn open_batches(
+        &mut self,
+        now: DateTime<Utc>,
+        cpis: &[crate::core::ids::LaCode],
+    ) -> Result<Vec<(i64, u16, String)>> {
         let mut tx = self.write()?;
         let las: Vec<u16> = tx.column(
             "SELECT DISTINCT la_code FROM notifications WHERE batch_id IS NULL ORDER BY la_code",
@@ -223,9 +228,14 @@ impl Store {
         let mut out = Vec::new();
         for la in las {
             let mut at = now;
+            let extension = if cpis.iter().any(|c| c.as_u16() == la) {
+                "xml"
+            } else {
+                "csv"
+            };
             let name = loop {
                 let name = format!(
-                    "CPIS_NOTIFY_{la:03}_{}.csv",
+                    "CPIS_NOTIFY_{la:03}_{}.{extension}",
                     crate::core::date::format_compact_utc(at)
                 );
                 let taken = tx

@@ -696,3 +696,162 @@ fn every_record_is_answered_for_even_when_its_problems_are_not_listed() {
         (24_000 - refused.len()).to_string()
     );
 }
+
+/// Drops `text` into `mailbox`'s inbox as `name` and runs the daemon once.
+fn drop_and_run(dir: &Path, mailbox: &str, name: &str, text: &str) {
+    fs::write(
+        dir.join("var/mailboxes")
+            .join(mailbox)
+            .join("in")
+            .join(name),
+        text,
+    )
+    .unwrap();
+    let out = gateway(dir).args(["run", "--once"]).output().unwrap();
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The notification files in `mailbox`'s outbox, by name.
+fn notifications(dir: &Path, mailbox: &str) -> Vec<(String, String)> {
+    let mut files: Vec<(String, String)> =
+        fs::read_dir(dir.join("var/mailboxes").join(mailbox).join("out"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("CPIS_NOTIFY_")
+            })
+            .map(|p| {
+                (
+                    p.file_name().unwrap().to_string_lossy().into_owned(),
+                    fs::read_to_string(&p).unwrap(),
+                )
+            })
+            .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn an_la_that_asks_is_told_of_attendances_in_cp_iss_own_notification() {
+    let dir = temp();
+    fs::write(
+        dir.path().join("config.toml"),
+        "[gateway]\nroot = \"var\"\nsettle_ms = 0\nlocal_authorities = [\"908\", \"919\"]\nasid = \"918273645501\"\n\
+         [[la]]\ncode = \"908\"\nnotify_format = \"cpis\"\n\
+         [[health_org]]\nods = \"RWG\"\nname = \"West Herts & Watford\"\n",
+    )
+    .unwrap();
+    assert_ok(&gateway(dir.path()).arg("init").output().unwrap());
+    drop_and_run(dir.path(), "LA908", UPLOAD, &sample());
+    let herts = test_nhs(999_710_000, 1);
+    drop_and_run(
+        dir.path(),
+        "LA919",
+        "CPIS_EXTRACT_919_20261121T020000.csv",
+        &format!("nhs_number,plan_type,start_date,end_date,la_code,edt_phone,office_phone,local_ref\n{herts},CPP,2026-01-01,,919,01632 960001,01632 960002,H-1\n"),
+    );
+    // Two children of Cornwall's upload at the ED (the second has two plans), one of
+    // Hertfordshire's; a GP look-up of the first is a silent read.
+    let attend = |nhs: &str, at: &str, setting: &str| {
+        format!("{nhs},{at},RWG,West Herts,{setting},Dr A <Example>,Emergency Department Doctor\n")
+    };
+    let text = format!(
+        "nhs_number,attended_at,org_ods,org_name,setting,user_name,user_role\n{}{}{}{}",
+        attend("9997770005", "2026-11-21T09:42:00+00:00", "ED"),
+        attend("9997770013", "2026-11-21T09:50:00+00:00", "ED"),
+        attend(&herts, "2026-11-21T09:55:00+00:00", "ED"),
+        attend("9997770005", "2026-11-21T10:00:00+00:00", "GP"),
+    );
+    drop_and_run(
+        dir.path(),
+        "RWG",
+        "CPIS_ATTEND_RWG_20261121T101500.csv",
+        &text,
+    );
+
+    let cornwall = notifications(dir.path(), "LA908");
+    assert_eq!(cornwall.len(), 1, "{cornwall:?}");
+    let (name, xml) = &cornwall[0];
+    assert!(
+        name.starts_with("CPIS_NOTIFY_908_") && name.ends_with(".xml"),
+        "{name}"
+    );
+    let path = dir.path().join("var/mailboxes/LA908/out").join(name);
+    let out = xmllint("cpis-access-notification.xsd", &path);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // One record access a plan looked up, each with its look-up, and nothing else.
+    assert!(
+        xml.contains("<pertinentTotalReturnedRecords><value value=\"3\"/>"),
+        "{xml}"
+    );
+    assert_eq!(xml.matches("<pertinentCP-ISRecordAccess>").count(), 3);
+    assert_eq!(xml.matches("<pertinentCP-ISNHSQuery>").count(), 3);
+    assert_eq!(xml.matches("extension=\"9997770013\"").count(), 2);
+    assert_eq!(xml.matches("extension=\"9997770005\"").count(), 1);
+    assert!(!xml.contains(&herts));
+    assert!(xml.contains("<effectiveTime value=\"20261121094200\"/>"));
+    assert!(xml.contains("extension=\"908-C-0002\""));
+    // Who looked: the person and role as sent, their organisation as configured, through
+    // the gateway's system.
+    assert!(xml.contains("<originalText>Emergency Department Doctor</originalText>"));
+    assert!(xml.contains("<name>Dr A &lt;Example&gt;</name>"));
+    assert!(xml.contains("extension=\"RWG\"/><name>West Herts &amp; Watford</name>"));
+    assert!(xml.contains("<id root=\"1.2.826.0.1285.0.2.0.107\" extension=\"918273645501\"/>"));
+    // The upload the records came in, and the LA it goes to.
+    assert_eq!(
+        xml.matches("<referredToLAUploadFile><value extension=\"118\"/>")
+            .count(),
+        3
+    );
+    assert!(xml.contains("extension=\"908\"/><name>Cornwall</name>"));
+    // An LA that did not ask keeps the CSV.
+    let herts_files = notifications(dir.path(), "LA919");
+    assert_eq!(herts_files.len(), 1);
+    assert!(herts_files[0].0.ends_with(".csv"));
+    assert!(herts_files[0].1.contains(&herts));
+}
+
+#[test]
+fn cp_iss_notification_needs_the_gateways_system_id() {
+    let dir = temp();
+    fs::write(
+        dir.path().join("config.toml"),
+        "[gateway]\nroot = \"var\"\nlocal_authorities = [\"908\"]\n[[la]]\ncode = \"908\"\nnotify_format = \"cpis\"\n",
+    )
+    .unwrap();
+    let out = gateway(dir.path()).arg("init").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("gateway.asid"));
+    for (la, asid, says) in [
+        (
+            "919",
+            "918273645501",
+            "la[0].code: 919 is not in gateway.local_authorities",
+        ),
+        ("908", "12345", "gateway.asid: \"12345\" is not"),
+    ] {
+        fs::write(
+            dir.path().join("config.toml"),
+            format!("[gateway]\nroot = \"var\"\nlocal_authorities = [\"908\"]\nasid = \"{asid}\"\n[[la]]\ncode = \"{la}\"\nnotify_format = \"cpis\"\n"),
+        )
+        .unwrap();
+        let out = gateway(dir.path()).arg("init").output().unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(says),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
