@@ -650,15 +650,8 @@ fn kill_9_at_random_moments_loses_and_doubles_nothing() {
 
 /// Every row of every notification file an LA received, sorted (duplicates kept).
 fn notification_rows(root: &Root, la: &str) -> Vec<String> {
-    let mut rows: Vec<String> = fs::read_dir(root.outbox(&format!("LA{la}")))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("CPIS_NOTIFY_")
-        })
+    let mut rows: Vec<String> = files_starting(&root.outbox(&format!("LA{la}")), "CPIS_NOTIFY_")
+        .into_iter()
         .flat_map(|p| {
             fs::read_to_string(p)
                 .unwrap()

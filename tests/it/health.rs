@@ -96,20 +96,7 @@ impl Site {
     /// Every notification row written to an LA so far (header checked).
     fn notifications(&self, la: &str) -> Vec<Vec<String>> {
         let mut rows = Vec::new();
-        let Ok(entries) = fs::read_dir(self.out(&format!("LA{la}"))) else {
-            return rows;
-        };
-        let mut files: Vec<PathBuf> = entries
-            .map(|e| e.unwrap().path())
-            .filter(|p| {
-                p.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with("CPIS_NOTIFY_")
-            })
-            .collect();
-        files.sort();
-        for f in files {
+        for f in files_starting(&self.out(&format!("LA{la}")), "CPIS_NOTIFY_") {
             let mut r = csv::Reader::from_path(&f).unwrap();
             assert_eq!(
                 r.headers().unwrap().iter().collect::<Vec<_>>(),

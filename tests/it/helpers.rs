@@ -244,3 +244,17 @@ pub fn under_ulimit(dir: &Path, kib: u64, args: &str) -> std::process::Output {
         .output()
         .unwrap()
 }
+
+/// The files in folder `dir` whose names start with `prefix`, sorted; none if `dir` is
+/// missing.
+pub fn files_starting(dir: &Path, prefix: &str) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<std::path::PathBuf> = entries
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+        .collect();
+    files.sort();
+    files
+}

@@ -717,25 +717,18 @@ fn drop_and_run(dir: &Path, mailbox: &str, name: &str, text: &str) {
 
 /// The notification files in `mailbox`'s outbox, by name.
 fn notifications(dir: &Path, mailbox: &str) -> Vec<(String, String)> {
-    let mut files: Vec<(String, String)> =
-        fs::read_dir(dir.join("var/mailboxes").join(mailbox).join("out"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| {
-                p.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with("CPIS_NOTIFY_")
-            })
-            .map(|p| {
-                (
-                    p.file_name().unwrap().to_string_lossy().into_owned(),
-                    fs::read_to_string(&p).unwrap(),
-                )
-            })
-            .collect();
-    files.sort();
-    files
+    files_starting(
+        &dir.join("var/mailboxes").join(mailbox).join("out"),
+        "CPIS_NOTIFY_",
+    )
+    .into_iter()
+    .map(|p| {
+        (
+            p.file_name().unwrap().to_string_lossy().into_owned(),
+            fs::read_to_string(&p).unwrap(),
+        )
+    })
+    .collect()
 }
 
 #[test]
