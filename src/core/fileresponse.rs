@@ -45,12 +45,13 @@ impl RecordResponse {
     /// The response for a record whose rows are `rows` rows from `first`, from what was
     /// decided of each row.
     pub fn of(refused: &RefusedRows, first: u64, rows: u64) -> RecordResponse {
-        let mut refused_rows = (first..first + rows).filter(|&r| refused.is_refused(r));
-        match refused_rows.next() {
-            None => RecordResponse::Applied,
-            Some(r) if refused.for_nhs_number(r) => RecordResponse::NhsNumber,
-            Some(_) if refused_rows.any(|r| refused.for_nhs_number(r)) => RecordResponse::NhsNumber,
-            Some(_) => RecordResponse::Refused,
+        let rows = first..first + rows;
+        if !rows.clone().any(|r| refused.is_refused(r)) {
+            RecordResponse::Applied
+        } else if rows.clone().any(|r| refused.for_nhs_number(r)) {
+            RecordResponse::NhsNumber
+        } else {
+            RecordResponse::Refused
         }
     }
 }

@@ -151,11 +151,12 @@ fn severity_name(severity: Severity) -> &'static str {
 
 /// What an acknowledgement says of problems it does not list.
 pub fn unlisted_message(u: &Unlisted) -> String {
+    let plural = if u.count == 1 { "" } else { "s" };
     format!(
-        "{} more {} {} not listed: an acknowledgement lists only the first {MAX_LISTED_PROBLEMS} row errors and warnings",
+        "{} more {} {}{plural} not listed: an acknowledgement lists only the first {MAX_LISTED_PROBLEMS} row errors and warnings",
         u.count,
         u.code,
-        if u.count == 1 { severity_name(u.severity).to_owned() } else { format!("{}s", severity_name(u.severity)) }
+        severity_name(u.severity),
     )
 }
 
