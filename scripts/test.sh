@@ -28,6 +28,7 @@ python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)           # the MESH TLS test's certificates
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)   # the PostgreSQL store's tests
 command -v setsid >/dev/null 2>&1 || need+=(util-linux)         # the shared test server's watchdog
+command -v npm >/dev/null 2>&1 || need+=(nodejs npm)            # HL7's FHIR R4 schema, the FHIR bodies' checker
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "scripts/test.sh: these Debian packages are missing: ${need[*]}; run as root (apt-get installs them)" >&2
@@ -39,6 +40,16 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 if ! cargo deb --version >/dev/null 2>&1; then
   cargo install --locked --quiet cargo-deb@3.8.0
+fi
+
+# HL7's FHIR R4 JSON Schema and its validator, pinned by tests/fhir/package-lock.json: the
+# independent checker of every FHIR body (tests/fhir/check.js).
+fhir=target/fhir-checker
+if ! cmp -s tests/fhir/package-lock.json "$fhir/package-lock.json" 2>/dev/null; then
+  rm -rf "$fhir"
+  mkdir -p "$fhir"
+  cp tests/fhir/package.json tests/fhir/package-lock.json "$fhir/"
+  (cd "$fhir" && npm ci --silent --no-audit --no-fund)
 fi
 
 venv=target/mesh-venv

@@ -11,6 +11,7 @@ pub mod date;
 pub mod dq;
 pub mod dq_files;
 pub mod extract;
+pub mod fhir;
 pub mod filename;
 pub mod fileresponse;
 pub mod hints;
