@@ -351,6 +351,13 @@ impl<R: BufRead> CpisRows<R> {
                 }
                 Event::End(_) => {
                     let done = stack.pop().expect("an end closes what the stack holds");
+                    if !done.children.is_empty() && !done.text.trim().is_empty() {
+                        return Err(xml_problem(format!(
+                            "{}: <{}> holds both text and elements: CP-IS's upload gives text only in elements of their own (a name's given and family, an organisation's name), and none of it may be lost",
+                            what(self.records),
+                            done.name
+                        )));
+                    }
                     match stack.last_mut() {
                         Some(parent) => parent.children.push(done),
                         None => return Ok(done),
@@ -1106,6 +1113,18 @@ mod tests {
         assert_eq!(file_code(&doc.replace("C&amp;1", "&lol;")), Code::Xml);
         assert_eq!(
             file_code(&doc.replace("</File>", "<creationTime value=\"1\"/></File>")),
+            Code::Xml
+        );
+        // Text beside elements would be lost: refused, in the header and in a record.
+        assert_eq!(
+            file_code(&doc.replace(
+                "<name>Hertfordshire</name>",
+                "<name>Hert<b>ford</b>shire</name>"
+            )),
+            Code::Xml
+        );
+        assert_eq!(
+            file_code(&doc.replace("<given>A</given>", "<given>A<b>n</b>n</given>")),
             Code::Xml
         );
         let dtd = doc.replace("<File ", "<!DOCTYPE File [<!ENTITY x \"y\">]><File ");
