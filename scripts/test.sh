@@ -66,5 +66,5 @@ cargo test --locked "$@"
 # list of tests, so no behaviour of the store is tested on one backend alone.
 if [ $# -eq 0 ]; then
   CPIS_TEST_STORE=postgres cargo test --locked --test it -- \
-    store:: health:: reports:: daemon:: operators:: uploads:: --skip pgstore::
+    store:: health:: reports:: daemon:: operators:: uploads:: api:: --skip pgstore::
 fi

@@ -25,6 +25,7 @@ struct RawConfig {
     #[serde(default)]
     sftp: Vec<RawSftp>,
     mesh: Option<RawMesh>,
+    api: Option<RawApi>,
     #[serde(default)]
     retention: RawRetention,
     #[serde(default)]
@@ -130,6 +131,30 @@ pub enum NotifyFormat {
 struct RawHealthOrg {
     ods: String,
     name: String,
+    #[serde(default)]
+    api_token_sha256: Vec<String>,
+}
+
+/// `[api]`: the FHIR R4 API for clinical systems (issue 24).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    listen: String,
+    #[serde(default = "default_api_base")]
+    base: String,
+}
+
+fn default_api_base() -> String {
+    "/cpis/FHIR/R4".into()
+}
+
+/// The FHIR API's listener.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// A loopback address: plain HTTP (TLS is not built yet).
+    pub listen: std::net::SocketAddr,
+    /// Where the API's paths start (`/cpis/FHIR/R4`).
+    pub base: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -194,6 +219,9 @@ fn default_chunk_bytes() -> u64 {
 pub struct HealthOrg {
     pub ods: OdsCode,
     pub name: String,
+    /// The SHA-256 (lower-case hex) of each bearer token the organisation's systems use
+    /// with the API (never the token).
+    pub api_token_sha256: Vec<String>,
 }
 
 /// One SFTP remote (used by the SFTP transport).
@@ -276,6 +304,8 @@ pub struct Config {
     pub health_orgs: Vec<HealthOrg>,
     pub sftp: Vec<SftpRemote>,
     pub mesh: Option<MeshConfig>,
+    /// `[api]`: the FHIR API's listener, if it is served.
+    pub api: Option<ApiConfig>,
     pub retention: Retention,
     /// `[store] url` (or [`STORE_URL_ENV`]): a PostgreSQL store shared by every node.
     pub postgres: Option<crate::store::Target>,
@@ -453,11 +483,55 @@ impl Config {
                     format!("{ods} is listed twice"),
                 ));
             }
+            for (k, hash) in org.api_token_sha256.iter().enumerate() {
+                if hash.len() != 64 || !hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+                {
+                    return Err(bad(
+                        &format!("health_org[{i}].api_token_sha256[{k}]"),
+                        "is not a SHA-256 in lower-case hex (64 characters): `printf %s TOKEN | sha256sum` gives it".into(),
+                    ));
+                }
+            }
             health_orgs.push(HealthOrg {
                 ods,
                 name: org.name,
+                api_token_sha256: org.api_token_sha256,
             });
         }
+        let api = match raw.api {
+            None => None,
+            Some(a) => {
+                let listen: std::net::SocketAddr = a.listen.parse().map_err(|_| {
+                    bad(
+                        "api.listen",
+                        format!("{:?} is not an address and port (127.0.0.1:8443)", a.listen),
+                    )
+                })?;
+                if !listen.ip().is_loopback() {
+                    return Err(bad(
+                        "api.listen",
+                        format!("{listen} is not a loopback address: the API is served over plain HTTP, so only to this machine, until its TLS is built"),
+                    ));
+                }
+                let ok = a.base.starts_with('/')
+                    && !a.base.ends_with('/')
+                    && a.base[1..].split('/').all(|p| {
+                        !p.is_empty()
+                            && p.bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                    });
+                if !ok {
+                    return Err(bad(
+                        "api.base",
+                        format!("{:?} is not a path such as /cpis/FHIR/R4", a.base),
+                    ));
+                }
+                Some(ApiConfig {
+                    listen,
+                    base: a.base,
+                })
+            }
+        };
         let resolve = |p: &str| base_dir.join(p);
         let mut sftp = Vec::new();
         for (i, s) in raw.sftp.into_iter().enumerate() {
@@ -565,6 +639,7 @@ impl Config {
             health_orgs,
             sftp,
             mesh,
+            api,
         };
         // Each transport's mailboxes are parties (else what they bring in is never read).
         // A party may have both SFTP and MESH (SPEC 8's example): they take turns on its

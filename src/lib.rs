@@ -2,6 +2,7 @@
 //! between English local authorities and the NHS. ARCHITECTURE.md is the map: each folder
 //! is a layer, and a module uses only its own layer and those listed before it.
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod core;

@@ -46,6 +46,8 @@ enum Command {
     Quarantine(cli::quarantine::QuarantineArgs),
     /// Look a child up, as a health professional would at registration
     Query(cli::query::QueryArgs),
+    /// Serve the FHIR R4 API ([api] in the configuration) until SIGTERM/SIGINT
+    Serve,
     /// Check the access log
     Audit(cli::audit::AuditArgs),
     /// Run an archived file again (by sha256, a unique prefix of it, or its name)
@@ -72,6 +74,9 @@ fn exit_statuses(path: &str) -> &'static str {
         }
         "run" => {
             "Exit status: 0 stopped by SIGTERM/SIGINT, or with --once every file taken accepted; 1 with --once a file or row rejected, quarantined or failed; 2 a usage, configuration, lock or I/O error"
+        }
+        "serve" => {
+            "Exit status: 0 stopped by SIGTERM/SIGINT; 2 a usage, configuration or I/O error (no [api], no store, the address taken)"
         }
         "audit verify" => {
             "Exit status: 0 the log is intact (and extends --expect-head); 1 an entry was altered, or the log was cut or rewritten; 2 a usage, configuration or I/O error"
@@ -176,6 +181,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Ingest(args) => cli::ingest::run(args, &mut creating()?),
         Command::Quarantine(args) => cli::quarantine::run(args, &mut existing()?),
         Command::Query(args) => cli::query::run(args, &mut existing()?),
+        Command::Serve => cli::serve::run(&config, clock),
         Command::Audit(args) => cli::audit::run(args, &mut existing()?),
         Command::Replay(args) => cli::replay::run(args, &mut existing()?),
         Command::Archive(args) => cli::archive::run(args, &mut existing()?),

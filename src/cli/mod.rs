@@ -12,6 +12,7 @@ pub mod query;
 pub mod replay;
 pub mod report;
 pub mod run;
+pub mod serve;
 pub mod status;
 pub mod store;
 pub mod validate;

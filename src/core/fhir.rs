@@ -33,6 +33,14 @@ pub fn plan_coding(plan: PlanType) -> (&'static str, &'static str) {
     }
 }
 
+/// A resource's id: stable for the same parts, and saying nothing of them (an id travels in
+/// URLs and logs; an NHS number must not).
+fn opaque_id(parts: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(parts.join("|").as_bytes());
+    hex::encode(&digest[..16])
+}
+
 /// One flag as a `CareTeam`: the plan, its dates and status, the LA and its phones.
 pub fn care_team(nhs_number: &str, flag: &Flag) -> Value {
     let (code, display) = plan_coding(flag.plan_type);
@@ -42,7 +50,7 @@ pub fn care_team(nhs_number: &str, flag: &Flag) -> Value {
     }
     json!({
         "resourceType": "CareTeam",
-        "id": format!("{}-{}-{nhs_number}", flag.la_code, flag.plan_type.as_str()),
+        "id": opaque_id(&[&flag.la_code.to_string(), flag.plan_type.as_str(), nhs_number]),
         "status": match flag.status {
             Status::Open => "active",
             Status::Ended => "inactive",
@@ -67,7 +75,7 @@ pub fn care_team(nhs_number: &str, flag: &Flag) -> Value {
 pub fn audit_event(nhs_number: &str, index: usize, seen: &PresentationView) -> Value {
     json!({
         "resourceType": "AuditEvent",
-        "id": format!("{nhs_number}-{}", index + 1),
+        "id": opaque_id(&[nhs_number, &seen.attended_at, &seen.org_ods, &index.to_string()]),
         "type": {
             "system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
             "code": "rest",
@@ -107,6 +115,39 @@ pub fn search_bundle(resources: Vec<Value>) -> Value {
         bundle["entry"] = Value::Array(entry);
     }
     bundle
+}
+
+/// What the API serves: the two searches by `patient:identifier`, in FHIR JSON.
+pub fn capability_statement() -> Value {
+    let search = |kind: &str, what: &str| {
+        json!({
+            "type": kind,
+            "interaction": [{ "code": "search-type" }],
+            "searchParam": [{
+                "name": "patient",
+                "type": "reference",
+                "documentation": format!("patient:identifier={NHS_NUMBER_SYSTEM}|<NHS number>: {what}"),
+            }],
+        })
+    };
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-12-06",
+        "publisher": "cpis-gateway",
+        "kind": "instance",
+        "software": { "name": "cpis-gateway", "version": env!("CARGO_PKG_VERSION") },
+        "implementation": { "description": "Child Protection - Information Sharing, served by cpis-gateway" },
+        "fhirVersion": FHIR_VERSION,
+        "format": ["application/fhir+json"],
+        "rest": [{
+            "mode": "server",
+            "resource": [
+                search("CareTeam", "the child's plans open now or ended within 12 months"),
+                search("AuditEvent", "the child's last 25 presentations at unscheduled care"),
+            ],
+        }],
+    })
 }
 
 /// The Spine codes a refusal carries, with their HL7 issue type.
@@ -226,6 +267,7 @@ mod tests {
             search_bundle(Vec::new()),
             search_bundle(vec![audit_event("9997770048", 0, &seen)]),
             wrong,
+            capability_statement(),
         ];
         for error in [
             SpineError::InvalidSearchData,
@@ -261,6 +303,8 @@ mod tests {
         assert!(care_team("9997770048", &flag(Status::Open, None))["period"]
             .get("end")
             .is_none());
+        let id = team["id"].as_str().unwrap();
+        assert!(id.len() == 32 && !id.contains("9997770048"), "{id}");
         assert_eq!(search_bundle(vec![team])["total"], 1);
         assert_eq!(search_bundle(Vec::new())["total"], 0);
     }

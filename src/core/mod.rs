@@ -4,6 +4,7 @@
 //! any `std::io::Read`, and times come in as arguments.
 
 pub mod access_notification;
+pub mod api_request;
 pub mod attendance;
 pub mod codes;
 pub mod control;

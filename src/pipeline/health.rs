@@ -71,9 +71,24 @@ fn flagged_row<'a>((a, lookup): &'a (&Attendance, Lookup)) -> FlaggedRow<'a> {
 /// Matches one attendance and records what must be recorded (read ahead by
 /// [`HealthTx::read_ahead`]).
 pub fn look_up(tx: &mut HealthTx<'_>, a: &Attendance) -> Result<Lookup> {
+    look_up_as(tx, a, Recorded::AsSetting)
+}
+
+/// What a look-up leaves behind besides its access-log entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// As an attendance file or `query`: a flagged child's presentation is stored, and at
+    /// unscheduled care its LAs are notified.
+    AsSetting,
+    /// A silent read (the API's `IsUnscheduledAccessEvent: false`, its AuditEvent
+    /// search): nothing stored, nobody notified; who looked is logged all the same.
+    SilentRead,
+}
+
+fn look_up_as(tx: &mut HealthTx<'_>, a: &Attendance, recorded: Recorded) -> Result<Lookup> {
     let records = tx.child_records(a)?.to_vec();
     let flags = flags_at(&records, a.attended_at);
-    let silent = !a.setting.is_unscheduled();
+    let silent = recorded == Recorded::SilentRead || !a.setting.is_unscheduled();
     if flags.is_empty() {
         tx.count_not_found(a.attended_at, &a.org_ods);
         return Ok(Lookup {
@@ -93,10 +108,12 @@ pub fn look_up(tx: &mut HealthTx<'_>, a: &Attendance) -> Result<Lookup> {
     let mut notified = Vec::new();
     if flagged {
         presentations = tx.recent_presentations(a)?;
-        let repeat = tx.seen_within_a_day(a)?;
-        let presentation = tx.add_presentation(a)?;
-        if !silent && !repeat {
-            queue_notifications(tx, a, &records, &flags, presentation, &mut notified)?;
+        if recorded == Recorded::AsSetting {
+            let repeat = tx.seen_within_a_day(a)?;
+            let presentation = tx.add_presentation(a)?;
+            if !silent && !repeat {
+                queue_notifications(tx, a, &records, &flags, presentation, &mut notified)?;
+            }
         }
     }
     let result: Vec<String> = flags
@@ -332,9 +349,14 @@ impl Gateway<'_> {
 
     /// `query`: one look-up as a health professional would make at registration.
     pub fn query(&mut self, a: &Attendance) -> Result<Lookup> {
+        self.query_as(a, Recorded::AsSetting)
+    }
+
+    /// One look-up, leaving behind what `recorded` says.
+    pub fn query_as(&mut self, a: &Attendance, recorded: Recorded) -> Result<Lookup> {
         let mut tx = self.store.health_tx(self.clock.now())?;
         tx.read_ahead(std::slice::from_ref(a))?;
-        let found = look_up(&mut tx, a)?;
+        let found = look_up_as(&mut tx, a, recorded)?;
         let written = tx.commit()?;
         self.store.wrote(&written);
         Ok(found)

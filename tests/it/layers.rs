@@ -26,6 +26,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("reporting", 5),
     // Moving files to and from SFTP and MESH.
     ("transport", 6),
+    // The FHIR API: HTTP in, look-ups through the health side.
+    ("api", 6),
     // The long-running service: the daemon, mailboxes, retention, the cluster's node.
     ("service", 7),
     // One module per command.

@@ -1,5 +1,6 @@
 //! Integration tests: the real binary against real files in per-test temporary folders.
 
+mod api;
 mod backend;
 mod cluster;
 mod daemon;

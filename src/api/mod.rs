@@ -1,0 +1,456 @@
+//! The FHIR R4 API for clinical systems (issue 24; docs/api.md): CP-IS's CareTeam and
+//! AuditEvent searches over the store, on the gateway's own listener. HTTP is hyper's
+//! (through axum's router) on tokio; every look-up goes to one worker thread that owns the
+//! store's connection and runs it as `query` does, so the API keeps every rule of the file
+//! and `query` paths. What a request asks and who asks it is read by
+//! `core::api_request`; the bodies are `core::fhir`'s.
+
+use crate::config::{ApiConfig, Config};
+use crate::core::api_request::{self, Looker, Refusal};
+use crate::core::attendance::Attendance;
+use crate::core::fhir::{self, SpineError};
+use crate::core::ids::OdsCode;
+use crate::core::nhs::NhsNumber;
+use crate::pipeline::health::{Lookup, Recorded};
+use crate::pipeline::ingest::Gateway;
+use crate::sys::clock::Clock;
+use anyhow::{anyhow, Context, Result};
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// A client that has not sent its request's headers within this is cut off.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections served at once; more wait in the kernel's queue.
+const MAX_CONNECTIONS: usize = 1024;
+/// Look-ups queued for the worker at most.
+const QUEUE: usize = 256;
+
+/// What the worker does for a request.
+enum Job {
+    /// A look-up as `who` (its time is set when it runs), leaving behind `recorded`.
+    Look {
+        who: Attendance,
+        recorded: Recorded,
+        reply: oneshot::Sender<Result<Lookup>>,
+    },
+    /// Whether the store answers.
+    Health { reply: oneshot::Sender<bool> },
+}
+
+/// A health organisation the API knows by one of its tokens.
+struct Org {
+    ods: OdsCode,
+    name: String,
+    token_sha256: Vec<String>,
+}
+
+struct Shared {
+    orgs: Vec<Org>,
+    jobs: mpsc::Sender<Job>,
+}
+
+/// Serves the API until SIGTERM or SIGINT; `ready` is told the address once it listens.
+pub fn serve(config: &Config, clock: &dyn Clock, ready: &mut dyn FnMut(SocketAddr)) -> Result<()> {
+    let api = config.api.as_ref().ok_or_else(|| {
+        anyhow!(
+            "no [api] in the configuration ({}): nothing to serve",
+            config.origin
+        )
+    })?;
+    let (jobs, queue) = mpsc::channel(QUEUE);
+    std::thread::scope(|scope| {
+        let (opened, started) = std::sync::mpsc::channel();
+        let worker = scope.spawn(move || work(config, clock, queue, opened));
+        started
+            .recv()
+            .map_err(|_| anyhow!("the API's worker stopped before opening the store"))??;
+        let shared = Arc::new(Shared {
+            orgs: config
+                .health_orgs
+                .iter()
+                .map(|h| Org {
+                    ods: h.ods.clone(),
+                    name: h.name.clone(),
+                    token_sha256: h.api_token_sha256.clone(),
+                })
+                .collect(),
+            jobs,
+        });
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .context("starting the API's runtime")?;
+        let served = runtime.block_on(listen(api, shared, ready));
+        // Dropping the runtime drops the last sender: the worker's queue ends.
+        drop(runtime);
+        let worked = worker
+            .join()
+            .map_err(|_| anyhow!("the API's worker panicked"))?;
+        served.and(worked)
+    })
+}
+
+/// The worker: opens the store, says so, then runs each job in turn.
+fn work(
+    config: &Config,
+    clock: &dyn Clock,
+    mut queue: mpsc::Receiver<Job>,
+    opened: std::sync::mpsc::Sender<Result<()>>,
+) -> Result<()> {
+    let mut gateway = match Gateway::open_existing(config, clock) {
+        Ok(g) => {
+            let _ = opened.send(Ok(()));
+            g
+        }
+        Err(e) => {
+            let _ = opened.send(Err(e));
+            return Ok(());
+        }
+    };
+    while let Some(job) = queue.blocking_recv() {
+        match job {
+            Job::Look {
+                mut who,
+                recorded,
+                reply,
+            } => {
+                who.attended_at = gateway.clock.now();
+                let _ = reply.send(gateway.query_as(&who, recorded));
+            }
+            Job::Health { reply } => {
+                let _ = reply.send(gateway.store.pending_notifications().is_ok());
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn listen(
+    api: &ApiConfig,
+    shared: Arc<Shared>,
+    ready: &mut dyn FnMut(SocketAddr),
+) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(api.listen)
+        .await
+        .with_context(|| format!("listening on {}", api.listen))?;
+    let local = listener.local_addr()?;
+    let base = &api.base;
+    let router = Router::new()
+        .route(&format!("{base}/metadata"), get(metadata))
+        .route(&format!("{base}/CareTeam"), get(care_team))
+        .route(&format!("{base}/AuditEvent"), get(audit_event))
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(not_allowed)
+        .with_state(shared);
+    tracing::info!(address = %local, base = %base, "FHIR API listening");
+    ready(local);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut stop = std::pin::pin!(stopped());
+    loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot?,
+            () = &mut stop => return Ok(()),
+        };
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "API connection not accepted");
+                    continue;
+                }
+            },
+            () = &mut stop => return Ok(()),
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(64 * 1024)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// Resolves at SIGTERM or SIGINT.
+async fn stopped() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
+}
+
+/// A FHIR JSON answer, with the request's trace id.
+fn fhir_reply(status: StatusCode, body: &Value, trace: &str) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/fhir+json; charset=utf-8"),
+    );
+    if let Ok(value) = HeaderValue::from_str(trace) {
+        headers.insert("TraceID", value);
+    }
+    response
+}
+
+fn refusal(status: StatusCode, (error, why): Refusal, trace: &str) -> Response {
+    fhir_reply(status, &fhir::operation_outcome(error, &why), trace)
+}
+
+/// The request's trace id, or a new one.
+fn trace_of(headers: &HeaderMap) -> String {
+    api_request::trace_id(one_header(headers, "TraceID").as_deref())
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// A header given once, as text.
+fn one_header(headers: &HeaderMap, name: &str) -> Option<String> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    first.to_str().ok().map(str::to_owned)
+}
+
+fn takes_json(headers: &HeaderMap, query: Option<&str>) -> bool {
+    api_request::takes_fhir_json(one_header(headers, "accept").as_deref(), query)
+}
+
+async fn metadata(headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    let trace = trace_of(&headers);
+    if !takes_json(&headers, query.as_deref()) {
+        return not_acceptable(&trace);
+    }
+    fhir_reply(StatusCode::OK, &fhir::capability_statement(), &trace)
+}
+
+fn not_acceptable(trace: &str) -> Response {
+    refusal(
+        StatusCode::NOT_ACCEPTABLE,
+        (
+            SpineError::NotAcceptable,
+            "the API answers in FHIR JSON only (Accept: application/fhir+json)".into(),
+        ),
+        trace,
+    )
+}
+
+/// The organisation a request's bearer token is of.
+fn authenticate<'a>(
+    shared: &'a Shared,
+    headers: &HeaderMap,
+    trace: &str,
+) -> Result<&'a Org, Response> {
+    let authorization = one_header(headers, "authorization");
+    let Some(token) = api_request::bearer(authorization.as_deref()) else {
+        return Err(refusal(
+            StatusCode::UNAUTHORIZED,
+            (
+                SpineError::AccessDenied,
+                "no bearer token: send Authorization: Bearer <your organisation's token>".into(),
+            ),
+            trace,
+        ));
+    };
+    let hash = hex::encode(Sha256::digest(token.as_bytes()));
+    shared
+        .orgs
+        .iter()
+        .find(|o| o.token_sha256.contains(&hash))
+        .ok_or_else(|| {
+            refusal(
+                StatusCode::FORBIDDEN,
+                (
+                    SpineError::AccessDenied,
+                    "the token is not one the gateway knows".into(),
+                ),
+                trace,
+            )
+        })
+}
+
+/// What a search asks, checked in order: who (401/403), the format (406), the child and
+/// the person looking (400).
+fn search_request(
+    shared: &Shared,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    trace: &str,
+) -> Result<(NhsNumber, Attendance, bool), Response> {
+    let org = authenticate(shared, headers, trace)?;
+    if !takes_json(headers, query) {
+        return Err(not_acceptable(trace));
+    }
+    let nhs =
+        api_request::patient(query).map_err(|r| refusal(StatusCode::BAD_REQUEST, r, trace))?;
+    let Looker {
+        user,
+        role,
+        setting,
+        unscheduled,
+    } = api_request::looker(&|name| one_header(headers, name))
+        .map_err(|r| refusal(StatusCode::BAD_REQUEST, r, trace))?;
+    let who = Attendance {
+        row: 0,
+        nhs,
+        attended_at: chrono::DateTime::UNIX_EPOCH,
+        org_ods: org.ods.to_string(),
+        org_name: org.name.clone(),
+        setting,
+        user_name: user,
+        user_role: role,
+    };
+    Ok((nhs, who, unscheduled))
+}
+
+/// Runs a look-up on the worker.
+async fn look(
+    shared: &Shared,
+    who: Attendance,
+    recorded: Recorded,
+    trace: &str,
+) -> Result<Lookup, Response> {
+    let unavailable = || {
+        refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            (
+                SpineError::ServiceUnavailable,
+                "the gateway cannot look children up just now: try again".into(),
+            ),
+            trace,
+        )
+    };
+    let (reply, answer) = oneshot::channel();
+    shared
+        .jobs
+        .send(Job::Look {
+            who,
+            recorded,
+            reply,
+        })
+        .await
+        .map_err(|_| unavailable())?;
+    match answer.await {
+        Ok(Ok(found)) => Ok(found),
+        Ok(Err(e)) => {
+            tracing::error!(trace = %trace, error = %format!("{e:#}"), "API look-up failed");
+            Err(unavailable())
+        }
+        Err(_) => Err(unavailable()),
+    }
+}
+
+async fn care_team(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let trace = trace_of(&headers);
+    let (nhs, who, unscheduled) = match search_request(&shared, &headers, query.as_deref(), &trace)
+    {
+        Ok(r) => r,
+        Err(response) => return response,
+    };
+    let recorded = if unscheduled {
+        Recorded::AsSetting
+    } else {
+        Recorded::SilentRead
+    };
+    match look(&shared, who, recorded, &trace).await {
+        Ok(found) => {
+            let number = nhs.full();
+            let teams = found
+                .flags
+                .iter()
+                .map(|f| fhir::care_team(&number, f))
+                .collect();
+            // Nothing of the child in the log: whether it was flagged is a trace of it.
+            tracing::info!(trace = %trace, "CareTeam search answered");
+            fhir_reply(StatusCode::OK, &fhir::search_bundle(teams), &trace)
+        }
+        Err(response) => response,
+    }
+}
+
+async fn audit_event(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let trace = trace_of(&headers);
+    let (nhs, who, _) = match search_request(&shared, &headers, query.as_deref(), &trace) {
+        Ok(r) => r,
+        Err(response) => return response,
+    };
+    match look(&shared, who, Recorded::SilentRead, &trace).await {
+        Ok(found) => {
+            let number = nhs.full();
+            let events = found
+                .presentations
+                .iter()
+                .enumerate()
+                .map(|(i, p)| fhir::audit_event(&number, i, p))
+                .collect();
+            tracing::info!(trace = %trace, "AuditEvent search answered");
+            fhir_reply(StatusCode::OK, &fhir::search_bundle(events), &trace)
+        }
+        Err(response) => response,
+    }
+}
+
+async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
+    let (reply, answer) = oneshot::channel();
+    let ok = shared.jobs.send(Job::Health { reply }).await.is_ok() && answer.await == Ok(true);
+    if ok {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the store does not answer\n",
+        )
+            .into_response()
+    }
+}
+
+async fn not_found(headers: HeaderMap) -> Response {
+    refusal(
+        StatusCode::NOT_FOUND,
+        (
+            SpineError::NotFound,
+            "no such path: the API serves metadata, CareTeam and AuditEvent under its base".into(),
+        ),
+        &trace_of(&headers),
+    )
+}
+
+async fn not_allowed(headers: HeaderMap) -> Response {
+    refusal(
+        StatusCode::METHOD_NOT_ALLOWED,
+        (SpineError::NotSupported, "the API answers GET only".into()),
+        &trace_of(&headers),
+    )
+}

@@ -1,0 +1,22 @@
+//! `serve`: the FHIR R4 API alone, until SIGTERM or SIGINT. Prints the address it listens
+//! on (`listening on http://127.0.0.1:8443/cpis/FHIR/R4`) once it does.
+
+use super::exit;
+use crate::config::Config;
+use crate::sys::clock::Clock;
+use anyhow::Result;
+use std::io::Write;
+
+pub fn run(config: &Config, clock: &dyn Clock) -> Result<u8> {
+    let base = config
+        .api
+        .as_ref()
+        .map(|a| a.base.clone())
+        .unwrap_or_default();
+    crate::api::serve(config, clock, &mut |address| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "listening on http://{address}{base}");
+        let _ = out.flush();
+    })?;
+    Ok(exit::OK)
+}

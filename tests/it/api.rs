@@ -1,0 +1,451 @@
+//! The FHIR R4 API through the real binary (`serve`) and a real HTTP client, on both
+//! stores: its answers equal `query`'s, every body passes HL7's own R4 schema
+//! (`tests/fhir/check.js`), unscheduled and silent reads leave what they must, every
+//! refusal is an OperationOutcome with its Spine code, and nothing of an unflagged child
+//! is kept.
+
+use crate::backend;
+use crate::helpers::*;
+use serde_json::Value;
+use std::fs;
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+const TOKEN: &str = "rwg-test-token-1";
+
+/// The i-th valid NHS number of a range no other test file uses.
+fn nhs(i: u64) -> String {
+    test_nhs(999_720_000, i)
+}
+
+/// `serve`, stopped when dropped.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A root with 919 and 202: child 1 open in 919; child 2 open in 919 and 202; child 3
+/// ended in 202 in 2026-06 (shown, not flagged); child 4 and up unknown. RWG has a token.
+fn site() -> tempfile::TempDir {
+    let dir = temp();
+    let hash = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(TOKEN.as_bytes()))
+    };
+    fs::write(
+        dir.path().join("config.toml"),
+        format!(
+            "[gateway]\nroot = \"var\"\nsettle_ms = 0\nlocal_authorities = [\"919\", \"202\"]\n\
+             [api]\nlisten = \"127.0.0.1:0\"\n\
+             [[health_org]]\nods = \"RWG\"\nname = \"West Herts\"\napi_token_sha256 = [\"{hash}\"]\n\
+             [[health_org]]\nods = \"RQW\"\nname = \"Princess Alexandra\"\n"
+        ),
+    )
+    .unwrap();
+    assert_ok(&gateway(dir.path()).arg("init").output().unwrap());
+    let header =
+        "nhs_number,plan_type,start_date,end_date,la_code,edt_phone,office_phone,local_ref";
+    for (la, rows) in [
+        (
+            "919",
+            format!(
+                "{},CPP,2026-01-01,,919,01632 960001,01632 960002,H-1\n{},LAC,2025-01-01,,919,01632 960001,01632 960002,H-2\n",
+                nhs(1),
+                nhs(2)
+            ),
+        ),
+        (
+            "202",
+            format!(
+                "{},CPP,2026-03-01,,202,01632 960101,01632 960102,C-2\n{},CPP,2025-01-01,2026-06-01,202,01632 960101,01632 960102,C-3\n",
+                nhs(2),
+                nhs(3)
+            ),
+        ),
+    ] {
+        let file = dir.path().join(format!("CPIS_EXTRACT_{la}_20261120T020000.csv"));
+        fs::write(&file, format!("{header}\n{rows}")).unwrap();
+        assert_ok(
+            &gateway(dir.path())
+                .args(["ingest", "--mailbox", &format!("LA{la}")])
+                .arg(&file)
+                .output()
+                .unwrap(),
+        );
+    }
+    dir
+}
+
+fn serve(dir: &Path) -> Server {
+    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("cpis-gateway"));
+    cmd.current_dir(dir)
+        .env("CPIS_GATEWAY_NOW", NOW)
+        .env_remove("RUST_LOG")
+        .arg("serve")
+        .stdout(Stdio::piped())
+        .stderr(fs::File::create(dir.join("serve.log")).unwrap());
+    if let Some(url) = backend::store_url(dir) {
+        cmd.env("CPIS_GATEWAY_STORE_URL", url);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| {
+            panic!(
+                "serve said {line:?}: {}",
+                fs::read_to_string(dir.join("serve.log")).unwrap_or_default()
+            )
+        })
+        .to_owned();
+    Server { child, url }
+}
+
+/// An answer: status, the `TraceID` header, the content type and the body.
+struct Answer {
+    status: u16,
+    trace: Option<String>,
+    content_type: String,
+    body: Value,
+}
+
+fn call(request: ureq::Request) -> Answer {
+    let response = match request.call() {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{e}"),
+    };
+    let status = response.status();
+    let trace = response.header("TraceID").map(str::to_owned);
+    let content_type = response.header("Content-Type").unwrap_or("").to_owned();
+    assert!(response.header("Date").is_some(), "every answer has a Date");
+    let text = response.into_string().unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Answer {
+        status,
+        trace,
+        content_type,
+        body,
+    }
+}
+
+/// A search by a professional at RWG's ED, `extra` headers added.
+fn search(server: &Server, kind: &str, nhs: &str, extra: &[(&str, &str)]) -> Answer {
+    let mut request = ureq::get(&format!(
+        "{}/{kind}?patient:identifier=https://fhir.nhs.uk/Id/nhs-number%7C{nhs}",
+        server.url
+    ))
+    .set("Authorization", &format!("Bearer {TOKEN}"))
+    .set("NHSD-End-User-Name", "Dr A Example")
+    .set("NHSD-End-User-Role", "Emergency Department Doctor")
+    .set("NHSD-Care-Setting", "ED");
+    for (k, v) in extra {
+        request = request.set(k, v);
+    }
+    call(request)
+}
+
+/// Asserts every body passes HL7's FHIR R4 JSON Schema.
+fn assert_fhir(bodies: &[&Value]) {
+    let dir = temp();
+    let files: Vec<std::path::PathBuf> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| {
+            let f = dir.path().join(format!("{i}.json"));
+            fs::write(&f, body.to_string()).unwrap();
+            f
+        })
+        .collect();
+    let out = Command::new("node")
+        .arg(repo().join("tests/fhir/check.js"))
+        .args(&files)
+        .output()
+        .expect("Node.js (scripts/test.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn count(dir: &Path, sql: &str) -> u64 {
+    backend::sql(dir, sql)[0].trim().parse().unwrap()
+}
+
+#[test]
+fn the_api_answers_as_query_does_and_every_body_is_fhir_r4() {
+    let dir = site();
+    let server = serve(dir.path());
+    let metadata = call(ureq::get(&format!("{}/metadata", server.url)));
+    assert_eq!(metadata.status, 200);
+    assert_eq!(metadata.body["fhirVersion"], "4.0.1");
+    assert_eq!(
+        metadata.content_type,
+        "application/fhir+json; charset=utf-8"
+    );
+
+    let both = search(&server, "CareTeam", &nhs(2), &[("TraceID", "trace-42")]);
+    assert_eq!(both.status, 200);
+    assert_eq!(both.trace.as_deref(), Some("trace-42"));
+    assert_eq!(both.body["total"], 2);
+    let ended = search(&server, "CareTeam", &nhs(3), &[]);
+    assert_eq!(ended.body["total"], 1);
+    assert_eq!(ended.body["entry"][0]["resource"]["status"], "inactive");
+    assert_eq!(
+        ended.body["entry"][0]["resource"]["period"]["end"],
+        "2026-06-01"
+    );
+    let unknown = search(&server, "CareTeam", &nhs(4), &[]);
+    assert_eq!(unknown.body["total"], 0);
+    assert!(unknown.body.get("entry").is_none());
+    assert!(
+        unknown.trace.is_some_and(|t| !t.is_empty()),
+        "a trace id is made"
+    );
+
+    // One truth, two faces: the CareTeams are query's flags.
+    let query = gateway(dir.path())
+        .args([
+            "query",
+            &nhs(2),
+            "--org",
+            "RWG",
+            "--user",
+            "Dr B",
+            "--role",
+            "Nurse",
+        ])
+        .args(["--setting", "GP", "--format", "json"])
+        .output()
+        .unwrap();
+    assert_ok(&query);
+    let query: Value = serde_json::from_slice(&query.stdout).unwrap();
+    let as_flags: Vec<(String, String, String, String, String, String)> = both.body["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let t = &e["resource"];
+            let plan = match t["category"][0]["coding"][0]["code"].as_str().unwrap() {
+                "342191000000101" => "CPP",
+                "764841000000100" => "LAC",
+                _ => "UCPP",
+            };
+            (
+                t["managingOrganization"][0]["identifier"]["value"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+                plan.to_owned(),
+                t["period"]["start"].as_str().unwrap().to_owned(),
+                t["telecom"][0]["value"].as_str().unwrap().to_owned(),
+                t["telecom"][1]["value"].as_str().unwrap().to_owned(),
+                t["name"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let from_query: Vec<(String, String, String, String, String, String)> = query["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["la_code"].as_str().unwrap().to_owned(),
+                f["plan_type"].as_str().unwrap().to_owned(),
+                f["start_date"].as_str().unwrap().to_owned(),
+                f["office_phone"].as_str().unwrap().to_owned(),
+                f["edt_phone"].as_str().unwrap().to_owned(),
+                f["la_name"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(as_flags, from_query);
+    assert_fhir(&[&metadata.body, &both.body, &ended.body, &unknown.body]);
+}
+
+#[test]
+fn unscheduled_reads_notify_once_and_silent_reads_leave_only_the_log() {
+    let dir = site();
+    let server = serve(dir.path());
+    let d = dir.path();
+    let child = nhs(1);
+    let n = child.trim_start_matches('0');
+    let presentations = format!("SELECT count(*) FROM presentations WHERE nhs = {n}");
+    let notifications = "SELECT count(*) FROM notifications".to_owned();
+    let log = format!("SELECT count(*) FROM access_log WHERE nhs = {n}");
+
+    let silent = search(
+        &server,
+        "CareTeam",
+        &child,
+        &[("IsUnscheduledAccessEvent", "false")],
+    );
+    assert_eq!(silent.body["total"], 1);
+    assert_eq!(
+        (
+            count(d, &presentations),
+            count(d, &notifications),
+            count(d, &log)
+        ),
+        (0, 0, 1)
+    );
+    // Missing means true: stored, and 919 told; again by the same person: told once.
+    search(&server, "CareTeam", &child, &[]);
+    search(
+        &server,
+        "CareTeam",
+        &child,
+        &[("IsUnscheduledAccessEvent", "true")],
+    );
+    assert_eq!(
+        (
+            count(d, &presentations),
+            count(d, &notifications),
+            count(d, &log)
+        ),
+        (2, 1, 3)
+    );
+    // The AuditEvent search shows the presentations and adds none.
+    let events = search(&server, "AuditEvent", &child, &[]);
+    assert_eq!(events.status, 200);
+    assert_eq!(events.body["total"], 2);
+    let event = &events.body["entry"][0]["resource"];
+    assert_eq!(event["agent"][0]["who"]["identifier"]["value"], "RWG");
+    assert!(!events.body.to_string().contains("Dr A"), "no staff names");
+    assert_eq!(
+        (
+            count(d, &presentations),
+            count(d, &notifications),
+            count(d, &log)
+        ),
+        (2, 1, 4)
+    );
+    assert_fhir(&[&silent.body, &events.body]);
+    drop(server);
+    assert_ok(&gateway(d).args(["audit", "verify"]).output().unwrap());
+}
+
+#[test]
+fn every_refusal_is_an_operation_outcome_with_its_spine_code() {
+    let dir = site();
+    let server = serve(dir.path());
+    let careteam = |query: &str| format!("{}/CareTeam?{query}", server.url);
+    let ok_query = format!(
+        "patient:identifier=https://fhir.nhs.uk/Id/nhs-number%7C{}",
+        nhs(1)
+    );
+    let with_people = |r: ureq::Request| {
+        r.set("NHSD-End-User-Name", "Dr A")
+            .set("NHSD-End-User-Role", "Doctor")
+            .set("NHSD-Care-Setting", "ED")
+    };
+    let authed =
+        |url: &str| with_people(ureq::get(url).set("Authorization", &format!("Bearer {TOKEN}")));
+    let cases: Vec<(Answer, u16, &str)> = vec![
+        (
+            call(with_people(ureq::get(&careteam(&ok_query)))),
+            401,
+            "ACCESS_DENIED",
+        ),
+        (
+            call(with_people(
+                ureq::get(&careteam(&ok_query)).set("Authorization", "Bearer wrong"),
+            )),
+            403,
+            "ACCESS_DENIED",
+        ),
+        (
+            call(authed(&careteam(
+                "patient:identifier=https://fhir.nhs.uk/Id/nhs-number%7C9990000019",
+            ))),
+            400,
+            "INVALID_SEARCH_DATA",
+        ),
+        (call(authed(&careteam(""))), 400, "INVALID_SEARCH_DATA"),
+        (
+            call(authed(&careteam(&format!("{ok_query}&name=x")))),
+            400,
+            "INVALID_SEARCH_DATA",
+        ),
+        (
+            call(ureq::get(&careteam(&ok_query)).set("Authorization", &format!("Bearer {TOKEN}"))),
+            400,
+            "PRECONDITION_FAILED",
+        ),
+        (
+            call(authed(&careteam(&ok_query)).set("IsUnscheduledAccessEvent", "maybe")),
+            400,
+            "PRECONDITION_FAILED",
+        ),
+        (
+            call(authed(&format!("{}/Patient", server.url))),
+            404,
+            "RESOURCE_NOT_FOUND",
+        ),
+        (
+            call(authed(&careteam(&format!("{ok_query}&_format=xml")))),
+            406,
+            "NOT_ACCEPTABLE",
+        ),
+        (
+            call(authed(&careteam(&ok_query)).set("Accept", "application/fhir+xml")),
+            406,
+            "NOT_ACCEPTABLE",
+        ),
+        (
+            call(ureq::post(&careteam(&ok_query)).set("Authorization", &format!("Bearer {TOKEN}"))),
+            405,
+            "NOT_IMPLEMENTED",
+        ),
+    ];
+    for (answer, status, code) in &cases {
+        assert_eq!(answer.status, *status, "{}", answer.body);
+        assert_eq!(answer.content_type, "application/fhir+json; charset=utf-8");
+        assert_eq!(answer.body["resourceType"], "OperationOutcome");
+        assert_eq!(
+            answer.body["issue"][0]["details"]["coding"][0]["code"],
+            *code
+        );
+    }
+    assert_fhir(&cases.iter().map(|(a, _, _)| &a.body).collect::<Vec<_>>());
+    // Nothing was looked up: no entry in the log.
+    assert_eq!(count(dir.path(), "SELECT count(*) FROM access_log"), 0);
+}
+
+#[test]
+fn nothing_of_an_unflagged_child_is_kept() {
+    let dir = site();
+    let server = serve(dir.path());
+    let child = nhs(5);
+    for kind in ["CareTeam", "AuditEvent"] {
+        assert_eq!(search(&server, kind, &child, &[]).body["total"], 0);
+    }
+    drop(server);
+    let n = child.trim_start_matches('0');
+    for table in ["presentations", "access_log"] {
+        assert_eq!(
+            count(
+                dir.path(),
+                &format!("SELECT count(*) FROM {table} WHERE nhs = {n}")
+            ),
+            0,
+            "{table}"
+        );
+    }
+    let log = fs::read_to_string(dir.path().join("serve.log")).unwrap();
+    assert!(!log.contains(&child) && !log.contains(&child[6..]), "{log}");
+}
