@@ -24,7 +24,7 @@ pub enum ValidateFormat {
     Text,
     /// One JSON array, one acknowledgement object per file
     Json,
-    /// One CSV of every problem (file errors too), the row as the LA sent it
+    /// One CSV of the problems (file errors too; the first 10,000 row problems of a file, then a count by code), the row as the LA sent it
     Csv,
 }
 
@@ -33,7 +33,7 @@ pub struct ValidateArgs {
     /// Check the files as if dropped into this mailbox (e.g. LA919)
     #[arg(long)]
     pub mailbox: Option<String>,
-    /// Output: text for a person, one JSON array, or one CSV of every problem
+    /// Output: text for a person, one JSON array, or one CSV of the problems
     #[arg(long, value_enum, default_value_t)]
     pub format: ValidateFormat,
     /// With `-`: the file's name (CPIS_EXTRACT_<la>_<YYYYMMDDTHHMMSS>.csv|xml), which says

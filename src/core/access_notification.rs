@@ -5,8 +5,26 @@
 
 use super::extract::cpis::{LOCALISATION, LOCAL_ID_ROOT, NAMESPACE, NHS_NUMBER_ROOT};
 use chrono::{DateTime, Utc};
-use quick_xml::escape::escape;
+use std::borrow::Cow;
 use std::fmt::Write;
+
+/// `text` escaped for XML, any character XML 1.0 does not allow (a control character,
+/// U+FFFE, U+FFFF) replaced by U+FFFD: a name from outside must not make the document
+/// unreadable, and with it every notification it carries.
+fn escape(text: &str) -> Cow<'_, str> {
+    let allowed = |c: char| {
+        matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && c != '\u{FFFE}' && c != '\u{FFFF}')
+    };
+    if text.chars().all(allowed) {
+        quick_xml::escape::escape(text)
+    } else {
+        let clean: String = text
+            .chars()
+            .map(|c| if allowed(c) { c } else { '\u{FFFD}' })
+            .collect();
+        Cow::Owned(quick_xml::escape::escape(clean.as_str()).into_owned())
+    }
+}
 
 /// The ODS organisation code system, for the LA and the health organisation.
 const ORGANISATION_ROOT: &str = "2.16.840.1.113883.2.1.3.2.4.19.1";
@@ -48,14 +66,18 @@ pub fn document(
     accesses: &[Access<'_>],
     new_id: &mut dyn FnMut() -> String,
 ) -> String {
-    let mut records: Vec<(&str, &str, Vec<&Access<'_>>)> = Vec::new();
+    // A CP-IS record is a child's (its plans inside it): one record access a child, with
+    // each look-up once however many of the child's plans it notified.
+    let mut records: Vec<(&str, Vec<&Access<'_>>)> = Vec::new();
     for a in accesses {
-        match records
-            .iter_mut()
-            .find(|(nhs, plan, _)| *nhs == a.nhs_number && *plan == a.plan_type)
-        {
-            Some((_, _, list)) => list.push(a),
-            None => records.push((a.nhs_number, a.plan_type, vec![a])),
+        let same_look = |b: &&Access<'_>| {
+            (b.attended_at, b.org_ods, b.user_name, b.user_role)
+                == (a.attended_at, a.org_ods, a.user_name, a.user_role)
+        };
+        match records.iter_mut().find(|(nhs, _)| *nhs == a.nhs_number) {
+            Some((_, list)) if list.iter().any(same_look) => {}
+            Some((_, list)) => list.push(a),
+            None => records.push((a.nhs_number, vec![a])),
         }
     }
     let mut out = String::new();
@@ -63,14 +85,14 @@ pub fn document(
         out,
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
          <CP-ISAccessToServiceNotification xmlns=\"{NAMESPACE}\" xmlns:npfitlc=\"{LOCALISATION}\">\n \
-         <effectiveTime value=\"{}\"/>\n \
+         <effectiveTime value=\"{}+0000\"/>\n \
          <id root=\"{}\"/>\n \
          <pertinentInformation><pertinentTotalReturnedRecords><value value=\"{}\"/></pertinentTotalReturnedRecords></pertinentInformation>\n",
         head.created.format("%Y%m%d%H%M%S"),
         new_id(),
         records.len()
     );
-    for (_, _, list) in &records {
+    for (_, list) in &records {
         out.push_str(" <pertinentInformation1><pertinentCP-ISRecordAccess>\n");
         for a in list {
             query(&mut out, head, a, new_id());
@@ -102,7 +124,7 @@ fn query(out: &mut String, head: &Notification<'_>, a: &Access<'_>, id: String) 
     let _ = write!(
         out,
         "  <pertinentInformation2><pertinentCP-ISNHSQuery>\
-         <effectiveTime value=\"{}\"/><id root=\"{id}\"/>\
+         <effectiveTime value=\"{}+0000\"/><id root=\"{id}\"/>\
          <author><npfitlc:contentId root=\"{TEMPLATE_ROOT}\" extension=\"COCT_TP145104GB01#System\"/>\
          <COCT_TP145104GB01.System><id root=\"{ASID_ROOT}\" extension=\"{}\"/>\
          <indirectAuthority><superiorAssignedEntity>\
@@ -163,12 +185,18 @@ mod tests {
             n += 1;
             format!("00000000-0000-4000-8000-{n:012}")
         };
+        let later = Access {
+            attended_at: "2026-11-22T09:50:00Z".parse().unwrap(),
+            ..access("9990000018", "CPP", "Dr <A>")
+        };
         let doc = document(
             &head,
             &[
                 access("9990000018", "CPP", "Dr <A>"),
+                // The same look-up notified the child's other plan: one query.
+                access("9990000018", "LAC", "Dr <A>"),
                 access("9990000026", "LAC", "Dr <A>"),
-                access("9990000018", "CPP", "Dr <A>"),
+                later,
             ],
             &mut ids,
         );
@@ -181,12 +209,35 @@ mod tests {
         assert!(again < doc.find("extension=\"9990000026\"").unwrap() && first < again);
         assert!(doc.contains("<name>Dr &lt;A&gt;</name>"));
         assert!(doc.contains("<name>West Herts &amp; Co</name>"));
-        assert!(doc.contains("<effectiveTime value=\"20261122094200\"/>"));
+        assert!(doc.contains("<effectiveTime value=\"20261122094200+0000\"/>"));
         assert!(doc.contains("<value extension=\"7\"/>"));
         assert!(doc.contains(&format!(
             "<value root=\"{LOCAL_ID_ROOT}\" extension=\"908-1\"/>"
         )));
         // Every id is its own.
         assert_eq!(n, 4);
+    }
+
+    #[test]
+    fn a_character_xml_cannot_carry_is_replaced_not_written() {
+        let head = Notification {
+            created: "2026-11-22T10:00:00Z".parse().unwrap(),
+            la_code: "908",
+            la_name: "Cornwall",
+            asid: "123456789012",
+            upload_ref: "7",
+        };
+        let hostile = Access {
+            user_role: "Doctor\u{1}",
+            local_ref: Some("ref\u{FFFE}1"),
+            ..access("9990000018", "CPP", "Dr \u{FFFF} X")
+        };
+        let doc = document(&head, &[hostile], &mut || {
+            "00000000-0000-4000-8000-000000000001".into()
+        });
+        assert!(!doc.contains(['\u{1}', '\u{FFFE}', '\u{FFFF}']));
+        assert!(doc.contains("<name>Dr \u{FFFD} X</name>"));
+        assert!(doc.contains("<originalText>Doctor\u{FFFD}</originalText>"));
+        assert!(doc.contains("extension=\"ref\u{FFFD}1\""));
     }
 }

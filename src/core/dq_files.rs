@@ -110,6 +110,12 @@ pub enum DqItem {
         code: String,
         message: String,
     },
+    /// Row errors of a file beyond those its acknowledgement lists, for one code.
+    RejectedUnlisted {
+        file: String,
+        code: String,
+        count: u64,
+    },
     Retained {
         file: String,
         nhs: String,
@@ -146,6 +152,10 @@ impl DqItem {
             ],
             DqItem::Rejected { file, row, column, code, message } => [
                 "rejected_row".into(), file.clone(), row.to_string(), column.clone(), code.clone(), e(), e(), message.clone(),
+            ],
+            DqItem::RejectedUnlisted { file, code, count } => [
+                "rejected_rows_unlisted".into(), file.clone(), e(), e(), code.clone(), e(), e(),
+                format!("{count} more row errors with this code, not listed: an acknowledgement lists the first {} row errors and warnings of a file", super::report::MAX_LISTED_PROBLEMS),
             ],
             DqItem::Retained { file, nhs, plan_type } => [
                 "retained".into(), file.clone(), e(), e(), e(), nhs.clone(), plan_type.clone(),

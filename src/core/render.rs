@@ -108,15 +108,20 @@ pub fn file_report_text(report: &FileReport) -> String {
         let unlisted = report
             .row_errors_unlisted
             .iter()
-            .find(|u| u.code == *code && (u.severity == Severity::Warning) == *warning)
-            .map(|u| format!(", and {}", unlisted_message(u)))
-            .unwrap_or_default();
+            .find(|u| u.code == *code && (u.severity == Severity::Warning) == *warning);
+        let counted = match (rows.len(), unlisted) {
+            (0, Some(u)) => unlisted_message(u),
+            (n, u) => format!(
+                "{n} row{}{}",
+                if n == 1 { "" } else { "s" },
+                u.map(|u| format!(", and {}", unlisted_message(u)))
+                    .unwrap_or_default()
+            ),
+        };
         let _ = writeln!(
             out,
-            "  {} {code}: {} row{}{unlisted} - {}",
+            "  {} {code}: {counted} - {}",
             if *warning { "warning" } else { "error" },
-            rows.len(),
-            if rows.len() == 1 { "" } else { "s" },
             code.sentence()
         );
         for &i in indexes.iter().take(ROWS_PER_CODE) {
@@ -165,6 +170,18 @@ mod tests {
         let text = file_report_text(&r);
         assert!(text.contains("error DATE_FORMAT: 1 row -"), "{text}");
         assert!(text.contains("row 3 (line 5), end_date"), "{text}");
+        // Problems past the listed ones are counted, under their code.
+        r.count_unlisted(Code::DateFormat, Severity::Error, 4);
+        r.count_unlisted(Code::PhoneFormat, Severity::Error, 1);
+        let text = file_report_text(&r);
+        assert!(
+            text.contains("error DATE_FORMAT: 1 row, and 4 more DATE_FORMAT errors not listed"),
+            "{text}"
+        );
+        assert!(
+            text.contains("error PHONE_FORMAT: 1 more PHONE_FORMAT error not listed"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -57,6 +57,9 @@ struct FlagResponse<'a> {
     ended_only: Vec<FlaggedRow<'a>>,
     not_flagged_rows: Vec<u64>,
     rejected: &'a [RowProblem],
+    /// Rejected rows' problems beyond the first 10,000, counted by code (as the ack's).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    rejected_unlisted: &'a [crate::core::report::Unlisted],
 }
 
 fn flagged_row<'a>((a, lookup): &'a (&Attendance, Lookup)) -> FlaggedRow<'a> {
@@ -292,6 +295,7 @@ impl Gateway<'_> {
                 not_flagged_rows
             },
             rejected: &report.row_errors,
+            rejected_unlisted: &report.row_errors_unlisted,
         };
         let mut response_json = serde_json::to_vec_pretty(&response)?;
         response_json.push(b'\n');

@@ -668,6 +668,25 @@ impl Store {
                 }))
             },
         )?;
+        // Row errors past those an acknowledgement lists: counted, by code.
+        each_la(
+            conn,
+            &mut out,
+            "SELECT CAST(f.sender AS INTEGER), f.name, json_extract(e.value, '$.code'),
+                    CAST(json_extract(e.value, '$.count') AS INTEGER)
+             FROM files f, json_each(f.report, '$.row_errors_unlisted') e
+             WHERE f.kind = 'extract' AND f.outcome != 'duplicate'
+               AND f.processed_at > ?1 AND f.processed_at <= ?2 AND json_extract(e.value, '$.severity') = 'error'
+             ORDER BY f.id",
+            window,
+            |r| {
+                Ok(Some(DqItem::RejectedUnlisted {
+                    file: r.get(1)?,
+                    code: r.get(2)?,
+                    count: r.get(3)?,
+                }))
+            },
+        )?;
         each_la(
             conn,
             &mut out,

@@ -1154,3 +1154,30 @@ fn a_record_kept_cold_is_shown_again_when_older_attendances_are_allowed() {
     assert_eq!(v["flags"][0]["status"], "ended", "{v}");
     assert_eq!(v["flags"][0]["end_date"], "2025-06-01", "{v}");
 }
+
+#[test]
+fn rejected_rows_beyond_those_listed_are_counted_in_the_flag_response() {
+    let site = Site::new();
+    // 30,000 rows, 10,002 with a setting that is not one: the first 10,000 problems are
+    // listed, the rest counted, so every row is accounted for.
+    let mut text = format!("{ATTEND_HEADER}\n");
+    for i in 1..=30_000u64 {
+        let setting = if i <= 2 || i % 3 == 0 { "XX" } else { "ED" };
+        text.push_str(&format!(
+            "{},2026-11-22T08:00:00+00:00,RWG,West Herts,{setting},Dr A,Doctor\n",
+            nhs(100 + i)
+        ));
+    }
+    let ack = site.ingest("RWG", "CPIS_ATTEND_RWG_20261122T085900.csv", &text);
+    assert_eq!(ack["invalid_rows"], 10_002);
+    let flags = site.flags("20261122T085900");
+    assert_eq!(flags["rejected"].as_array().unwrap().len(), 10_000);
+    assert_eq!(
+        flags["rejected_unlisted"],
+        serde_json::json!([{"code": "SETTING", "severity": "error", "count": 2}])
+    );
+    assert_eq!(
+        flags["not_flagged_rows"].as_array().unwrap().len(),
+        30_000 - 10_002
+    );
+}

@@ -831,6 +831,30 @@ fn row_errors_beyond_those_listed_are_counted_in_the_report() {
         page.contains("ERROR_RATE, NHS_FORMAT ×10005, DUPLICATE ×2"),
         "{page}"
     );
+    // The LA's data-quality file lists the first 10,000 and counts the rest by code.
+    let dq = fs::read_to_string(
+        dir.path()
+            .join("var/mailboxes/LA919/out/CPIS_DQ_919_2026-11-21.csv"),
+    )
+    .unwrap();
+    assert_eq!(
+        dq.lines()
+            .filter(|l| l.starts_with("rejected_row,"))
+            .count(),
+        10_000
+    );
+    let unlisted: Vec<&str> = dq
+        .lines()
+        .filter(|l| l.starts_with("rejected_rows_unlisted,"))
+        .collect();
+    assert_eq!(unlisted.len(), 1, "{unlisted:?}");
+    assert!(
+        unlisted[0].starts_with(
+            "rejected_rows_unlisted,CPIS_EXTRACT_919_20261121T020000.csv,,,NHS_FORMAT,,,\"7 more row errors"
+        ),
+        "{}",
+        unlisted[0]
+    );
     let national =
         fs::read_to_string(dir.path().join("var/reports/2026-11-21/index.html")).unwrap();
     assert!(
