@@ -142,6 +142,9 @@ struct RawApi {
     listen: String,
     #[serde(default = "default_api_base")]
     base: String,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
+    client_ca: Option<String>,
 }
 
 fn default_api_base() -> String {
@@ -151,10 +154,20 @@ fn default_api_base() -> String {
 /// The FHIR API's listener.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
-    /// A loopback address: plain HTTP (TLS is not built yet).
     pub listen: std::net::SocketAddr,
     /// Where the API's paths start (`/cpis/FHIR/R4`).
     pub base: String,
+    /// HTTPS (required unless `listen` is a loopback address).
+    pub tls: Option<ApiTls>,
+}
+
+/// The API's certificate and key, and the CA its clients' certificates must chain to, if
+/// they must present one.
+#[derive(Debug, Clone)]
+pub struct ApiTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -507,10 +520,30 @@ impl Config {
                         format!("{:?} is not an address and port (127.0.0.1:8443)", a.listen),
                     )
                 })?;
-                if !listen.ip().is_loopback() {
+                let tls = match (&a.tls_cert, &a.tls_key) {
+                    (Some(cert), Some(key)) => Some(ApiTls {
+                        cert: base_dir.join(cert),
+                        key: base_dir.join(key),
+                        client_ca: a.client_ca.as_ref().map(|c| base_dir.join(c)),
+                    }),
+                    (None, None) if a.client_ca.is_some() => {
+                        return Err(bad(
+                            "api.client_ca",
+                            "needs api.tls_cert and api.tls_key: client certificates are asked for over TLS".into(),
+                        ))
+                    }
+                    (None, None) => None,
+                    _ => {
+                        return Err(bad(
+                            "api.tls_cert",
+                            "api.tls_cert and api.tls_key go together: give both or neither".into(),
+                        ))
+                    }
+                };
+                if tls.is_none() && !listen.ip().is_loopback() {
                     return Err(bad(
                         "api.listen",
-                        format!("{listen} is not a loopback address: the API is served over plain HTTP, so only to this machine, until its TLS is built"),
+                        format!("{listen} is not a loopback address: the API is served over plain HTTP only to this machine; give api.tls_cert and api.tls_key"),
                     ));
                 }
                 let ok = a.base.starts_with('/')
@@ -529,6 +562,7 @@ impl Config {
                 Some(ApiConfig {
                     listen,
                     base: a.base,
+                    tls,
                 })
             }
         };

@@ -5,7 +5,7 @@
 //! and `query` paths. What a request asks and who asks it is read by
 //! `core::api_request`; the bodies are `core::fhir`'s.
 
-use crate::config::{ApiConfig, Config};
+use crate::config::{ApiConfig, ApiTls, Config};
 use crate::core::api_request::{self, Looker, Refusal};
 use crate::core::attendance::Attendance;
 use crate::core::fhir::{self, SpineError};
@@ -14,6 +14,7 @@ use crate::core::nhs::NhsNumber;
 use crate::pipeline::health::{Lookup, Recorded};
 use crate::pipeline::ingest::Gateway;
 use crate::sys::clock::Clock;
+use crate::sys::pem;
 use anyhow::{anyhow, Context, Result};
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -135,11 +136,39 @@ fn work(
     Ok(())
 }
 
+/// HTTPS as `tls` says: TLS 1.2 or 1.3, HTTP/1.1, and a client certificate chaining to
+/// `client_ca` when one is configured.
+fn tls_acceptor(tls: &ApiTls) -> Result<tokio_rustls::TlsAcceptor> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let builder = match &tls.client_ca {
+        Some(ca) => {
+            let roots = Arc::new(pem::roots(ca, "api.client_ca")?);
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider)
+                    .build()
+                    .context("api.client_ca cannot check client certificates")?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder
+        .with_single_cert(
+            pem::certificates(&tls.cert, "api.tls_cert")?,
+            pem::private_key(&tls.key, "api.tls_key")?,
+        )
+        .context("api.tls_cert and api.tls_key do not go together")?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
 async fn listen(
     api: &ApiConfig,
     shared: Arc<Shared>,
     ready: &mut dyn FnMut(SocketAddr),
 ) -> Result<()> {
+    let acceptor = api.tls.as_ref().map(tls_acceptor).transpose()?;
     let listener = tokio::net::TcpListener::bind(api.listen)
         .await
         .with_context(|| format!("listening on {}", api.listen))?;
@@ -173,14 +202,27 @@ async fn listen(
             () = &mut stop => return Ok(()),
         };
         let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
-                .max_buf_size(64 * 1024)
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
+                .max_buf_size(64 * 1024);
+            match acceptor {
+                None => {
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = http.serve_connection(io, service).await;
+                }
+                Some(acceptor) => {
+                    // The handshake has the time the headers have.
+                    let handshake = tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream));
+                    if let Ok(Ok(tls)) = handshake.await {
+                        let io = hyper_util::rt::TokioIo::new(tls);
+                        let _ = http.serve_connection(io, service).await;
+                    }
+                }
+            }
         });
     }
 }

@@ -1,5 +1,5 @@
 //! `serve`: the FHIR R4 API alone, until SIGTERM or SIGINT. Prints the address it listens
-//! on (`listening on http://127.0.0.1:8443/cpis/FHIR/R4`) once it does.
+//! on (`listening on https://127.0.0.1:8443/cpis/FHIR/R4`) once it does.
 
 use super::exit;
 use crate::config::Config;
@@ -13,9 +13,13 @@ pub fn run(config: &Config, clock: &dyn Clock) -> Result<u8> {
         .as_ref()
         .map(|a| a.base.clone())
         .unwrap_or_default();
+    let scheme = match config.api.as_ref().and_then(|a| a.tls.as_ref()) {
+        Some(_) => "https",
+        None => "http",
+    };
     crate::api::serve(config, clock, &mut |address| {
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "listening on http://{address}{base}");
+        let _ = writeln!(out, "listening on {scheme}://{address}{base}");
         let _ = out.flush();
     })?;
     Ok(exit::OK)

@@ -12,4 +12,5 @@ pub mod layout;
 pub mod logging;
 pub mod node;
 pub mod owner;
+pub mod pem;
 pub mod progress;

@@ -84,6 +84,44 @@ fn site() -> tempfile::TempDir {
     dir
 }
 
+/// Adds `lines` to the site's `[api]` table.
+fn api_config(dir: &Path, lines: &str) {
+    let config = dir.join("config.toml");
+    let text = fs::read_to_string(&config)
+        .unwrap()
+        .replace("[api]\n", &format!("[api]\n{lines}"));
+    fs::write(config, text).unwrap();
+}
+
+/// An HTTPS client trusting `pki`'s CA, presenting its client certificate if `as_client`.
+fn tls_agent(pki: &Pki, as_client: bool) -> ureq::Agent {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(pki.path("ca.pem")).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots);
+    let config = if as_client {
+        let certs = CertificateDer::pem_file_iter(pki.path("client.pem"))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_file(pki.path("client.key")).unwrap();
+        builder.with_client_auth_cert(certs, key).unwrap()
+    } else {
+        builder.with_no_client_auth()
+    };
+    ureq::AgentBuilder::new()
+        .tls_config(std::sync::Arc::new(config))
+        .build()
+}
+
 fn serve(dir: &Path) -> Server {
     let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("cpis-gateway"));
     cmd.current_dir(dir)
@@ -448,4 +486,77 @@ fn nothing_of_an_unflagged_child_is_kept() {
     }
     let log = fs::read_to_string(dir.path().join("serve.log")).unwrap();
     assert!(!log.contains(&child) && !log.contains(&child[6..]), "{log}");
+}
+
+#[test]
+fn over_https_with_and_without_a_client_certificate() {
+    let dir = site();
+    let pki = Pki::new("localhost", "rwg-ed-system");
+    api_config(
+        dir.path(),
+        &format!(
+            "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            pki.path("server.pem"),
+            pki.path("server.key")
+        ),
+    );
+    let server = serve(dir.path());
+    assert!(
+        server.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+    let url = server.url.replace("127.0.0.1", "localhost");
+    let found = call(
+        tls_agent(&pki, false)
+            .get(&format!(
+                "{url}/CareTeam?patient:identifier=https://fhir.nhs.uk/Id/nhs-number%7C{}",
+                nhs(1)
+            ))
+            .set("Authorization", &format!("Bearer {TOKEN}"))
+            .set("NHSD-End-User-Name", "Dr A")
+            .set("NHSD-End-User-Role", "Doctor")
+            .set("NHSD-Care-Setting", "ED"),
+    );
+    assert_eq!((found.status, found.body["total"].as_u64()), (200, Some(1)));
+    // Plain HTTP to the HTTPS port gets no answer.
+    let plain = ureq::get(&format!("{}/metadata", server.url.replace("https", "http"))).call();
+    assert!(plain.is_err());
+    drop(server);
+
+    // With client_ca, a client without a certificate is refused in the handshake.
+    api_config(
+        dir.path(),
+        &format!("client_ca = \"{}\"\n", pki.path("ca.pem")),
+    );
+    let server = serve(dir.path());
+    let url = server.url.replace("127.0.0.1", "localhost");
+    let metadata = format!("{url}/metadata");
+    assert!(matches!(
+        tls_agent(&pki, false).get(&metadata).call(),
+        Err(ureq::Error::Transport(_))
+    ));
+    let answer = call(tls_agent(&pki, true).get(&metadata));
+    assert_eq!(answer.status, 200);
+    assert_fhir(&[&found.body, &answer.body]);
+}
+
+#[test]
+fn plain_http_is_for_this_machine_only() {
+    let dir = site();
+    let config = dir.path().join("config.toml");
+    let text = fs::read_to_string(&config).unwrap();
+    fs::write(
+        &config,
+        text.replace("listen = \"127.0.0.1:0\"", "listen = \"0.0.0.0:0\""),
+    )
+    .unwrap();
+    let out = gateway(dir.path()).arg("serve").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("api.listen: 0.0.0.0:0 is not a loopback address"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
