@@ -5,6 +5,8 @@
 //! and `query` paths. What a request asks and who asks it is read by
 //! `core::api_request`; the bodies are `core::fhir`'s.
 
+mod metrics;
+
 use crate::config::{ApiConfig, ApiTls, Config};
 use crate::core::api_request::{self, Looker, Refusal};
 use crate::core::attendance::Attendance;
@@ -24,14 +26,17 @@ use axum::Router;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 /// A client that has not sent its request's headers within this is cut off.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
-/// Connections served at once; more wait in the kernel's queue.
+/// Connections served at once; past them a client is told 503 at once (up to
+/// [`MAX_TURNED_AWAY`] at a time; past those, closed).
 const MAX_CONNECTIONS: usize = 1024;
+const MAX_TURNED_AWAY: usize = 64;
 /// Look-ups queued for the worker at most.
 const QUEUE: usize = 256;
 
@@ -57,16 +62,24 @@ struct Org {
 struct Shared {
     orgs: Vec<Org>,
     jobs: mpsc::Sender<Job>,
+    base: String,
+    metrics: metrics::Metrics,
 }
 
-/// Serves the API until SIGTERM or SIGINT; `ready` is told the address once it listens.
-pub fn serve(config: &Config, clock: &dyn Clock, ready: &mut dyn FnMut(SocketAddr)) -> Result<()> {
+/// Serves the API until `stop` is set; `ready` is told the address once it listens.
+pub fn serve(
+    config: &Config,
+    clock: &dyn Clock,
+    ready: &mut dyn FnMut(SocketAddr),
+    stop: Arc<AtomicBool>,
+) -> Result<()> {
     let api = config.api.as_ref().ok_or_else(|| {
         anyhow!(
             "no [api] in the configuration ({}): nothing to serve",
             config.origin
         )
     })?;
+    raise_open_files();
     let (jobs, queue) = mpsc::channel(QUEUE);
     std::thread::scope(|scope| {
         let (opened, started) = std::sync::mpsc::channel();
@@ -85,13 +98,15 @@ pub fn serve(config: &Config, clock: &dyn Clock, ready: &mut dyn FnMut(SocketAdd
                 })
                 .collect(),
             jobs,
+            base: api.base.clone(),
+            metrics: metrics::Metrics::default(),
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .context("starting the API's runtime")?;
-        let served = runtime.block_on(listen(api, shared, ready));
+        let served = runtime.block_on(listen(api, shared, ready, stop));
         // Dropping the runtime drops the last sender: the worker's queue ends.
         drop(runtime);
         let worked = worker
@@ -99,6 +114,23 @@ pub fn serve(config: &Config, clock: &dyn Clock, ready: &mut dyn FnMut(SocketAdd
             .map_err(|_| anyhow!("the API's worker panicked"))?;
         served.and(worked)
     })
+}
+
+/// Lets this process hold as many files as its hard limit allows (the soft limit is often
+/// 1,024, which the connection slots alone would reach).
+fn raise_open_files() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }
 
 /// The worker: opens the store, says so, then runs each job in turn.
@@ -167,6 +199,7 @@ async fn listen(
     api: &ApiConfig,
     shared: Arc<Shared>,
     ready: &mut dyn FnMut(SocketAddr),
+    stop: Arc<AtomicBool>,
 ) -> Result<()> {
     let acceptor = api.tls.as_ref().map(tls_acceptor).transpose()?;
     let listener = tokio::net::TcpListener::bind(api.listen)
@@ -179,18 +212,21 @@ async fn listen(
         .route(&format!("{base}/CareTeam"), get(care_team))
         .route(&format!("{base}/AuditEvent"), get(audit_event))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
         .fallback(not_found)
         .method_not_allowed_fallback(not_allowed)
-        .with_state(shared);
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            measured,
+        ))
+        .with_state(Arc::clone(&shared));
+    let busy = Router::new().fallback(busy);
     tracing::info!(address = %local, base = %base, "FHIR API listening");
     ready(local);
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let mut stop = std::pin::pin!(stopped());
+    let turned_away = Arc::new(tokio::sync::Semaphore::new(MAX_TURNED_AWAY));
+    let mut stop = std::pin::pin!(stopped(stop));
     loop {
-        let slot = tokio::select! {
-            slot = slots.clone().acquire_owned() => slot?,
-            () = &mut stop => return Ok(()),
-        };
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -201,7 +237,15 @@ async fn listen(
             },
             () = &mut stop => return Ok(()),
         };
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        // A slot, or (all taken) a 503; past the turned-away ones too, the connection closes.
+        let (slot, router) = match slots.clone().try_acquire_owned() {
+            Ok(slot) => (slot, router.clone()),
+            Err(_) => match turned_away.clone().try_acquire_owned() {
+                Ok(slot) => (slot, busy.clone()),
+                Err(_) => continue,
+            },
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router);
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let _slot = slot;
@@ -227,20 +271,10 @@ async fn listen(
     }
 }
 
-/// Resolves at SIGTERM or SIGINT.
-async fn stopped() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => std::future::pending().await,
+/// Resolves once `stop` is set (by SIGTERM or SIGINT, or by the daemon stopping).
+async fn stopped(stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -399,6 +433,7 @@ async fn look(
     match answer.await {
         Ok(Ok(found)) => Ok(found),
         Ok(Err(e)) => {
+            shared.metrics.store_error();
             tracing::error!(trace = %trace, error = %format!("{e:#}"), "API look-up failed");
             Err(unavailable())
         }
@@ -424,6 +459,7 @@ async fn care_team(
     };
     match look(&shared, who, recorded, &trace).await {
         Ok(found) => {
+            shared.metrics.looked_up(found.flagged);
             let number = nhs.full();
             let teams = found
                 .flags
@@ -476,6 +512,46 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
         )
             .into_response()
     }
+}
+
+/// Times and counts every request, by endpoint and status.
+async fn measured(
+    State(shared): State<Arc<Shared>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let endpoint = metrics::endpoint(request.uri().path(), &shared.base);
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    shared
+        .metrics
+        .request(endpoint, response.status().as_u16(), started.elapsed());
+    response
+}
+
+async fn metrics_text(State(shared): State<Arc<Shared>>) -> Response {
+    let mut response = shared.metrics.text().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
+/// Every connection slot is taken: 503 now rather than a wait.
+async fn busy(headers: HeaderMap) -> Response {
+    let mut response = refusal(
+        StatusCode::SERVICE_UNAVAILABLE,
+        (
+            SpineError::ServiceUnavailable,
+            "the gateway is serving as many connections as it can: try again in a moment".into(),
+        ),
+        &trace_of(&headers),
+    );
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 async fn not_found(headers: HeaderMap) -> Response {

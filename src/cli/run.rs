@@ -1,7 +1,7 @@
 //! `run [--once]`: the daemon. `--once` processes the backlog (waiting for files that are
 //! still being written), flushes queued notifications and exits, printing what it did:
 //! exit 0 when every file taken was accepted, 1 otherwise. Without `--once` it runs until
-//! SIGTERM or SIGINT and exits 0.
+//! SIGTERM or SIGINT and exits 0, serving the FHIR API beside it when `[api]` is configured.
 
 use super::exit;
 use crate::config::Config;
@@ -33,10 +33,36 @@ pub fn run(args: &RunArgs, config: &Config, clock: &dyn Clock) -> Result<u8> {
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(&stop))?;
     }
-    let mut daemon = Daemon::new(config, clock, stop)?;
+    let mut daemon = Daemon::new(config, clock, Arc::clone(&stop))?;
     if !args.once {
-        daemon.run()?;
-        return Ok(exit::OK);
+        if config.api.is_none() {
+            daemon.run()?;
+            return Ok(exit::OK);
+        }
+        // The FHIR API beside the daemon, stopped with it.
+        return std::thread::scope(|scope| {
+            let (listening, ready) = std::sync::mpsc::channel();
+            let api_stop = Arc::clone(&stop);
+            let api = scope.spawn(move || {
+                let mut told = |address| {
+                    let _ = listening.send(address);
+                };
+                crate::api::serve(config, clock, &mut told, api_stop)
+            });
+            if ready.recv().is_err() {
+                // It stopped before listening: its error says why.
+                return match api.join() {
+                    Ok(Err(e)) => Err(e.context("the FHIR API cannot start")),
+                    _ => Err(anyhow::anyhow!("the FHIR API stopped before it listened")),
+                };
+            }
+            let ran = daemon.run();
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let served = api
+                .join()
+                .map_err(|_| anyhow::anyhow!("the FHIR API panicked"))?;
+            ran.and(served).map(|()| exit::OK)
+        });
     }
     daemon.run_once()?;
     let s = &daemon.summary;

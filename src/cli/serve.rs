@@ -6,6 +6,8 @@ use crate::config::Config;
 use crate::sys::clock::Clock;
 use anyhow::Result;
 use std::io::Write;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 pub fn run(config: &Config, clock: &dyn Clock) -> Result<u8> {
     let base = config
@@ -17,10 +19,15 @@ pub fn run(config: &Config, clock: &dyn Clock) -> Result<u8> {
         Some(_) => "https",
         None => "http",
     };
-    crate::api::serve(config, clock, &mut |address| {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))?;
+    }
+    let mut ready = |address| {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "listening on {scheme}://{address}{base}");
         let _ = out.flush();
-    })?;
+    };
+    crate::api::serve(config, clock, &mut ready, stop)?;
     Ok(exit::OK)
 }

@@ -560,3 +560,214 @@ fn plain_http_is_for_this_machine_only() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn metrics_count_requests_and_look_ups_and_name_no_one() {
+    let dir = site();
+    let server = serve(dir.path());
+    search(&server, "CareTeam", &nhs(1), &[]);
+    search(&server, "CareTeam", &nhs(6), &[]);
+    search(&server, "CareTeam", "9990000019", &[]);
+    let answer = ureq::get(&server.url.replace("/cpis/FHIR/R4", "/metrics"))
+        .call()
+        .unwrap();
+    assert!(answer.content_type().starts_with("text/plain"));
+    let text = answer.into_string().unwrap();
+    for line in [
+        "cpis_api_requests_total{endpoint=\"CareTeam\",status=\"200\"} 2",
+        "cpis_api_requests_total{endpoint=\"CareTeam\",status=\"400\"} 1",
+        "cpis_api_lookups_total{flagged=\"true\"} 1",
+        "cpis_api_lookups_total{flagged=\"false\"} 1",
+        "cpis_api_request_seconds_count 3",
+        "cpis_api_store_errors_total 0",
+    ] {
+        assert!(text.contains(line), "{line} in\n{text}");
+    }
+    for personal in [nhs(1), nhs(6), "Dr A".into(), "RWG".into()] {
+        assert!(!text.contains(&personal), "{personal} in\n{text}");
+    }
+    let health = ureq::get(&server.url.replace("/cpis/FHIR/R4", "/healthz"))
+        .call()
+        .unwrap();
+    assert_eq!(health.into_string().unwrap(), "ok\n");
+}
+
+#[test]
+fn the_daemon_serves_the_api_beside_its_work_and_stops_it_with_itself() {
+    let dir = site();
+    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("cpis-gateway"));
+    cmd.current_dir(dir.path())
+        .env("CPIS_GATEWAY_NOW", NOW)
+        .env_remove("RUST_LOG")
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(url) = backend::store_url(dir.path()) {
+        cmd.env("CPIS_GATEWAY_STORE_URL", url);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut log = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut address = None;
+    let mut seen = String::new();
+    for _ in 0..200 {
+        let mut line = String::new();
+        if log.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        seen.push_str(&line);
+        if line.contains("FHIR API listening") {
+            address = line
+                .split("address=")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_owned);
+            break;
+        }
+    }
+    let Some(address) = address else {
+        let _ = child.kill();
+        panic!("run never said it serves the API:\n{seen}");
+    };
+    let server = Server {
+        child,
+        url: format!("http://{address}/cpis/FHIR/R4"),
+    };
+    assert_eq!(search(&server, "CareTeam", &nhs(1), &[]).body["total"], 1);
+    let mut server = server;
+    // SIGTERM stops both, and the daemon exits 0.
+    let pid = server.child.id() as libc::pid_t;
+    // SAFETY: a signal to the child this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = server.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn a_thousand_idle_connections_do_not_stop_a_look_up_and_past_the_slots_is_503() {
+    // This test holds over 2,000 sockets (both ends).
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: reads and writes this process's own limit.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        limit.rlim_cur = limit.rlim_max.min(8192);
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
+    let dir = site();
+    let server = serve(dir.path());
+    let address = server
+        .url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut idle: Vec<std::net::TcpStream> = (0..1000)
+        .map(|_| std::net::TcpStream::connect(&address).unwrap())
+        .collect();
+    let found = search(&server, "CareTeam", &nhs(1), &[]);
+    assert_eq!(found.status, 200);
+    assert_eq!(found.body["total"], 1);
+    // Every slot taken (1,024): the next client is told so at once.
+    idle.extend((0..40).map(|_| std::net::TcpStream::connect(&address).unwrap()));
+    let mut told = None;
+    for _ in 0..20 {
+        let answer = call(ureq::get(&format!("{}/metadata", server.url)));
+        if answer.status == 503 {
+            told = Some(answer);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let told = told.expect("a 503 once every slot is taken");
+    assert_eq!(
+        told.body["issue"][0]["details"]["coding"][0]["code"],
+        "SERVICE_UNAVAILABLE"
+    );
+    assert_fhir(&[&told.body]);
+    drop(idle);
+}
+
+#[test]
+fn a_client_that_sends_a_byte_a_second_is_cut_off() {
+    use std::io::{Read, Write};
+    let dir = site();
+    let server = serve(dir.path());
+    let address = server
+        .url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut slow = std::net::TcpStream::connect(&address).unwrap();
+    slow.set_read_timeout(Some(std::time::Duration::from_millis(900)))
+        .unwrap();
+    let request = b"GET /cpis/FHIR/R4/metadata HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let started = std::time::Instant::now();
+    let mut closed = false;
+    for byte in request.iter().cycle() {
+        if started.elapsed() > std::time::Duration::from_secs(120) {
+            break;
+        }
+        if slow.write_all(&[*byte]).is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 256];
+        match slow.read(&mut buf) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    assert!(
+        closed,
+        "the server still waits after {:?}",
+        started.elapsed()
+    );
+    // It was the headers' 30 s, not an early cut.
+    assert!(started.elapsed() >= std::time::Duration::from_secs(29));
+}
+
+#[test]
+fn the_access_log_verifies_after_a_burst_of_look_ups() {
+    let dir = site();
+    let server = serve(dir.path());
+    std::thread::scope(|scope| {
+        for t in 0..8 {
+            let server = &server;
+            scope.spawn(move || {
+                for i in 0..10 {
+                    let user = format!("Nurse {t}-{i}");
+                    let child = nhs(1 + (i % 3));
+                    let answer =
+                        search(server, "CareTeam", &child, &[("NHSD-End-User-Name", &user)]);
+                    assert_eq!(answer.status, 200);
+                }
+            });
+        }
+    });
+    drop(server);
+    // Children 1, 2 and 3 all have something to show: 80 entries, chained.
+    assert_eq!(count(dir.path(), "SELECT count(*) FROM access_log"), 80);
+    assert_ok(
+        &gateway(dir.path())
+            .args(["audit", "verify"])
+            .output()
+            .unwrap(),
+    );
+}
