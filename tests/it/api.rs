@@ -470,7 +470,9 @@ fn nothing_of_an_unflagged_child_is_kept() {
     let server = serve(dir.path());
     let child = nhs(5);
     for kind in ["CareTeam", "AuditEvent"] {
-        assert_eq!(search(&server, kind, &child, &[]).body["total"], 0);
+        let answer = search(&server, kind, &child, &[]);
+        assert_eq!(answer.body["total"], 0);
+        assert_fhir(&[&answer.body]);
     }
     drop(server);
     let n = child.trim_start_matches('0');
@@ -632,7 +634,9 @@ fn the_daemon_serves_the_api_beside_its_work_and_stops_it_with_itself() {
         child,
         url: format!("http://{address}/cpis/FHIR/R4"),
     };
-    assert_eq!(search(&server, "CareTeam", &nhs(1), &[]).body["total"], 1);
+    let found = search(&server, "CareTeam", &nhs(1), &[]);
+    assert_eq!(found.body["total"], 1);
+    assert_fhir(&[&found.body]);
     let mut server = server;
     // SIGTERM stops both, and the daemon exits 0.
     let pid = server.child.id() as libc::pid_t;
@@ -670,6 +674,7 @@ fn a_thousand_idle_connections_do_not_stop_a_look_up_and_past_the_slots_is_503()
     let found = search(&server, "CareTeam", &nhs(1), &[]);
     assert_eq!(found.status, 200);
     assert_eq!(found.body["total"], 1);
+    assert_fhir(&[&found.body]);
     // Every slot taken (1,024): the next client is told so at once.
     idle.extend((0..40).map(|_| std::net::TcpStream::connect(&address).unwrap()));
     let mut told = None;
@@ -691,7 +696,7 @@ fn a_thousand_idle_connections_do_not_stop_a_look_up_and_past_the_slots_is_503()
 }
 
 #[test]
-fn a_client_that_sends_a_byte_a_second_is_cut_off() {
+fn a_client_that_sends_a_byte_a_second_or_stays_idle_is_cut_off() {
     use std::io::{Read, Write};
     let dir = site();
     let server = serve(dir.path());
@@ -702,6 +707,24 @@ fn a_client_that_sends_a_byte_a_second_is_cut_off() {
         .next()
         .unwrap()
         .to_owned();
+    // Beside it, a client idle after one answer on a kept-alive connection.
+    let idle = {
+        let address = address.clone();
+        std::thread::spawn(move || {
+            let mut idle = std::net::TcpStream::connect(&address).unwrap();
+            idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            idle.set_read_timeout(Some(std::time::Duration::from_secs(120)))
+                .unwrap();
+            let mut answer = [0u8; 1024];
+            let n = idle.read(&mut answer).unwrap();
+            assert!(answer[..n].starts_with(b"HTTP/1.1 200"));
+            let waited = std::time::Instant::now();
+            // The server closes it: a read returns 0 (not the 120 s read timeout's error).
+            assert_eq!(idle.read(&mut answer).unwrap(), 0);
+            waited.elapsed()
+        })
+    };
     let mut slow = std::net::TcpStream::connect(&address).unwrap();
     slow.set_read_timeout(Some(std::time::Duration::from_millis(900)))
         .unwrap();
@@ -741,6 +764,7 @@ fn a_client_that_sends_a_byte_a_second_is_cut_off() {
     );
     // It was the headers' 30 s, not an early cut.
     assert!(started.elapsed() >= std::time::Duration::from_secs(29));
+    assert!(idle.join().unwrap() >= std::time::Duration::from_secs(29));
 }
 
 #[test]
