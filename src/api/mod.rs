@@ -84,7 +84,7 @@ pub fn serve(
     let queue = std::sync::Mutex::new(queue);
     // SQLite has one writer: one worker. On PostgreSQL the store's write lock orders the
     // look-ups (and the access log's chain); four workers keep it busy while others wait
-    // on the network (bench/api.sh: about 1.7x one worker's rate).
+    // on the network.
     let workers = if config.postgres.is_some() { 4 } else { 1 };
     std::thread::scope(|scope| {
         let (opened, started) = std::sync::mpsc::channel();
