@@ -497,6 +497,16 @@ impl Config {
                 ));
             }
             for (k, hash) in org.api_token_sha256.iter().enumerate() {
+                if health_orgs
+                    .iter()
+                    .any(|h: &HealthOrg| h.api_token_sha256.contains(hash))
+                    || org.api_token_sha256[..k].contains(hash)
+                {
+                    return Err(bad(
+                        &format!("health_org[{i}].api_token_sha256[{k}]"),
+                        "is listed already: a token belongs to one organisation, which every look-up made with it is recorded for".into(),
+                    ));
+                }
                 if hash.len() != 64 || !hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
                 {
                     return Err(bad(

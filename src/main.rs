@@ -127,7 +127,7 @@ fn main() -> ExitCode {
             });
         }
     };
-    let level = if matches!(cli.command, Command::Run(_)) {
+    let level = if matches!(cli.command, Command::Run(_) | Command::Serve) {
         "info"
     } else {
         "warn"

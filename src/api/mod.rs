@@ -33,6 +33,8 @@ use tokio::sync::{mpsc, oneshot};
 
 /// A client that has not sent its request's headers within this is cut off.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// A TLS handshake not finished within this is cut off (the headers' time starts after).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once; past them a client is told 503 at once (up to
 /// [`MAX_TURNED_AWAY`] at a time; past those, closed).
 const MAX_CONNECTIONS: usize = 1024;
@@ -64,6 +66,16 @@ struct Shared {
     jobs: mpsc::Sender<Job>,
     base: String,
     metrics: metrics::Metrics,
+    /// This process's key for resource ids.
+    ids: fhir::IdKey,
+}
+
+/// 32 random bytes (two version-4 UUIDs' worth of the operating system's randomness).
+fn random_key() -> [u8; 32] {
+    let mut key = [0u8; 32];
+    key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    key[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    key
 }
 
 /// Serves the API until `stop` is set; `ready` is told the address once it listens.
@@ -114,6 +126,7 @@ pub fn serve(
             jobs,
             base: api.base.clone(),
             metrics: metrics::Metrics::default(),
+            ids: fhir::IdKey(random_key()),
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -240,7 +253,7 @@ async fn listen(
             measured,
         ))
         .with_state(Arc::clone(&shared));
-    let busy = Router::new().fallback(busy);
+    let busy = Router::new().fallback(busy).with_state(Arc::clone(&shared));
     tracing::info!(address = %local, base = %base, "FHIR API listening");
     ready(local);
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
@@ -279,8 +292,8 @@ async fn listen(
                     let _ = http.serve_connection(io, service).await;
                 }
                 Some(acceptor) => {
-                    // The handshake has the time the headers have.
-                    let handshake = tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream));
+                    let handshake =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
                     if let Ok(Ok(tls)) = handshake.await {
                         let io = hyper_util::rt::TokioIo::new(tls);
                         let _ = http.serve_connection(io, service).await;
@@ -329,7 +342,8 @@ fn one_header(headers: &HeaderMap, name: &str) -> Option<String> {
     if values.next().is_some() {
         return None;
     }
-    first.to_str().ok().map(str::to_owned)
+    // UTF-8, not only visible ASCII: people's names have accents.
+    String::from_utf8(first.as_bytes().to_vec()).ok()
 }
 
 fn takes_json(headers: &HeaderMap, query: Option<&str>) -> bool {
@@ -403,6 +417,20 @@ fn search_request(
     }
     let nhs =
         api_request::patient(query).map_err(|r| refusal(StatusCode::BAD_REQUEST, r, trace))?;
+    // A header given twice is not taken as absent (a second IsUnscheduledAccessEvent
+    // must not turn a silent read into a notifying one).
+    for name in api_request::LOOKER_HEADERS {
+        if headers.get_all(name).iter().count() > 1 {
+            return Err(refusal(
+                StatusCode::BAD_REQUEST,
+                (
+                    SpineError::PreconditionFailed,
+                    format!("the {name} header is given more than once"),
+                ),
+                trace,
+            ));
+        }
+    }
     let Looker {
         user,
         role,
@@ -484,7 +512,7 @@ async fn care_team(
             let teams = found
                 .flags
                 .iter()
-                .map(|f| fhir::care_team(&number, f))
+                .map(|f| fhir::care_team(&shared.ids, &number, f))
                 .collect();
             // Nothing of the child in the log: whether it was flagged is a trace of it.
             tracing::info!(trace = %trace, "CareTeam search answered");
@@ -510,8 +538,7 @@ async fn audit_event(
             let events = found
                 .presentations
                 .iter()
-                .enumerate()
-                .map(|(i, p)| fhir::audit_event(&number, i, p))
+                .map(|p| fhir::audit_event(&shared.ids, &number, p))
                 .collect();
             tracing::info!(trace = %trace, "AuditEvent search answered");
             fhir_reply(StatusCode::OK, &fhir::search_bundle(events), &trace)
@@ -542,7 +569,12 @@ async fn measured(
 ) -> Response {
     let endpoint = metrics::endpoint(request.uri().path(), &shared.base);
     let started = std::time::Instant::now();
-    let response = next.run(request).await;
+    // GET only: the router would also answer HEAD with a GET's work (a look-up).
+    let response = if request.method() == axum::http::Method::GET {
+        next.run(request).await
+    } else {
+        not_allowed(request.headers().clone()).await
+    };
     shared
         .metrics
         .request(endpoint, response.status().as_u16(), started.elapsed());
@@ -559,7 +591,12 @@ async fn metrics_text(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 /// Every connection slot is taken: 503 now rather than a wait.
-async fn busy(headers: HeaderMap) -> Response {
+async fn busy(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    shared.metrics.request(
+        "busy",
+        StatusCode::SERVICE_UNAVAILABLE.as_u16(),
+        Duration::ZERO,
+    );
     let mut response = refusal(
         StatusCode::SERVICE_UNAVAILABLE,
         (

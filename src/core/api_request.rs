@@ -61,6 +61,14 @@ pub struct Looker {
     pub unscheduled: bool,
 }
 
+/// The headers that say who looks and how.
+pub const LOOKER_HEADERS: [&str; 4] = [
+    "NHSD-End-User-Name",
+    "NHSD-End-User-Role",
+    "NHSD-Care-Setting",
+    "IsUnscheduledAccessEvent",
+];
+
 pub fn looker(get: &dyn Fn(&str) -> Option<String>) -> Result<Looker, Refusal> {
     let failed = |why: String| (SpineError::PreconditionFailed, why);
     let person = |header: &str| {

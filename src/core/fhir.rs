@@ -33,16 +33,24 @@ pub fn plan_coding(plan: PlanType) -> (&'static str, &'static str) {
     }
 }
 
-/// A resource's id: stable for the same parts, and saying nothing of them (an id travels in
-/// URLs and logs; an NHS number must not).
-fn opaque_id(parts: &[&str]) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(parts.join("|").as_bytes());
-    hex::encode(&digest[..16])
+/// The secret a server's resource ids are keyed with: an id is the same for the same parts
+/// while the key lasts, and without the key says nothing of them (an id travels in URLs
+/// and logs; an NHS number must not, and a plain hash of one can be reversed by trying
+/// every number).
+pub struct IdKey(pub [u8; 32]);
+
+impl IdKey {
+    fn id(&self, parts: &[&str]) -> String {
+        use hmac::{Hmac, Mac};
+        let mut mac =
+            Hmac::<sha2::Sha256>::new_from_slice(&self.0).expect("HMAC takes a key of any length");
+        mac.update(parts.join("|").as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..16])
+    }
 }
 
 /// One flag as a `CareTeam`: the plan, its dates and status, the LA and its phones.
-pub fn care_team(nhs_number: &str, flag: &Flag) -> Value {
+pub fn care_team(key: &IdKey, nhs_number: &str, flag: &Flag) -> Value {
     let (code, display) = plan_coding(flag.plan_type);
     let mut period = json!({ "start": flag.start_date.to_string() });
     if let Some(end) = flag.end_date {
@@ -50,7 +58,7 @@ pub fn care_team(nhs_number: &str, flag: &Flag) -> Value {
     }
     json!({
         "resourceType": "CareTeam",
-        "id": opaque_id(&[&flag.la_code.to_string(), flag.plan_type.as_str(), nhs_number]),
+        "id": key.id(&[&flag.la_code.to_string(), flag.plan_type.as_str(), nhs_number]),
         "status": match flag.status {
             Status::Open => "active",
             Status::Ended => "inactive",
@@ -72,10 +80,10 @@ pub fn care_team(nhs_number: &str, flag: &Flag) -> Value {
 
 /// One earlier presentation at unscheduled care as an `AuditEvent`: when, where and in
 /// which setting (never who: another organisation's staff are not named).
-pub fn audit_event(nhs_number: &str, index: usize, seen: &PresentationView) -> Value {
+pub fn audit_event(key: &IdKey, nhs_number: &str, seen: &PresentationView) -> Value {
     json!({
         "resourceType": "AuditEvent",
-        "id": opaque_id(&[nhs_number, &seen.attended_at, &seen.org_ods, &index.to_string()]),
+        "id": key.id(&[nhs_number, &seen.attended_at, &seen.org_ods, &seen.setting]),
         "type": {
             "system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
             "code": "rest",
@@ -203,6 +211,8 @@ mod tests {
     use super::*;
     use crate::core::ids::LaCode;
 
+    const KEY: IdKey = IdKey([7; 32]);
+
     fn flag(status: Status, end: Option<&str>) -> Flag {
         Flag {
             plan_type: PlanType::Ucpp,
@@ -251,8 +261,8 @@ mod tests {
 
     #[test]
     fn every_body_is_fhir_r4_as_hl7_defines_it() {
-        let open = care_team("9997770048", &flag(Status::Open, None));
-        let ended = care_team("9997770048", &flag(Status::Ended, Some("2026-11-01")));
+        let open = care_team(&KEY, "9997770048", &flag(Status::Open, None));
+        let ended = care_team(&KEY, "9997770048", &flag(Status::Ended, Some("2026-11-01")));
         let seen = PresentationView {
             attended_at: "2026-11-21T09:42:00.000Z".into(),
             org_ods: "RWG".into(),
@@ -260,12 +270,12 @@ mod tests {
             setting: "ED".into(),
         };
         // The checker is not a rubber stamp: a status CareTeam does not have is found.
-        let mut wrong = care_team("9997770048", &flag(Status::Open, None));
+        let mut wrong = care_team(&KEY, "9997770048", &flag(Status::Open, None));
         wrong["status"] = json!("flagged");
         let mut bodies = vec![
             search_bundle(vec![open, ended]),
             search_bundle(Vec::new()),
-            search_bundle(vec![audit_event("9997770048", 0, &seen)]),
+            search_bundle(vec![audit_event(&KEY, "9997770048", &seen)]),
             wrong,
             capability_statement(),
         ];
@@ -285,7 +295,7 @@ mod tests {
 
     #[test]
     fn a_care_team_says_the_plan_its_la_and_how_to_reach_it() {
-        let team = care_team("9997770048", &flag(Status::Ended, Some("2026-11-01")));
+        let team = care_team(&KEY, "9997770048", &flag(Status::Ended, Some("2026-11-01")));
         assert_eq!(team["status"], "inactive");
         assert_eq!(team["category"][0]["coding"][0]["code"], "818901000000100");
         assert_eq!(team["category"][0]["coding"][0]["system"], SNOMED);
@@ -300,11 +310,24 @@ mod tests {
         assert_eq!(team["telecom"][0]["value"], "01632 960451");
         assert_eq!(team["telecom"][1]["use"], "mobile");
         assert_eq!(team["telecom"][1]["value"], "01632 960450");
-        assert!(care_team("9997770048", &flag(Status::Open, None))["period"]
-            .get("end")
-            .is_none());
+        assert!(
+            care_team(&KEY, "9997770048", &flag(Status::Open, None))["period"]
+                .get("end")
+                .is_none()
+        );
         let id = team["id"].as_str().unwrap();
         assert!(id.len() == 32 && !id.contains("9997770048"), "{id}");
+        // Keyed: another key, another id; the same key, the same id.
+        let other = care_team(
+            &IdKey([8; 32]),
+            "9997770048",
+            &flag(Status::Ended, Some("2026-11-01")),
+        );
+        assert_ne!(other["id"], team["id"]);
+        assert_eq!(
+            care_team(&KEY, "9997770048", &flag(Status::Ended, Some("2026-11-01")))["id"],
+            team["id"]
+        );
         assert_eq!(search_bundle(vec![team])["total"], 1);
         assert_eq!(search_bundle(Vec::new())["total"], 0);
     }

@@ -460,8 +460,112 @@ fn every_refusal_is_an_operation_outcome_with_its_spine_code() {
         );
     }
     assert_fhir(&cases.iter().map(|(a, _, _)| &a.body).collect::<Vec<_>>());
-    // Nothing was looked up: no entry in the log.
+    // HEAD is not GET: it looks nothing up.
+    let head = ureq::head(&careteam(&ok_query))
+        .set("Authorization", &format!("Bearer {TOKEN}"))
+        .set("NHSD-End-User-Name", "Dr A")
+        .set("NHSD-End-User-Role", "Doctor")
+        .set("NHSD-Care-Setting", "ED")
+        .call();
+    assert!(matches!(head, Err(ureq::Error::Status(405, _))), "{head:?}");
+    // Nothing was looked up: no entry in the log, nothing stored.
     assert_eq!(count(dir.path(), "SELECT count(*) FROM access_log"), 0);
+    assert_eq!(count(dir.path(), "SELECT count(*) FROM presentations"), 0);
+}
+
+/// Sends `request` (a whole HTTP/1.1 request) on its own connection; the status and body.
+fn raw(server: &Server, request: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let address = server
+        .url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let status = text[9..12].parse().unwrap();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (status, body)
+}
+
+#[test]
+fn headers_in_utf8_are_taken_and_a_repeated_one_is_refused() {
+    let dir = site();
+    let server = serve(dir.path());
+    let path = format!(
+        "/cpis/FHIR/R4/CareTeam?patient:identifier=https://fhir.nhs.uk/Id/nhs-number%7C{}",
+        nhs(1)
+    );
+    let request = |extra: &str| {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {TOKEN}\r\n\
+             NHSD-End-User-Name: Dr Zoë Siân\r\nNHSD-End-User-Role: Médecin\r\nNHSD-Care-Setting: ED\r\n{extra}\r\n"
+        )
+    };
+    let (status, body) = raw(&server, &request(""));
+    assert_eq!(status, 200, "{body}");
+    let n = nhs(1);
+    let n = n.trim_start_matches('0');
+    assert_eq!(
+        backend::sql(
+            dir.path(),
+            &format!("SELECT user_name, user_role FROM access_log WHERE nhs = {n}")
+        ),
+        ["Dr Zoë Siân|Médecin"]
+    );
+    let (status, body) = raw(
+        &server,
+        &request("IsUnscheduledAccessEvent: false\r\nIsUnscheduledAccessEvent: false\r\n"),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("PRECONDITION_FAILED"), "{body}");
+    let (status, _) = raw(
+        &server,
+        &format!("HEAD {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(status, 405);
+    assert_eq!(
+        count(
+            dir.path(),
+            &format!("SELECT count(*) FROM access_log WHERE nhs = {n}")
+        ),
+        1
+    );
+}
+
+#[test]
+fn a_token_belongs_to_one_organisation() {
+    let dir = site();
+    let config = dir.path().join("config.toml");
+    let text = fs::read_to_string(&config).unwrap();
+    let hash = text
+        .split("api_token_sha256 = [\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    fs::write(
+        &config,
+        text.replace(
+            "name = \"Princess Alexandra\"\n",
+            &format!("name = \"Princess Alexandra\"\napi_token_sha256 = [\"{hash}\"]\n"),
+        ),
+    )
+    .unwrap();
+    // Any command reads the configuration first (serve would run for ever if it took it).
+    let out = gateway(dir.path()).arg("init").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("health_org[1].api_token_sha256[0]"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -553,7 +657,7 @@ fn plain_http_is_for_this_machine_only() {
         text.replace("listen = \"127.0.0.1:0\"", "listen = \"0.0.0.0:0\""),
     )
     .unwrap();
-    let out = gateway(dir.path()).arg("serve").output().unwrap();
+    let out = gateway(dir.path()).arg("init").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&out.stderr)
@@ -693,6 +797,20 @@ fn a_thousand_idle_connections_do_not_stop_a_look_up_and_past_the_slots_is_503()
     );
     assert_fhir(&[&told.body]);
     drop(idle);
+    // The slots free again; the 503s were counted.
+    let metrics = server.url.replace("/cpis/FHIR/R4", "/metrics");
+    let mut text = String::new();
+    for _ in 0..50 {
+        if let Ok(r) = ureq::get(&metrics).call() {
+            text = r.into_string().unwrap();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        text.contains("cpis_api_requests_total{endpoint=\"busy\",status=\"503\"}"),
+        "{text}"
+    );
 }
 
 #[test]
