@@ -171,15 +171,19 @@ mod tests {
         }
     }
 
-    #[test]
-    fn one_record_access_a_record_with_each_look_up_and_text_escaped() {
-        let head = Notification {
+    fn head() -> Notification<'static> {
+        Notification {
             created: "2026-11-22T10:00:00Z".parse().unwrap(),
             la_code: "908",
             la_name: "Cornwall",
             asid: "123456789012",
             upload_ref: "7",
-        };
+        }
+    }
+
+    #[test]
+    fn one_record_access_a_record_with_each_look_up_and_text_escaped() {
+        let head = head();
         let mut n = 0;
         let mut ids = || {
             n += 1;
@@ -220,13 +224,7 @@ mod tests {
 
     #[test]
     fn a_character_xml_cannot_carry_is_replaced_not_written() {
-        let head = Notification {
-            created: "2026-11-22T10:00:00Z".parse().unwrap(),
-            la_code: "908",
-            la_name: "Cornwall",
-            asid: "123456789012",
-            upload_ref: "7",
-        };
+        let head = head();
         let hostile = Access {
             user_role: "Doctor\u{1}",
             local_ref: Some("ref\u{FFFE}1"),

@@ -558,14 +558,16 @@ fn a_token_belongs_to_one_organisation() {
         ),
     )
     .unwrap();
-    // Any command reads the configuration first (serve would run for ever if it took it).
-    let out = gateway(dir.path()).arg("init").output().unwrap();
+    refused_config(dir.path(), "health_org[1].api_token_sha256[0]");
+}
+
+/// Asserts the configuration in `dir` is refused, naming `says`. Any command reads it
+/// first; `init` is one that ends (`serve` would run for ever if it took it).
+fn refused_config(dir: &Path, says: &str) {
+    let out = gateway(dir).arg("init").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("health_org[1].api_token_sha256[0]"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(says), "{stderr}");
 }
 
 #[test]
@@ -657,13 +659,9 @@ fn plain_http_is_for_this_machine_only() {
         text.replace("listen = \"127.0.0.1:0\"", "listen = \"0.0.0.0:0\""),
     )
     .unwrap();
-    let out = gateway(dir.path()).arg("init").output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&out.stderr)
-            .contains("api.listen: 0.0.0.0:0 is not a loopback address"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    refused_config(
+        dir.path(),
+        "api.listen: 0.0.0.0:0 is not a loopback address",
     );
 }
 
