@@ -25,6 +25,14 @@ struct Server {
     url: String,
 }
 
+impl Server {
+    /// `host:port` of a plain-HTTP server.
+    fn address(&self) -> String {
+        let rest = self.url.trim_start_matches("http://");
+        rest.split('/').next().unwrap().to_owned()
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -476,13 +484,7 @@ fn every_refusal_is_an_operation_outcome_with_its_spine_code() {
 /// Sends `request` (a whole HTTP/1.1 request) on its own connection; the status and body.
 fn raw(server: &Server, request: &str) -> (u16, String) {
     use std::io::{Read, Write};
-    let address = server
-        .url
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let address = server.address();
     let mut stream = std::net::TcpStream::connect(address).unwrap();
     stream.write_all(request.as_bytes()).unwrap();
     let mut text = String::new();
@@ -763,13 +765,7 @@ fn a_thousand_idle_connections_do_not_stop_a_look_up_and_past_the_slots_is_503()
     }
     let dir = site();
     let server = serve(dir.path());
-    let address = server
-        .url
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let address = server.address();
     let mut idle: Vec<std::net::TcpStream> = (0..1000)
         .map(|_| std::net::TcpStream::connect(&address).unwrap())
         .collect();
@@ -816,13 +812,7 @@ fn a_client_that_sends_a_byte_a_second_or_stays_idle_is_cut_off() {
     use std::io::{Read, Write};
     let dir = site();
     let server = serve(dir.path());
-    let address = server
-        .url
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let address = server.address();
     // Beside it, a client idle after one answer on a kept-alive connection.
     let idle = {
         let address = address.clone();
